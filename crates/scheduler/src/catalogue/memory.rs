@@ -1,0 +1,136 @@
+//! The in-memory catalogue, used by the embedded default backend, scenarios and tests.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile};
+use crate::error::{Error, Result};
+use crate::types::{ArchiveFile, TapeFile};
+
+/// Bytes per tape block, used to derive block ids of written files.
+pub const BLOCK_SIZE: u64 = 256 * 1024;
+
+struct State {
+    snapshot: Arc<CatalogueSnapshot>,
+    files: BTreeMap<u64, ArchiveFile>,
+    next_archive_file_id: u64,
+    next_request_id: u64,
+}
+
+/// A catalogue held in process memory; snapshots are shared copy-on-write.
+pub struct MemoryCatalogue {
+    state: Mutex<State>,
+}
+
+impl MemoryCatalogue {
+    /// A catalogue with the given content, validated.
+    pub fn new(snapshot: CatalogueSnapshot, files: Vec<ArchiveFile>) -> Result<Self> {
+        snapshot.validate()?;
+        let mut by_id = BTreeMap::new();
+        for f in files {
+            if !snapshot.storage_classes.contains_key(&f.storage_class) {
+                return Err(Error::not_found(format!(
+                    "file {}: storage class {:?} does not exist",
+                    f.archive_file_id, f.storage_class
+                )));
+            }
+            for c in &f.copies {
+                if !snapshot.tapes.contains_key(&c.vid) {
+                    return Err(Error::not_found(format!("file {}: tape {:?} does not exist", f.archive_file_id, c.vid)));
+                }
+            }
+            if by_id.insert(f.archive_file_id, f).is_some() {
+                return Err(Error::conflict("two files share an archive_file_id"));
+            }
+        }
+        let next = by_id.keys().next_back().map_or(1, |k| k + 1);
+        Ok(MemoryCatalogue {
+            state: Mutex::new(State {
+                snapshot: Arc::new(snapshot),
+                files: by_id,
+                next_archive_file_id: next,
+                next_request_id: 1,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Catalogue for MemoryCatalogue {
+    async fn snapshot(&self) -> Result<Arc<CatalogueSnapshot>> {
+        Ok(self.lock().snapshot.clone())
+    }
+
+    async fn apply(&self, edit: CatalogueEdit) -> Result<()> {
+        let mut st = self.lock();
+        let mut next = (*st.snapshot).clone();
+        next.apply(edit)?;
+        st.snapshot = Arc::new(next);
+        Ok(())
+    }
+
+    async fn archive_file(&self, archive_file_id: u64) -> Result<Option<ArchiveFile>> {
+        Ok(self.lock().files.get(&archive_file_id).cloned())
+    }
+
+    async fn reserve_archive_file_id(&self, requested: Option<u64>) -> Result<u64> {
+        let mut st = self.lock();
+        match requested {
+            Some(id) => {
+                if st.files.contains_key(&id) {
+                    return Err(Error::conflict(format!("archive file {id} already exists")));
+                }
+                st.next_archive_file_id = st.next_archive_file_id.max(id + 1);
+                Ok(id)
+            }
+            None => {
+                let id = st.next_archive_file_id;
+                st.next_archive_file_id += 1;
+                Ok(id)
+            }
+        }
+    }
+
+    async fn next_request_id(&self) -> Result<u64> {
+        let mut st = self.lock();
+        let id = st.next_request_id;
+        st.next_request_id += 1;
+        Ok(id)
+    }
+
+    async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile> {
+        let mut st = self.lock();
+        let mut snap = (*st.snapshot).clone();
+        let tape = snap.tapes.get_mut(&file.vid).ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
+        let written = TapeFile {
+            copy_nb: file.copy_nb,
+            vid: file.vid.clone(),
+            fseq: tape.last_fseq + 1,
+            block_id: tape.data_on_tape_bytes / BLOCK_SIZE,
+        };
+        tape.last_fseq += 1;
+        tape.data_on_tape_bytes = tape.data_on_tape_bytes.saturating_add(file.size);
+        if tape.capacity_bytes > 0 && tape.data_on_tape_bytes >= tape.capacity_bytes {
+            tape.full = true;
+        }
+        st.snapshot = Arc::new(snap);
+        let entry = st.files.entry(file.archive_file_id).or_insert_with(|| ArchiveFile {
+            archive_file_id: file.archive_file_id,
+            disk_instance: file.disk_instance.clone(),
+            disk_file_id: file.disk_file_id.clone(),
+            size: file.size,
+            storage_class: file.storage_class.clone(),
+            copies: vec![],
+        });
+        entry.copies.retain(|c| c.copy_nb != file.copy_nb);
+        entry.copies.push(written.clone());
+        entry.copies.sort_by_key(|c| c.copy_nb);
+        Ok(written)
+    }
+}

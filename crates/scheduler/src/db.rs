@@ -1,0 +1,375 @@
+//! The `SchedulerDb` trait: the storage interface every queue backend implements.
+//!
+//! A backend stores requests, queues and mounts; it holds no scheduling policy. Where a state
+//! change needs a rule (how many retries, which VID a retrieve goes back to), the backend calls the
+//! pure functions of [`crate::rules`] or the [`RetrieveRouter`] the scheduler hands it, inside its
+//! own atomic section (lock, transaction). Every operation takes "now" from the caller.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::types::*;
+
+/// A retrieve queue put to sleep because its destination disk system was full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSleep {
+    /// The disk system that was full.
+    pub disk_system: String,
+    /// The queue sleeps while `now < until`.
+    pub until: Timestamp,
+}
+
+/// One potential mount: a non-empty archive queue (pool + mount type) or retrieve queue (VID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PotentialMount {
+    /// ArchiveForUser, ArchiveForRepack or Retrieve.
+    pub mount_type: MountType,
+    /// The pool, for archive queues.
+    pub tape_pool: Option<String>,
+    /// The VID, for retrieve queues.
+    pub vid: Option<String>,
+    /// Jobs queued (not popped).
+    pub files_queued: u64,
+    /// Bytes queued.
+    pub bytes_queued: u64,
+    /// Earliest creation time of a queued job.
+    pub oldest_job_start: Timestamp,
+    /// Latest creation time of a queued job.
+    pub youngest_job_start: Timestamp,
+    /// Highest priority recorded on the queued jobs.
+    pub priority: u64,
+    /// Lowest minimum request age recorded on the queued jobs.
+    pub min_request_age: u64,
+    /// Number of queued jobs per mount-policy name.
+    pub policy_counts: PolicyCounts,
+    /// Sleep marker of a retrieve queue (the decision compares it with now).
+    pub sleep: Option<QueueSleep>,
+}
+
+/// What a backend knows for a mount decision: one potential mount per queue, sorted by
+/// (mount type, tape pool, vid) so two backends' answers compare field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountInfo {
+    /// Potential mounts, one per non-empty transfer queue.
+    pub potential_mounts: Vec<PotentialMount>,
+}
+
+impl MountInfo {
+    /// Sorts the potential mounts into the canonical order.
+    pub fn sort(&mut self) {
+        self.potential_mounts
+            .sort_by(|a, b| (a.mount_type, &a.tape_pool, &a.vid).cmp(&(b.mount_type, &b.tape_pool, &b.vid)));
+    }
+}
+
+/// The mount the decision chose, as a backend records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Mount type.
+    pub mount_type: MountType,
+    /// The tape to mount.
+    pub vid: String,
+    /// Its pool (for archives, the queue served).
+    pub tape_pool: String,
+    /// The VO the mount is charged to.
+    pub vo: String,
+    /// The drive.
+    pub drive: String,
+    /// The drive's logical library.
+    pub logical_library: String,
+}
+
+/// Queue totals of one retrieve VID, for choosing where a retrieve goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The VID.
+    pub vid: String,
+    /// Jobs queued.
+    pub files_queued: u64,
+    /// Bytes queued.
+    pub bytes_queued: u64,
+    /// Highest priority recorded on the queued jobs (0 when empty).
+    pub priority: u64,
+}
+
+/// A job handed to a mount, with its whole request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountJob {
+    /// One copy of an archive request.
+    Archive {
+        /// The request.
+        request: ArchiveRequest,
+        /// The copy to write.
+        copy_nb: u32,
+    },
+    /// A retrieve request (read from its active VID).
+    Retrieve {
+        /// The request.
+        request: RetrieveRequest,
+    },
+}
+
+impl MountJob {
+    /// The job's identity.
+    pub fn id(&self) -> JobId {
+        match self {
+            MountJob::Archive { request, copy_nb } => {
+                JobId { request: RequestId::Archive(request.archive_file_id), copy_nb: *copy_nb }
+            }
+            MountJob::Retrieve { request } => JobId {
+                request: RequestId::Retrieve(request.request_id),
+                copy_nb: request.active_copy().map(|c| c.copy_nb).unwrap_or(0),
+            },
+        }
+    }
+    /// The archive file the job moves.
+    pub fn archive_file_id(&self) -> u64 {
+        match self {
+            MountJob::Archive { request, .. } => request.archive_file_id,
+            MountJob::Retrieve { request } => request.archive_file_id,
+        }
+    }
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            MountJob::Archive { request, .. } => request.size,
+            MountJob::Retrieve { request } => request.size,
+        }
+    }
+}
+
+/// A successful transfer: the job, and for archives the tape copy written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferSuccess {
+    /// The job.
+    pub job: JobId,
+    /// The copy written (archives only).
+    pub tape_file: Option<TapeFile>,
+}
+
+/// Which reports a reporting pass takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportFilter {
+    /// Archive reports only.
+    Archive,
+    /// Retrieve reports only.
+    Retrieve,
+    /// Both.
+    All,
+}
+
+/// Success or failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The transfer succeeded.
+    Success,
+    /// The transfer failed for good.
+    Failure,
+}
+
+/// Archive or retrieve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Archive.
+    Archive,
+    /// Retrieve.
+    Retrieve,
+}
+
+/// A report due to the disk side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportJob {
+    /// The request.
+    pub request: RequestId,
+    /// Its archive file.
+    pub archive_file_id: u64,
+    /// Success or failure report.
+    pub outcome: Outcome,
+    /// Where the report goes (may be empty for failures without an error URL).
+    pub url: Option<String>,
+}
+
+impl ReportJob {
+    /// Archive or retrieve.
+    pub fn kind(&self) -> JobKind {
+        match self.request {
+            RequestId::Archive(_) => JobKind::Archive,
+            RequestId::Retrieve(_) => JobKind::Retrieve,
+        }
+    }
+    /// The canonical order of reports: archive file id, kind, request.
+    pub fn order_key(&self) -> (u64, JobKind, RequestId) {
+        (self.archive_file_id, self.kind(), self.request)
+    }
+}
+
+/// A queued job as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingJob {
+    /// The job.
+    pub job: JobId,
+    /// Its archive file.
+    pub archive_file_id: u64,
+    /// The pool (archive) or VID (retrieve) whose queue holds it.
+    pub queue: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a retrieve-queue cleanup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// Requests moved to another copy's queue.
+    pub requeued: u64,
+    /// Requests failed (no other copy available).
+    pub failed: u64,
+}
+
+/// Chooses the VID a retrieve request goes to when a backend requeues it (after a failure, at
+/// the end of a mount, by garbage collection, by queue cleanup). Built by the scheduler from the
+/// catalogue; backends call it without knowing the policy.
+pub trait RetrieveRouter: Send + Sync {
+    /// The VIDs the request may go to (before looking at queue statistics).
+    fn candidates(&self, request: &RetrieveRequest) -> Vec<String>;
+    /// The chosen VID given the statistics of the candidates; `None` fails the request.
+    fn choose(&self, request: &RetrieveRequest, stats: &[QueueStats]) -> Option<String>;
+}
+
+/// The decision callback a backend runs while it holds its scheduling lock.
+pub type DecideFn<'a> = dyn Fn(&MountInfo) -> Option<MountSpec> + Send + Sync + 'a;
+
+/// The storage interface of the scheduler's queues.
+///
+/// Identities (archive file ids, request ids, copy numbers) come from the caller, never from the
+/// backend; mount ids are the backend's. Implementations must give identical results for the same
+/// sequence of calls: `crates/scenario` and the conformance tests check it.
+#[async_trait]
+pub trait SchedulerDb: Send + Sync {
+    /// A short name for logs and traces (`objectstore-memory`, `postgres`...).
+    fn name(&self) -> String;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<()>;
+
+    // --- queueing -------------------------------------------------------------------------
+
+    /// Stores an archive request and queues each job in its pool's queue, all or nothing.
+    /// A request with the same archive file id already stored is a `conflict`.
+    async fn queue_archive(&self, request: ArchiveRequest, now: Timestamp) -> Result<()>;
+
+    /// Stores a retrieve request and queues it in the queue of `request.active_vid`.
+    async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()>;
+
+    /// Totals of the retrieve queues of `vids` (a missing queue gives zeros), in the same order.
+    async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>>;
+
+    /// Deletes the archive request wherever it is. Unknown id: `not_found`.
+    async fn cancel_archive(&self, archive_file_id: u64, now: Timestamp) -> Result<()>;
+
+    /// Deletes the retrieve requests of the file (only those for `dst_url` if given) that are still
+    /// to transfer; returns how many. None: `not_found`.
+    async fn cancel_retrieve(&self, archive_file_id: u64, dst_url: Option<&str>, now: Timestamp) -> Result<u64>;
+
+    // --- mount decisions --------------------------------------------------------------------
+
+    /// Potential mounts, read without the scheduling lock (dry runs, listings).
+    async fn mount_info(&self, now: Timestamp) -> Result<MountInfo>;
+
+    /// Takes the scheduling lock for `logical_library` (the objectstore's is global), reads the
+    /// mount info, runs `decide` on it and, if it chose a mount, records the mount; returns the
+    /// new mount's id and spec.
+    async fn next_mount(
+        &self,
+        logical_library: &str,
+        now: Timestamp,
+        decide: &DecideFn<'_>,
+    ) -> Result<Option<(MountId, MountSpec)>>;
+
+    /// Records a mount decided elsewhere under a given id (the bridge mirrors mounts with it).
+    async fn open_mount(&self, mount: MountId, spec: &MountSpec, now: Timestamp) -> Result<()>;
+
+    // --- mounts -----------------------------------------------------------------------------
+
+    /// Takes the next jobs of the mount's queue in queue order (see [`crate::rules::batch_len`])
+    /// and gives them to the mount. Jobs the mount already failed up to the per-mount limit are
+    /// not handed out again.
+    async fn pop_jobs(&self, mount: MountId, max_files: u64, max_bytes: u64, now: Timestamp) -> Result<Vec<MountJob>>;
+
+    /// Gives the named jobs to the mount (wherever they are queued); unknown or already taken jobs
+    /// are left out of the answer.
+    async fn claim_jobs(&self, mount: MountId, jobs: &[JobId], now: Timestamp) -> Result<Vec<MountJob>>;
+
+    /// Records successful transfers of jobs held by the mount.
+    async fn transfers_succeeded(&self, mount: MountId, jobs: &[TransferSuccess], now: Timestamp) -> Result<()>;
+
+    /// Records failed transfers of jobs held by the mount, applying the retry rules.
+    async fn transfers_failed(
+        &self,
+        mount: MountId,
+        jobs: &[JobId],
+        reason: &str,
+        now: Timestamp,
+        router: &dyn RetrieveRouter,
+    ) -> Result<()>;
+
+    /// Puts jobs held by the mount back in their queues untouched (no retry counted); returns
+    /// how many.
+    async fn requeue_jobs(&self, mount: MountId, jobs: &[JobId], now: Timestamp, router: &dyn RetrieveRouter)
+        -> Result<u64>;
+
+    /// Ends the mount cleanly: every job it still holds goes back to a queue; returns how many.
+    async fn end_mount(&self, mount: MountId, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64>;
+
+    /// The process running the mount died without cleaning up: its jobs stay owned by it until
+    /// [`SchedulerDb::garbage_collect`]. (A real crash needs no call; this marks the owner dead
+    /// at once for scenarios and tests.)
+    async fn abandon_mount(&self, mount: MountId, now: Timestamp) -> Result<()>;
+
+    /// Requeues everything owned by dead owners; returns how many jobs.
+    async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64>;
+
+    /// Puts a retrieve queue to sleep.
+    async fn sleep_retrieve_queue(&self, vid: &str, sleep: QueueSleep, now: Timestamp) -> Result<()>;
+
+    // --- reports ----------------------------------------------------------------------------
+
+    /// Up to `max` due reports in canonical order ([`ReportJob::order_key`]).
+    async fn reports_due(&self, filter: ReportFilter, max: u64, now: Timestamp) -> Result<Vec<ReportJob>>;
+
+    /// Records delivered reports: successes are deleted, failures move to the failed list.
+    async fn reports_delivered(&self, reports: &[RequestId], now: Timestamp) -> Result<()>;
+
+    /// Records failed report deliveries (a report retry each; at the limit the request moves to
+    /// the failed list).
+    async fn reports_failed(&self, reports: &[RequestId], reason: &str, now: Timestamp) -> Result<()>;
+
+    // --- tape-state cleanup -------------------------------------------------------------------
+
+    /// Flags (or unflags) a VID's retrieve queue for cleanup.
+    async fn set_cleanup_flag(&self, vid: &str, flag: bool, now: Timestamp) -> Result<()>;
+
+    /// VIDs whose retrieve queue is flagged for cleanup, sorted.
+    async fn cleanup_flagged(&self) -> Result<Vec<String>>;
+
+    /// Moves every queued request of the VID to the router's choice (or fails it) and clears the
+    /// flag.
+    async fn drain_retrieve_queue(&self, vid: &str, now: Timestamp, router: &dyn RetrieveRouter) -> Result<DrainReport>;
+
+    // --- listings -----------------------------------------------------------------------------
+
+    /// Queued jobs of one queue (pool or VID) in queue order, or of every queue sorted by queue
+    /// name then queue order.
+    async fn list_pending(&self, kind: JobKind, queue: Option<&str>) -> Result<Vec<PendingJob>>;
+
+    /// Archive file ids of failed requests, ascending.
+    async fn list_failed(&self, kind: JobKind) -> Result<Vec<u64>>;
+}
+
+/// Per-drive reservations of disk-system space, bytes, as the catalogue keeps them.
+pub type Reservations = BTreeMap<(String, String), u64>;

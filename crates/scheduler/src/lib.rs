@@ -1,0 +1,24 @@
+//! tapesched's canonical scheduling core.
+//!
+//! - [`types`]: domain values (tapes, pools, policies, requests, jobs);
+//! - [`catalogue`]: the [`catalogue::Catalogue`] trait and the in-memory catalogue;
+//! - [`db`]: the [`db::SchedulerDb`] trait every queue backend implements;
+//! - [`decision`]: the mount decision, one pure function with its explanation;
+//! - [`rules`]: batch, retry, report and best-VID rules backends apply;
+//! - [`scheduler`]: the [`scheduler::Scheduler`], every workflow written once;
+//! - [`clock`], [`error`], [`names`], [`resolve`]: injected time, errors, input checks, look-ups.
+
+#![warn(missing_docs)]
+
+pub mod catalogue;
+pub mod clock;
+pub mod db;
+pub mod decision;
+pub mod error;
+pub mod names;
+pub mod resolve;
+pub mod rules;
+pub mod scheduler;
+pub mod types;
+
+pub use error::{Error, ErrorKind, Result};
