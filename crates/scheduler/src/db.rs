@@ -320,8 +320,13 @@ pub trait SchedulerDb: Send + Sync {
 
     /// Puts jobs held by the mount back in their queues untouched (no retry counted); returns
     /// how many.
-    async fn requeue_jobs(&self, mount: MountId, jobs: &[JobId], now: Timestamp, router: &dyn RetrieveRouter)
-        -> Result<u64>;
+    async fn requeue_jobs(
+        &self,
+        mount: MountId,
+        jobs: &[JobId],
+        now: Timestamp,
+        router: &dyn RetrieveRouter,
+    ) -> Result<u64>;
 
     /// Ends the mount cleanly: every job it still holds goes back to a queue; returns how many.
     async fn end_mount(&self, mount: MountId, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64>;
@@ -359,7 +364,8 @@ pub trait SchedulerDb: Send + Sync {
 
     /// Moves every queued request of the VID to the router's choice (or fails it) and clears the
     /// flag.
-    async fn drain_retrieve_queue(&self, vid: &str, now: Timestamp, router: &dyn RetrieveRouter) -> Result<DrainReport>;
+    async fn drain_retrieve_queue(&self, vid: &str, now: Timestamp, router: &dyn RetrieveRouter)
+        -> Result<DrainReport>;
 
     // --- listings -----------------------------------------------------------------------------
 

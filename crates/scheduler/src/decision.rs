@@ -198,10 +198,7 @@ pub fn refreshed_policy(cat: &CatalogueSnapshot, pm: &PotentialMount) -> (u64, u
         return (pm.priority, pm.min_request_age);
     }
     let prio = live.iter().map(|p| if archive { p.archive_priority } else { p.retrieve_priority }).max();
-    let age = live
-        .iter()
-        .map(|p| if archive { p.archive_min_request_age } else { p.retrieve_min_request_age })
-        .min();
+    let age = live.iter().map(|p| if archive { p.archive_min_request_age } else { p.retrieve_min_request_age }).min();
     (prio.unwrap_or(0), age.unwrap_or(0))
 }
 

@@ -113,11 +113,12 @@ pub enum ArchiveSuccessOutcome {
 }
 
 /// Applies a successful write of copy `copy_nb` to an archive request.
-pub fn on_archive_success(request: &mut ArchiveRequest, copy_nb: u32, written: Option<TapeFile>) -> ArchiveSuccessOutcome {
-    let others_pending = request
-        .jobs
-        .iter()
-        .any(|j| j.copy_nb != copy_nb && j.status == ArchiveJobStatus::ToTransfer);
+pub fn on_archive_success(
+    request: &mut ArchiveRequest,
+    copy_nb: u32,
+    written: Option<TapeFile>,
+) -> ArchiveSuccessOutcome {
+    let others_pending = request.jobs.iter().any(|j| j.copy_nb != copy_nb && j.status == ArchiveJobStatus::ToTransfer);
     let report = !others_pending && !request.report_decided;
     if let Some(job) = request.job_mut(copy_nb) {
         job.written = written;

@@ -212,7 +212,10 @@ impl Scheduler {
     pub async fn report_drive(&self, mut state: DriveState) -> Result<()> {
         check_name("drive", &state.name)?;
         let snap = self.catalogue.snapshot().await?;
-        let known = snap.drives.get(&state.name).ok_or_else(|| Error::not_found(format!("drive {:?} does not exist", state.name)))?;
+        let known = snap
+            .drives
+            .get(&state.name)
+            .ok_or_else(|| Error::not_found(format!("drive {:?} does not exist", state.name)))?;
         state.logical_library = known.logical_library.clone();
         self.catalogue.apply(CatalogueEdit::SetDrive(state)).await
     }
@@ -328,13 +331,21 @@ impl Scheduler {
             }
         }
         let snap = self.catalogue.snapshot().await?;
-        let policy =
-            resolve::retrieve_policy(&snap, &file.disk_instance, &who, sub.activity.as_deref(), sub.mount_policy.as_deref())?;
+        let policy = resolve::retrieve_policy(
+            &snap,
+            &file.disk_instance,
+            &who,
+            sub.activity.as_deref(),
+            sub.mount_policy.as_deref(),
+        )?;
         let mut copies: Vec<&TapeFile> = file.copies.iter().collect();
         if let Some(v) = &sub.vid {
             copies.retain(|c| c.vid == *v);
             if copies.is_empty() {
-                return Err(Error::not_found(format!("archive file {} has no copy on tape {v:?}", file.archive_file_id)));
+                return Err(Error::not_found(format!(
+                    "archive file {} has no copy on tape {v:?}",
+                    file.archive_file_id
+                )));
             }
         }
         let router = CatalogueRouter::new(&snap, now);
@@ -344,7 +355,10 @@ impl Scheduler {
             disk_instance: file.disk_instance.clone(),
             requester: who,
             size: file.size,
-            dst_url: sub.dst_url.clone().unwrap_or_else(|| format!("root://{}/{}", file.disk_instance, file.disk_file_id)),
+            dst_url: sub
+                .dst_url
+                .clone()
+                .unwrap_or_else(|| format!("root://{}/{}", file.disk_instance, file.disk_file_id)),
             report_url: sub.report_url.clone(),
             error_report_url: sub.error_report_url.clone(),
             created_at: sub.created_at.unwrap_or(now),
@@ -378,9 +392,9 @@ impl Scheduler {
             )));
         }
         let stats = self.db.retrieve_queue_stats(&candidates).await?;
-        let vid = router
-            .choose(&request, &stats)
-            .ok_or_else(|| Error::no_tape(format!("no copy of archive file {} can be recalled", file.archive_file_id)))?;
+        let vid = router.choose(&request, &stats).ok_or_else(|| {
+            Error::no_tape(format!("no copy of archive file {} can be recalled", file.archive_file_id))
+        })?;
         request.disk_system = resolve::disk_system(&snap, &request.dst_url);
         request.active_vid = vid.clone();
         request.request_id = self.catalogue.next_request_id().await?;
@@ -422,9 +436,8 @@ impl Scheduler {
         let snap = self.catalogue.snapshot().await?;
         let tape = snap.tapes.get(vid).ok_or_else(|| Error::not_found(format!("tape {vid:?} does not exist")))?;
         let current = tape.state;
-        let flagged = |db: Arc<dyn SchedulerDb>| async move {
-            db.cleanup_flagged().await.map(|f| f.iter().any(|v| v == vid))
-        };
+        let flagged =
+            |db: Arc<dyn SchedulerDb>| async move { db.cleanup_flagged().await.map(|f| f.iter().any(|v| v == vid)) };
         if wanted.is_pending() {
             return Err(Error::refused(format!("{wanted} is an internal state and cannot be requested")));
         }
@@ -506,7 +519,12 @@ impl Scheduler {
                     self.db.drain_retrieve_queue(&vid, now, &router).await?;
                     let target = state.pending_target().unwrap_or(state);
                     self.catalogue
-                        .apply(CatalogueEdit::SetTapeState { vid: vid.clone(), state: target, reason: None, expected: Some(state) })
+                        .apply(CatalogueEdit::SetTapeState {
+                            vid: vid.clone(),
+                            state: target,
+                            reason: None,
+                            expected: Some(state),
+                        })
                         .await?;
                     finalized.push(vid);
                 }
@@ -581,7 +599,9 @@ impl Scheduler {
             for (ds, bytes) in &per_ds {
                 let Some(cfg) = snap.disk_systems.get(ds) else { continue };
                 let reserved: u64 = snap.reservations.iter().filter(|((_, d), _)| d == ds).map(|(_, b)| *b).sum();
-                if (cfg.free_space_bytes as u128) < reserved as u128 + *bytes as u128 + cfg.target_free_space_bytes as u128 {
+                if (cfg.free_space_bytes as u128)
+                    < reserved as u128 + *bytes as u128 + cfg.target_free_space_bytes as u128
+                {
                     full.insert(ds.clone());
                     self.db
                         .sleep_retrieve_queue(
@@ -635,7 +655,11 @@ impl Scheduler {
         });
         for (ds, b) in per_ds {
             self.catalogue
-                .apply(CatalogueEdit::Reserve { drive: session.spec.drive.clone(), disk_system: ds, delta: -(b as i64) })
+                .apply(CatalogueEdit::Reserve {
+                    drive: session.spec.drive.clone(),
+                    disk_system: ds,
+                    delta: -(b as i64),
+                })
                 .await?;
         }
         Ok(())
@@ -757,7 +781,9 @@ impl Scheduler {
         let info = self.db.mount_info(now).await?;
         let mut mounts: BTreeMap<(MountType, Option<String>, Option<String>), u64> = BTreeMap::new();
         for d in snap.drives.values() {
-            if d.scheduler_backend.as_deref() != Some(self.config.backend_name.as_str()) || !d.status.has_current_mount() {
+            if d.scheduler_backend.as_deref() != Some(self.config.backend_name.as_str())
+                || !d.status.has_current_mount()
+            {
                 continue;
             }
             let Some(t) = d.mount_type else { continue };
@@ -821,8 +847,12 @@ impl Scheduler {
                 Some(v)
             }
             (_, None, None) => None,
-            (JobKind::Archive, _, Some(_)) => return Err(Error::invalid("archive queues are listed by tape_pool, not vid")),
-            (JobKind::Retrieve, Some(_), _) => return Err(Error::invalid("retrieve queues are listed by vid, not tape_pool")),
+            (JobKind::Archive, _, Some(_)) => {
+                return Err(Error::invalid("archive queues are listed by tape_pool, not vid"))
+            }
+            (JobKind::Retrieve, Some(_), _) => {
+                return Err(Error::invalid("retrieve queues are listed by vid, not tape_pool"))
+            }
         };
         Ok(self.db.list_pending(kind, queue).await?.into_iter().map(|j| j.archive_file_id).collect())
     }

@@ -38,7 +38,10 @@ impl MemoryCatalogue {
             }
             for c in &f.copies {
                 if !snapshot.tapes.contains_key(&c.vid) {
-                    return Err(Error::not_found(format!("file {}: tape {:?} does not exist", f.archive_file_id, c.vid)));
+                    return Err(Error::not_found(format!(
+                        "file {}: tape {:?} does not exist",
+                        f.archive_file_id, c.vid
+                    )));
                 }
             }
             if by_id.insert(f.archive_file_id, f).is_some() {

@@ -245,8 +245,9 @@ impl CatalogueSnapshot {
                 return Err(missing("mount policy", &r.mount_policy));
             }
             if r.kind == MountRuleKind::Activity {
-                regex::Regex::new(&r.name)
-                    .map_err(|e| Error::invalid(format!("activity rule {:?} is not a regular expression: {e}", r.name)))?;
+                regex::Regex::new(&r.name).map_err(|e| {
+                    Error::invalid(format!("activity rule {:?} is not a regular expression: {e}", r.name))
+                })?;
             }
         }
         for d in self.disk_systems.values() {
@@ -421,10 +422,7 @@ impl CatalogueSnapshot {
                 let tape = self.tapes.get_mut(&vid).ok_or_else(|| missing("tape", &vid))?;
                 if let Some(e) = expected {
                     if tape.state != e {
-                        return Err(Error::conflict(format!(
-                            "tape {vid:?} is {} and no longer {e}",
-                            tape.state
-                        )));
+                        return Err(Error::conflict(format!("tape {vid:?} is {} and no longer {e}", tape.state)));
                     }
                 }
                 let new_reason = reason.filter(|r| !r.is_empty()).or_else(|| tape.state_reason.clone());
