@@ -1,0 +1,577 @@
+//! The stored objects of the legacy design and typed access to them.
+//!
+//! Every value is an [`Envelope`]: the object kind, the format version and the payload. Reading
+//! checks both, so a corrupted, foreign or newer object is a clear `internal` error instead of a
+//! wrong answer. Object names are built here and only here: names taken from requests (pools,
+//! VIDs) are escaped so they can never break out of the naming scheme.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tapesched_scheduler::clock::Timestamp;
+use tapesched_scheduler::db::{MountSpec, Outcome, QueueSleep};
+use tapesched_scheduler::types::*;
+use tapesched_scheduler::{Error, Result};
+
+use crate::store::{Lock, LockMode, ObjectStore, StoreError};
+
+/// The version of the stored format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The kinds of stored objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// The root entry: the index of queues.
+    Root,
+    /// The list of live agents.
+    AgentRegister,
+    /// A process (or drive session) and the objects it owns.
+    Agent,
+    /// The global scheduling lock and mount-id counter.
+    SchedulerGlobalLock,
+    /// An archive request with its per-copy jobs.
+    ArchiveRequest,
+    /// A retrieve request.
+    RetrieveRequest,
+    /// A queue: summary and shard pointers.
+    Queue,
+    /// A queue shard: job pointers.
+    Shard,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    kind: Kind,
+    version: u32,
+    payload: T,
+}
+
+/// A typed stored object.
+pub trait Stored: Serialize + DeserializeOwned + Send + Sync {
+    /// Its kind.
+    const KIND: Kind;
+}
+
+/// Escapes a name taken from a request for use inside an object name: every byte outside
+/// `[A-Za-z0-9._-]` becomes `%XX`.
+pub fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Name of the root entry.
+pub const ROOT: &str = "root";
+/// Name of the agent register.
+pub const AGENT_REGISTER: &str = "AgentRegister";
+/// Name of the global scheduling lock.
+pub const GLOBAL_LOCK: &str = "SchedulerGlobalLock";
+
+/// Name of an archive request.
+pub fn archive_request_name(archive_file_id: u64) -> String {
+    format!("ArchiveRequest-{archive_file_id}")
+}
+/// Name of a retrieve request.
+pub fn retrieve_request_name(request_id: u64) -> String {
+    format!("RetrieveRequest-{request_id}")
+}
+/// Name of the agent of a mount (a drive session).
+pub fn mount_agent_name(mount: MountId) -> String {
+    format!("Agent-mount-{mount}")
+}
+
+/// The kinds of queues, each keyed by a container (pool or VID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum QueueKind {
+    /// User archive jobs to write, per pool.
+    ArchiveToTransferForUser,
+    /// Repack archive jobs to write, per pool.
+    ArchiveToTransferForRepack,
+    /// Archive reports due: successes per VID, failures per pool.
+    ArchiveToReport,
+    /// Failed archive jobs kept for operators, per pool.
+    ArchiveFailed,
+    /// Retrieve jobs to read, per VID.
+    RetrieveToTransfer,
+    /// Retrieve reports due, per VID.
+    RetrieveToReport,
+    /// Failed retrieve jobs kept for operators, per VID.
+    RetrieveFailed,
+}
+
+impl QueueKind {
+    /// True for retrieve queues.
+    pub fn is_retrieve(self) -> bool {
+        matches!(self, QueueKind::RetrieveToTransfer | QueueKind::RetrieveToReport | QueueKind::RetrieveFailed)
+    }
+    /// True for the queues mounts are made from.
+    pub fn is_transfer(self) -> bool {
+        matches!(
+            self,
+            QueueKind::ArchiveToTransferForUser | QueueKind::ArchiveToTransferForRepack | QueueKind::RetrieveToTransfer
+        )
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            QueueKind::ArchiveToTransferForUser => "ArchiveToTransferForUser",
+            QueueKind::ArchiveToTransferForRepack => "ArchiveToTransferForRepack",
+            QueueKind::ArchiveToReport => "ArchiveToReport",
+            QueueKind::ArchiveFailed => "ArchiveFailed",
+            QueueKind::RetrieveToTransfer => "RetrieveToTransfer",
+            QueueKind::RetrieveToReport => "RetrieveToReport",
+            QueueKind::RetrieveFailed => "RetrieveFailed",
+        }
+    }
+}
+
+/// A queue's identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueKey {
+    /// Kind.
+    pub kind: QueueKind,
+    /// Pool or VID.
+    pub container: String,
+}
+
+impl QueueKey {
+    /// A key.
+    pub fn new(kind: QueueKind, container: impl Into<String>) -> Self {
+        QueueKey { kind, container: container.into() }
+    }
+    /// The queue object's name.
+    pub fn object_name(&self) -> String {
+        format!("Queue-{}-{}", self.kind.tag(), escape(&self.container))
+    }
+}
+
+/// The root entry: which queues exist, and where.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Root {
+    /// Queue key to queue object name.
+    pub queues: Vec<(QueueKey, String)>,
+}
+impl Stored for Root {
+    const KIND: Kind = Kind::Root;
+}
+
+impl Root {
+    /// The object name of a queue, if it exists.
+    pub fn queue(&self, key: &QueueKey) -> Option<&str> {
+        self.queues.iter().find(|(k, _)| k == key).map(|(_, a)| a.as_str())
+    }
+}
+
+/// The live agents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentRegister {
+    /// Agent object names.
+    pub agents: Vec<String>,
+}
+impl Stored for AgentRegister {
+    const KIND: Kind = Kind::AgentRegister;
+}
+
+/// A mount as its drive session's agent records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// Mount id.
+    pub id: MountId,
+    /// What is mounted.
+    pub spec: MountSpec,
+}
+
+/// A process or drive session: the objects it owns (its intent log) and its liveness.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Agent {
+    /// What the agent is.
+    pub description: String,
+    /// Objects owned or about to be owned, by name.
+    pub owned: Vec<String>,
+    /// Last heartbeat, on the caller's clock.
+    pub heartbeat: Timestamp,
+    /// The process exited (or is known dead): collect at once.
+    pub gc_needed: bool,
+    /// The mount this agent runs, for drive sessions.
+    pub mount: Option<MountRecord>,
+}
+impl Stored for Agent {
+    const KIND: Kind = Kind::Agent;
+}
+
+/// The global scheduling lock object and the mount-id counter it protects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GlobalLock {
+    /// The next mount id.
+    pub next_mount_id: MountId,
+}
+impl Stored for GlobalLock {
+    const KIND: Kind = Kind::SchedulerGlobalLock;
+}
+
+/// Who holds a job: the authoritative ownership record (queue pointers are only hints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Owner {
+    /// Nobody: the job is done (a completed copy whose sibling carries the report).
+    Nobody,
+    /// An agent (a process or a drive session), by agent object name.
+    Agent(String),
+    /// A queue.
+    Queue(QueueKey),
+}
+
+/// An archive request as stored: the request and the owner of each job (by copy number).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredArchive {
+    /// The request.
+    pub request: ArchiveRequest,
+    /// Owner of each job.
+    pub owners: BTreeMap<u32, Owner>,
+}
+impl Stored for StoredArchive {
+    const KIND: Kind = Kind::ArchiveRequest;
+}
+
+/// A retrieve request as stored, with its owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredRetrieve {
+    /// The request.
+    pub request: RetrieveRequest,
+    /// Owner.
+    pub owner: Owner,
+}
+impl Stored for StoredRetrieve {
+    const KIND: Kind = Kind::RetrieveRequest;
+}
+
+/// A pointer from a queue to a job, with what the queue summary needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPointer {
+    /// The request.
+    pub request: RequestId,
+    /// Request object name.
+    pub address: String,
+    /// Copy number (archive) or the active copy (retrieve).
+    pub copy_nb: u32,
+    /// Archive file id.
+    pub archive_file_id: u64,
+    /// Size.
+    pub size: u64,
+    /// Priority at queueing time.
+    pub priority: u64,
+    /// Minimum request age at queueing time.
+    pub min_age: u64,
+    /// Policy name.
+    pub policy: String,
+    /// Request creation time.
+    pub created_at: Timestamp,
+    /// fSeq on the queue's tape (retrieve queues order by it).
+    pub fseq: u64,
+    /// Arrival order within the queue.
+    pub seq: u64,
+    /// Report outcome (report queues).
+    pub outcome: Option<Outcome>,
+}
+
+impl JobPointer {
+    /// Position key in a retrieve queue.
+    pub fn retrieve_key(&self) -> (u64, u64) {
+        (self.fseq, self.seq)
+    }
+}
+
+/// Where a shard is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPointer {
+    /// Shard object name.
+    pub address: String,
+    /// Jobs.
+    pub count: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Oldest creation time in the shard.
+    pub oldest: Timestamp,
+    /// Youngest creation time in the shard.
+    pub youngest: Timestamp,
+    /// Smallest (fSeq, seq) in the shard.
+    pub min_key: (u64, u64),
+    /// Largest (fSeq, seq) in the shard.
+    pub max_key: (u64, u64),
+}
+
+/// Value-to-count maps of a queue, kept incrementally.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Jobs.
+    pub count: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Priority value to count.
+    pub priorities: BTreeMap<u64, u64>,
+    /// Minimum-age value to count.
+    pub min_ages: BTreeMap<u64, u64>,
+    /// Policy name to count.
+    pub policies: BTreeMap<String, u64>,
+}
+
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, add: bool) {
+    if add {
+        *map.entry(key).or_default() += 1;
+    } else if let Some(v) = map.get_mut(&key) {
+        *v = v.saturating_sub(1);
+        if *v == 0 {
+            map.remove(&key);
+        }
+    }
+}
+
+impl Summary {
+    /// Accounts for a job added (`add`) or removed.
+    pub fn account(&mut self, p: &JobPointer, add: bool) {
+        if add {
+            self.count += 1;
+            self.bytes += p.size;
+        } else {
+            self.count = self.count.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(p.size);
+        }
+        bump(&mut self.priorities, p.priority, add);
+        bump(&mut self.min_ages, p.min_age, add);
+        bump(&mut self.policies, p.policy.clone(), add);
+    }
+}
+
+/// A queue: its summary, its shards in order, and (retrieve) sleep and cleanup markers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Queue {
+    /// Its identity.
+    pub key: QueueKey,
+    /// Summary maps and totals.
+    pub summary: Summary,
+    /// Shards in queue order.
+    pub shards: Vec<ShardPointer>,
+    /// Counter for shard names.
+    pub next_shard: u64,
+    /// Counter for arrival order.
+    pub next_seq: u64,
+    /// Sleep marker (retrieve queues of a full disk system).
+    pub sleep: Option<QueueSleep>,
+    /// Flagged for cleanup (tape leaving service).
+    pub cleanup: bool,
+}
+impl Stored for Queue {
+    const KIND: Kind = Kind::Queue;
+}
+
+impl Queue {
+    /// An empty queue.
+    pub fn new(key: QueueKey) -> Self {
+        Queue { key, summary: Summary::default(), shards: vec![], next_shard: 0, next_seq: 0, sleep: None, cleanup: false }
+    }
+    /// Oldest job creation time.
+    pub fn oldest(&self) -> Option<Timestamp> {
+        self.shards.iter().filter(|s| s.count > 0).map(|s| s.oldest).min()
+    }
+    /// Youngest job creation time.
+    pub fn youngest(&self) -> Option<Timestamp> {
+        self.shards.iter().filter(|s| s.count > 0).map(|s| s.youngest).max()
+    }
+}
+
+/// A shard: job pointers in queue order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Shard {
+    /// Job pointers.
+    pub jobs: Vec<JobPointer>,
+}
+impl Stored for Shard {
+    const KIND: Kind = Kind::Shard;
+}
+
+/// Maps a store error to the scheduler's error kinds.
+pub fn store_error(e: StoreError) -> Error {
+    match e {
+        StoreError::NoSuchObject(n) => Error::not_found(format!("object {n:?} does not exist")),
+        StoreError::AlreadyExists(n) => Error::conflict(format!("object {n:?} already exists")),
+        StoreError::LockTimeout(n) => Error::unavailable(format!("timed out waiting for the lock of {n:?}")),
+        StoreError::LockLost(n) => Error::conflict(format!("lost the lock of {n:?} during an update")),
+        StoreError::Unavailable(m) => Error::unavailable(m),
+    }
+}
+
+/// Typed, checked access to an [`ObjectStore`].
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    lock_timeout: Duration,
+}
+
+impl Objects {
+    /// Access through `store`, waiting up to `lock_timeout` for locks.
+    pub fn new(store: Arc<dyn ObjectStore>, lock_timeout: Duration) -> Self {
+        Objects { store, lock_timeout }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn encode<T: Stored>(value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(&Envelope { kind: T::KIND, version: FORMAT_VERSION, payload: value })
+            .map_err(|e| Error::internal(format!("cannot encode a {:?}: {e}", T::KIND)))
+    }
+
+    fn decode<T: Stored>(name: &str, bytes: &[u8]) -> Result<T> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: Kind,
+            version: u32,
+        }
+        let head: Head = serde_json::from_slice(bytes)
+            .map_err(|e| Error::internal(format!("object {name:?} is corrupted (unreadable header): {e}")))?;
+        if head.version != FORMAT_VERSION {
+            return Err(Error::internal(format!(
+                "object {name:?} has format version {}, this build reads version {FORMAT_VERSION}",
+                head.version
+            )));
+        }
+        if head.kind != T::KIND {
+            return Err(Error::internal(format!("object {name:?} is a {:?}, expected a {:?}", head.kind, T::KIND)));
+        }
+        let env: Envelope<T> = serde_json::from_slice(bytes)
+            .map_err(|e| Error::internal(format!("object {name:?} is corrupted: {e}")))?;
+        Ok(env.payload)
+    }
+
+    /// Reads an object without locking.
+    pub async fn read<T: Stored>(&self, name: &str) -> Result<Option<T>> {
+        match self.store.read(name).await.map_err(store_error)? {
+            None => Ok(None),
+            Some(bytes) => Self::decode(name, &bytes).map(Some),
+        }
+    }
+
+    /// Creates an object (exclusive).
+    pub async fn create<T: Stored>(&self, name: &str, value: &T) -> Result<()> {
+        self.store.create(name, Self::encode(value)?).await.map_err(store_error)
+    }
+
+    /// Creates an object unless it exists.
+    pub async fn ensure<T: Stored>(&self, name: &str, value: &T) -> Result<()> {
+        match self.store.create(name, Self::encode(value)?).await {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Locks an object exclusively; `None` when it does not exist.
+    pub async fn lock(&self, name: &str) -> Result<Option<Lock>> {
+        match self.store.lock(name, LockMode::Exclusive, self.lock_timeout).await {
+            Ok(l) => Ok(Some(l)),
+            Err(StoreError::NoSuchObject(_)) => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Releases a lock (errors are ignored: a lock that cannot be released expires).
+    pub async fn unlock(&self, lock: Lock) {
+        if let Err(e) = self.store.unlock(&lock).await {
+            tracing::warn!(object = %lock.object, error = %e, "could not release a lock");
+        }
+    }
+
+    /// Locks and reads an object; `None` when it does not exist.
+    pub async fn lock_read<T: Stored>(&self, name: &str) -> Result<Option<(Lock, T)>> {
+        let Some(lock) = self.lock(name).await? else { return Ok(None) };
+        match self.read::<T>(name).await {
+            Ok(Some(v)) => Ok(Some((lock, v))),
+            Ok(None) => {
+                self.unlock(lock).await;
+                Ok(None)
+            }
+            Err(e) => {
+                self.unlock(lock).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes an object under `fence` (its own lock or its parent's).
+    pub async fn write<T: Stored>(&self, name: &str, value: &T, fence: &Lock) -> Result<()> {
+        self.store.overwrite(name, Self::encode(value)?, fence, false).await.map_err(store_error)
+    }
+
+    /// Writes (creating if absent) a sub-object under its parent's lock.
+    pub async fn put<T: Stored>(&self, name: &str, value: &T, fence: &Lock) -> Result<()> {
+        self.store.overwrite(name, Self::encode(value)?, fence, true).await.map_err(store_error)
+    }
+
+    /// Deletes an object under `fence`.
+    pub async fn remove(&self, name: &str, fence: &Lock) -> Result<()> {
+        self.store.remove(name, fence).await.map_err(store_error)
+    }
+
+    /// Locks, reads, changes and writes (or deletes) one object. `f` returns the answer and what
+    /// to do with the object. `None` when the object does not exist.
+    pub async fn update<T: Stored, R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut T) -> Result<(R, Write)>,
+    ) -> Result<Option<R>> {
+        let Some((lock, mut value)) = self.lock_read::<T>(name).await? else { return Ok(None) };
+        let result = match f(&mut value) {
+            Ok((r, Write::Keep)) => Ok(r),
+            Ok((r, Write::Commit)) => self.write(name, &value, &lock).await.map(|_| r),
+            Ok((r, Write::Delete)) => self.remove(name, &lock).await.map(|_| r),
+            Err(e) => Err(e),
+        };
+        self.unlock(lock).await;
+        result.map(Some)
+    }
+}
+
+/// What [`Objects::update`] does with the object after the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Nothing changed.
+    Keep,
+    /// Write it back.
+    Commit,
+    /// Delete it.
+    Delete,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn escaping_keeps_names_inside_the_scheme() {
+        assert_eq!(escape("pool_1.a-b"), "pool_1.a-b");
+        assert_eq!(escape("a:b{c}\n/"), "a%3Ab%7Bc%7D%0A%2F");
+        assert_ne!(QueueKey::new(QueueKind::RetrieveToTransfer, "a-b").object_name(), "Queue-RetrieveToTransfer-a");
+    }
+
+    #[tokio::test]
+    async fn wrong_kind_and_version_are_refused() {
+        let objs = Objects::new(Arc::new(MemoryStore::new()), Duration::from_millis(50));
+        objs.create("g", &GlobalLock { next_mount_id: 1 }).await.unwrap();
+        let e = objs.read::<Root>("g").await.unwrap_err();
+        assert!(e.message.contains("expected a Root"), "{e}");
+        objs.store().create("bad", b"{\"kind\":\"Root\",\"version\":99,\"payload\":{}}".to_vec()).await.unwrap();
+        let e = objs.read::<Root>("bad").await.unwrap_err();
+        assert!(e.message.contains("version 99"), "{e}");
+        objs.store().create("junk", b"\xff\x00".to_vec()).await.unwrap();
+        assert!(objs.read::<Root>("junk").await.unwrap_err().message.contains("corrupted"));
+    }
+}

@@ -1,0 +1,221 @@
+//! A locked queue and its shards: adding, removing and taking job pointers in queue order.
+//!
+//! Archive queues are FIFO: pointers are appended to the last shard, a new shard is started when
+//! it holds `shard_size` jobs. Retrieve queues are ordered by (fSeq, arrival): a pointer goes into
+//! the first shard whose range reaches its key, and a shard that grows past `shard_size` is split
+//! in two. Shards are sub-objects written under the queue's lock; the queue object holds the
+//! summary (totals, value-count maps) and per-shard totals, so mount decisions read one object
+//! per queue.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tapesched_scheduler::Result;
+
+use crate::objects::{JobPointer, Objects, Queue, Shard, ShardPointer};
+use crate::store::Lock;
+
+/// A queue held under its exclusive lock, with the shards loaded so far.
+pub struct OpenQueue {
+    /// The queue object's name.
+    pub name: String,
+    /// The lock held on it.
+    pub lock: Lock,
+    /// The queue object.
+    pub queue: Queue,
+    shards: BTreeMap<String, Shard>,
+    dirty: BTreeSet<String>,
+    shard_size: usize,
+}
+
+impl OpenQueue {
+    /// Wraps a locked, read queue.
+    pub fn new(name: String, lock: Lock, queue: Queue, shard_size: usize) -> Self {
+        OpenQueue { name, lock, queue, shards: BTreeMap::new(), dirty: BTreeSet::new(), shard_size: shard_size.max(2) }
+    }
+
+    async fn load(&mut self, objs: &Objects, address: &str) -> Result<()> {
+        if !self.shards.contains_key(address) {
+            // A shard pointer without its shard (a crash between writes) reads as empty.
+            let shard = objs.read::<Shard>(address).await?.unwrap_or_default();
+            self.shards.insert(address.to_string(), shard);
+        }
+        Ok(())
+    }
+
+    /// Loads every shard.
+    pub async fn load_all(&mut self, objs: &Objects) -> Result<()> {
+        let addresses: Vec<String> = self.queue.shards.iter().map(|s| s.address.clone()).collect();
+        for a in addresses {
+            self.load(objs, &a).await?;
+        }
+        Ok(())
+    }
+
+    /// Every job pointer in queue order (call [`OpenQueue::load_all`] first).
+    pub fn jobs(&self) -> Vec<&JobPointer> {
+        self.queue.shards.iter().filter_map(|p| self.shards.get(&p.address)).flat_map(|s| s.jobs.iter()).collect()
+    }
+
+    fn new_shard(&mut self, at: usize) -> String {
+        let address = format!("{}-s{}", self.name, self.queue.next_shard);
+        self.queue.next_shard += 1;
+        self.queue.shards.insert(
+            at,
+            ShardPointer { address: address.clone(), count: 0, bytes: 0, oldest: 0, youngest: 0, min_key: (0, 0), max_key: (0, 0) },
+        );
+        self.shards.insert(address.clone(), Shard::default());
+        self.dirty.insert(address.clone());
+        address
+    }
+
+    /// Adds pointers (their `seq` is assigned here).
+    pub async fn add(&mut self, objs: &Objects, pointers: Vec<JobPointer>) -> Result<()> {
+        let retrieve = self.queue.key.kind.is_retrieve();
+        for mut p in pointers {
+            p.seq = self.queue.next_seq;
+            self.queue.next_seq += 1;
+            self.queue.summary.account(&p, true);
+            let index = if retrieve {
+                let key = p.retrieve_key();
+                self.queue.shards.iter().position(|s| s.max_key >= key).or(self.queue.shards.len().checked_sub(1))
+            } else {
+                self.queue.shards.len().checked_sub(1)
+            };
+            let index = match index {
+                Some(i) if !retrieve && self.queue.shards[i].count as usize >= self.shard_size => {
+                    self.new_shard(i + 1);
+                    i + 1
+                }
+                Some(i) => i,
+                None => {
+                    self.new_shard(0);
+                    0
+                }
+            };
+            let address = self.queue.shards[index].address.clone();
+            self.load(objs, &address).await?;
+            let shard = self.shards.get_mut(&address).expect("loaded");
+            let at = if retrieve { shard.jobs.partition_point(|j| j.retrieve_key() < p.retrieve_key()) } else { shard.jobs.len() };
+            shard.jobs.insert(at, p);
+            self.refresh_pointer(index);
+            self.dirty.insert(address.clone());
+            if retrieve && self.shards[&address].jobs.len() > self.shard_size {
+                self.split(index);
+            }
+        }
+        Ok(())
+    }
+
+    fn split(&mut self, index: usize) {
+        let address = self.queue.shards[index].address.clone();
+        let upper = {
+            let shard = self.shards.get_mut(&address).expect("loaded");
+            let half = shard.jobs.len() / 2;
+            shard.jobs.split_off(half)
+        };
+        let new = self.new_shard(index + 1);
+        self.shards.get_mut(&new).expect("created").jobs = upper;
+        self.refresh_pointer(index);
+        self.refresh_pointer(index + 1);
+    }
+
+    fn refresh_pointer(&mut self, index: usize) {
+        let address = self.queue.shards[index].address.clone();
+        let Some(shard) = self.shards.get(&address) else { return };
+        let p = &mut self.queue.shards[index];
+        p.count = shard.jobs.len() as u64;
+        p.bytes = shard.jobs.iter().map(|j| j.size).sum();
+        p.oldest = shard.jobs.iter().map(|j| j.created_at).min().unwrap_or(0);
+        p.youngest = shard.jobs.iter().map(|j| j.created_at).max().unwrap_or(0);
+        p.min_key = shard.jobs.iter().map(JobPointer::retrieve_key).min().unwrap_or((0, 0));
+        p.max_key = shard.jobs.iter().map(JobPointer::retrieve_key).max().unwrap_or((0, 0));
+    }
+
+    /// Removes the pointers matching `pred`; returns them in queue order.
+    pub async fn remove(&mut self, objs: &Objects, pred: impl Fn(&JobPointer) -> bool) -> Result<Vec<JobPointer>> {
+        self.load_all(objs).await?;
+        let mut removed = Vec::new();
+        for index in 0..self.queue.shards.len() {
+            let address = self.queue.shards[index].address.clone();
+            let shard = self.shards.get_mut(&address).expect("loaded");
+            if !shard.jobs.iter().any(&pred) {
+                continue;
+            }
+            let (out, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut shard.jobs).into_iter().partition(|j| pred(j));
+            shard.jobs = keep;
+            for p in &out {
+                self.queue.summary.account(p, false);
+            }
+            removed.extend(out);
+            self.refresh_pointer(index);
+            self.dirty.insert(address);
+        }
+        Ok(removed)
+    }
+
+    /// Takes pointers from the front of the queue while `take` accepts them (it sees each
+    /// pointer in order and may stop the scan by returning `None`).
+    pub async fn take_front(
+        &mut self,
+        objs: &Objects,
+        mut take: impl FnMut(&JobPointer) -> Option<bool>,
+    ) -> Result<Vec<JobPointer>> {
+        let mut taken = Vec::new();
+        'shards: for index in 0..self.queue.shards.len() {
+            let address = self.queue.shards[index].address.clone();
+            self.load(objs, &address).await?;
+            let shard = self.shards.get_mut(&address).expect("loaded");
+            let mut keep = Vec::with_capacity(shard.jobs.len());
+            let mut stopped = false;
+            for j in std::mem::take(&mut shard.jobs) {
+                if stopped {
+                    keep.push(j);
+                    continue;
+                }
+                match take(&j) {
+                    Some(true) => taken.push(j),
+                    Some(false) => keep.push(j),
+                    None => {
+                        stopped = true;
+                        keep.push(j);
+                    }
+                }
+            }
+            shard.jobs = keep;
+            self.dirty.insert(address);
+            self.refresh_pointer(index);
+            if stopped {
+                break 'shards;
+            }
+        }
+        for p in &taken {
+            self.queue.summary.account(p, false);
+        }
+        Ok(taken)
+    }
+
+    /// True when the queue holds no job.
+    pub fn is_empty(&self) -> bool {
+        self.queue.summary.count == 0
+    }
+
+    /// Writes the changed shards (deleting emptied ones) and then the queue.
+    pub async fn save(&mut self, objs: &Objects) -> Result<()> {
+        let dirty = std::mem::take(&mut self.dirty);
+        for address in &dirty {
+            let shard = &self.shards[address];
+            if !shard.jobs.is_empty() {
+                objs.put(address, shard, &self.lock).await?;
+            }
+        }
+        self.queue.shards.retain(|s| s.count > 0);
+        objs.write(&self.name, &self.queue, &self.lock).await?;
+        for address in &dirty {
+            if self.shards[address].jobs.is_empty() {
+                objs.remove(address, &self.lock).await?;
+                self.shards.remove(address);
+            }
+        }
+        Ok(())
+    }
+}

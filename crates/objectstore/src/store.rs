@@ -1,0 +1,273 @@
+//! The `ObjectStore` contract the legacy backend is written against, and its in-memory
+//! implementation.
+//!
+//! The contract is CTA's object-store backend contract with one improvement: every write names
+//! the lock that guards it (a *fence*) and the store refuses the write when that lock is no
+//! longer held with that token, so a process that lost its lock can never overwrite newer data.
+//!
+//! - `create` is exclusive (fails when the name exists);
+//! - `read` is lock-free and returns a whole value, never a torn one;
+//! - `lock` takes a shared or exclusive lock on an existing object, waiting up to a timeout;
+//! - `overwrite` and `remove` succeed only while the fence lock is held.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object {0:?} does not exist")]
+    NoSuchObject(String),
+    /// Exclusive creation of an object that exists.
+    #[error("object {0:?} already exists")]
+    AlreadyExists(String),
+    /// A lock could not be taken in time.
+    #[error("timed out waiting for the lock of {0:?}")]
+    LockTimeout(String),
+    /// A write was fenced off: its lock is no longer held with the caller's token.
+    #[error("the lock guarding {0:?} is no longer held")]
+    LockLost(String),
+    /// The store cannot be reached.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// Shared (readers) or exclusive (writer) lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Several holders, no exclusive holder.
+    Shared,
+    /// One holder.
+    Exclusive,
+}
+
+/// A held lock: the object and the token that proves the holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// The locked object.
+    pub object: String,
+    /// The holder's token.
+    pub token: String,
+    /// Shared or exclusive.
+    pub mode: LockMode,
+}
+
+/// The storage contract of the objectstore backend.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// A short description for logs (`memory`, `redis://...`).
+    fn describe(&self) -> String;
+    /// Creates an object; fails with [`StoreError::AlreadyExists`] when the name is taken.
+    async fn create(&self, name: &str, value: Vec<u8>) -> StoreResult<()>;
+    /// Reads a whole object without locking; `None` when absent.
+    async fn read(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Locks an existing object, waiting up to `timeout`.
+    async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock>;
+    /// Releases a lock; releasing a lock that expired or was never held is not an error.
+    async fn unlock(&self, lock: &Lock) -> StoreResult<()>;
+    /// Replaces the whole value of `name` while `fence` (an exclusive lock on `name` or on its
+    /// parent object) is held. Creates the object when `create` is set and it is absent.
+    async fn overwrite(&self, name: &str, value: Vec<u8>, fence: &Lock, create: bool) -> StoreResult<()>;
+    /// Deletes `name` while `fence` is held; deleting an absent object is not an error.
+    async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()>;
+    /// Names starting with `prefix`, sorted (tools and tests only).
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>>;
+}
+
+#[derive(Default)]
+struct Entry {
+    value: Vec<u8>,
+    exclusive: Option<String>,
+    shared: HashSet<String>,
+}
+
+/// An object store in process memory (tests, scenarios, the embedded default).
+///
+/// Locks have no lease: a holder can only disappear with the whole process, and with it the
+/// store.
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<HashMap<String, Entry>>,
+    released: Notify,
+    tokens: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_lock(&self, name: &str, mode: LockMode, token: &str) -> StoreResult<bool> {
+        let mut objects = self.objects();
+        let entry = objects.get_mut(name).ok_or_else(|| StoreError::NoSuchObject(name.to_string()))?;
+        if entry.exclusive.is_some() {
+            return Ok(false);
+        }
+        match mode {
+            LockMode::Exclusive if !entry.shared.is_empty() => Ok(false),
+            LockMode::Exclusive => {
+                entry.exclusive = Some(token.to_string());
+                Ok(true)
+            }
+            LockMode::Shared => {
+                entry.shared.insert(token.to_string());
+                Ok(true)
+            }
+        }
+    }
+
+    fn check_fence(objects: &HashMap<String, Entry>, fence: &Lock) -> StoreResult<()> {
+        let held = objects.get(&fence.object).and_then(|e| e.exclusive.as_deref()) == Some(fence.token.as_str());
+        if held && fence.mode == LockMode::Exclusive {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost(fence.object.clone()))
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    async fn create(&self, name: &str, value: Vec<u8>) -> StoreResult<()> {
+        let mut objects = self.objects();
+        if objects.contains_key(name) {
+            return Err(StoreError::AlreadyExists(name.to_string()));
+        }
+        objects.insert(name.to_string(), Entry { value, ..Entry::default() });
+        Ok(())
+    }
+
+    async fn read(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.objects().get(name).map(|e| e.value.clone()))
+    }
+
+    async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock> {
+        let token = format!("t{}", self.tokens.fetch_add(1, Ordering::Relaxed));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.try_lock(name, mode, &token)? {
+                return Ok(Lock { object: name.to_string(), token, mode });
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(StoreError::LockTimeout(name.to_string()));
+            }
+        }
+    }
+
+    async fn unlock(&self, lock: &Lock) -> StoreResult<()> {
+        {
+            let mut objects = self.objects();
+            if let Some(entry) = objects.get_mut(&lock.object) {
+                match lock.mode {
+                    LockMode::Exclusive => {
+                        if entry.exclusive.as_deref() == Some(lock.token.as_str()) {
+                            entry.exclusive = None;
+                        }
+                    }
+                    LockMode::Shared => {
+                        entry.shared.remove(&lock.token);
+                    }
+                }
+            }
+        }
+        self.released.notify_waiters();
+        Ok(())
+    }
+
+    async fn overwrite(&self, name: &str, value: Vec<u8>, fence: &Lock, create: bool) -> StoreResult<()> {
+        let mut objects = self.objects();
+        Self::check_fence(&objects, fence)?;
+        match objects.get_mut(name) {
+            Some(e) => e.value = value,
+            None if create => {
+                objects.insert(name.to_string(), Entry { value, ..Entry::default() });
+            }
+            None => return Err(StoreError::NoSuchObject(name.to_string())),
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()> {
+        {
+            let mut objects = self.objects();
+            Self::check_fence(&objects, fence)?;
+            objects.remove(name);
+        }
+        self.released.notify_waiters();
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let mut names: Vec<String> = self.objects().keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn create_is_exclusive_and_writes_are_fenced() {
+        let s = MemoryStore::new();
+        s.create("a", b"1".to_vec()).await.unwrap();
+        assert_eq!(s.create("a", b"2".to_vec()).await, Err(StoreError::AlreadyExists("a".into())));
+        let l = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+        assert_eq!(s.lock("a", LockMode::Shared, T).await, Err(StoreError::LockTimeout("a".into())));
+        s.overwrite("a", b"3".to_vec(), &l, false).await.unwrap();
+        s.unlock(&l).await.unwrap();
+        assert_eq!(s.overwrite("a", b"4".to_vec(), &l, false).await, Err(StoreError::LockLost("a".into())));
+        assert_eq!(s.read("a").await.unwrap(), Some(b"3".to_vec()));
+        assert_eq!(s.lock("b", LockMode::Exclusive, T).await, Err(StoreError::NoSuchObject("b".into())));
+    }
+
+    #[tokio::test]
+    async fn shared_locks_coexist_and_block_writers() {
+        let s = MemoryStore::new();
+        s.create("a", vec![1]).await.unwrap();
+        let r1 = s.lock("a", LockMode::Shared, T).await.unwrap();
+        let r2 = s.lock("a", LockMode::Shared, T).await.unwrap();
+        assert!(s.lock("a", LockMode::Exclusive, T).await.is_err());
+        s.unlock(&r1).await.unwrap();
+        s.unlock(&r2).await.unwrap();
+        let w = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+        s.remove("a", &w).await.unwrap();
+        assert_eq!(s.read("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_lock_when_it_is_released() {
+        let s = std::sync::Arc::new(MemoryStore::new());
+        s.create("a", vec![1]).await.unwrap();
+        let held = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move { s2.lock("a", LockMode::Exclusive, Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        s.unlock(&held).await.unwrap();
+        assert!(waiter.await.unwrap().is_ok());
+    }
+}
