@@ -1,0 +1,222 @@
+//! The `SchedulerDb` conformance suite: the same cases run against every backend, each on a
+//! fresh namespace. A backend passes when it gives the canonical answers through the
+//! `Scheduler` (queue contents, batches, ownership across crashes, reports, claims by id).
+
+use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter};
+use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission};
+use tapesched_scheduler::types::*;
+use tapesched_scheduler::ErrorKind;
+use tapesched_tests::{Fixture, T0};
+
+fn archive(id: u64, sc: &str, size: u64) -> ArchiveSubmission {
+    ArchiveSubmission {
+        archive_file_id: Some(id),
+        disk_instance: Some("eos".into()),
+        disk_file_id: None,
+        requester: Requester { name: "alice".into(), group: "it".into() },
+        storage_class: sc.into(),
+        size,
+        created_at: None,
+        report_url: Some(format!("eos://report/{id}")),
+        error_report_url: None,
+    }
+}
+
+fn retrieve(id: u64) -> RetrieveSubmission {
+    RetrieveSubmission {
+        archive_file_id: id,
+        requester: Some(Requester { name: "bob".into(), group: "it".into() }),
+        report_url: Some("eos://done".into()),
+        ..RetrieveSubmission::default()
+    }
+}
+
+fn ids(jobs: &[MountJob]) -> Vec<u64> {
+    jobs.iter().map(MountJob::archive_file_id).collect()
+}
+
+async fn mount_info_summarises_each_queue(f: Fixture) {
+    f.at(-50);
+    f.scheduler.queue_archive(ArchiveSubmission { created_at: Some(T0 - 100), ..archive(1, "sc1", 300) }).await.unwrap();
+    f.at(0);
+    f.scheduler.queue_archive(archive(2, "sc2", 700)).await.unwrap();
+    let info = f.db.mount_info(T0).await.unwrap();
+    let shape: Vec<_> = info
+        .potential_mounts
+        .iter()
+        .map(|m| (m.mount_type, m.tape_pool.clone(), m.files_queued, m.bytes_queued, m.oldest_job_start, m.youngest_job_start))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (MountType::ArchiveForUser, Some("p1".into()), 2, 1000, T0 - 100, T0),
+            (MountType::ArchiveForUser, Some("p:{2}".into()), 1, 700, T0, T0),
+        ]
+    );
+    assert_eq!(info.potential_mounts[0].policy_counts.get("mp"), Some(&2));
+    assert_eq!(info.potential_mounts[0].priority, 1);
+}
+
+async fn batches_are_fifo_and_bounded(f: Fixture) {
+    for (id, size) in [(1, 100), (2, 100), (3, 5000), (4, 1)] {
+        f.scheduler.queue_archive(archive(id, "sc1", size)).await.unwrap();
+    }
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    assert_eq!((s.spec.mount_type, s.spec.vid.as_str()), (MountType::ArchiveForUser, "T1"));
+    let a = f.scheduler.pop_jobs(&mut s, 10, 250).await.unwrap();
+    assert_eq!(ids(&a), vec![1, 2], "stops at the first job that does not fit");
+    let b = f.scheduler.pop_jobs(&mut s, 1, 10).await.unwrap();
+    assert_eq!(ids(&b), vec![3], "a single oversize first job goes alone");
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), vec![4]);
+    assert_eq!(f.scheduler.end_mount(s).await.unwrap(), 3, "uncompleted popped jobs go back");
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), vec![4, 1, 2, 3]);
+}
+
+async fn duplicates_and_bad_input_change_nothing(f: Fixture) {
+    f.scheduler.queue_archive(archive(7, "sc2", 10)).await.unwrap();
+    let e = f.scheduler.queue_archive(archive(7, "sc1", 10)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+    let e = f.scheduler.queue_archive(archive(8, "nope", 10)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
+    let e = f.scheduler.queue_archive(archive(9, "sc1", 0)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
+    let mut hostile = archive(10, "sc1", 1);
+    hostile.requester.name = "x\u{0}y".into();
+    assert_eq!(f.scheduler.queue_archive(hostile).await.unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, None, None).await.unwrap(), vec![7, 7]);
+    let q = f.scheduler.show_queues().await.unwrap();
+    assert_eq!(q.iter().map(|q| q.files_queued).sum::<u64>(), 2);
+}
+
+async fn crashed_sessions_are_collected(f: Fixture) {
+    for id in 1..=3 {
+        f.scheduler.queue_archive(archive(id, "sc1", 10)).await.unwrap();
+    }
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    assert_eq!(ids(&f.scheduler.pop_jobs(&mut s, 2, 1000).await.unwrap()), vec![1, 2]);
+    f.scheduler.crash_session(s).await.unwrap();
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), vec![3]);
+    assert_eq!(f.scheduler.garbage_collect().await.unwrap(), 2);
+    assert_eq!(f.scheduler.garbage_collect().await.unwrap(), 0, "collected once");
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), vec![3, 1, 2]);
+    let mut s = f.scheduler.next_mount("d1", true).await.unwrap().expect("a mount");
+    assert_eq!(ids(&f.scheduler.pop_jobs(&mut s, 10, 1000).await.unwrap()), vec![3, 1, 2]);
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    f.scheduler.end_mount(s).await.unwrap();
+    let reports = f.scheduler.report(ReportFilter::All, None, true).await.unwrap();
+    assert_eq!(reports.iter().map(|r| r.archive_file_id).collect::<Vec<_>>(), vec![1, 2, 3], "each reported once");
+    assert!(f.scheduler.report(ReportFilter::All, None, true).await.unwrap().is_empty());
+}
+
+async fn retrieves_go_to_the_best_tape_and_pop_by_fseq(f: Fixture) {
+    for id in [101, 105, 103] {
+        let (_, vid) = f.scheduler.queue_retrieve(retrieve(id)).await.unwrap();
+        assert_eq!(vid, "T1");
+    }
+    // File 100 has copies on T1 (3 jobs queued) and T3 (none): the fuller queue wins.
+    assert_eq!(f.scheduler.queue_retrieve(retrieve(100)).await.unwrap().1, "T1");
+    let stats = f.db.retrieve_queue_stats(&["T1".into(), "T3".into()]).await.unwrap();
+    assert_eq!((stats[0].files_queued, stats[0].bytes_queued, stats[1].files_queued), (4, 1030, 0));
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    assert_eq!(s.spec.vid, "T1");
+    let jobs = f.scheduler.pop_jobs(&mut s, 10, 1_000_000).await.unwrap();
+    assert_eq!(ids(&jobs), vec![105, 100, 103, 101], "fSeq 5, 5, 7, 9 (ties by arrival)");
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    f.scheduler.end_mount(s).await.unwrap();
+    assert_eq!(f.scheduler.report(ReportFilter::Retrieve, Some(2), true).await.unwrap().len(), 2);
+    assert_eq!(f.scheduler.report(ReportFilter::Retrieve, None, true).await.unwrap().len(), 2);
+}
+
+async fn claims_by_id_take_exactly_the_named_jobs(f: Fixture) {
+    for id in 1..=4 {
+        f.scheduler.queue_archive(archive(id, "sc1", 10)).await.unwrap();
+    }
+    f.at(10);
+    let s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    let job = |id| JobId { request: RequestId::Archive(id), copy_nb: 1 };
+    let got = f.db.claim_jobs(s.mount_id, &[job(3), job(1), job(9)], T0).await.unwrap();
+    assert_eq!(ids(&got), vec![3, 1], "unknown jobs are left out");
+    let again = f.db.claim_jobs(s.mount_id, &[job(3)], T0).await.unwrap();
+    assert!(again.is_empty(), "a claimed job cannot be claimed twice");
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), vec![2, 4]);
+}
+
+async fn failures_retry_then_report_then_fail(f: Fixture) {
+    f.scheduler.queue_archive(archive(1, "sc1", 10)).await.unwrap();
+    f.scheduler.queue_archive(archive(2, "sc1", 10)).await.unwrap();
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    f.scheduler.pop_jobs(&mut s, 1, 100).await.unwrap();
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Failure, Some("write error")).await.unwrap();
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), vec![2, 1], "to the tail");
+    assert_eq!(ids(&f.scheduler.pop_jobs(&mut s, 2, 100).await.unwrap()), vec![2, 1]);
+    f.scheduler.complete_jobs(&mut s, Some(&[1]), Outcome::Failure, Some("write error")).await.unwrap();
+    f.scheduler.complete_jobs(&mut s, Some(&[2]), Outcome::Success, None).await.unwrap();
+    let r = f.scheduler.report(ReportFilter::Archive, None, false).await.unwrap();
+    assert_eq!(r.iter().map(|r| (r.archive_file_id, r.outcome)).collect::<Vec<_>>(), vec![(1, Outcome::Failure), (2, Outcome::Success)]);
+    assert!(f.scheduler.list_failed(JobKind::Archive).await.unwrap().is_empty(), "one failed delivery is retried");
+    f.scheduler.report(ReportFilter::Archive, None, false).await.unwrap();
+    assert_eq!(f.scheduler.list_failed(JobKind::Archive).await.unwrap(), vec![1, 2], "two failed deliveries give up");
+    assert!(f.scheduler.report(ReportFilter::All, None, true).await.unwrap().is_empty());
+}
+
+async fn tape_leaving_service_drains_its_queue(f: Fixture) {
+    // With both queues empty, the daily rotation picks the second of (T1, T3) on day T0/86400.
+    assert_eq!(f.scheduler.queue_retrieve(retrieve(100)).await.unwrap().1, "T3");
+    f.scheduler.queue_retrieve(retrieve(101)).await.unwrap();
+    let change = f
+        .scheduler
+        .change_tape_state("T3", TapeState::Broken, Some("dropped"), Default::default())
+        .await
+        .unwrap();
+    assert_eq!((change.state, change.cleanup_requested), (TapeState::BrokenPending, true));
+    assert_eq!(f.scheduler.cleanup_queues().await.unwrap(), vec!["T3".to_string()]);
+    assert_eq!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T1")).await.unwrap(), vec![100, 101], "fSeq order");
+    assert!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T3")).await.unwrap().is_empty());
+    // T1 leaves too: 100 has no other copy left, 101 never had one: both fail.
+    f.scheduler.change_tape_state("T1", TapeState::Exported, Some("vault"), Default::default()).await.unwrap();
+    assert_eq!(f.scheduler.cleanup_queues().await.unwrap(), vec!["T1".to_string()]);
+    let r = f.scheduler.report(ReportFilter::Retrieve, None, true).await.unwrap();
+    let got: Vec<_> = r.iter().map(|r| (r.archive_file_id, r.outcome)).collect();
+    assert_eq!(got, vec![(100, Outcome::Failure), (101, Outcome::Failure)]);
+}
+
+async fn cancel_removes_queued_work(f: Fixture) {
+    f.scheduler.queue_archive(archive(1, "sc2", 10)).await.unwrap();
+    f.scheduler.queue_retrieve(retrieve(101)).await.unwrap();
+    f.scheduler.cancel_archive(1).await.unwrap();
+    assert_eq!(f.scheduler.cancel_archive(1).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(f.scheduler.cancel_retrieve(101, None).await.unwrap(), 1);
+    assert!(f.scheduler.show_queues().await.unwrap().is_empty());
+    assert!(f.db.mount_info(T0).await.unwrap().potential_mounts.is_empty());
+}
+
+macro_rules! conformance {
+    ($module:ident, $backend:literal, $($case:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(tapesched_tests::Fixture::new($backend).await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    objectstore_memory,
+    "objectstore-memory",
+    mount_info_summarises_each_queue,
+    batches_are_fifo_and_bounded,
+    duplicates_and_bad_input_change_nothing,
+    crashed_sessions_are_collected,
+    retrieves_go_to_the_best_tape_and_pop_by_fseq,
+    claims_by_id_take_exactly_the_named_jobs,
+    failures_retry_then_report_then_fail,
+    tape_leaving_service_drains_its_queue,
+    cancel_removes_queued_work,
+);
