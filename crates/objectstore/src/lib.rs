@@ -3,6 +3,7 @@
 //! lock) over a pluggable [`store::ObjectStore`].
 //!
 //! - [`store`]: the object-store contract and the in-memory store;
+//! - [`redis_store`]: the Redis store (production);
 //! - [`objects`]: the stored object types, their names and typed access;
 //! - [`queue`]: a locked queue and its shards;
 //! - [`backend`]: [`ObjectstoreDb`], the `SchedulerDb` implementation.
@@ -12,6 +13,7 @@
 pub mod backend;
 pub mod objects;
 pub mod queue;
+pub mod redis_store;
 pub mod store;
 
 use std::sync::Arc;

@@ -1,0 +1,347 @@
+//! The Redis [`ObjectStore`]: the production store of the legacy backend.
+//!
+//! Keys, under a prefix per deployment (and per test): `PREFIX{NAME}:o` holds the value,
+//! `PREFIX{NAME}:x` the exclusive lock token (with a lease, `PX`), `PREFIX{NAME}:s` the shared
+//! lock tokens (a sorted set scored by lease expiry). Object names never contain braces (names
+//! from requests are escaped by [`crate::objects::escape`]), so the hash tag keeps the three
+//! keys of one object in one slot and a name can never reach another object's keys.
+//!
+//! Locks are leases taken by Lua scripts on the server's clock; a process that dies holding a
+//! lock loses it when the lease ends. Every overwrite and delete is a Lua script that first
+//! checks that the fence lock is still held with the writer's token, so a process that lost
+//! its lease can never overwrite newer data. Waiting for a busy lock backs off exponentially
+//! with jitter up to a cap, and gives up at the caller's timeout.
+//!
+//! Durability: run Redis with `appendonly yes` and `appendfsync always` (see README).
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use crate::store::{Lock, LockMode, ObjectStore, StoreError, StoreResult};
+
+const LOCK_X: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+const LOCK_S: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return 1
+"#;
+
+const UNLOCK_X: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"#;
+
+const WRITE: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
+if ARGV[3] == '0' and redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"#;
+
+const REMOVE: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2], KEYS[3]) end
+return 1
+"#;
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Server URL (`redis://host:port/db`).
+    pub url: String,
+    /// Key prefix of this deployment; must not contain `{` or `}`.
+    pub prefix: String,
+    /// Lock lease: a lock not released within it expires (its holder is presumed dead).
+    pub lock_lease: Duration,
+    /// Longest pause between two attempts at a busy lock.
+    pub max_backoff: Duration,
+    /// How long one command may take before it counts as a failure (`unavailable`).
+    pub response_timeout: Duration,
+}
+
+impl RedisSettings {
+    /// Settings for `url` and `prefix` with the default lease (30 s), backoff cap (50 ms) and
+    /// response timeout (5 s).
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        RedisSettings {
+            url: url.into(),
+            prefix: prefix.into(),
+            lock_lease: Duration::from_secs(30),
+            max_backoff: Duration::from_millis(50),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Scripts {
+    lock_x: Script,
+    lock_s: Script,
+    unlock_x: Script,
+    write: Script,
+    remove: Script,
+}
+
+/// An [`ObjectStore`] on a Redis server.
+pub struct RedisStore {
+    settings: RedisSettings,
+    con: ConnectionManager,
+    scripts: Scripts,
+    instance: u64,
+    tokens: AtomicU64,
+    jitter: RandomState,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// A store on `settings.url` under `settings.prefix`. The connection is made lazily and
+    /// re-made after failures; an unreachable server makes operations fail with
+    /// [`StoreError::Unavailable`].
+    pub fn new(settings: RedisSettings) -> StoreResult<Self> {
+        if settings.prefix.contains(['{', '}']) {
+            return Err(StoreError::Unavailable(format!("invalid key prefix {:?}: braces are reserved", settings.prefix)));
+        }
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {:?}: {e}", settings.url)))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(settings.response_timeout))
+            .set_connection_timeout(Some(settings.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(200));
+        let con = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let scripts = Scripts {
+            lock_x: Script::new(LOCK_X),
+            lock_s: Script::new(LOCK_S),
+            unlock_x: Script::new(UNLOCK_X),
+            write: Script::new(WRITE),
+            remove: Script::new(REMOVE),
+        };
+        let jitter = RandomState::new();
+        let instance = jitter.hash_one(std::process::id());
+        Ok(RedisStore { settings, con, scripts, instance, tokens: AtomicU64::new(0), jitter })
+    }
+
+    fn key(&self, name: &str, suffix: &str) -> String {
+        format!("{}{{{name}}}:{suffix}", self.settings.prefix)
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// Deletes every key of this prefix (tests and scenario runs remove their namespace).
+    pub async fn clear(&self) -> StoreResult<u64> {
+        let mut con = self.con();
+        let pattern = format!("{}*", glob_escape(&self.settings.prefix));
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                deleted += keys.len() as u64;
+                let _: () = con.unlink(keys).await.map_err(unavailable)?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = Duration::from_micros(200).saturating_mul(1 << attempt.min(12)).min(self.settings.max_backoff);
+        let jitter = (self.jitter.hash_one((self.instance, attempt, self.tokens.load(Ordering::Relaxed))) % 1000) as u32;
+        base + base.mul_f64(jitter as f64 / 1000.0)
+    }
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[async_trait]
+impl ObjectStore for RedisStore {
+    fn describe(&self) -> String {
+        "redis".into()
+    }
+
+    async fn create(&self, name: &str, value: Vec<u8>) -> StoreResult<()> {
+        let mut con = self.con();
+        let created: bool = redis::cmd("SET")
+            .arg(self.key(name, "o"))
+            .arg(value)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut con)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if created {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(name.to_string()))
+        }
+    }
+
+    async fn read(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut con = self.con();
+        con.get(self.key(name, "o")).await.map_err(unavailable)
+    }
+
+    async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock> {
+        let token = format!("{:x}-{}", self.instance, self.tokens.fetch_add(1, Ordering::Relaxed));
+        let script = match mode {
+            LockMode::Exclusive => &self.scripts.lock_x,
+            LockMode::Shared => &self.scripts.lock_s,
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut attempt = 0;
+        loop {
+            let mut con = self.con();
+            let r: i64 = script
+                .key(self.key(name, "o"))
+                .key(self.key(name, "x"))
+                .key(self.key(name, "s"))
+                .arg(&token)
+                .arg(self.settings.lock_lease.as_millis() as u64)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            match r {
+                1 => return Ok(Lock { object: name.to_string(), token, mode }),
+                -1 => return Err(StoreError::NoSuchObject(name.to_string())),
+                _ => {}
+            }
+            let pause = self.backoff(attempt);
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(StoreError::LockTimeout(name.to_string()));
+            }
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    async fn unlock(&self, lock: &Lock) -> StoreResult<()> {
+        let mut con = self.con();
+        match lock.mode {
+            LockMode::Exclusive => {
+                let _: i64 = self
+                    .scripts
+                    .unlock_x
+                    .key(self.key(&lock.object, "x"))
+                    .arg(&lock.token)
+                    .invoke_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            LockMode::Shared => {
+                let _: i64 = con.zrem(self.key(&lock.object, "s"), &lock.token).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn overwrite(&self, name: &str, value: Vec<u8>, fence: &Lock, create: bool) -> StoreResult<()> {
+        let mut con = self.con();
+        let r: i64 = self
+            .scripts
+            .write
+            .key(self.key(name, "o"))
+            .key(self.key(&fence.object, "x"))
+            .arg(&fence.token)
+            .arg(value)
+            .arg(if create { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        match r {
+            1 => Ok(()),
+            -1 => Err(StoreError::NoSuchObject(name.to_string())),
+            _ => Err(StoreError::LockLost(fence.object.clone())),
+        }
+    }
+
+    async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()> {
+        let mut con = self.con();
+        let own = fence.object == name;
+        let r: i64 = self
+            .scripts
+            .remove
+            .key(self.key(name, "o"))
+            .key(self.key(&fence.object, "x"))
+            .key(self.key(name, "s"))
+            .arg(&fence.token)
+            .arg(if own { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if r == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost(fence.object.clone()))
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let mut con = self.con();
+        let pattern = format!("{}{{{}*", glob_escape(&self.settings.prefix), glob_escape(prefix));
+        let strip = self.settings.prefix.len() + 1;
+        let mut cursor: u64 = 0;
+        let mut names = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            names.extend(keys.into_iter().filter_map(|k| k.strip_suffix("}:o").map(|n| n[strip..].to_string())));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        names.sort();
+        Ok(names)
+    }
+}

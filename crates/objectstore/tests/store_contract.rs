@@ -1,0 +1,122 @@
+//! The `ObjectStore` contract, checked on every store: the in-memory one and Redis (the CI
+//! machine's server, or one found or started by `tapesched-testkit`), each test under its own
+//! key prefix, removed afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+use tapesched_objectstore::store::{LockMode, MemoryStore, ObjectStore, StoreError};
+
+const T: Duration = Duration::from_millis(100);
+
+async fn create_is_exclusive_and_writes_are_fenced(s: Arc<dyn ObjectStore>) {
+    s.create("a", b"1".to_vec()).await.unwrap();
+    assert_eq!(s.create("a", b"2".to_vec()).await, Err(StoreError::AlreadyExists("a".into())));
+    let l = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+    assert_eq!(s.lock("a", LockMode::Shared, T).await, Err(StoreError::LockTimeout("a".into())));
+    s.overwrite("a", b"3".to_vec(), &l, false).await.unwrap();
+    s.unlock(&l).await.unwrap();
+    assert_eq!(s.overwrite("a", b"4".to_vec(), &l, false).await, Err(StoreError::LockLost("a".into())));
+    assert_eq!(s.read("a").await.unwrap(), Some(b"3".to_vec()));
+    assert_eq!(s.lock("b", LockMode::Exclusive, T).await, Err(StoreError::NoSuchObject("b".into())));
+    assert_eq!(s.read("b").await.unwrap(), None);
+}
+
+async fn shared_locks_coexist_and_block_writers(s: Arc<dyn ObjectStore>) {
+    s.create("a", vec![1]).await.unwrap();
+    let r1 = s.lock("a", LockMode::Shared, T).await.unwrap();
+    let r2 = s.lock("a", LockMode::Shared, T).await.unwrap();
+    assert!(s.lock("a", LockMode::Exclusive, T).await.is_err());
+    s.unlock(&r1).await.unwrap();
+    s.unlock(&r2).await.unwrap();
+    let w = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+    s.remove("a", &w).await.unwrap();
+    assert_eq!(s.read("a").await.unwrap(), None);
+}
+
+async fn sub_objects_are_written_under_the_parent_lock(s: Arc<dyn ObjectStore>) {
+    s.create("q", vec![0]).await.unwrap();
+    let l = s.lock("q", LockMode::Exclusive, T).await.unwrap();
+    s.overwrite("q-s0", vec![7], &l, true).await.unwrap();
+    assert_eq!(s.read("q-s0").await.unwrap(), Some(vec![7]));
+    s.remove("q-s0", &l).await.unwrap();
+    s.unlock(&l).await.unwrap();
+    assert_eq!(s.read("q-s0").await.unwrap(), None);
+    assert_eq!(s.overwrite("q-s1", vec![1], &l, true).await, Err(StoreError::LockLost("q".into())));
+}
+
+async fn a_waiter_gets_the_lock_when_it_is_released(s: Arc<dyn ObjectStore>) {
+    s.create("a", vec![1]).await.unwrap();
+    let held = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+    let s2 = s.clone();
+    let waiter = tokio::spawn(async move { s2.lock("a", LockMode::Exclusive, Duration::from_secs(30)).await });
+    tokio::task::yield_now().await;
+    s.unlock(&held).await.unwrap();
+    assert!(waiter.await.unwrap().is_ok());
+}
+
+async fn hostile_names_stay_inside_their_object(s: Arc<dyn ObjectStore>) {
+    // Object names are escaped by the backend; the store itself must still keep odd names apart.
+    for (i, name) in ["a:b", "a%7Bb%7D", "x\u{e9}y", "a*", "a?b"].iter().enumerate() {
+        s.create(name, vec![i as u8]).await.unwrap();
+    }
+    assert_eq!(s.read("a:b").await.unwrap(), Some(vec![0]));
+    assert_eq!(s.read("a").await.unwrap(), None);
+    let listed = s.list("a").await.unwrap();
+    assert_eq!(listed, vec!["a%7Bb%7D".to_string(), "a*".into(), "a:b".into(), "a?b".into()]);
+}
+
+fn redis(prefix: &str) -> Arc<RedisStore> {
+    let url = tapesched_testkit::redis_url().expect("a Redis server");
+    Arc::new(RedisStore::new(RedisSettings::new(url, prefix)).unwrap())
+}
+
+macro_rules! contract {
+    ($($case:ident),*) => {
+        mod memory {
+            $(#[tokio::test] async fn $case() { super::$case(std::sync::Arc::new(super::MemoryStore::new())).await; })*
+        }
+        mod redis {
+            $(#[tokio::test] async fn $case() {
+                let store = super::redis(&format!("{}:", tapesched_testkit::unique_name("store")));
+                super::$case(store.clone()).await;
+                store.clear().await.unwrap();
+                assert_eq!(store.clear().await.unwrap(), 0, "nothing left behind");
+            })*
+        }
+    };
+}
+
+contract!(
+    create_is_exclusive_and_writes_are_fenced,
+    shared_locks_coexist_and_block_writers,
+    sub_objects_are_written_under_the_parent_lock,
+    a_waiter_gets_the_lock_when_it_is_released,
+    hostile_names_stay_inside_their_object
+);
+
+#[tokio::test]
+async fn a_lock_held_by_a_dead_process_expires_with_its_lease() {
+    let url = tapesched_testkit::redis_url().expect("a Redis server");
+    let mut settings = RedisSettings::new(url, format!("{}:", tapesched_testkit::unique_name("lease")));
+    settings.lock_lease = Duration::from_millis(200);
+    let dead = RedisStore::new(settings.clone()).unwrap();
+    dead.create("a", vec![1]).await.unwrap();
+    let lost = dead.lock("a", LockMode::Exclusive, T).await.unwrap();
+    drop(dead); // the holder is gone without unlocking
+    let alive = RedisStore::new(settings).unwrap();
+    let l = alive.lock("a", LockMode::Exclusive, Duration::from_secs(10)).await.expect("the lease ends");
+    assert_eq!(alive.overwrite("a", vec![9], &lost, false).await, Err(StoreError::LockLost("a".into())), "fenced");
+    alive.overwrite("a", vec![2], &l, false).await.unwrap();
+    alive.unlock(&l).await.unwrap();
+    alive.clear().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let port = tapesched_testkit::free_port().unwrap();
+    let s = RedisStore::new(RedisSettings::new(format!("redis://127.0.0.1:{port}"), "x:")).unwrap();
+    assert!(matches!(s.read("a").await, Err(StoreError::Unavailable(_))));
+    assert!(RedisStore::new(RedisSettings::new("redis://127.0.0.1:1", "a{b}:")).is_err(), "braces refused");
+}
