@@ -64,6 +64,7 @@ pub struct ObjectstoreDb {
     config: ObjectstoreConfig,
     agent: String,
     ready: OnceCell<()>,
+    agent_ready: OnceCell<()>,
 }
 
 fn archive_queue_kind(t: MountType) -> QueueKind {
@@ -154,7 +155,13 @@ impl ObjectstoreDb {
             std::process::id(),
             AGENTS.fetch_add(1, Ordering::Relaxed)
         );
-        ObjectstoreDb { objs: Objects::new(store, config.lock_timeout), config, agent, ready: OnceCell::new() }
+        ObjectstoreDb {
+            objs: Objects::new(store, config.lock_timeout),
+            config,
+            agent,
+            ready: OnceCell::new(),
+            agent_ready: OnceCell::new(),
+        }
     }
 
     /// This process's agent name.
@@ -172,12 +179,22 @@ impl ObjectstoreDb {
             .get_or_try_init(|| async {
                 self.objs.ensure(ROOT, &Root::default()).await?;
                 self.objs.ensure(AGENT_REGISTER, &AgentRegister::default()).await?;
-                self.objs.ensure(GLOBAL_LOCK, &GlobalLock { next_mount_id: 1 }).await?;
-                self.register_agent(&self.agent, Agent { description: self.config.process_label.clone(), ..Agent::default() })
-                    .await
+                self.objs.ensure(GLOBAL_LOCK, &GlobalLock { next_mount_id: 1 }).await
             })
             .await
             .map(|_| ())
+    }
+
+    /// Adds to (`add`) or removes from this process's own agent log, registering the agent on
+    /// first use (a process that only runs drive sessions never registers one).
+    async fn log_own(&self, names: &[String], add: bool, now: Timestamp) -> Result<()> {
+        self.agent_ready
+            .get_or_try_init(|| async {
+                let agent = Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
+                self.register_agent(&self.agent, agent).await
+            })
+            .await?;
+        self.log(&self.agent, names, add, now).await
     }
 
     async fn register_agent(&self, name: &str, agent: Agent) -> Result<()> {
@@ -370,10 +387,9 @@ impl ObjectstoreDb {
     async fn read_queue_jobs(&self, address: &str) -> Result<Option<(Queue, Vec<JobPointer>)>> {
         let Some(queue) = self.objs.read::<Queue>(address).await? else { return Ok(None) };
         let mut jobs = Vec::with_capacity(queue.summary.count as usize);
-        for s in &queue.shards {
-            if let Some(shard) = self.objs.read::<Shard>(&s.address).await? {
-                jobs.extend(shard.jobs);
-            }
+        let shards: Vec<String> = queue.shards.iter().map(|s| s.address.clone()).collect();
+        for shard in self.objs.read_many::<Shard>(&shards).await?.into_iter().flatten() {
+            jobs.extend(shard.jobs);
         }
         Ok(Some((queue, jobs)))
     }
@@ -540,9 +556,9 @@ impl SchedulerDb for ObjectstoreDb {
             owners: request.jobs.iter().map(|j| (j.copy_nb, me.clone())).collect(),
             request: request.clone(),
         };
-        self.log(&self.agent, std::slice::from_ref(&name), true, now).await?;
+        self.log_own(std::slice::from_ref(&name), true, now).await?;
         if let Err(e) = self.objs.create(&name, &stored).await {
-            self.log(&self.agent, std::slice::from_ref(&name), false, now).await?;
+            self.log_own(std::slice::from_ref(&name), false, now).await?;
             return Err(if e.kind == tapesched_scheduler::ErrorKind::Conflict {
                 Error::conflict(format!("archive request {} is already queued", request.archive_file_id))
             } else {
@@ -566,7 +582,7 @@ impl SchedulerDb for ObjectstoreDb {
         })
         .await?;
         self.add_pointers(moves, now).await?;
-        self.log(&self.agent, &[name], false, now).await
+        self.log_own(&[name], false, now).await
     }
 
     async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()> {
@@ -579,14 +595,14 @@ impl SchedulerDb for ObjectstoreDb {
         }
         let name = retrieve_request_name(request.request_id);
         let key = QueueKey::new(QueueKind::RetrieveToTransfer, &request.active_vid);
-        self.log(&self.agent, std::slice::from_ref(&name), true, now).await?;
+        self.log_own(std::slice::from_ref(&name), true, now).await?;
         let stored = StoredRetrieve { request: request.clone(), owner: Owner::Queue(key.clone()) };
         if let Err(e) = self.objs.create(&name, &stored).await {
-            self.log(&self.agent, std::slice::from_ref(&name), false, now).await?;
+            self.log_own(std::slice::from_ref(&name), false, now).await?;
             return Err(e);
         }
         self.add_pointers(Moves::from([(key, vec![retrieve_pointer(&request, None)])]), now).await?;
-        self.log(&self.agent, &[name], false, now).await
+        self.log_own(&[name], false, now).await
     }
 
     async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>> {
@@ -621,7 +637,7 @@ impl SchedulerDb for ObjectstoreDb {
         if stored.request.jobs.iter().all(|j| j.status == ArchiveJobStatus::Failed) {
             return Ok(());
         }
-        self.log(&self.agent, std::slice::from_ref(&name), true, now).await?;
+        self.log_own(std::slice::from_ref(&name), true, now).await?;
         for (copy, owner) in &stored.owners {
             if let Owner::Queue(key) = owner {
                 self.remove_pointers(key, &[(name.clone(), *copy)], now).await?;
@@ -632,7 +648,7 @@ impl SchedulerDb for ObjectstoreDb {
             self.objs.unlock(lock).await;
             r?;
         }
-        self.log(&self.agent, &[name], false, now).await
+        self.log_own(&[name], false, now).await
     }
 
     async fn cancel_retrieve(&self, archive_file_id: u64, dst_url: Option<&str>, now: Timestamp) -> Result<u64> {
@@ -668,8 +684,11 @@ impl SchedulerDb for ObjectstoreDb {
         let mut info = MountInfo::default();
         let kinds =
             [QueueKind::ArchiveToTransferForUser, QueueKind::ArchiveToTransferForRepack, QueueKind::RetrieveToTransfer];
-        for (key, address) in self.queues_of(&kinds).await? {
-            let Some(q) = self.objs.read::<Queue>(&address).await? else { continue };
+        let queues = self.queues_of(&kinds).await?;
+        let addresses: Vec<String> = queues.iter().map(|(_, a)| a.clone()).collect();
+        let objects = self.objs.read_many::<Queue>(&addresses).await?;
+        for ((key, _), q) in queues.into_iter().zip(objects) {
+            let Some(q) = q else { continue };
             if q.summary.count == 0 {
                 continue;
             }
@@ -1207,7 +1226,7 @@ impl SchedulerDb for ObjectstoreDb {
                 RequestId::Retrieve(i) => retrieve_request_name(*i),
             })
             .collect();
-        self.log(&self.agent, &names, true, now).await?;
+        self.log_own(&names, true, now).await?;
         for (r, name) in reports.iter().zip(&names) {
             match *r {
                 RequestId::Archive(afid) => {
@@ -1243,16 +1262,28 @@ impl SchedulerDb for ObjectstoreDb {
                 }
                 RequestId::Retrieve(id) => {
                     let out = self
-                        .update_retrieve(id, |st| match &st.owner {
-                            Owner::Queue(k) if k.kind == QueueKind::RetrieveToReport => {
-                                Ok((Some((k.clone(), st.request.active_copy().map_or(0, |c| c.copy_nb))), Write::Delete))
+                        .update_retrieve(id, |st| {
+                            let Owner::Queue(from) = st.owner.clone() else { return Ok((None, Write::Keep)) };
+                            if from.kind != QueueKind::RetrieveToReport {
+                                return Ok((None, Write::Keep));
                             }
-                            _ => Ok((None, Write::Keep)),
+                            let copy = st.request.active_copy().map_or(0, |c| c.copy_nb);
+                            if st.request.status != RetrieveStatus::ToReportForFailure {
+                                return Ok((Some((from, copy, None)), Write::Delete));
+                            }
+                            // A delivered failure report keeps the request in the failed list.
+                            st.request.status = RetrieveStatus::Failed;
+                            let (key, o) = retrieve_home(&st.request);
+                            st.owner = Owner::Queue(key.clone());
+                            Ok((Some((from, copy, Some((key, retrieve_pointer(&st.request, o))))), Write::Commit))
                         })
                         .await?
                         .flatten();
-                    if let Some((from, copy)) = out {
+                    if let Some((from, copy, to)) = out {
                         removals.entry(from).or_default().push((name.clone(), copy));
+                        if let Some((key, ptr)) = to {
+                            moves.entry(key).or_default().push(ptr);
+                        }
                     }
                 }
             }
@@ -1261,7 +1292,7 @@ impl SchedulerDb for ObjectstoreDb {
         for (key, targets) in removals {
             self.remove_pointers(&key, &targets, now).await?;
         }
-        self.log(&self.agent, &names, false, now).await
+        self.log_own(&names, false, now).await
     }
 
     async fn reports_failed(&self, reports: &[RequestId], reason: &str, now: Timestamp) -> Result<()> {
@@ -1275,7 +1306,7 @@ impl SchedulerDb for ObjectstoreDb {
                 RequestId::Retrieve(i) => retrieve_request_name(*i),
             })
             .collect();
-        self.log(&self.agent, &names, true, now).await?;
+        self.log_own(&names, true, now).await?;
         for (r, name) in reports.iter().zip(&names) {
             match *r {
                 RequestId::Archive(afid) => {
@@ -1340,7 +1371,7 @@ impl SchedulerDb for ObjectstoreDb {
         for (key, targets) in removals {
             self.remove_pointers(&key, &targets, now).await?;
         }
-        self.log(&self.agent, &names, false, now).await
+        self.log_own(&names, false, now).await
     }
 
     async fn set_cleanup_flag(&self, vid: &str, flag: bool, now: Timestamp) -> Result<()> {
@@ -1376,7 +1407,7 @@ impl SchedulerDb for ObjectstoreDb {
         };
         let names: Vec<String> = taken.iter().map(|p| p.address.clone()).collect();
         // The pointers leave the queue only once the requests are in this agent's log.
-        if let Err(e) = self.log(&self.agent, &names, true, now).await {
+        if let Err(e) = self.log_own(&names, true, now).await {
             self.objs.unlock(q.lock).await;
             return Err(e);
         }
@@ -1428,7 +1459,7 @@ impl SchedulerDb for ObjectstoreDb {
                 self.add_pointers(Moves::from([(k, vec![ptr])]), now).await?;
             }
         }
-        self.log(&self.agent, &names, false, now).await?;
+        self.log_own(&names, false, now).await?;
         Ok(report)
     }
 

@@ -460,6 +460,16 @@ impl Objects {
         }
     }
 
+    /// Reads several objects without locking; absent ones are `None`.
+    pub async fn read_many<T: Stored>(&self, names: &[String]) -> Result<Vec<Option<T>>> {
+        let raw = self.store.read_many(names).await.map_err(store_error)?;
+        names
+            .iter()
+            .zip(raw)
+            .map(|(n, b)| b.map(|b| Self::decode(n, &b)).transpose())
+            .collect()
+    }
+
     /// Creates an object (exclusive).
     pub async fn create<T: Stored>(&self, name: &str, value: &T) -> Result<()> {
         self.store.create(name, Self::encode(value)?).await.map_err(store_error)

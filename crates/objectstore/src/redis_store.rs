@@ -225,6 +225,17 @@ impl ObjectStore for RedisStore {
         con.get(self.key(name, "o")).await.map_err(unavailable)
     }
 
+    async fn read_many(&self, names: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(1000) {
+            let keys: Vec<String> = chunk.iter().map(|n| self.key(n, "o")).collect();
+            let mut con = self.con();
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await.map_err(unavailable)?;
+            out.extend(values);
+        }
+        Ok(out)
+    }
+
     async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock> {
         let token = format!("{:x}-{}", self.instance, self.tokens.fetch_add(1, Ordering::Relaxed));
         let script = match mode {

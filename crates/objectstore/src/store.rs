@@ -70,6 +70,14 @@ pub trait ObjectStore: Send + Sync {
     async fn create(&self, name: &str, value: Vec<u8>) -> StoreResult<()>;
     /// Reads a whole object without locking; `None` when absent.
     async fn read(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Reads several objects without locking (each one whole), in the order of `names`.
+    async fn read_many(&self, names: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            out.push(self.read(n).await?);
+        }
+        Ok(out)
+    }
     /// Locks an existing object, waiting up to `timeout`.
     async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock>;
     /// Releases a lock; releasing a lock that expired or was never held is not an error.
