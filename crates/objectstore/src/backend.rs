@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::join_all;
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
 use tapesched_scheduler::rules::{self, ArchiveSuccessOutcome, FailureOutcome};
@@ -529,6 +530,71 @@ impl ObjectstoreDb {
         Ok(requeued)
     }
 
+    /// Queues archive requests together: one intent-log update for the batch, the request
+    /// objects created concurrently, one queue update per pool. Each request is all or nothing.
+    async fn queue_archive_batch(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Result<Vec<Result<()>>> {
+        self.ready().await?;
+        let me = Owner::Agent(self.agent.clone());
+        let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
+        self.log_own(&names, true, now).await?;
+        let created = join_all(requests.iter().zip(&names).map(|(request, name)| {
+            let stored = StoredArchive {
+                owners: request.jobs.iter().map(|j| (j.copy_nb, me.clone())).collect(),
+                request: request.clone(),
+            };
+            async move {
+                if request.jobs.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "archive request {} has no copy to write",
+                        request.archive_file_id
+                    )));
+                }
+                self.objs.create(name, &stored).await.map_err(|e| {
+                    if e.kind == tapesched_scheduler::ErrorKind::Conflict {
+                        Error::conflict(format!("archive request {} is already queued", request.archive_file_id))
+                    } else {
+                        e
+                    }
+                })
+            }
+        }))
+        .await;
+        let mut moves = Moves::new();
+        let mut owned = Vec::new();
+        for (request, ok) in requests.iter().zip(&created) {
+            if ok.is_err() {
+                continue;
+            }
+            for job in &request.jobs {
+                moves
+                    .entry(QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool))
+                    .or_default()
+                    .push(archive_pointer(request, job.copy_nb, None));
+            }
+            owned.push(request);
+        }
+        // Owner first (the queue), then the pointers: a crash in between leaves the request in
+        // this agent's log, and the collector puts it where its owner says.
+        let switched = join_all(owned.iter().map(|request| {
+            let keys: Vec<(u32, QueueKey)> = request
+                .jobs
+                .iter()
+                .map(|j| (j.copy_nb, QueueKey::new(QueueKind::ArchiveToTransferForUser, &j.tape_pool)))
+                .collect();
+            self.update_archive(request.archive_file_id, move |s| {
+                for (copy, key) in keys {
+                    s.owners.insert(copy, Owner::Queue(key));
+                }
+                Ok(((), Write::Commit))
+            })
+        }))
+        .await;
+        switched.into_iter().collect::<Result<Vec<_>>>()?;
+        self.add_pointers(moves, now).await?;
+        self.log_own(&names, false, now).await?;
+        Ok(created)
+    }
+
     async fn is_dead(&self, agent: &Agent, now: Timestamp) -> bool {
         agent.gc_needed || self.config.agent_timeout.is_some_and(|t| now - agent.heartbeat > t)
     }
@@ -546,43 +612,14 @@ impl SchedulerDb for ObjectstoreDb {
     }
 
     async fn queue_archive(&self, request: ArchiveRequest, now: Timestamp) -> Result<()> {
-        self.ready().await?;
-        if request.jobs.is_empty() {
-            return Err(Error::invalid(format!("archive request {} has no copy to write", request.archive_file_id)));
+        self.queue_archives(vec![request], now).await.pop().unwrap_or(Ok(()))
+    }
+
+    async fn queue_archives(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        match self.queue_archive_batch(requests, now).await {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e)],
         }
-        let name = archive_request_name(request.archive_file_id);
-        let me = Owner::Agent(self.agent.clone());
-        let stored = StoredArchive {
-            owners: request.jobs.iter().map(|j| (j.copy_nb, me.clone())).collect(),
-            request: request.clone(),
-        };
-        self.log_own(std::slice::from_ref(&name), true, now).await?;
-        if let Err(e) = self.objs.create(&name, &stored).await {
-            self.log_own(std::slice::from_ref(&name), false, now).await?;
-            return Err(if e.kind == tapesched_scheduler::ErrorKind::Conflict {
-                Error::conflict(format!("archive request {} is already queued", request.archive_file_id))
-            } else {
-                e
-            });
-        }
-        let mut moves = Moves::new();
-        for job in &request.jobs {
-            moves
-                .entry(QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool))
-                .or_default()
-                .push(archive_pointer(&request, job.copy_nb, None));
-        }
-        let keys: Vec<(u32, QueueKey)> =
-            request.jobs.iter().map(|j| (j.copy_nb, QueueKey::new(QueueKind::ArchiveToTransferForUser, &j.tape_pool))).collect();
-        self.update_archive(request.archive_file_id, move |s| {
-            for (copy, key) in keys {
-                s.owners.insert(copy, Owner::Queue(key));
-            }
-            Ok(((), Write::Commit))
-        })
-        .await?;
-        self.add_pointers(moves, now).await?;
-        self.log_own(&[name], false, now).await
     }
 
     async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()> {

@@ -263,6 +263,16 @@ pub trait SchedulerDb: Send + Sync {
     /// A request with the same archive file id already stored is a `conflict`.
     async fn queue_archive(&self, request: ArchiveRequest, now: Timestamp) -> Result<()>;
 
+    /// Queues several archive requests, each all or nothing, and answers for each in order.
+    /// Backends override it to share round trips and locks between the requests.
+    async fn queue_archives(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(self.queue_archive(r, now).await);
+        }
+        out
+    }
+
     /// Stores a retrieve request and queues it in the queue of `request.active_vid`.
     async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()>;
 

@@ -242,6 +242,40 @@ impl Scheduler {
     /// Returns the archive file id.
     pub async fn queue_archive(&self, sub: ArchiveSubmission) -> Result<u64> {
         let now = self.now();
+        let snap = self.catalogue.snapshot().await?;
+        let request = self.prepare_archive(&snap, sub, now).await?;
+        let id = request.archive_file_id;
+        self.db.queue_archive(request, now).await?;
+        Ok(id)
+    }
+
+    /// Queues several archive requests, each all or nothing (as a frontend does with the requests
+    /// that arrived together); answers with the archive file id or the error of each, in order.
+    pub async fn queue_archives(&self, subs: Vec<ArchiveSubmission>) -> Result<Vec<Result<u64>>> {
+        let now = self.now();
+        let snap = self.catalogue.snapshot().await?;
+        let mut answers: Vec<Result<u64>> = Vec::with_capacity(subs.len());
+        let mut requests = Vec::with_capacity(subs.len());
+        for sub in subs {
+            match self.prepare_archive(&snap, sub, now).await {
+                Ok(r) => {
+                    answers.push(Ok(r.archive_file_id));
+                    requests.push(r);
+                }
+                Err(e) => answers.push(Err(e)),
+            }
+        }
+        let mut queued = self.db.queue_archives(requests, now).await.into_iter();
+        for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+            if let Some(Err(e)) = queued.next() {
+                *answer = Err(e);
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Checks a submission against the catalogue and builds the request with its jobs.
+    async fn prepare_archive(&self, snap: &CatalogueSnapshot, sub: ArchiveSubmission, now: Timestamp) -> Result<ArchiveRequest> {
         check_who(&sub.requester)?;
         check_name("storage class", &sub.storage_class)?;
         opt_text("disk file id", &sub.disk_file_id)?;
@@ -250,7 +284,6 @@ impl Scheduler {
         if sub.size == 0 {
             return Err(Error::invalid("archive request of size 0: zero-length files are not archived"));
         }
-        let snap = self.catalogue.snapshot().await?;
         let instance = match &sub.disk_instance {
             Some(i) => {
                 check_name("disk instance", i)?;
@@ -266,10 +299,10 @@ impl Scheduler {
                 .cloned()
                 .ok_or_else(|| Error::invalid("no disk instance given and the catalogue has none"))?,
         };
-        let routes = resolve::archive_routes(&snap, &sub.storage_class)?;
-        let policy = resolve::archive_policy(&snap, &instance, &sub.requester)?;
+        let routes = resolve::archive_routes(snap, &sub.storage_class)?;
+        let policy = resolve::archive_policy(snap, &instance, &sub.requester)?;
         let id = self.catalogue.reserve_archive_file_id(sub.archive_file_id).await?;
-        let request = ArchiveRequest {
+        Ok(ArchiveRequest {
             archive_file_id: id,
             disk_instance: instance,
             disk_file_id: sub.disk_file_id.clone().unwrap_or_else(|| id.to_string()),
@@ -296,9 +329,7 @@ impl Scheduler {
                 })
                 .collect(),
             report_decided: false,
-        };
-        self.db.queue_archive(request, now).await?;
-        Ok(id)
+        })
     }
 
     /// Queues a retrieve request on the best tape copy; returns the request id and the VID.

@@ -1,0 +1,179 @@
+//! Runs the `tapesched` binary on the contract's examples and on broken input, checking exit
+//! statuses, the closing `N passed, M failed` line and the trace file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tapesched(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapesched")).args(args).output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn last_line(o: &Output) -> String {
+    stdout(o).lines().last().unwrap_or("").to_string()
+}
+
+/// The contract's examples: `shared/` lies beside the checkout (`../shared` in CI).
+fn examples() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/examples");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("note: {} is absent; skipping", dir.display());
+        None
+    }
+}
+
+/// A fresh temporary directory for one test.
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tapesched-cli-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+const VALID: &str = "version: 1
+name: tiny
+catalogue:
+  disk_instances: [eos]
+  virtual_organizations: [{name: vo, read_max_drives: 1, write_max_drives: 1}]
+  logical_libraries: [{name: lib}]
+  tape_pools: [{name: pool, vo: vo}]
+  drives: [{name: drive0, logical_library: lib}]
+steps:
+  - {op: show_queues, expect: {queues: []}}
+  - {op: next_mount, drive: drive0, dry_run: true, expect: {would_mount: false}}
+  - {op: set_vo, name: nobody, read_max_drives: 1, expect: {error: not_found}}
+";
+
+#[test]
+fn examples_pass_and_write_a_trace() {
+    let Some(dir) = examples() else { return };
+    let tmp = temp_dir("examples");
+    let trace = tmp.join("trace.jsonl");
+    let dir = dir.to_string_lossy().into_owned();
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let out = tapesched(&["scenario", "run", &dir, "--backend", "objectstore-memory", "--trace", &trace_arg]);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert_eq!(last_line(&out), "14 passed, 0 failed");
+    let text = std::fs::read_to_string(&trace).expect("trace written");
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert_eq!(lines.len(), 21, "11 + 10 steps");
+    assert_eq!(lines[0]["step"], 1);
+    assert!(lines.iter().all(|l| l["ok"] == true && l.get("file").is_some()));
+}
+
+#[test]
+fn examples_compare_equal_on_one_backend_twice() {
+    let Some(dir) = examples() else { return };
+    let dir = dir.to_string_lossy().into_owned();
+    let out = tapesched(&["scenario", "compare", &dir, "--backends", "objectstore-memory,objectstore-memory"]);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert!(last_line(&out).contains("identical traces"), "{}", stdout(&out));
+}
+
+#[test]
+fn failed_expectation_exits_1() {
+    let tmp = temp_dir("failing");
+    let file = tmp.join("failing.yaml");
+    std::fs::write(&file, VALID.replace("would_mount: false", "would_mount: true")).expect("write");
+    let out = tapesched(&["scenario", "run", &file.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert_eq!(last_line(&out), "2 passed, 1 failed");
+    assert!(
+        stderr(&out).contains(
+            "failing.yaml: step 2 (next_mount): expected {\"would_mount\":true}, got {\"would_mount\":false}"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn valid_file_passes() {
+    let tmp = temp_dir("valid");
+    let file = tmp.join("valid.yaml");
+    std::fs::write(&file, VALID).expect("write");
+    let out = tapesched(&["scenario", "run", &file.to_string_lossy(), "--backend", "objectstore-memory"]);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert_eq!(last_line(&out), "3 passed, 0 failed");
+}
+
+#[test]
+fn invalid_file_exits_2_naming_the_field() {
+    let tmp = temp_dir("invalid");
+    let file = tmp.join("invalid.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: bad\ncatalogue: {}\nsteps:\n  - {op: queue_archive, requester: {name: a, group: b}, storage_class: sc, size: -1}\n",
+    )
+    .expect("write");
+    let out = tapesched(&["scenario", "run", &file.to_string_lossy(), "--backend", "objectstore-memory"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(last_line(&out), "0 passed, 0 failed");
+    assert!(stderr(&out).contains("steps/0/size: -1 is less than the minimum of 0"), "{}", stderr(&out));
+}
+
+#[test]
+fn invalid_file_among_valid_ones_exits_2() {
+    let tmp = temp_dir("mixed");
+    std::fs::write(tmp.join("a.yaml"), VALID).expect("write");
+    std::fs::write(tmp.join("b.yaml"), "version: 1\nname: b\ncatalogue: {}\nsteps: [{op: frobnicate}]\n")
+        .expect("write");
+    std::fs::write(tmp.join("notes.txt"), "ignored").expect("write");
+    let out = tapesched(&["scenario", "run", &tmp.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(last_line(&out), "3 passed, 0 failed");
+    assert!(stderr(&out).contains("steps/0/op: unknown op \"frobnicate\""), "{}", stderr(&out));
+}
+
+#[test]
+fn backends_unknown_or_unavailable_exit_2() {
+    let tmp = temp_dir("backends");
+    let file = tmp.join("valid.yaml");
+    std::fs::write(&file, VALID).expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let out = tapesched(&["scenario", "run", &file, "--backend", "oracle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("known backends: objectstore-memory, objectstore-redis, postgres, bridge"));
+    let out = tapesched(&["scenario", "run", &file, "--backend", "postgres"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("backend postgres is not available in this build yet"), "{}", stderr(&out));
+    let out = tapesched(&["scenario", "compare", &file, "--backends", "objectstore-memory,bridge"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn explain_prints_a_table_and_json() {
+    let tmp = temp_dir("explain");
+    let file = tmp.join("s.yaml");
+    std::fs::write(&file, VALID).expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let out = tapesched(&["explain", "--scenario", &file, "--drive", "drive0", "--after-step", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Decision: no mount"), "{}", stdout(&out));
+    let out = tapesched(&["explain", "--scenario", &file, "--drive", "drive0", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["mount"], serde_json::Value::Null);
+    assert_eq!(v["candidates"], serde_json::json!([]));
+    let out = tapesched(&["explain", "--scenario", &file, "--drive", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let catalogue = tmp.join("catalogue.yaml");
+    std::fs::write(
+        &catalogue,
+        "virtual_organizations: [{name: vo, read_max_drives: 1, write_max_drives: 1}]\nlogical_libraries: [{name: lib, disabled: true}]\ndrives: [{name: drive0, logical_library: lib}]\n",
+    )
+    .expect("write");
+    let out = tapesched(&["explain", "--catalogue", &catalogue.to_string_lossy(), "--drive", "drive0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("logical library lib (disabled)"), "{}", stdout(&out));
+}
