@@ -37,14 +37,26 @@ fn ids(jobs: &[MountJob]) -> Vec<u64> {
 
 async fn mount_info_summarises_each_queue(f: Fixture) {
     f.at(-50);
-    f.scheduler.queue_archive(ArchiveSubmission { created_at: Some(T0 - 100), ..archive(1, "sc1", 300) }).await.unwrap();
+    f.scheduler
+        .queue_archive(ArchiveSubmission { created_at: Some(T0 - 100), ..archive(1, "sc1", 300) })
+        .await
+        .unwrap();
     f.at(0);
     f.scheduler.queue_archive(archive(2, "sc2", 700)).await.unwrap();
     let info = f.db.mount_info(T0).await.unwrap();
     let shape: Vec<_> = info
         .potential_mounts
         .iter()
-        .map(|m| (m.mount_type, m.tape_pool.clone(), m.files_queued, m.bytes_queued, m.oldest_job_start, m.youngest_job_start))
+        .map(|m| {
+            (
+                m.mount_type,
+                m.tape_pool.clone(),
+                m.files_queued,
+                m.bytes_queued,
+                m.oldest_job_start,
+                m.youngest_job_start,
+            )
+        })
         .collect();
     assert_eq!(
         shape,
@@ -156,7 +168,10 @@ async fn failures_retry_then_report_then_fail(f: Fixture) {
     f.scheduler.complete_jobs(&mut s, Some(&[1]), Outcome::Failure, Some("write error")).await.unwrap();
     f.scheduler.complete_jobs(&mut s, Some(&[2]), Outcome::Success, None).await.unwrap();
     let r = f.scheduler.report(ReportFilter::Archive, None, false).await.unwrap();
-    assert_eq!(r.iter().map(|r| (r.archive_file_id, r.outcome)).collect::<Vec<_>>(), vec![(1, Outcome::Failure), (2, Outcome::Success)]);
+    assert_eq!(
+        r.iter().map(|r| (r.archive_file_id, r.outcome)).collect::<Vec<_>>(),
+        vec![(1, Outcome::Failure), (2, Outcome::Success)]
+    );
     assert!(f.scheduler.list_failed(JobKind::Archive).await.unwrap().is_empty(), "one failed delivery is retried");
     f.scheduler.report(ReportFilter::Archive, None, false).await.unwrap();
     assert_eq!(f.scheduler.list_failed(JobKind::Archive).await.unwrap(), vec![1, 2], "two failed deliveries give up");
@@ -167,14 +182,15 @@ async fn tape_leaving_service_drains_its_queue(f: Fixture) {
     // With both queues empty, the daily rotation picks the second of (T1, T3) on day T0/86400.
     assert_eq!(f.scheduler.queue_retrieve(retrieve(100)).await.unwrap().1, "T3");
     f.scheduler.queue_retrieve(retrieve(101)).await.unwrap();
-    let change = f
-        .scheduler
-        .change_tape_state("T3", TapeState::Broken, Some("dropped"), Default::default())
-        .await
-        .unwrap();
+    let change =
+        f.scheduler.change_tape_state("T3", TapeState::Broken, Some("dropped"), Default::default()).await.unwrap();
     assert_eq!((change.state, change.cleanup_requested), (TapeState::BrokenPending, true));
     assert_eq!(f.scheduler.cleanup_queues().await.unwrap(), vec!["T3".to_string()]);
-    assert_eq!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T1")).await.unwrap(), vec![100, 101], "fSeq order");
+    assert_eq!(
+        f.scheduler.list_pending(JobKind::Retrieve, None, Some("T1")).await.unwrap(),
+        vec![100, 101],
+        "fSeq order"
+    );
     assert!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T3")).await.unwrap().is_empty());
     // T1 leaves too: 100 has no other copy left, 101 never had one: both fail.
     f.scheduler.change_tape_state("T1", TapeState::Exported, Some("vault"), Default::default()).await.unwrap();

@@ -85,7 +85,8 @@ pub fn catalogue() -> (CatalogueSnapshot, Vec<ArchiveFile>) {
             disk_instance: None,
         },
     );
-    s.logical_libraries.insert("lib".into(), LogicalLibrary { name: "lib".into(), disabled: false, physical_library: None });
+    s.logical_libraries
+        .insert("lib".into(), LogicalLibrary { name: "lib".into(), disabled: false, physical_library: None });
     for p in ["p1", "p:{2}"] {
         s.tape_pools.insert(p.into(), TapePool { name: p.into(), vo: "vo".into() });
     }

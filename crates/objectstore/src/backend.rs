@@ -114,7 +114,9 @@ fn retrieve_pointer(r: &RetrieveRequest, outcome: Option<Outcome>) -> JobPointer
 /// The queue an archive job belongs in, given its status.
 fn archive_home(r: &ArchiveRequest, job: &ArchiveJob) -> Option<(QueueKey, Option<Outcome>)> {
     match job.status {
-        ArchiveJobStatus::ToTransfer => Some((QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool), None)),
+        ArchiveJobStatus::ToTransfer => {
+            Some((QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool), None))
+        }
         ArchiveJobStatus::ToReportForTransfer => {
             let vid = job.written.as_ref().map(|w| w.vid.clone()).unwrap_or_else(|| job.tape_pool.clone());
             Some((QueueKey::new(QueueKind::ArchiveToReport, vid), Some(Outcome::Success)))
@@ -191,7 +193,8 @@ impl ObjectstoreDb {
     async fn log_own(&self, names: &[String], add: bool, now: Timestamp) -> Result<()> {
         self.agent_ready
             .get_or_try_init(|| async {
-                let agent = Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
+                let agent =
+                    Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
                 self.register_agent(&self.agent, agent).await
             })
             .await?;
@@ -258,8 +261,7 @@ impl ObjectstoreDb {
             .read::<Agent>(&name)
             .await?
             .ok_or_else(|| Error::not_found(format!("mount {mount} does not exist or has ended")))?;
-        let record =
-            agent.mount.clone().ok_or_else(|| Error::internal(format!("agent {name:?} records no mount")))?;
+        let record = agent.mount.clone().ok_or_else(|| Error::internal(format!("agent {name:?} records no mount")))?;
         Ok((name, agent, record))
     }
 
@@ -460,7 +462,12 @@ impl ObjectstoreDb {
                                 o if o == me2 => match archive_home(&s.request, &job) {
                                     Some((key, outcome)) => {
                                         s.owners.insert(job.copy_nb, Owner::Queue(key.clone()));
-                                        out.push((true, key, archive_pointer(&s.request, job.copy_nb, outcome), job.status));
+                                        out.push((
+                                            true,
+                                            key,
+                                            archive_pointer(&s.request, job.copy_nb, outcome),
+                                            job.status,
+                                        ));
                                     }
                                     None => {
                                         s.owners.insert(job.copy_nb, Owner::Nobody);
@@ -468,7 +475,12 @@ impl ObjectstoreDb {
                                 },
                                 Owner::Queue(key) => {
                                     let outcome = archive_home(&s.request, &job).and_then(|(_, o)| o);
-                                    out.push((false, key, archive_pointer(&s.request, job.copy_nb, outcome), job.status));
+                                    out.push((
+                                        false,
+                                        key,
+                                        archive_pointer(&s.request, job.copy_nb, outcome),
+                                        job.status,
+                                    ));
                                 }
                                 _ => {}
                             }
@@ -505,10 +517,16 @@ impl ObjectstoreDb {
                             s.request.failure_reasons = request.failure_reasons.clone();
                             let (key, outcome) = retrieve_home(&s.request);
                             s.owner = Owner::Queue(key.clone());
-                            Ok((Some((true, key, retrieve_pointer(&s.request, outcome), s.request.status)), Write::Commit))
+                            Ok((
+                                Some((true, key, retrieve_pointer(&s.request, outcome), s.request.status)),
+                                Write::Commit,
+                            ))
                         } else if let Owner::Queue(key) = &s.owner {
                             let outcome = retrieve_home(&s.request).1;
-                            Ok((Some((false, key.clone(), retrieve_pointer(&s.request, outcome), s.request.status)), Write::Keep))
+                            Ok((
+                                Some((false, key.clone(), retrieve_pointer(&s.request, outcome), s.request.status)),
+                                Write::Keep,
+                            ))
                         } else {
                             Ok((None, Write::Keep))
                         }
@@ -731,7 +749,9 @@ impl SchedulerDb for ObjectstoreDb {
             }
             let (mount_type, tape_pool, vid) = match key.kind {
                 QueueKind::ArchiveToTransferForUser => (MountType::ArchiveForUser, Some(key.container.clone()), None),
-                QueueKind::ArchiveToTransferForRepack => (MountType::ArchiveForRepack, Some(key.container.clone()), None),
+                QueueKind::ArchiveToTransferForRepack => {
+                    (MountType::ArchiveForRepack, Some(key.container.clone()), None)
+                }
                 _ => (MountType::Retrieve, None, Some(key.container.clone())),
             };
             info.potential_mounts.push(PotentialMount {
@@ -833,7 +853,10 @@ impl SchedulerDb for ObjectstoreDb {
                                 return Ok((None, Write::Keep));
                             }
                             s.owners.insert(p.copy_nb, me);
-                            Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb: p.copy_nb }), Write::Commit))
+                            Ok((
+                                Some(MountJob::Archive { request: s.request.clone(), copy_nb: p.copy_nb }),
+                                Write::Commit,
+                            ))
                         })
                         .await?
                         .flatten(),
@@ -948,7 +971,8 @@ impl SchedulerDb for ObjectstoreDb {
                             if st.owners.get(&s.job.copy_nb) != Some(&me2) {
                                 return Ok((None, Write::Keep));
                             }
-                            let outcome = rules::on_archive_success(&mut st.request, s.job.copy_nb, s.tape_file.clone());
+                            let outcome =
+                                rules::on_archive_success(&mut st.request, s.job.copy_nb, s.tape_file.clone());
                             let job = st.request.job(s.job.copy_nb).cloned();
                             let home = match (outcome, job) {
                                 (ArchiveSuccessOutcome::Report, Some(job)) => archive_home(&st.request, &job),
@@ -957,7 +981,10 @@ impl SchedulerDb for ObjectstoreDb {
                             match home {
                                 Some((key, outcome)) => {
                                     st.owners.insert(s.job.copy_nb, Owner::Queue(key.clone()));
-                                    Ok((Some((key, archive_pointer(&st.request, s.job.copy_nb, outcome))), Write::Commit))
+                                    Ok((
+                                        Some((key, archive_pointer(&st.request, s.job.copy_nb, outcome))),
+                                        Write::Commit,
+                                    ))
                                 }
                                 None => {
                                     st.owners.insert(s.job.copy_nb, Owner::Nobody);
@@ -1030,7 +1057,10 @@ impl SchedulerDb for ObjectstoreDb {
                             match job.and_then(|j| archive_home(&st.request, &j)) {
                                 Some((key, outcome)) => {
                                     st.owners.insert(id.copy_nb, Owner::Queue(key.clone()));
-                                    Ok((Some(Some((key, archive_pointer(&st.request, id.copy_nb, outcome)))), Write::Commit))
+                                    Ok((
+                                        Some(Some((key, archive_pointer(&st.request, id.copy_nb, outcome)))),
+                                        Write::Commit,
+                                    ))
                                 }
                                 None => Ok((Some(None), Write::Commit)),
                             }
@@ -1221,7 +1251,9 @@ impl SchedulerDb for ObjectstoreDb {
                 // Only pointers the request confirms (others are stale hints).
                 let url = match p.request {
                     RequestId::Archive(afid) => {
-                        let Some(s) = self.objs.read::<StoredArchive>(&archive_request_name(afid)).await? else { continue };
+                        let Some(s) = self.objs.read::<StoredArchive>(&archive_request_name(afid)).await? else {
+                            continue;
+                        };
                         if s.owners.get(&p.copy_nb) != Some(&owner) {
                             continue;
                         }
@@ -1270,7 +1302,10 @@ impl SchedulerDb for ObjectstoreDb {
                     let out = self
                         .update_archive(afid, |st| {
                             let Some(job) = st.request.jobs.iter().find(|j| {
-                                matches!(j.status, ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure)
+                                matches!(
+                                    j.status,
+                                    ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure
+                                )
                             }) else {
                                 return Ok((None, Write::Keep));
                             };
@@ -1286,7 +1321,10 @@ impl SchedulerDb for ObjectstoreDb {
                             let job = job.clone();
                             let home = archive_home(&st.request, &job).expect("failed jobs have a queue");
                             st.owners.insert(copy, Owner::Queue(home.0.clone()));
-                            Ok((Some((from, copy, Some((home.0, archive_pointer(&st.request, copy, None))))), Write::Commit))
+                            Ok((
+                                Some((from, copy, Some((home.0, archive_pointer(&st.request, copy, None))))),
+                                Write::Commit,
+                            ))
                         })
                         .await?
                         .flatten();
@@ -1350,7 +1388,10 @@ impl SchedulerDb for ObjectstoreDb {
                     let out = self
                         .update_archive(afid, |st| {
                             let Some(job) = st.request.jobs.iter_mut().find(|j| {
-                                matches!(j.status, ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure)
+                                matches!(
+                                    j.status,
+                                    ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure
+                                )
                             }) else {
                                 return Ok((None, Write::Keep));
                             };
@@ -1431,7 +1472,12 @@ impl SchedulerDb for ObjectstoreDb {
         Ok(out)
     }
 
-    async fn drain_retrieve_queue(&self, vid: &str, now: Timestamp, router: &dyn RetrieveRouter) -> Result<DrainReport> {
+    async fn drain_retrieve_queue(
+        &self,
+        vid: &str,
+        now: Timestamp,
+        router: &dyn RetrieveRouter,
+    ) -> Result<DrainReport> {
         self.ready().await?;
         let key = QueueKey::new(QueueKind::RetrieveToTransfer, vid);
         let Some(mut q) = self.open(&key, false).await? else { return Ok(DrainReport::default()) };
@@ -1475,7 +1521,9 @@ impl SchedulerDb for ObjectstoreDb {
                 }
                 None => {
                     request.status = RetrieveStatus::ToReportForFailure;
-                    request.failure_reasons.push(format!("tape {vid:?} left service and no other copy can be recalled"));
+                    request
+                        .failure_reasons
+                        .push(format!("tape {vid:?} left service and no other copy can be recalled"));
                     report.failed += 1;
                 }
             }

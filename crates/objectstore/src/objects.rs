@@ -374,7 +374,15 @@ impl Stored for Queue {
 impl Queue {
     /// An empty queue.
     pub fn new(key: QueueKey) -> Self {
-        Queue { key, summary: Summary::default(), shards: vec![], next_shard: 0, next_seq: 0, sleep: None, cleanup: false }
+        Queue {
+            key,
+            summary: Summary::default(),
+            shards: vec![],
+            next_shard: 0,
+            next_seq: 0,
+            sleep: None,
+            cleanup: false,
+        }
     }
     /// Oldest job creation time.
     pub fn oldest(&self) -> Option<Timestamp> {
@@ -447,8 +455,8 @@ impl Objects {
         if head.kind != T::KIND {
             return Err(Error::internal(format!("object {name:?} is a {:?}, expected a {:?}", head.kind, T::KIND)));
         }
-        let env: Envelope<T> = serde_json::from_slice(bytes)
-            .map_err(|e| Error::internal(format!("object {name:?} is corrupted: {e}")))?;
+        let env: Envelope<T> =
+            serde_json::from_slice(bytes).map_err(|e| Error::internal(format!("object {name:?} is corrupted: {e}")))?;
         Ok(env.payload)
     }
 
@@ -463,11 +471,7 @@ impl Objects {
     /// Reads several objects without locking; absent ones are `None`.
     pub async fn read_many<T: Stored>(&self, names: &[String]) -> Result<Vec<Option<T>>> {
         let raw = self.store.read_many(names).await.map_err(store_error)?;
-        names
-            .iter()
-            .zip(raw)
-            .map(|(n, b)| b.map(|b| Self::decode(n, &b)).transpose())
-            .collect()
+        names.iter().zip(raw).map(|(n, b)| b.map(|b| Self::decode(n, &b)).transpose()).collect()
     }
 
     /// Creates an object (exclusive).

@@ -61,7 +61,15 @@ impl OpenQueue {
         self.queue.next_shard += 1;
         self.queue.shards.insert(
             at,
-            ShardPointer { address: address.clone(), count: 0, bytes: 0, oldest: 0, youngest: 0, min_key: (0, 0), max_key: (0, 0) },
+            ShardPointer {
+                address: address.clone(),
+                count: 0,
+                bytes: 0,
+                oldest: 0,
+                youngest: 0,
+                min_key: (0, 0),
+                max_key: (0, 0),
+            },
         );
         self.shards.insert(address.clone(), Shard::default());
         self.dirty.insert(address.clone());
@@ -95,7 +103,11 @@ impl OpenQueue {
             let address = self.queue.shards[index].address.clone();
             self.load(objs, &address).await?;
             let shard = self.shards.get_mut(&address).expect("loaded");
-            let at = if retrieve { shard.jobs.partition_point(|j| j.retrieve_key() < p.retrieve_key()) } else { shard.jobs.len() };
+            let at = if retrieve {
+                shard.jobs.partition_point(|j| j.retrieve_key() < p.retrieve_key())
+            } else {
+                shard.jobs.len()
+            };
             shard.jobs.insert(at, p);
             self.refresh_pointer(index);
             self.dirty.insert(address.clone());

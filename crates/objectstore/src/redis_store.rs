@@ -122,7 +122,10 @@ impl RedisStore {
     /// [`StoreError::Unavailable`].
     pub fn new(settings: RedisSettings) -> StoreResult<Self> {
         if settings.prefix.contains(['{', '}']) {
-            return Err(StoreError::Unavailable(format!("invalid key prefix {:?}: braces are reserved", settings.prefix)));
+            return Err(StoreError::Unavailable(format!(
+                "invalid key prefix {:?}: braces are reserved",
+                settings.prefix
+            )));
         }
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {:?}: {e}", settings.url)))?;
@@ -181,7 +184,8 @@ impl RedisStore {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let base = Duration::from_micros(200).saturating_mul(1 << attempt.min(12)).min(self.settings.max_backoff);
-        let jitter = (self.jitter.hash_one((self.instance, attempt, self.tokens.load(Ordering::Relaxed))) % 1000) as u32;
+        let jitter =
+            (self.jitter.hash_one((self.instance, attempt, self.tokens.load(Ordering::Relaxed))) % 1000) as u32;
         base + base.mul_f64(jitter as f64 / 1000.0)
     }
 }
@@ -230,7 +234,8 @@ impl ObjectStore for RedisStore {
         for chunk in names.chunks(1000) {
             let keys: Vec<String> = chunk.iter().map(|n| self.key(n, "o")).collect();
             let mut con = self.con();
-            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await.map_err(unavailable)?;
+            let values: Vec<Option<Vec<u8>>> =
+                redis::cmd("MGET").arg(keys).query_async(&mut con).await.map_err(unavailable)?;
             out.extend(values);
         }
         Ok(out)

@@ -275,7 +275,12 @@ impl Scheduler {
     }
 
     /// Checks a submission against the catalogue and builds the request with its jobs.
-    async fn prepare_archive(&self, snap: &CatalogueSnapshot, sub: ArchiveSubmission, now: Timestamp) -> Result<ArchiveRequest> {
+    async fn prepare_archive(
+        &self,
+        snap: &CatalogueSnapshot,
+        sub: ArchiveSubmission,
+        now: Timestamp,
+    ) -> Result<ArchiveRequest> {
         check_who(&sub.requester)?;
         check_name("storage class", &sub.storage_class)?;
         opt_text("disk file id", &sub.disk_file_id)?;
