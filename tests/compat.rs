@@ -78,6 +78,11 @@ async fn compat_objectstore_memory() {
     run_compat("objectstore-memory").await;
 }
 
+#[tokio::test]
+async fn compat_objectstore_redis() {
+    run_compat("objectstore-redis").await;
+}
+
 #[test]
 fn snapshot_names_flatten_paths() {
     assert_eq!(snapshot_name(Path::new("scenarios/decision/x.yaml")), "scenarios__decision__x");

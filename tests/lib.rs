@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use tapesched_scenario::backend::{Backend, OpenBackend};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::catalogue::CatalogueSnapshot;
 use tapesched_scheduler::clock::ManualClock;
@@ -16,14 +17,10 @@ use tapesched_scheduler::types::*;
 /// The scenario clock's default start.
 pub const T0: i64 = 1_700_000_000;
 
-/// A fresh backend of the named kind, in its own namespace.
-pub async fn backend(name: &str) -> Arc<dyn SchedulerDb> {
-    match name {
-        "objectstore-memory" => {
-            tapesched_objectstore::memory_backend(tapesched_objectstore::ObjectstoreConfig::default())
-        }
-        other => panic!("unknown backend {other:?}"),
-    }
+/// A fresh backend of the named kind, in its own namespace (removed when it is dropped).
+pub async fn backend(name: &str) -> OpenBackend {
+    let backend = Backend::from_name(name).unwrap_or_else(|e| panic!("{e}"));
+    backend.open().await.unwrap_or_else(|e| panic!("cannot open backend {name}: {e}"))
 }
 
 /// A scheduler, its clock and its backend over [`catalogue`].
@@ -34,17 +31,20 @@ pub struct Fixture {
     pub clock: Arc<ManualClock>,
     /// The backend.
     pub db: Arc<dyn SchedulerDb>,
+    /// Keeps the backend's namespace until the fixture is dropped.
+    _namespace: OpenBackend,
 }
 
 impl Fixture {
     /// A fixture on a fresh backend of the named kind.
     pub async fn new(backend_name: &str) -> Fixture {
-        let db = backend(backend_name).await;
+        let open = backend(backend_name).await;
+        let db = open.db.clone();
         let (snapshot, files) = catalogue();
         let catalogue = Arc::new(MemoryCatalogue::new(snapshot, files).expect("valid catalogue"));
         let clock = Arc::new(ManualClock::new(T0));
         let scheduler = Scheduler::new(db.clone(), catalogue, clock.clone(), SchedulerConfig::default());
-        Fixture { scheduler, clock, db }
+        Fixture { scheduler, clock, db, _namespace: open }
     }
     /// Moves the clock `secs` past [`T0`].
     pub fn at(&self, secs: i64) {

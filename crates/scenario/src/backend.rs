@@ -5,8 +5,12 @@
 //! a namespace of their own per run and remove it afterwards.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_scheduler::db::SchedulerDb;
 
 use crate::error::ScenarioError;
@@ -56,6 +60,9 @@ impl Backend {
     pub fn check_available(self) -> Result<(), ScenarioError> {
         match self {
             Backend::ObjectstoreMemory => Ok(()),
+            Backend::ObjectstoreRedis => tapesched_testkit::redis_url()
+                .map(|_| ())
+                .map_err(|e| ScenarioError::BackendUnavailable(format!("backend objectstore-redis: {e}"))),
             other => Err(ScenarioError::BackendUnavailable(format!(
                 "backend {} is not available in this build yet",
                 other.name()
@@ -66,9 +73,37 @@ impl Backend {
     /// A fresh, empty instance of the backend.
     pub async fn open(self) -> Result<OpenBackend, ScenarioError> {
         self.check_available()?;
+        let mut cleanup: Option<Cleanup> = None;
         let db: Arc<dyn SchedulerDb> = match self {
             Backend::ObjectstoreMemory => {
                 tapesched_objectstore::memory_backend(tapesched_objectstore::ObjectstoreConfig::default())
+            }
+            Backend::ObjectstoreRedis => {
+                let url = tapesched_testkit::redis_url()
+                    .map_err(|e| ScenarioError::BackendUnavailable(format!("backend objectstore-redis: {e}")))?;
+                let prefix = format!("{}:", tapesched_testkit::unique_name("tapesched_run"));
+                let settings = RedisSettings::new(url, prefix);
+                let store = Arc::new(
+                    RedisStore::new(settings.clone())
+                        .map_err(|e| ScenarioError::BackendUnavailable(format!("backend objectstore-redis: {e}")))?,
+                );
+                let db = ObjectstoreDb::new(store.clone(), ObjectstoreConfig::default());
+                db.ping()
+                    .await
+                    .map_err(|e| ScenarioError::BackendUnavailable(format!("backend objectstore-redis: {e}")))?;
+                // The cleanup may run on another runtime (at drop): it opens its own connection.
+                cleanup = Some(Box::new(move || {
+                    Box::pin(async move {
+                        let cleared = match RedisStore::new(settings) {
+                            Ok(store) => store.clear().await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = cleared {
+                            tracing::warn!(error = %e, "could not remove a scenario run's Redis keys");
+                        }
+                    })
+                }));
+                Arc::new(db)
             }
             other => {
                 return Err(ScenarioError::BackendUnavailable(format!(
@@ -77,7 +112,7 @@ impl Backend {
                 )))
             }
         };
-        Ok(OpenBackend { backend: self, db })
+        Ok(OpenBackend { backend: self, db, cleanup })
     }
 }
 
@@ -94,11 +129,29 @@ impl std::str::FromStr for Backend {
     }
 }
 
-/// A backend instance for one scenario run.
+/// Removes a backend instance's namespace (Redis keys, Postgres schema).
+pub type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A backend instance for one scenario run. Its namespace is removed by [`OpenBackend::close`],
+/// or, if it is dropped without being closed (a panicking test), on a helper thread at drop.
 pub struct OpenBackend {
     backend: Backend,
     /// The scheduler's storage.
     pub db: Arc<dyn SchedulerDb>,
+    cleanup: Option<Cleanup>,
+}
+
+impl Drop for OpenBackend {
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.cleanup.take() {
+            let done = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(cleanup());
+                }
+            });
+            let _ = done.join();
+        }
+    }
 }
 
 impl OpenBackend {
@@ -108,7 +161,10 @@ impl OpenBackend {
     }
 
     /// Releases the instance (and, for server backends, removes its namespace).
-    pub async fn close(self) -> Result<(), ScenarioError> {
+    pub async fn close(mut self) -> Result<(), ScenarioError> {
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup().await;
+        }
         Ok(())
     }
 }
@@ -134,8 +190,8 @@ mod tests {
 
     #[test]
     fn unavailable_backends_say_so() {
-        let e = Backend::Postgres.check_available().expect_err("not built");
-        assert_eq!(e.to_string(), "backend postgres is not available in this build yet");
+        let e = Backend::Bridge.check_available().expect_err("not built");
+        assert_eq!(e.to_string(), "backend bridge is not available in this build yet");
         assert!(Backend::ObjectstoreMemory.check_available().is_ok());
     }
 
