@@ -83,6 +83,11 @@ async fn compat_objectstore_redis() {
     run_compat("objectstore-redis").await;
 }
 
+#[tokio::test]
+async fn compat_postgres() {
+    run_compat("postgres").await;
+}
+
 #[test]
 fn snapshot_names_flatten_paths() {
     assert_eq!(snapshot_name(Path::new("scenarios/decision/x.yaml")), "scenarios__decision__x");

@@ -6,13 +6,18 @@
 //! - `tapesched scenario compare FILE_OR_DIR... --backends B1,B2` plays them on several backends
 //!   and stops at the first step whose traces differ (exit 1);
 //! - `tapesched explain (--scenario FILE [--after-step N] | --catalogue FILE) --drive D [--json]`
-//!   shows why a drive gets, or does not get, a mount.
+//!   shows why a drive gets, or does not get, a mount;
+//! - `tapesched db migrate|collect` and `tapesched catalogue load FILE` administer a PostgreSQL
+//!   instance (`database.rs`); `tapesched worker drive` runs one drive session as a process
+//!   (`worker.rs`).
 
 #![warn(missing_docs)]
 
+mod database;
 mod explain;
 mod scenario;
 mod table;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +41,35 @@ enum Command {
     Scenario(ScenarioCommand),
     /// Explains the mount decision of a drive.
     Explain(ExplainArgs),
+    /// PostgreSQL instance administration.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// The shared catalogue.
+    #[command(subcommand)]
+    Catalogue(CatalogueCommand),
+    /// Processes that run scheduler work.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Applies the schema migrations (a no-op when up to date).
+    Migrate(database::MigrateArgs),
+    /// One dead-mount cleanup pass.
+    Collect(database::CollectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogueCommand {
+    /// Replaces the shared catalogue with a YAML catalogue.
+    Load(database::LoadArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCommand {
+    /// Runs one drive session: pops batches and completes them until the queue is empty.
+    Drive(worker::DriveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +149,10 @@ fn main() -> ExitCode {
             Command::Scenario(ScenarioCommand::Run(args)) => scenario::run(args).await,
             Command::Scenario(ScenarioCommand::Compare(args)) => scenario::compare(args).await,
             Command::Explain(args) => explain::explain(args).await,
+            Command::Db(DbCommand::Migrate(args)) => database::migrate(args).await,
+            Command::Db(DbCommand::Collect(args)) => database::collect(args).await,
+            Command::Catalogue(CatalogueCommand::Load(args)) => database::load(args).await,
+            Command::Worker(WorkerCommand::Drive(args)) => worker::drive(args).await,
         }
     });
     ExitCode::from(code)

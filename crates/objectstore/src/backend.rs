@@ -37,7 +37,9 @@ use crate::store::ObjectStore;
 pub struct ObjectstoreConfig {
     /// How long an operation waits for an object lock (the global scheduler lock included).
     pub lock_timeout: Duration,
-    /// Jobs per queue shard.
+    /// Jobs per queue shard. CTA uses 25 000; a shard is rewritten whole on every change, so
+    /// smaller shards make each change cheaper at the price of more shard objects. Queue order
+    /// does not depend on it.
     pub shard_size: usize,
     /// An agent whose heartbeat is older than this many seconds (on the caller's clock) is dead;
     /// `None`: only agents flagged as exited are collected.
@@ -50,7 +52,7 @@ impl Default for ObjectstoreConfig {
     fn default() -> Self {
         ObjectstoreConfig {
             lock_timeout: Duration::from_secs(30),
-            shard_size: 25_000,
+            shard_size: 1_000,
             agent_timeout: None,
             process_label: "frontend".into(),
         }
@@ -254,6 +256,17 @@ impl ObjectstoreDb {
         found.ok_or_else(|| Error::not_found(format!("agent {agent:?} does not exist")))
     }
 
+    /// Refreshes an agent's heartbeat.
+    async fn touch(&self, agent: &str, now: Timestamp) -> Result<()> {
+        self.objs
+            .update::<Agent, _>(agent, |a| {
+                a.heartbeat = a.heartbeat.max(now);
+                Ok(((), Write::Commit))
+            })
+            .await?
+            .ok_or_else(|| Error::not_found(format!("agent {agent:?} does not exist")))
+    }
+
     async fn mount_agent(&self, mount: MountId) -> Result<(String, Agent, MountRecord)> {
         let name = mount_agent_name(mount);
         let agent = self
@@ -296,22 +309,30 @@ impl ObjectstoreDb {
                 Some((lock, queue)) => return Ok(Some(OpenQueue::new(name, lock, queue, self.config.shard_size))),
                 None => {
                     // Listed but gone: a trim removed it after we read the root, or a crash
-                    // left a dangling pointer. Drop the pointer if it is still there and retry.
-                    let (k, n) = (key.clone(), name.clone());
-                    let gone = self.objs.read::<Queue>(&n).await?.is_none();
-                    if gone {
-                        self.objs
-                            .update::<Root, _>(ROOT, move |root| {
-                                let before = root.queues.len();
-                                root.queues.retain(|(q, _)| *q != k);
-                                Ok(((), if root.queues.len() == before { Write::Keep } else { Write::Commit }))
-                            })
-                            .await?;
-                    }
+                    // left a dangling pointer. Drop the pointer if it still dangles and retry.
+                    self.unlist_if_gone(key, &name).await?;
                 }
             }
         }
         Err(Error::unavailable(format!("queue {name:?} kept vanishing while being opened")))
+    }
+
+    /// Removes the root's pointer to queue `key` if its object does not exist. The existence
+    /// check is made under the root's lock: a queue is created before it is listed and unlisted
+    /// before it is deleted, so a pointer added meanwhile by another process always names an
+    /// existing object and is kept.
+    async fn unlist_if_gone(&self, key: &QueueKey, name: &str) -> Result<()> {
+        let Some((lock, mut root)) = self.objs.lock_read::<Root>(ROOT).await? else { return Ok(()) };
+        let result = async {
+            if root.queue(key).is_none() || self.objs.read::<Queue>(name).await?.is_some() {
+                return Ok(false);
+            }
+            root.queues.retain(|(q, _)| q != key);
+            self.objs.write(ROOT, &root, &lock).await.map(|_| true)
+        }
+        .await;
+        self.objs.unlock(lock).await;
+        result.map(|_| ())
     }
 
     /// Saves and unlocks a queue, trimming it when it is empty, not flagged for cleanup and not
@@ -446,100 +467,17 @@ impl ObjectstoreDb {
         router: &dyn RetrieveRouter,
     ) -> Result<u64> {
         let me = Owner::Agent(agent_name.to_string());
+        let found = join_all(agent.owned.iter().map(|name| self.requeue_one(name, &me, router))).await;
         let mut requeued = 0;
         let mut moves = Moves::new();
         let mut ensure = Moves::new();
-        for name in &agent.owned {
-            if let Some(stored) = self.objs.read::<StoredArchive>(name).await.ok().flatten() {
-                let afid = stored.request.archive_file_id;
-                let me2 = me.clone();
-                let moved = self
-                    .update_archive(afid, move |s| {
-                        let mut out = Vec::new();
-                        for job in s.request.jobs.clone() {
-                            let owner = s.owners.get(&job.copy_nb).cloned().unwrap_or(Owner::Nobody);
-                            match owner {
-                                o if o == me2 => match archive_home(&s.request, &job) {
-                                    Some((key, outcome)) => {
-                                        s.owners.insert(job.copy_nb, Owner::Queue(key.clone()));
-                                        out.push((
-                                            true,
-                                            key,
-                                            archive_pointer(&s.request, job.copy_nb, outcome),
-                                            job.status,
-                                        ));
-                                    }
-                                    None => {
-                                        s.owners.insert(job.copy_nb, Owner::Nobody);
-                                    }
-                                },
-                                Owner::Queue(key) => {
-                                    let outcome = archive_home(&s.request, &job).and_then(|(_, o)| o);
-                                    out.push((
-                                        false,
-                                        key,
-                                        archive_pointer(&s.request, job.copy_nb, outcome),
-                                        job.status,
-                                    ));
-                                }
-                                _ => {}
-                            }
-                        }
-                        Ok((out, Write::Commit))
-                    })
-                    .await?
-                    .unwrap_or_default();
-                for (mine, key, ptr, status) in moved {
-                    if mine {
-                        requeued += (status == ArchiveJobStatus::ToTransfer) as u64;
-                        moves.entry(key).or_default().push(ptr);
-                    } else {
-                        ensure.entry(key).or_default().push(ptr);
-                    }
-                }
-            } else if let Some(stored) = self.objs.read::<StoredRetrieve>(name).await.ok().flatten() {
-                let mut request = stored.request.clone();
-                if stored.owner == me && request.status == RetrieveStatus::ToTransfer {
-                    match self.route(&request, router).await? {
-                        Some(vid) => request.active_vid = vid,
-                        None => {
-                            request.status = RetrieveStatus::ToReportForFailure;
-                            request.failure_reasons.push("no tape copy can be recalled any more".into());
-                        }
-                    }
-                }
-                let me2 = me.clone();
-                let moved = self
-                    .update_retrieve(request.request_id, move |s| {
-                        if s.owner == me2 {
-                            s.request.active_vid = request.active_vid.clone();
-                            s.request.status = request.status;
-                            s.request.failure_reasons = request.failure_reasons.clone();
-                            let (key, outcome) = retrieve_home(&s.request);
-                            s.owner = Owner::Queue(key.clone());
-                            Ok((
-                                Some((true, key, retrieve_pointer(&s.request, outcome), s.request.status)),
-                                Write::Commit,
-                            ))
-                        } else if let Owner::Queue(key) = &s.owner {
-                            let outcome = retrieve_home(&s.request).1;
-                            Ok((
-                                Some((false, key.clone(), retrieve_pointer(&s.request, outcome), s.request.status)),
-                                Write::Keep,
-                            ))
-                        } else {
-                            Ok((None, Write::Keep))
-                        }
-                    })
-                    .await?
-                    .flatten();
-                if let Some((mine, key, ptr, status)) = moved {
-                    if mine {
-                        requeued += (status == RetrieveStatus::ToTransfer) as u64;
-                        moves.entry(key).or_default().push(ptr);
-                    } else {
-                        ensure.entry(key).or_default().push(ptr);
-                    }
+        for item in found {
+            for (mine, key, ptr, to_transfer) in item? {
+                if mine {
+                    requeued += to_transfer as u64;
+                    moves.entry(key).or_default().push(ptr);
+                } else {
+                    ensure.entry(key).or_default().push(ptr);
                 }
             }
         }
@@ -548,13 +486,109 @@ impl ObjectstoreDb {
         Ok(requeued)
     }
 
+    /// Puts one object of a dead (or ending) agent where its owner record says: the pointers to
+    /// add (`true`: the agent's job, moved now) or to ensure (`false`: owned by a queue that may
+    /// lack the pointer), and whether each went back to a transfer queue.
+    async fn requeue_one(
+        &self,
+        name: &str,
+        me: &Owner,
+        router: &dyn RetrieveRouter,
+    ) -> Result<Vec<(bool, QueueKey, JobPointer, bool)>> {
+        let mut out = Vec::new();
+        if name.starts_with("ArchiveRequest-") {
+            let Some(stored) = self.objs.read::<StoredArchive>(name).await? else { return Ok(out) };
+            let afid = stored.request.archive_file_id;
+            let me2 = me.clone();
+            let moved = self
+                .update_archive(afid, move |s| {
+                    let mut out = Vec::new();
+                    for job in s.request.jobs.clone() {
+                        let owner = s.owners.get(&job.copy_nb).cloned().unwrap_or(Owner::Nobody);
+                        match owner {
+                            o if o == me2 => match archive_home(&s.request, &job) {
+                                Some((key, outcome)) => {
+                                    s.owners.insert(job.copy_nb, Owner::Queue(key.clone()));
+                                    out.push((
+                                        true,
+                                        key,
+                                        archive_pointer(&s.request, job.copy_nb, outcome),
+                                        job.status,
+                                    ));
+                                }
+                                None => {
+                                    s.owners.insert(job.copy_nb, Owner::Nobody);
+                                }
+                            },
+                            Owner::Queue(key) => {
+                                let outcome = archive_home(&s.request, &job).and_then(|(_, o)| o);
+                                out.push((false, key, archive_pointer(&s.request, job.copy_nb, outcome), job.status));
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok((out, Write::Commit))
+                })
+                .await?
+                .unwrap_or_default();
+            for (mine, key, ptr, status) in moved {
+                out.push((mine, key, ptr, status == ArchiveJobStatus::ToTransfer));
+            }
+        } else if name.starts_with("RetrieveRequest-") {
+            let Some(stored) = self.objs.read::<StoredRetrieve>(name).await? else { return Ok(out) };
+            let mut request = stored.request.clone();
+            if stored.owner == *me && request.status == RetrieveStatus::ToTransfer {
+                match self.route(&request, router).await? {
+                    Some(vid) => request.active_vid = vid,
+                    None => {
+                        request.status = RetrieveStatus::ToReportForFailure;
+                        request.failure_reasons.push("no tape copy can be recalled any more".into());
+                    }
+                }
+            }
+            let me2 = me.clone();
+            let moved = self
+                .update_retrieve(request.request_id, move |s| {
+                    if s.owner == me2 {
+                        s.request.active_vid = request.active_vid.clone();
+                        s.request.status = request.status;
+                        s.request.failure_reasons = request.failure_reasons.clone();
+                        let (key, outcome) = retrieve_home(&s.request);
+                        s.owner = Owner::Queue(key.clone());
+                        Ok((Some((true, key, retrieve_pointer(&s.request, outcome), s.request.status)), Write::Commit))
+                    } else if let Owner::Queue(key) = &s.owner {
+                        let outcome = retrieve_home(&s.request).1;
+                        Ok((
+                            Some((false, key.clone(), retrieve_pointer(&s.request, outcome), s.request.status)),
+                            Write::Keep,
+                        ))
+                    } else {
+                        Ok((None, Write::Keep))
+                    }
+                })
+                .await?
+                .flatten();
+            if let Some((mine, key, ptr, status)) = moved {
+                out.push((mine, key, ptr, status == RetrieveStatus::ToTransfer));
+            }
+        }
+        Ok(out)
+    }
+
     /// Queues archive requests together: one intent-log update for the batch, the request
     /// objects created concurrently, one queue update per pool. Each request is all or nothing.
     async fn queue_archive_batch(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Result<Vec<Result<()>>> {
         self.ready().await?;
         let me = Owner::Agent(self.agent.clone());
         let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
+        // Requests still in our log were being queued by an attempt that failed midway (the
+        // store became unavailable): a retry resumes them instead of calling them duplicates.
+        let in_flight: Vec<String> = match self.agent_ready.initialized() {
+            true => self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned).unwrap_or_default(),
+            false => Vec::new(),
+        };
         self.log_own(&names, true, now).await?;
+        let in_flight = &in_flight;
         let created = join_all(requests.iter().zip(&names).map(|(request, name)| {
             let stored = StoredArchive {
                 owners: request.jobs.iter().map(|j| (j.copy_nb, me.clone())).collect(),
@@ -567,24 +601,33 @@ impl ObjectstoreDb {
                         request.archive_file_id
                     )));
                 }
-                self.objs.create(name, &stored).await.map_err(|e| {
-                    if e.kind == tapesched_scheduler::ErrorKind::Conflict {
-                        Error::conflict(format!("archive request {} is already queued", request.archive_file_id))
-                    } else {
-                        e
+                match self.objs.create(name, &stored).await {
+                    Ok(()) => Ok(false),
+                    Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
+                        let resumable = in_flight.contains(name)
+                            && self.objs.read::<StoredArchive>(name).await?.is_some_and(|s| s.request == *request);
+                        if resumable {
+                            Ok(true)
+                        } else {
+                            Err(Error::conflict(format!(
+                                "archive request {} is already queued",
+                                request.archive_file_id
+                            )))
+                        }
                     }
-                })
+                    Err(e) => Err(e),
+                }
             }
         }))
         .await;
         let mut moves = Moves::new();
+        let mut resumed = Moves::new();
         let mut owned = Vec::new();
         for (request, ok) in requests.iter().zip(&created) {
-            if ok.is_err() {
-                continue;
-            }
+            let Ok(resume) = ok else { continue };
             for job in &request.jobs {
-                moves
+                let target = if *resume { &mut resumed } else { &mut moves };
+                target
                     .entry(QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool))
                     .or_default()
                     .push(archive_pointer(request, job.copy_nb, None));
@@ -609,8 +652,56 @@ impl ObjectstoreDb {
         .await;
         switched.into_iter().collect::<Result<Vec<_>>>()?;
         self.add_pointers(moves, now).await?;
+        self.ensure_pointers(resumed, now).await?;
         self.log_own(&names, false, now).await?;
-        Ok(created)
+        Ok(created.into_iter().map(|r| r.map(|_| ())).collect())
+    }
+
+    /// Makes `agent` the owner of the job a pointer of queue `key` names, if the queue still owns
+    /// it; `None` for a stale pointer.
+    async fn take_from_queue(&self, p: &JobPointer, key: &QueueKey, agent: &str) -> Result<Option<MountJob>> {
+        let (me, qk) = (Owner::Agent(agent.to_string()), Owner::Queue(key.clone()));
+        Ok(match p.request {
+            RequestId::Archive(afid) => self
+                .update_archive(afid, |s| {
+                    if s.owners.get(&p.copy_nb) != Some(&qk) {
+                        return Ok((None, Write::Keep));
+                    }
+                    s.owners.insert(p.copy_nb, me);
+                    Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb: p.copy_nb }), Write::Commit))
+                })
+                .await?
+                .flatten(),
+            RequestId::Retrieve(id) => self
+                .update_retrieve(id, |s| {
+                    if s.owner != qk || s.request.status != RetrieveStatus::ToTransfer {
+                        return Ok((None, Write::Keep));
+                    }
+                    s.owner = me;
+                    Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
+                })
+                .await?
+                .flatten(),
+        })
+    }
+
+    /// Every queue and its job pointers, in queue order (tools and tests: a dump of the store).
+    pub async fn dump_queues(&self) -> Result<Vec<(QueueKey, Vec<JobPointer>)>> {
+        self.ready().await?;
+        let mut out = Vec::new();
+        for (key, address) in self.root().await?.queues {
+            if let Some((_, jobs)) = self.read_queue_jobs(&address).await? {
+                out.push((key, jobs));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Names of the registered agents.
+    pub async fn agents(&self) -> Result<Vec<String>> {
+        self.ready().await?;
+        Ok(self.objs.read::<AgentRegister>(AGENT_REGISTER).await?.unwrap_or_default().agents)
     }
 
     async fn is_dead(&self, agent: &Agent, now: Timestamp) -> bool {
@@ -842,36 +933,12 @@ impl SchedulerDb for ObjectstoreDb {
                 .await?;
             let names: Vec<String> = taken.iter().map(|p| p.address.clone()).collect();
             self.log(&agent, &names, true, now).await?;
+            // Switch the owners concurrently (the requests are independent objects).
+            let claimed = join_all(taken.iter().map(|p| self.take_from_queue(p, &key, &agent))).await;
             let mut jobs = Vec::with_capacity(taken.len());
             let mut stale = Vec::new();
-            for p in &taken {
-                let (me, qk) = (Owner::Agent(agent.clone()), Owner::Queue(key.clone()));
-                let job = match p.request {
-                    RequestId::Archive(afid) => self
-                        .update_archive(afid, |s| {
-                            if s.owners.get(&p.copy_nb) != Some(&qk) {
-                                return Ok((None, Write::Keep));
-                            }
-                            s.owners.insert(p.copy_nb, me);
-                            Ok((
-                                Some(MountJob::Archive { request: s.request.clone(), copy_nb: p.copy_nb }),
-                                Write::Commit,
-                            ))
-                        })
-                        .await?
-                        .flatten(),
-                    RequestId::Retrieve(id) => self
-                        .update_retrieve(id, |s| {
-                            if s.owner != qk || s.request.status != RetrieveStatus::ToTransfer {
-                                return Ok((None, Write::Keep));
-                            }
-                            s.owner = me;
-                            Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
-                        })
-                        .await?
-                        .flatten(),
-                };
-                match job {
+            for (p, job) in taken.iter().zip(claimed) {
+                match job? {
                     Some(j) => jobs.push(j),
                     None => stale.push(p.address.clone()),
                 }
@@ -960,15 +1027,13 @@ impl SchedulerDb for ObjectstoreDb {
         self.ready().await?;
         let (agent, _, _) = self.mount_agent(mount).await?;
         let me = Owner::Agent(agent.clone());
-        let mut moves = Moves::new();
-        let mut done = Vec::new();
-        for s in jobs {
+        let me = &me;
+        let outcomes = join_all(jobs.iter().map(|s| async move {
             match s.job.request {
                 RequestId::Archive(afid) => {
-                    let me2 = me.clone();
                     let moved = self
                         .update_archive(afid, |st| {
-                            if st.owners.get(&s.job.copy_nb) != Some(&me2) {
+                            if st.owners.get(&s.job.copy_nb) != Some(me) {
                                 return Ok((None, Write::Keep));
                             }
                             let outcome =
@@ -981,10 +1046,8 @@ impl SchedulerDb for ObjectstoreDb {
                             match home {
                                 Some((key, outcome)) => {
                                     st.owners.insert(s.job.copy_nb, Owner::Queue(key.clone()));
-                                    Ok((
-                                        Some((key, archive_pointer(&st.request, s.job.copy_nb, outcome))),
-                                        Write::Commit,
-                                    ))
+                                    let ptr = archive_pointer(&st.request, s.job.copy_nb, outcome);
+                                    Ok((Some((key, ptr)), Write::Commit))
                                 }
                                 None => {
                                     st.owners.insert(s.job.copy_nb, Owner::Nobody);
@@ -994,16 +1057,12 @@ impl SchedulerDb for ObjectstoreDb {
                         })
                         .await?
                         .flatten();
-                    if let Some((key, ptr)) = moved {
-                        moves.entry(key).or_default().push(ptr);
-                    }
-                    done.push(archive_request_name(afid));
+                    Ok::<_, Error>((moved, archive_request_name(afid)))
                 }
                 RequestId::Retrieve(id) => {
-                    let me2 = me.clone();
                     let moved = self
                         .update_retrieve(id, |st| {
-                            if st.owner != me2 {
+                            if st.owner != *me {
                                 return Ok((None, Write::Keep));
                             }
                             if st.request.report_url.is_none() {
@@ -1016,12 +1075,19 @@ impl SchedulerDb for ObjectstoreDb {
                         })
                         .await?
                         .flatten();
-                    if let Some((key, ptr)) = moved {
-                        moves.entry(key).or_default().push(ptr);
-                    }
-                    done.push(retrieve_request_name(id));
+                    Ok((moved, retrieve_request_name(id)))
                 }
             }
+        }))
+        .await;
+        let mut moves = Moves::new();
+        let mut done = Vec::new();
+        for o in outcomes {
+            let (moved, name) = o?;
+            if let Some((key, ptr)) = moved {
+                moves.entry(key).or_default().push(ptr);
+            }
+            done.push(name);
         }
         self.add_pointers(moves, now).await?;
         self.log(&agent, &done, false, now).await
@@ -1206,6 +1272,17 @@ impl SchedulerDb for ObjectstoreDb {
             .ok_or_else(|| Error::not_found(format!("mount {mount} does not exist or has ended")))
     }
 
+    async fn heartbeat(&self, mount: Option<MountId>, now: Timestamp) -> Result<()> {
+        self.ready().await?;
+        if self.agent_ready.initialized() {
+            self.touch(&self.agent, now).await?;
+        }
+        if let Some(m) = mount {
+            self.touch(&mount_agent_name(m), now).await?;
+        }
+        Ok(())
+    }
+
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
         self.ready().await?;
         let register = self.objs.read::<AgentRegister>(AGENT_REGISTER).await?.unwrap_or_default();
@@ -1243,44 +1320,44 @@ impl SchedulerDb for ObjectstoreDb {
             ReportFilter::Retrieve => &[QueueKind::RetrieveToReport],
             ReportFilter::All => &[QueueKind::ArchiveToReport, QueueKind::RetrieveToReport],
         };
-        let mut due = Vec::new();
+        let mut pointers: Vec<(QueueKey, JobPointer, Outcome)> = Vec::new();
         for (key, address) in self.queues_of(kinds).await? {
             let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
-            for p in jobs {
-                let (Some(outcome), owner) = (p.outcome, Owner::Queue(key.clone())) else { continue };
-                // Only pointers the request confirms (others are stale hints).
-                let url = match p.request {
-                    RequestId::Archive(afid) => {
-                        let Some(s) = self.objs.read::<StoredArchive>(&archive_request_name(afid)).await? else {
-                            continue;
-                        };
-                        if s.owners.get(&p.copy_nb) != Some(&owner) {
-                            continue;
-                        }
-                        match outcome {
-                            Outcome::Success => s.request.report_url.clone(),
-                            Outcome::Failure => s.request.error_report_url.clone(),
-                        }
+            pointers.extend(jobs.into_iter().filter_map(|p| p.outcome.map(|o| (key.clone(), p, o))));
+        }
+        let order = |p: &JobPointer| (p.archive_file_id, matches!(p.request, RequestId::Retrieve(_)), p.request);
+        pointers.sort_by_key(|(_, p, _)| order(p));
+        pointers.dedup_by_key(|(_, p, _)| p.request);
+        // Confirm each pointer with its request (others are stale hints), in order, reading the
+        // requests in chunks until `max` reports are found.
+        let max = max.min(usize::MAX as u64) as usize;
+        let mut due = Vec::new();
+        for chunk in pointers.chunks(512) {
+            if due.len() >= max {
+                break;
+            }
+            let names: Vec<String> = chunk.iter().map(|(_, p, _)| p.address.clone()).collect();
+            let raw = self.objs.store().read_many(&names).await.map_err(store_error)?;
+            for ((key, p, outcome), bytes) in chunk.iter().zip(raw) {
+                let Some(bytes) = bytes else { continue };
+                let owner = Owner::Queue(key.clone());
+                let (owned, report_url, error_url) = match p.request {
+                    RequestId::Archive(_) => {
+                        let s: StoredArchive = self.objs.decode_named(&p.address, &bytes)?;
+                        (s.owners.get(&p.copy_nb) == Some(&owner), s.request.report_url, s.request.error_report_url)
                     }
-                    RequestId::Retrieve(id) => {
-                        let Some(s) = self.objs.read::<StoredRetrieve>(&retrieve_request_name(id)).await? else {
-                            continue;
-                        };
-                        if s.owner != owner {
-                            continue;
-                        }
-                        match outcome {
-                            Outcome::Success => s.request.report_url.clone(),
-                            Outcome::Failure => s.request.error_report_url.clone(),
-                        }
+                    RequestId::Retrieve(_) => {
+                        let s: StoredRetrieve = self.objs.decode_named(&p.address, &bytes)?;
+                        (s.owner == owner, s.request.report_url, s.request.error_report_url)
                     }
                 };
-                due.push(ReportJob { request: p.request, archive_file_id: p.archive_file_id, outcome, url });
+                if !owned || due.len() >= max {
+                    continue;
+                }
+                let url = if *outcome == Outcome::Success { report_url } else { error_url };
+                due.push(ReportJob { request: p.request, archive_file_id: p.archive_file_id, outcome: *outcome, url });
             }
         }
-        due.sort_by_key(|r| r.order_key());
-        due.dedup_by_key(|r| r.request);
-        due.truncate(max.min(usize::MAX as u64) as usize);
         Ok(due)
     }
 
@@ -1296,8 +1373,8 @@ impl SchedulerDb for ObjectstoreDb {
             })
             .collect();
         self.log_own(&names, true, now).await?;
-        for (r, name) in reports.iter().zip(&names) {
-            match *r {
+        let outcomes = join_all(reports.iter().zip(&names).map(|(r, name)| async move {
+            let out = match *r {
                 RequestId::Archive(afid) => {
                     let out = self
                         .update_archive(afid, |st| {
@@ -1328,12 +1405,7 @@ impl SchedulerDb for ObjectstoreDb {
                         })
                         .await?
                         .flatten();
-                    if let Some((from, copy, to)) = out {
-                        removals.entry(from).or_default().push((name.clone(), copy));
-                        if let Some((key, ptr)) = to {
-                            moves.entry(key).or_default().push(ptr);
-                        }
-                    }
+                    out
                 }
                 RequestId::Retrieve(id) => {
                     let out = self
@@ -1354,12 +1426,17 @@ impl SchedulerDb for ObjectstoreDb {
                         })
                         .await?
                         .flatten();
-                    if let Some((from, copy, to)) = out {
-                        removals.entry(from).or_default().push((name.clone(), copy));
-                        if let Some((key, ptr)) = to {
-                            moves.entry(key).or_default().push(ptr);
-                        }
-                    }
+                    out
+                }
+            };
+            Ok::<_, Error>(out.map(|(from, copy, to)| (from, (name.clone(), copy), to)))
+        }))
+        .await;
+        for o in outcomes {
+            if let Some((from, target, to)) = o? {
+                removals.entry(from).or_default().push(target);
+                if let Some((key, ptr)) = to {
+                    moves.entry(key).or_default().push(ptr);
                 }
             }
         }

@@ -460,6 +460,11 @@ impl Objects {
         Ok(env.payload)
     }
 
+    /// Decodes the stored bytes of object `name` (read elsewhere, e.g. by `read_many`).
+    pub fn decode_named<T: Stored>(&self, name: &str, bytes: &[u8]) -> Result<T> {
+        Self::decode(name, bytes)
+    }
+
     /// Reads an object without locking.
     pub async fn read<T: Stored>(&self, name: &str) -> Result<Option<T>> {
         match self.store.read(name).await.map_err(store_error)? {
@@ -505,13 +510,13 @@ impl Objects {
 
     /// Locks and reads an object; `None` when it does not exist.
     pub async fn lock_read<T: Stored>(&self, name: &str) -> Result<Option<(Lock, T)>> {
-        let Some(lock) = self.lock(name).await? else { return Ok(None) };
-        match self.read::<T>(name).await {
-            Ok(Some(v)) => Ok(Some((lock, v))),
-            Ok(None) => {
-                self.unlock(lock).await;
-                Ok(None)
-            }
+        let (lock, bytes) = match self.store.lock_and_read(name, LockMode::Exclusive, self.lock_timeout).await {
+            Ok(r) => r,
+            Err(StoreError::NoSuchObject(_)) => return Ok(None),
+            Err(e) => return Err(store_error(e)),
+        };
+        match Self::decode(name, &bytes) {
+            Ok(v) => Ok(Some((lock, v))),
             Err(e) => {
                 self.unlock(lock).await;
                 Err(e)
@@ -543,8 +548,18 @@ impl Objects {
     ) -> Result<Option<R>> {
         let Some((lock, mut value)) = self.lock_read::<T>(name).await? else { return Ok(None) };
         let result = match f(&mut value) {
+            Ok((r, Write::Commit)) => {
+                let bytes = match Self::encode(&value) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.unlock(lock).await;
+                        return Err(e);
+                    }
+                };
+                return self.store.write_and_unlock(name, bytes, &lock).await.map_err(store_error).map(|_| Some(r));
+            }
             Ok((r, Write::Keep)) => Ok(r),
-            Ok((r, Write::Commit)) => self.write(name, &value, &lock).await.map(|_| r),
+            // Deleting an object under its own lock removes the lock with it.
             Ok((r, Write::Delete)) => self.remove(name, &lock).await.map(|_| r),
             Err(e) => Err(e),
         };

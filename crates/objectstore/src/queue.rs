@@ -35,8 +35,18 @@ impl OpenQueue {
 
     async fn load(&mut self, objs: &Objects, address: &str) -> Result<()> {
         if !self.shards.contains_key(address) {
-            // A shard pointer without its shard (a crash between writes) reads as empty.
-            let shard = objs.read::<Shard>(address).await?.unwrap_or_default();
+            // Shards are written before the queue that points to them and deleted after it, so
+            // a pointer to a missing shard is a broken invariant, not a crash leftover.
+            let shard = objs.read::<Shard>(address).await?.ok_or_else(|| {
+                tapesched_scheduler::Error::internal(format!("queue {:?} points to a missing shard {address:?}", self.name))
+            })?;
+            let expected = self.queue.shards.iter().find(|s| s.address == address).map_or(0, |s| s.count);
+            if shard.jobs.len() as u64 != expected {
+                return Err(tapesched_scheduler::Error::internal(format!(
+                    "shard {address:?} holds {} jobs, its queue says {expected}",
+                    shard.jobs.len()
+                )));
+            }
             self.shards.insert(address.to_string(), shard);
         }
         Ok(())
@@ -108,10 +118,16 @@ impl OpenQueue {
             } else {
                 shard.jobs.len()
             };
+            let key = p.retrieve_key();
             shard.jobs.insert(at, p);
-            self.refresh_pointer(index);
+            // Keep what placement reads (count, key range) exact; the rest is refreshed at save.
+            let len = shard.jobs.len() as u64;
+            let ptr = &mut self.queue.shards[index];
+            ptr.count = len;
+            ptr.max_key = ptr.max_key.max(key);
+            ptr.min_key = if len == 1 { key } else { ptr.min_key.min(key) };
             self.dirty.insert(address.clone());
-            if retrieve && self.shards[&address].jobs.len() > self.shard_size {
+            if retrieve && len as usize > self.shard_size {
                 self.split(index);
             }
         }
@@ -214,6 +230,11 @@ impl OpenQueue {
     /// Writes the changed shards (deleting emptied ones) and then the queue.
     pub async fn save(&mut self, objs: &Objects) -> Result<()> {
         let dirty = std::mem::take(&mut self.dirty);
+        for index in 0..self.queue.shards.len() {
+            if dirty.contains(&self.queue.shards[index].address) {
+                self.refresh_pointer(index);
+            }
+        }
         for address in &dirty {
             let shard = &self.shards[address];
             if !shard.jobs.is_empty() {

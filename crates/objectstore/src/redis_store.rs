@@ -46,6 +46,25 @@ redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return 1
 "#;
 
+const LOCK_X_READ: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return {-1, ''} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then return {0, ''} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {1, v}
+"#;
+
+const WRITE_UNLOCK: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) return -1 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"#;
+
 const UNLOCK_X: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -95,6 +114,8 @@ impl RedisSettings {
 }
 
 struct Scripts {
+    lock_x_read: Script,
+    write_unlock: Script,
     lock_x: Script,
     lock_s: Script,
     unlock_x: Script,
@@ -136,6 +157,8 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(200));
         let con = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         let scripts = Scripts {
+            lock_x_read: Script::new(LOCK_X_READ),
+            write_unlock: Script::new(WRITE_UNLOCK),
             lock_x: Script::new(LOCK_X),
             lock_s: Script::new(LOCK_S),
             unlock_x: Script::new(UNLOCK_X),
@@ -271,6 +294,66 @@ impl ObjectStore for RedisStore {
             }
             tokio::time::sleep(pause).await;
             attempt += 1;
+        }
+    }
+
+    async fn lock_and_read(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<(Lock, Vec<u8>)> {
+        if mode == LockMode::Shared {
+            let lock = self.lock(name, mode, timeout).await?;
+            return match self.read(name).await? {
+                Some(v) => Ok((lock, v)),
+                None => {
+                    self.unlock(&lock).await?;
+                    Err(StoreError::NoSuchObject(name.to_string()))
+                }
+            };
+        }
+        let token = format!("{:x}-{}", self.instance, self.tokens.fetch_add(1, Ordering::Relaxed));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut attempt = 0;
+        loop {
+            let mut con = self.con();
+            let (status, value): (i64, Vec<u8>) = self
+                .scripts
+                .lock_x_read
+                .key(self.key(name, "o"))
+                .key(self.key(name, "x"))
+                .key(self.key(name, "s"))
+                .arg(&token)
+                .arg(self.settings.lock_lease.as_millis() as u64)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            match status {
+                1 => return Ok((Lock { object: name.to_string(), token, mode }, value)),
+                -1 => return Err(StoreError::NoSuchObject(name.to_string())),
+                _ => {}
+            }
+            let pause = self.backoff(attempt);
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(StoreError::LockTimeout(name.to_string()));
+            }
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    async fn write_and_unlock(&self, name: &str, value: Vec<u8>, lock: &Lock) -> StoreResult<()> {
+        let mut con = self.con();
+        let r: i64 = self
+            .scripts
+            .write_unlock
+            .key(self.key(name, "o"))
+            .key(self.key(&lock.object, "x"))
+            .arg(&lock.token)
+            .arg(value)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        match r {
+            1 => Ok(()),
+            -1 => Err(StoreError::NoSuchObject(name.to_string())),
+            _ => Err(StoreError::LockLost(lock.object.clone())),
         }
     }
 

@@ -82,6 +82,28 @@ pub trait ObjectStore: Send + Sync {
     async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock>;
     /// Releases a lock; releasing a lock that expired or was never held is not an error.
     async fn unlock(&self, lock: &Lock) -> StoreResult<()>;
+    /// Locks an existing object and reads it, in one round trip where the store can.
+    async fn lock_and_read(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<(Lock, Vec<u8>)> {
+        let lock = self.lock(name, mode, timeout).await?;
+        match self.read(name).await {
+            Ok(Some(v)) => Ok((lock, v)),
+            Ok(None) => {
+                let _ = self.unlock(&lock).await;
+                Err(StoreError::NoSuchObject(name.to_string()))
+            }
+            Err(e) => {
+                let _ = self.unlock(&lock).await;
+                Err(e)
+            }
+        }
+    }
+    /// Replaces an object's value and releases its own exclusive lock, in one round trip where
+    /// the store can.
+    async fn write_and_unlock(&self, name: &str, value: Vec<u8>, lock: &Lock) -> StoreResult<()> {
+        let written = self.overwrite(name, value, lock, false).await;
+        let _ = self.unlock(lock).await;
+        written
+    }
     /// Replaces the whole value of `name` while `fence` (an exclusive lock on `name` or on its
     /// parent object) is held. Creates the object when `create` is set and it is absent.
     async fn overwrite(&self, name: &str, value: Vec<u8>, fence: &Lock, create: bool) -> StoreResult<()>;

@@ -63,6 +63,9 @@ impl Backend {
             Backend::ObjectstoreRedis => tapesched_testkit::redis_url()
                 .map(|_| ())
                 .map_err(|e| ScenarioError::BackendUnavailable(format!("backend objectstore-redis: {e}"))),
+            Backend::Postgres => tapesched_testkit::postgres_url()
+                .map(|_| ())
+                .map_err(|e| ScenarioError::BackendUnavailable(format!("backend postgres: {e}"))),
             other => Err(ScenarioError::BackendUnavailable(format!(
                 "backend {} is not available in this build yet",
                 other.name()
@@ -100,6 +103,31 @@ impl Backend {
                         };
                         if let Err(e) = cleared {
                             tracing::warn!(error = %e, "could not remove a scenario run's Redis keys");
+                        }
+                    })
+                }));
+                Arc::new(db)
+            }
+            Backend::Postgres => {
+                let unavailable = |e: String| ScenarioError::BackendUnavailable(format!("backend postgres: {e}"));
+                let url = tapesched_testkit::postgres_url().map_err(|e| unavailable(e.to_string()))?;
+                // A schema of its own per run, dropped by the cleanup (on another runtime at drop).
+                let schema = tapesched_testkit::unique_name("tapesched_run");
+                let config = tapesched_postgres::PgConfig {
+                    max_connections: 2,
+                    ..tapesched_postgres::PgConfig::new(url.clone(), schema.clone())
+                };
+                let db = match tapesched_postgres::PgSchedulerDb::connect(config).await {
+                    Ok(db) => db,
+                    Err(e) => {
+                        let _ = tapesched_postgres::drop_schema(&url, &schema).await;
+                        return Err(unavailable(e.to_string()));
+                    }
+                };
+                cleanup = Some(Box::new(move || {
+                    Box::pin(async move {
+                        if let Err(e) = tapesched_postgres::drop_schema(&url, &schema).await {
+                            tracing::warn!(error = %e, "could not drop a scenario run's Postgres schema");
                         }
                     })
                 }));

@@ -346,6 +346,14 @@ pub trait SchedulerDb: Send + Sync {
     /// at once for scenarios and tests.)
     async fn abandon_mount(&self, mount: MountId, now: Timestamp) -> Result<()>;
 
+    /// Says that this process (and, with `mount`, that drive session) is alive at `now`. Long-
+    /// running processes call it periodically; the collector treats owners whose heartbeat is
+    /// older than the backend's timeout as dead.
+    async fn heartbeat(&self, mount: Option<MountId>, now: Timestamp) -> Result<()> {
+        let _ = (mount, now);
+        Ok(())
+    }
+
     /// Requeues everything owned by dead owners; returns how many jobs.
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64>;
 

@@ -1,0 +1,245 @@
+//! Schemas, connection pools and migrations.
+//!
+//! Every backend instance lives in one PostgreSQL schema named by the caller. The name is
+//! validated here ([`check_schema_name`]: lowercase ASCII letters, digits and `_`, at most 63
+//! bytes, not `pg_*`), which is what makes the only two dynamic SQL statements of the crate
+//! (`CREATE SCHEMA` and `DROP SCHEMA`) safe. Each pooled connection gets the schema as its
+//! `search_path` in the start-up packet, before any statement runs, so the migrations, the
+//! `_sqlx_migrations` bookkeeping table and every query resolve inside the schema.
+//!
+//! Migrations are the plain SQL files of `migrations/` at the repository root, embedded at build
+//! time and applied with sqlx's migrator ([`migrate`]); applying them again is a no-op. A schema
+//! holding a migration this binary does not know (migrated by a newer tapesched) is refused with
+//! a clear error instead of being used.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
+use tapesched_scheduler::{Error, Result};
+
+use crate::error::fatal;
+
+/// The migrations of this build (the SQL files of `migrations/`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Checks that `name` can be used as a schema name without quoting.
+pub fn check_schema_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with("pg_");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "schema name {name:?} is not usable: use 1 to 63 lowercase ASCII letters, digits or '_', starting with a \
+             letter or '_' and not with 'pg_'"
+        )))
+    }
+}
+
+/// A stable 64-bit advisory-lock key for `name` in `purpose` within `schema`: FNV-1a over the
+/// three strings separated by NUL bytes. FNV-1a is fixed by its definition, so every build and
+/// every server version computes the same key (unlike `std::hash` or PostgreSQL's `hashtext`),
+/// and the schema and purpose in the input keep namespaces and lock kinds apart.
+pub fn advisory_key(schema: &str, purpose: &str, name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in ["tapesched", purpose, schema, name] {
+        for b in part.bytes().chain(std::iter::once(0u8)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h as i64
+}
+
+/// Connection options for `url` with `search_path` set to `schema` at start-up.
+pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
+    check_schema_name(schema)?;
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::invalid(format!("database URL is not usable: {e}")))?
+        .options([("search_path", schema)])
+        .application_name("tapesched");
+    Ok(options)
+}
+
+/// A pool of connections to `url` whose `search_path` is `schema`.
+pub async fn connect_pool(url: &str, schema: &str, max_connections: u32, acquire_timeout: Duration) -> Result<PgPool> {
+    let options = connect_options(url, schema)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(fatal)
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The schema.
+    pub schema: String,
+    /// Versions applied by this call.
+    pub applied: Vec<i64>,
+    /// Versions that were already applied.
+    pub already_applied: Vec<i64>,
+}
+
+/// Creates `schema` if needed and applies the migrations of this build to it (a no-op when they
+/// are all applied). A schema holding a migration unknown to this build is an `internal` error
+/// saying so.
+pub async fn ensure_schema(pool: &PgPool, schema: &str) -> Result<MigrationReport> {
+    check_schema_name(schema)?;
+    let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+    if let Err(e) = pool.execute(AssertSqlSafe(create)).await {
+        // Two processes creating the same schema at once: the loser sees a duplicate.
+        if !matches!(crate::error::sqlstate(&e).as_deref(), Some("23505") | Some("42P06")) {
+            return Err(fatal(e));
+        }
+    }
+    let before = applied_versions(pool).await?;
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    if let Some(unknown) = before.iter().find(|v| !known.contains(v)) {
+        return Err(newer_schema(schema, *unknown, &known));
+    }
+    MIGRATOR.run(pool).await.map_err(|e| migrate_error(schema, e, &known))?;
+    let after = applied_versions(pool).await?;
+    Ok(MigrationReport {
+        schema: schema.to_string(),
+        applied: after.iter().filter(|v| !before.contains(v)).copied().collect(),
+        already_applied: before,
+    })
+}
+
+async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>> {
+    let exists: bool = sqlx::query("SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS e")
+        .fetch_one(pool)
+        .await
+        .map_err(fatal)?
+        .get("e");
+    if !exists {
+        return Ok(vec![]);
+    }
+    let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .map_err(fatal)?;
+    Ok(rows.iter().map(|r| r.get::<i64, _>("version")).collect())
+}
+
+fn newer_schema(schema: &str, version: i64, known: &[i64]) -> Error {
+    Error::internal(format!(
+        "schema {schema:?} was migrated by a newer tapesched: it has migration {version}, which this build does not know \
+         (this build knows migrations up to {}); upgrade tapesched before using this database",
+        known.iter().max().copied().unwrap_or(0)
+    ))
+}
+
+fn migrate_error(schema: &str, e: MigrateError, known: &[i64]) -> Error {
+    match e {
+        MigrateError::VersionMissing(v) => newer_schema(schema, v, known),
+        MigrateError::VersionMismatch(v) => Error::internal(format!(
+            "schema {schema:?}: migration {v} differs from the one applied to the database (edited after release?)"
+        )),
+        MigrateError::Dirty(v) => {
+            Error::internal(format!("schema {schema:?}: migration {v} failed part-way earlier; repair it by hand"))
+        }
+        MigrateError::Execute(e) => fatal(e),
+        other => Error::internal(format!("schema {schema:?}: migration failed: {other}")),
+    }
+}
+
+/// Applies the migrations of this build to `schema` on the server at `url` (`tapesched db
+/// migrate`).
+pub async fn migrate(url: &str, schema: &str) -> Result<MigrationReport> {
+    let pool = connect_pool(url, schema, 1, Duration::from_secs(30)).await?;
+    let report = ensure_schema(&pool, schema).await;
+    pool.close().await;
+    report
+}
+
+/// Drops `schema` and everything in it (a no-op if it does not exist).
+pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
+    check_schema_name(schema)?;
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")))?;
+    let mut conn = sqlx::postgres::PgConnection::connect_with(&options).await.map_err(fatal)?;
+    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    let r = conn.execute(AssertSqlSafe(drop)).await.map(|_| ()).map_err(fatal);
+    let _ = conn.close().await;
+    r
+}
+
+/// [`drop_schema`] from synchronous code (a `Drop` implementation, a test's end): runs on a
+/// thread of its own with its own runtime, so it works inside or outside an async runtime.
+pub fn drop_schema_blocking(url: &str, schema: &str) -> Result<()> {
+    let (url, schema) = (url.to_string(), schema.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start a runtime to drop a schema: {e}")))?;
+        rt.block_on(drop_schema(&url, &schema))
+    })
+    .join()
+    .map_err(|_| Error::internal("the thread dropping a schema panicked"))?
+}
+
+/// Drops a schema when dropped (tests, scenario runs): nothing is left behind.
+#[derive(Debug)]
+pub struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl SchemaGuard {
+    /// A guard for `schema` on the server at `url`.
+    pub fn new(url: impl Into<String>, schema: impl Into<String>) -> Self {
+        SchemaGuard { url: url.into(), schema: schema.into() }
+    }
+    /// The schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+    /// The server.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        if let Err(e) = drop_schema_blocking(&self.url, &self.schema) {
+            tracing::warn!(schema = %self.schema, error = %e, "could not drop a schema");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        for ok in ["t", "_x", "t_123_ab", &"a".repeat(63)] {
+            assert!(check_schema_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "T", "1a", "a-b", "a\"b", "pg_x", "a b", &"a".repeat(64), "é"] {
+            assert!(check_schema_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn advisory_keys_are_stable_and_namespaced() {
+        // Fixed by FNV-1a's definition: the same on every build.
+        assert_eq!(advisory_key("s", "mount", "lib"), advisory_key("s", "mount", "lib"));
+        assert_ne!(advisory_key("s", "mount", "lib"), advisory_key("t", "mount", "lib"));
+        assert_ne!(advisory_key("s", "mount", "lib"), advisory_key("s", "other", "lib"));
+        assert_ne!(advisory_key("s", "mount", "ab"), advisory_key("s", "mounta", "b"));
+        assert_eq!(advisory_key("", "", ""), 0x86e1_7b2c_d1e0_5b95_u64 as i64);
+    }
+}

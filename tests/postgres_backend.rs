@@ -1,0 +1,302 @@
+//! PostgreSQL backend tests beyond the conformance suite:
+//!
+//! - a differential test: seeded random workloads played through the `Scheduler` on
+//!   `objectstore-memory` and on `postgres` must give identical answers at every step;
+//! - the incrementally kept queue summaries equal a rebuild from the job rows;
+//! - hostile names (quotes, backslashes, unicode, 10 kB) are plain bound values;
+//! - migrations are idempotent, a schema from a newer build is refused, and an unreachable server
+//!   is `unavailable`.
+
+use std::sync::Arc;
+
+use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
+use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
+use tapesched_scheduler::clock::{Clock, ManualClock};
+use tapesched_scheduler::decision::SchedulerConfig;
+use tapesched_scheduler::scheduler::Scheduler;
+use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
+use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission, TapeSession};
+use tapesched_scheduler::types::*;
+use tapesched_scheduler::ErrorKind;
+use tapesched_tests::Fixture;
+
+/// splitmix64, seeded.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The drives' sessions of one side of the differential test.
+struct Side {
+    f: Fixture,
+    sessions: [Option<TapeSession>; 3],
+}
+
+fn ids(jobs: &[MountJob]) -> Vec<u64> {
+    jobs.iter().map(MountJob::archive_file_id).collect()
+}
+
+/// Plays op number `op` (drawn by the caller) on a side and describes what came out.
+async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String {
+    let s = &side.f.scheduler;
+    let drive = (a % 3) as usize;
+    match op {
+        0..=3 => {
+            let sc = if b % 3 == 0 { "sc2" } else { "sc1" };
+            let sub = ArchiveSubmission {
+                archive_file_id: Some(next_id),
+                disk_instance: Some("eos".into()),
+                disk_file_id: None,
+                requester: Requester { name: "alice".into(), group: "it".into() },
+                storage_class: sc.into(),
+                size: 1 + b % 500,
+                created_at: Some(side.f.clock.now() - (b % 100) as i64),
+                report_url: Some("eos://ok".into()),
+                error_report_url: (b % 2 == 0).then(|| "eos://err".to_string()),
+            };
+            format!("{:?}", s.queue_archive(sub).await)
+        }
+        4 | 5 => {
+            let sub = RetrieveSubmission {
+                archive_file_id: 100 + b % 6,
+                requester: Some(Requester { name: "bob".into(), group: "it".into() }),
+                report_url: (b % 2 == 0).then(|| "eos://done".to_string()),
+                error_report_url: Some("eos://err".into()),
+                ..RetrieveSubmission::default()
+            };
+            format!("{:?}", s.queue_retrieve(sub).await.map(|(_, vid)| vid))
+        }
+        6 | 7 => {
+            if side.sessions[drive].as_ref().is_some_and(|x| !x.popped.is_empty()) {
+                return "busy".into();
+            }
+            if let Some(old) = side.sessions[drive].take() {
+                s.end_mount(old).await.expect("end");
+            }
+            let got = s.next_mount(&format!("d{drive}"), true).await;
+            let shown = format!("{:?}", got.as_ref().map(|m| m.as_ref().map(|m| (m.spec.mount_type, m.spec.vid.clone()))));
+            side.sessions[drive] = got.ok().flatten();
+            shown
+        }
+        8..=10 => match side.sessions[drive].as_mut() {
+            Some(sess) => format!("{:?}", s.pop_jobs(sess, 1 + b % 4, 50 + b % 700).await.map(|j| ids(&j))),
+            None => "no session".into(),
+        },
+        11..=13 => match side.sessions[drive].as_mut() {
+            Some(sess) if !sess.popped.is_empty() => {
+                let outcome = if b % 3 == 0 { Outcome::Failure } else { Outcome::Success };
+                let first = [sess.popped[0].archive_file_id()];
+                let which = (b % 2 == 0).then_some(&first[..]);
+                format!("{:?}", s.complete_jobs(sess, which, outcome, Some("write error")).await)
+            }
+            _ => "nothing popped".into(),
+        },
+        14 => match side.sessions[drive].take() {
+            Some(sess) => format!("{:?}", s.end_mount(sess).await),
+            None => "no session".into(),
+        },
+        15 => match side.sessions[drive].take() {
+            Some(sess) => format!("{:?} {:?}", s.crash_session(sess).await, s.garbage_collect().await),
+            None => format!("{:?}", s.garbage_collect().await),
+        },
+        16 => {
+            let deliver = b % 3 != 0;
+            let reports = s.report(ReportFilter::All, Some(1 + b % 3), deliver).await;
+            format!("{:?}", reports.map(|r| r.iter().map(|r| (r.archive_file_id, r.outcome)).collect::<Vec<_>>()))
+        }
+        17 => format!(
+            "{:?} {:?} {:?} {:?}",
+            s.list_pending(JobKind::Archive, None, None).await,
+            s.list_pending(JobKind::Retrieve, None, None).await,
+            s.list_failed(JobKind::Archive).await,
+            s.list_failed(JobKind::Retrieve).await
+        ),
+        18 => format!("{:?}", s.show_queues().await),
+        19 => format!("{:?}", s.cancel_archive(1 + b % next_id.max(1)).await.map_err(|e| e.kind)),
+        20 => format!("{:?}", s.cancel_retrieve(100 + b % 6, None).await.map_err(|e| e.kind)),
+        _ => {
+            side.f.clock.set(side.f.clock.now() + (b % 50) as i64);
+            format!("{:?}", s.explain_mount(&format!("d{drive}")).await.map(|d| d.chosen))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_workloads_give_identical_answers_on_both_backends() {
+    for seed in 1..=6u64 {
+        let mut left = Side { f: Fixture::new("objectstore-memory").await, sessions: [None, None, None] };
+        let mut right = Side { f: Fixture::new("postgres").await, sessions: [None, None, None] };
+        let mut rng = Rng(seed);
+        let mut next_id = 1;
+        for step in 0..250 {
+            let (op, a, b) = (rng.below(22), rng.next(), rng.next());
+            let l = play(&mut left, op, a, b, next_id).await;
+            let r = play(&mut right, op, a, b, next_id).await;
+            assert_eq!(l, r, "seed {seed}, step {step}, op {op}: objectstore-memory (left) and postgres (right) differ");
+            if op <= 3 {
+                next_id += 1;
+            }
+        }
+        assert_eq!(left.f.db.mount_info(0).await.unwrap(), right.f.db.mount_info(0).await.unwrap(), "seed {seed}");
+    }
+}
+
+async fn fresh() -> (PgSchedulerDb, SchemaGuard) {
+    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
+    let schema = tapesched_testkit::unique_name("pgb");
+    let guard = SchemaGuard::new(url.clone(), schema.clone());
+    let db = PgSchedulerDb::connect(PgConfig { max_connections: 2, ..PgConfig::new(url, schema) }).await.expect("backend");
+    (db, guard)
+}
+
+fn hostile_request(id: u64, pool: &str) -> ArchiveRequest {
+    ArchiveRequest {
+        archive_file_id: id,
+        disk_instance: "in'st\"ance\\".into(),
+        disk_file_id: "x".repeat(10_240),
+        requester: Requester { name: "'; DROP TABLE archive_job; --".into(), group: "grüppe ✓ \\N".into() },
+        storage_class: "sc$1".into(),
+        size: 10,
+        created_at: 5,
+        report_url: Some("%s %n {} $$ \\\\".into()),
+        error_report_url: None,
+        policy: QueuedPolicy { name: "pol\"icy".into(), priority: u64::MAX, min_request_age: 3 },
+        jobs: vec![ArchiveJob {
+            copy_nb: 1,
+            tape_pool: pool.into(),
+            status: ArchiveJobStatus::ToTransfer,
+            retries: RetryCounters::default(),
+            failure_reasons: vec!["a\\b".into(), "é".into()],
+            written: None,
+        }],
+        report_decided: false,
+    }
+}
+
+#[tokio::test]
+async fn hostile_names_are_plain_values() {
+    let (db, _guard) = fresh().await;
+    let pool = "p'o\"o\\l-ü-✓";
+    let req = hostile_request(1, pool);
+    db.queue_archive(req.clone(), 10).await.expect("queued");
+    let info = db.mount_info(10).await.expect("info");
+    assert_eq!(info.potential_mounts.len(), 1);
+    assert_eq!(info.potential_mounts[0].tape_pool.as_deref(), Some(pool));
+    assert_eq!(info.potential_mounts[0].priority, u64::MAX);
+    assert_eq!(info.potential_mounts[0].policy_counts.get("pol\"icy"), Some(&1));
+    let pending = db.list_pending(JobKind::Archive, Some(pool)).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    let spec = tapesched_scheduler::db::MountSpec {
+        mount_type: MountType::ArchiveForUser,
+        vid: "V'1".into(),
+        tape_pool: pool.into(),
+        vo: "v\"o".into(),
+        drive: "d\\0".into(),
+        logical_library: "l'ib".into(),
+    };
+    db.open_mount(7, &spec, 10).await.expect("mount");
+    let jobs = db.pop_jobs(7, 10, 100, 10).await.expect("pop");
+    let MountJob::Archive { request, .. } = &jobs[0] else { panic!("archive") };
+    assert_eq!(*request, req, "every hostile value comes back unchanged");
+    let e = db.queue_archive(hostile_request(1, pool), 10).await.expect_err("duplicate");
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    let mut nul = hostile_request(2, pool);
+    nul.requester.name = "nul\0byte".into();
+    let e = db.queue_archive(nul, 10).await.expect_err("NUL");
+    assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(db.list_pending(JobKind::Archive, None).await.unwrap().len(), 0, "nothing half-applied");
+}
+
+#[tokio::test]
+async fn summaries_kept_incrementally_equal_a_rebuild() {
+    let (db, _guard) = fresh().await;
+    let db = Arc::new(db);
+    let (snapshot, files) = tapesched_tests::catalogue();
+    let catalogue = Arc::new(MemoryCatalogue::new(snapshot, files).unwrap());
+    let clock = Arc::new(ManualClock::new(tapesched_tests::T0));
+    let scheduler = Scheduler::new(db.clone(), catalogue, clock, SchedulerConfig::default());
+    let f = FixtureLike { scheduler, db: db.clone() };
+    let mut rng = Rng(42);
+    for id in 1..=60u64 {
+        let sub = ArchiveSubmission {
+            archive_file_id: Some(id),
+            disk_instance: Some("eos".into()),
+            disk_file_id: None,
+            requester: Requester { name: "alice".into(), group: "it".into() },
+            storage_class: if id % 3 == 0 { "sc2".into() } else { "sc1".into() },
+            size: 1 + rng.below(100),
+            created_at: Some(1_700_000_000 - rng.below(1000) as i64),
+            report_url: None,
+            error_report_url: None,
+        };
+        f.scheduler.queue_archive(sub).await.unwrap();
+    }
+    for id in 100..=105 {
+        let sub = RetrieveSubmission {
+            archive_file_id: id,
+            requester: Some(Requester { name: "bob".into(), group: "it".into() }),
+            ..RetrieveSubmission::default()
+        };
+        f.scheduler.queue_retrieve(sub).await.unwrap();
+    }
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("mount");
+    f.scheduler.pop_jobs(&mut s, 7, 1_000_000).await.unwrap();
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Failure, Some("x")).await.unwrap();
+    f.scheduler.pop_jobs(&mut s, 5, 1_000_000).await.unwrap();
+    f.scheduler.crash_session(s).await.unwrap();
+    f.scheduler.garbage_collect().await.unwrap();
+    f.scheduler.cancel_archive(9).await.unwrap();
+    let incremental = f.db.mount_info(0).await.unwrap();
+    assert!(!incremental.potential_mounts.is_empty());
+    db.rebuild_summaries(1_700_000_000).await.unwrap();
+    assert_eq!(db.mount_info(0).await.unwrap(), incremental);
+}
+
+struct FixtureLike {
+    scheduler: Scheduler,
+    db: Arc<PgSchedulerDb>,
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_newer_schemas_are_refused() {
+    let url = tapesched_testkit::postgres_url().unwrap();
+    let schema = tapesched_testkit::unique_name("mig");
+    let _guard = SchemaGuard::new(url.clone(), schema.clone());
+    let first = tapesched_postgres::migrate(&url, &schema).await.unwrap();
+    assert_eq!(first.applied, vec![1, 2]);
+    let second = tapesched_postgres::migrate(&url, &schema).await.unwrap();
+    assert!(second.applied.is_empty());
+    assert_eq!(second.already_applied, vec![1, 2]);
+    let db = PgSchedulerDb::connect(PgConfig::new(url.clone(), schema.clone())).await.unwrap();
+    tapesched_postgres::sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (999, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let e = tapesched_postgres::migrate(&url, &schema).await.expect_err("newer schema");
+    assert!(e.message.contains("newer tapesched") && e.message.contains("999"), "{e}");
+    assert!(PgSchedulerDb::connect(PgConfig::new(url, schema)).await.is_err());
+    assert_eq!(tapesched_postgres::check_schema_name("a\"; DROP").unwrap_err().kind, ErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let port = tapesched_testkit::free_port().unwrap();
+    let config = PgConfig {
+        acquire_timeout: std::time::Duration::from_secs(2),
+        ..PgConfig::new(format!("postgres://postgres@127.0.0.1:{port}/postgres"), "nowhere")
+    };
+    let e = PgSchedulerDb::connect(config).await.err().expect("no server");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+}
