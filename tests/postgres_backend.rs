@@ -12,9 +12,9 @@ use std::sync::Arc;
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::clock::{Clock, ManualClock};
+use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
 use tapesched_scheduler::decision::SchedulerConfig;
 use tapesched_scheduler::scheduler::Scheduler;
-use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
 use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission, TapeSession};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
@@ -51,7 +51,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
     let drive = (a % 3) as usize;
     match op {
         0..=3 => {
-            let sc = if b % 3 == 0 { "sc2" } else { "sc1" };
+            let sc = if b.is_multiple_of(3) { "sc2" } else { "sc1" };
             let sub = ArchiveSubmission {
                 archive_file_id: Some(next_id),
                 disk_instance: Some("eos".into()),
@@ -61,7 +61,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
                 size: 1 + b % 500,
                 created_at: Some(side.f.clock.now() - (b % 100) as i64),
                 report_url: Some("eos://ok".into()),
-                error_report_url: (b % 2 == 0).then(|| "eos://err".to_string()),
+                error_report_url: b.is_multiple_of(2).then(|| "eos://err".to_string()),
             };
             format!("{:?}", s.queue_archive(sub).await)
         }
@@ -69,7 +69,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
             let sub = RetrieveSubmission {
                 archive_file_id: 100 + b % 6,
                 requester: Some(Requester { name: "bob".into(), group: "it".into() }),
-                report_url: (b % 2 == 0).then(|| "eos://done".to_string()),
+                report_url: b.is_multiple_of(2).then(|| "eos://done".to_string()),
                 error_report_url: Some("eos://err".into()),
                 ..RetrieveSubmission::default()
             };
@@ -83,7 +83,8 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
                 s.end_mount(old).await.expect("end");
             }
             let got = s.next_mount(&format!("d{drive}"), true).await;
-            let shown = format!("{:?}", got.as_ref().map(|m| m.as_ref().map(|m| (m.spec.mount_type, m.spec.vid.clone()))));
+            let shown =
+                format!("{:?}", got.as_ref().map(|m| m.as_ref().map(|m| (m.spec.mount_type, m.spec.vid.clone()))));
             side.sessions[drive] = got.ok().flatten();
             shown
         }
@@ -93,9 +94,9 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
         },
         11..=13 => match side.sessions[drive].as_mut() {
             Some(sess) if !sess.popped.is_empty() => {
-                let outcome = if b % 3 == 0 { Outcome::Failure } else { Outcome::Success };
+                let outcome = if b.is_multiple_of(3) { Outcome::Failure } else { Outcome::Success };
                 let first = [sess.popped[0].archive_file_id()];
-                let which = (b % 2 == 0).then_some(&first[..]);
+                let which = b.is_multiple_of(2).then_some(&first[..]);
                 format!("{:?}", s.complete_jobs(sess, which, outcome, Some("write error")).await)
             }
             _ => "nothing popped".into(),
@@ -109,7 +110,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
             None => format!("{:?}", s.garbage_collect().await),
         },
         16 => {
-            let deliver = b % 3 != 0;
+            let deliver = !b.is_multiple_of(3);
             let reports = s.report(ReportFilter::All, Some(1 + b % 3), deliver).await;
             format!("{:?}", reports.map(|r| r.iter().map(|r| (r.archive_file_id, r.outcome)).collect::<Vec<_>>()))
         }
@@ -141,7 +142,10 @@ async fn random_workloads_give_identical_answers_on_both_backends() {
             let (op, a, b) = (rng.below(22), rng.next(), rng.next());
             let l = play(&mut left, op, a, b, next_id).await;
             let r = play(&mut right, op, a, b, next_id).await;
-            assert_eq!(l, r, "seed {seed}, step {step}, op {op}: objectstore-memory (left) and postgres (right) differ");
+            assert_eq!(
+                l, r,
+                "seed {seed}, step {step}, op {op}: objectstore-memory (left) and postgres (right) differ"
+            );
             if op <= 3 {
                 next_id += 1;
             }
@@ -154,7 +158,8 @@ async fn fresh() -> (PgSchedulerDb, SchemaGuard) {
     let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
     let schema = tapesched_testkit::unique_name("pgb");
     let guard = SchemaGuard::new(url.clone(), schema.clone());
-    let db = PgSchedulerDb::connect(PgConfig { max_connections: 2, ..PgConfig::new(url, schema) }).await.expect("backend");
+    let db =
+        PgSchedulerDb::connect(PgConfig { max_connections: 2, ..PgConfig::new(url, schema) }).await.expect("backend");
     (db, guard)
 }
 
@@ -232,7 +237,7 @@ async fn summaries_kept_incrementally_equal_a_rebuild() {
             disk_instance: Some("eos".into()),
             disk_file_id: None,
             requester: Requester { name: "alice".into(), group: "it".into() },
-            storage_class: if id % 3 == 0 { "sc2".into() } else { "sc1".into() },
+            storage_class: if id.is_multiple_of(3) { "sc2".into() } else { "sc1".into() },
             size: 1 + rng.below(100),
             created_at: Some(1_700_000_000 - rng.below(1000) as i64),
             report_url: None,

@@ -32,7 +32,11 @@ fn job(copy_nb: u32, pool: &str) -> ArchiveJob {
 }
 
 fn request(id: u64) -> ArchiveRequest {
-    let jobs = if id % 4 == 0 { vec![job(1, POOLS[0]), job(2, POOLS[1])] } else { vec![job(1, POOLS[(id % 2) as usize])] };
+    let jobs = if id.is_multiple_of(4) {
+        vec![job(1, POOLS[0]), job(2, POOLS[1])]
+    } else {
+        vec![job(1, POOLS[(id % 2) as usize])]
+    };
     ArchiveRequest {
         archive_file_id: id,
         disk_instance: "eos".into(),
@@ -141,7 +145,10 @@ async fn producers_and_drive_sessions_lose_nothing_and_share_nothing() {
     assert_eq!(count(pool, "SELECT count(*) FROM archive_job").await, jobs as i64);
     assert_eq!(count(pool, "SELECT count(*) FROM archive_job WHERE times_claimed <> 1").await, 0, "claimed twice");
     assert_eq!(count(pool, "SELECT count(*) FROM archive_job WHERE written_vid IS NULL").await, 0, "lost");
-    assert_eq!(count(pool, "SELECT count(*) FROM archive_job WHERE queue_seq IS NOT NULL OR mount_id IS NOT NULL").await, 0);
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM archive_job WHERE queue_seq IS NOT NULL OR mount_id IS NOT NULL").await,
+        0
+    );
     assert_eq!(
         count(
             pool,

@@ -204,7 +204,8 @@ async fn substrate(
                 } else {
                     let reqs: Vec<ArchiveRequest> = chunk.iter().map(|id| request(*id)).collect();
                     if with_requests {
-                        let mut qb = sqlx::QueryBuilder::new(format!("INSERT INTO plain_request ({PLAIN_REQUEST_COLS}) "));
+                        let mut qb =
+                            sqlx::QueryBuilder::new(format!("INSERT INTO plain_request ({PLAIN_REQUEST_COLS}) "));
                         qb.push_values(&reqs, |mut b, r| {
                             b.push_bind(r.archive_file_id as i64)
                                 .push_bind(r.disk_instance.clone())
@@ -408,7 +409,8 @@ fn decision_catalogue(opts: &Options) -> CatalogueSnapshot {
             disk_instance: None,
         },
     );
-    s.logical_libraries.insert("lib".into(), LogicalLibrary { name: "lib".into(), disabled: false, physical_library: None });
+    s.logical_libraries
+        .insert("lib".into(), LogicalLibrary { name: "lib".into(), disabled: false, physical_library: None });
     for p in 0..opts.decision_pools {
         let name = format!("dp{p}");
         s.tape_pools.insert(name.clone(), TapePool { name, vo: "vo".into() });
@@ -527,7 +529,8 @@ async fn decision_bench(url: &str, opts: &Options) -> Result<Value> {
         decide_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(d.chosen.is_some(), "the decision chose no mount");
         let t = Instant::now();
-        let chosen = db.next_mount("lib", now, &|info| decision::decide(info, &snap, "d0", now, &config).chosen).await?;
+        let chosen =
+            db.next_mount("lib", now, &|info| decision::decide(info, &snap, "d0", now, &config).chosen).await?;
         total.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(chosen.is_some(), "next_mount chose no mount");
     }

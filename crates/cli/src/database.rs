@@ -98,7 +98,8 @@ pub async fn collect(args: CollectArgs) -> u8 {
         Ok(u) => u,
         Err(e) => return fail(EXIT_INVALID, e),
     };
-    let config = PgConfig { mount_timeout: args.mount_timeout, max_connections: 2, ..PgConfig::new(&url, &args.target.schema) };
+    let config =
+        PgConfig { mount_timeout: args.mount_timeout, max_connections: 2, ..PgConfig::new(&url, &args.target.schema) };
     let db = match PgSchedulerDb::connect(config).await {
         Ok(db) => db,
         Err(e) => return fail(1, e),

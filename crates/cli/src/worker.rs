@@ -76,14 +76,19 @@ impl RetrieveRouter for StayRouter {
 }
 
 /// Opens a scheduler backend by name for a worker process.
-pub async fn open_backend(name: &str, database_url: Option<&str>, schema: &str) -> Result<Arc<dyn SchedulerDb>, String> {
+pub async fn open_backend(
+    name: &str,
+    database_url: Option<&str>,
+    schema: &str,
+) -> Result<Arc<dyn SchedulerDb>, String> {
     match name {
         "postgres" => {
             let url = database_url
                 .map(String::from)
                 .or_else(|| std::env::var("TAPESCHED_DATABASE_URL").ok())
                 .ok_or("postgres needs --database-url or TAPESCHED_DATABASE_URL")?;
-            let config = tapesched_postgres::PgConfig { max_connections: 2, ..tapesched_postgres::PgConfig::new(url, schema) };
+            let config =
+                tapesched_postgres::PgConfig { max_connections: 2, ..tapesched_postgres::PgConfig::new(url, schema) };
             let db = tapesched_postgres::PgSchedulerDb::connect(config).await.map_err(|e| e.to_string())?;
             Ok(Arc::new(db))
         }

@@ -14,7 +14,7 @@
 //! so no crash point loses a job. No policy lives here: retries, batches and VID choice come from
 //! `tapesched_scheduler::rules` and the caller's [`RetrieveRouter`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,13 +241,12 @@ impl ObjectstoreDb {
             .objs
             .update::<Agent, _>(agent, |a| {
                 if add {
-                    for n in names {
-                        if !a.owned.contains(n) {
-                            a.owned.push(n.clone());
-                        }
-                    }
+                    let mut present: HashSet<&str> = a.owned.iter().map(String::as_str).collect();
+                    let fresh: Vec<String> = names.iter().filter(|n| present.insert(n.as_str())).cloned().collect();
+                    a.owned.extend(fresh);
                 } else {
-                    a.owned.retain(|n| !names.contains(n));
+                    let gone: HashSet<&str> = names.iter().map(String::as_str).collect();
+                    a.owned.retain(|n| !gone.contains(n.as_str()));
                 }
                 a.heartbeat = a.heartbeat.max(now);
                 Ok(((), Write::Commit))
@@ -358,19 +357,20 @@ impl ObjectstoreDb {
         result
     }
 
+    /// Adds pointers to their queues, each queue under its own lock; queues are updated
+    /// concurrently (a task never holds two queue locks, so they cannot deadlock).
     async fn add_pointers(&self, moves: Moves, now: Timestamp) -> Result<()> {
-        for (key, pointers) in moves {
+        let updates = moves.into_iter().map(|(key, pointers)| async move {
             let mut q = self.open(&key, true).await?.expect("created");
-            let r = q.add(&self.objs, pointers).await;
-            match r {
-                Ok(()) => self.close(q, now).await?,
+            match q.add(&self.objs, pointers).await {
+                Ok(()) => self.close(q, now).await,
                 Err(e) => {
                     self.objs.unlock(q.lock).await;
-                    return Err(e);
+                    Err(e)
                 }
             }
-        }
-        Ok(())
+        });
+        join_all(updates).await.into_iter().collect()
     }
 
     /// Adds pointers that are missing from their queues (collector and repair paths).
@@ -583,9 +583,11 @@ impl ObjectstoreDb {
         let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
         // Requests still in our log were being queued by an attempt that failed midway (the
         // store became unavailable): a retry resumes them instead of calling them duplicates.
-        let in_flight: Vec<String> = match self.agent_ready.initialized() {
-            true => self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned).unwrap_or_default(),
-            false => Vec::new(),
+        let in_flight: BTreeSet<String> = match self.agent_ready.initialized() {
+            true => {
+                self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned.into_iter().collect()).unwrap_or_default()
+            }
+            false => BTreeSet::new(),
         };
         self.log_own(&names, true, now).await?;
         let in_flight = &in_flight;

@@ -194,7 +194,8 @@ pub struct MountRecord {
 pub struct Agent {
     /// What the agent is.
     pub description: String,
-    /// Objects owned or about to be owned, by name.
+    /// Objects owned or about to be owned, by name, in the order they were taken (a dead or
+    /// ending session's jobs go back to their queues in this order).
     pub owned: Vec<String>,
     /// Last heartbeat, on the caller's clock.
     pub heartbeat: Timestamp,

@@ -38,7 +38,10 @@ impl OpenQueue {
             // Shards are written before the queue that points to them and deleted after it, so
             // a pointer to a missing shard is a broken invariant, not a crash leftover.
             let shard = objs.read::<Shard>(address).await?.ok_or_else(|| {
-                tapesched_scheduler::Error::internal(format!("queue {:?} points to a missing shard {address:?}", self.name))
+                tapesched_scheduler::Error::internal(format!(
+                    "queue {:?} points to a missing shard {address:?}",
+                    self.name
+                ))
             })?;
             let expected = self.queue.shards.iter().find(|s| s.address == address).map_or(0, |s| s.count);
             if shard.jobs.len() as u64 != expected {

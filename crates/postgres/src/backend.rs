@@ -471,8 +471,13 @@ struct Work {
 impl Work {
     /// Loads (and locks, in id order) archive requests with all their jobs.
     async fn load_archives(&mut self, tx: &mut Tx, ids: &[u64]) -> Result<(), Fail> {
-        let ids: Vec<i64> =
-            ids.iter().filter(|i| !self.archives.contains_key(i)).map(|i| *i as i64).collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter(|i| !self.archives.contains_key(i))
+            .map(|i| *i as i64)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -496,7 +501,13 @@ impl Work {
             let request = archive_request_of(row)?;
             self.archives.insert(
                 request.archive_file_id,
-                ArchiveState { request, locs: vec![], positions: vec![], dirty_jobs: BTreeSet::new(), dirty_request: false },
+                ArchiveState {
+                    request,
+                    locs: vec![],
+                    positions: vec![],
+                    dirty_jobs: BTreeSet::new(),
+                    dirty_request: false,
+                },
             );
         }
         for row in &jobs {
@@ -586,7 +597,10 @@ impl Work {
         write_retrieves(tx, &self.retrieves, &self.delete_retrieves).await?;
         if !self.delete_archives.is_empty() {
             let ids: Vec<i64> = self.delete_archives.iter().map(|i| *i as i64).collect();
-            sqlx::query("DELETE FROM archive_job WHERE archive_file_id = ANY($1)").bind(&ids).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM archive_job WHERE archive_file_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
             sqlx::query("DELETE FROM archive_request WHERE archive_file_id = ANY($1)")
                 .bind(&ids)
                 .execute(&mut **tx)
@@ -594,7 +608,10 @@ impl Work {
         }
         if !self.delete_retrieves.is_empty() {
             let ids: Vec<i64> = self.delete_retrieves.iter().map(|i| *i as i64).collect();
-            sqlx::query("DELETE FROM retrieve_request WHERE request_id = ANY($1)").bind(&ids).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM retrieve_request WHERE request_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut **tx)
+                .await?;
         }
         std::mem::take(&mut self.delta).apply(tx, now).await?;
         Ok(())
@@ -839,8 +856,7 @@ impl PgSchedulerDb {
     /// Connects, creates the schema if needed and applies the migrations (a newer schema than
     /// this build knows is an error).
     pub async fn connect(config: PgConfig) -> Result<Self> {
-        let pool =
-            connect_pool(&config.url, &config.schema, config.max_connections, config.acquire_timeout).await?;
+        let pool = connect_pool(&config.url, &config.schema, config.max_connections, config.acquire_timeout).await?;
         let migration = match ensure_schema(&pool, &config.schema).await {
             Ok(m) => m,
             Err(e) => {
@@ -953,7 +969,11 @@ impl PgSchedulerDb {
         .await?
         .ok_or_else(|| Error::not_found(format!("mount {mount} does not exist or has ended")))?;
         let t: String = row.try_get("mount_type")?;
-        Ok((t.parse::<MountType>().map_err(|e| Error::internal(e.message))?, row.try_get("vid")?, row.try_get("tape_pool")?))
+        Ok((
+            t.parse::<MountType>().map_err(|e| Error::internal(e.message))?,
+            row.try_get("vid")?,
+            row.try_get("tape_pool")?,
+        ))
     }
 
     /// Stores archive requests in one transaction (bulk `UNNEST` inserts) and answers for each
@@ -964,7 +984,8 @@ impl PgSchedulerDb {
         let mut seen = BTreeSet::new();
         for (i, r) in requests.iter().enumerate() {
             if r.jobs.is_empty() {
-                answers[i] = Some(Error::invalid(format!("archive request {} has no copy to write", r.archive_file_id)));
+                answers[i] =
+                    Some(Error::invalid(format!("archive request {} has no copy to write", r.archive_file_id)));
             } else if i64::try_from(r.archive_file_id).is_err() || i64::try_from(r.size).is_err() {
                 answers[i] = Some(Error::invalid(format!(
                     "archive request {}: id or size larger than this backend stores (2^63 - 1)",
@@ -1135,7 +1156,8 @@ impl PgSchedulerDb {
         let blocks: Vec<i64> = r.copies.iter().map(|c| c.block_id as i64).collect();
         let rwm: Vec<i32> = r.copies.iter().map(|c| c.retries.retries_within_mount as i32).collect();
         let tr: Vec<i32> = r.copies.iter().map(|c| c.retries.total_retries as i32).collect();
-        let lm: Vec<Option<i64>> = r.copies.iter().map(|c| c.retries.last_mount_with_failure.map(|m| m as i64)).collect();
+        let lm: Vec<Option<i64>> =
+            r.copies.iter().map(|c| c.retries.last_mount_with_failure.map(|m| m as i64)).collect();
         let rr: Vec<i32> = r.copies.iter().map(|c| c.retries.report_retries as i32).collect();
         let queued = r.status == RetrieveStatus::ToTransfer;
         let inserted = sqlx::query(
@@ -1321,7 +1343,13 @@ impl PgSchedulerDb {
         Self::commit(tx).await
     }
 
-    async fn pop_once(&self, mount: MountId, max_files: u64, max_bytes: u64, now: Timestamp) -> Result<Vec<MountJob>, Fail> {
+    async fn pop_once(
+        &self,
+        mount: MountId,
+        max_files: u64,
+        max_bytes: u64,
+        now: Timestamp,
+    ) -> Result<Vec<MountJob>, Fail> {
         let mut tx = self.begin().await?;
         let (mount_type, vid, pool) = Self::touch_mount(&mut tx, mount, now).await?;
         let limit = max_files.min(i64::MAX as u64) as i64;
@@ -1510,14 +1538,20 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = jobs.iter().filter_map(|s| match s.job.request {
-            RequestId::Archive(a) => Some(a),
-            _ => None,
-        }).collect();
-        let rids: Vec<u64> = jobs.iter().filter_map(|s| match s.job.request {
-            RequestId::Retrieve(r) => Some(r),
-            _ => None,
-        }).collect();
+        let afids: Vec<u64> = jobs
+            .iter()
+            .filter_map(|s| match s.job.request {
+                RequestId::Archive(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let rids: Vec<u64> = jobs
+            .iter()
+            .filter_map(|s| match s.job.request {
+                RequestId::Retrieve(r) => Some(r),
+                _ => None,
+            })
+            .collect();
         w.load_archives(&mut tx, &afids).await?;
         w.load_retrieves(&mut tx, &rids).await?;
         for s in jobs {
@@ -1564,14 +1598,20 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = jobs.iter().filter_map(|j| match j.request {
-            RequestId::Archive(a) => Some(a),
-            _ => None,
-        }).collect();
-        let rids: Vec<u64> = jobs.iter().filter_map(|j| match j.request {
-            RequestId::Retrieve(r) => Some(r),
-            _ => None,
-        }).collect();
+        let afids: Vec<u64> = jobs
+            .iter()
+            .filter_map(|j| match j.request {
+                RequestId::Archive(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let rids: Vec<u64> = jobs
+            .iter()
+            .filter_map(|j| match j.request {
+                RequestId::Retrieve(r) => Some(r),
+                _ => None,
+            })
+            .collect();
         w.load_archives(&mut tx, &afids).await?;
         w.load_retrieves(&mut tx, &rids).await?;
         // Routes see the queues as they were before this call (the objectstore adds the moved
@@ -1629,14 +1669,20 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = jobs.iter().filter_map(|j| match j.request {
-            RequestId::Archive(a) => Some(a),
-            _ => None,
-        }).collect();
-        let rids: Vec<u64> = jobs.iter().filter_map(|j| match j.request {
-            RequestId::Retrieve(r) => Some(r),
-            _ => None,
-        }).collect();
+        let afids: Vec<u64> = jobs
+            .iter()
+            .filter_map(|j| match j.request {
+                RequestId::Archive(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let rids: Vec<u64> = jobs
+            .iter()
+            .filter_map(|j| match j.request {
+                RequestId::Retrieve(r) => Some(r),
+                _ => None,
+            })
+            .collect();
         w.load_archives(&mut tx, &afids).await?;
         w.load_retrieves(&mut tx, &rids).await?;
         let mut n = 0;
@@ -1689,12 +1735,11 @@ impl PgSchedulerDb {
         router: &dyn RetrieveRouter,
     ) -> Result<u64, Fail> {
         let mut order: Vec<(i64, i32, Enqueue)> = Vec::new();
-        let held = sqlx::query(
-            "SELECT archive_file_id, copy_nb, owned_op, owned_rank FROM archive_job WHERE mount_id = $1",
-        )
-        .bind(mount as i64)
-        .fetch_all(&mut **tx)
-        .await?;
+        let held =
+            sqlx::query("SELECT archive_file_id, copy_nb, owned_op, owned_rank FROM archive_job WHERE mount_id = $1")
+                .bind(mount as i64)
+                .fetch_all(&mut **tx)
+                .await?;
         let afids: Vec<u64> = held.iter().map(|r| r.get::<i64, _>("archive_file_id") as u64).collect();
         w.load_archives(tx, &afids).await?;
         for row in &held {
@@ -1870,7 +1915,13 @@ impl PgSchedulerDb {
         Ok(rows.len() as u64)
     }
 
-    async fn marker_once(&self, vid: &str, cleanup: Option<bool>, sleep: Option<&QueueSleep>, now: Timestamp) -> Result<(), Fail> {
+    async fn marker_once(
+        &self,
+        vid: &str,
+        cleanup: Option<bool>,
+        sleep: Option<&QueueSleep>,
+        now: Timestamp,
+    ) -> Result<(), Fail> {
         let mut tx = self.begin().await?;
         let mut delta = Delta::default();
         if let Some(flag) = cleanup {
@@ -1896,10 +1947,11 @@ impl PgSchedulerDb {
 
     async fn drain_once(&self, vid: &str, now: Timestamp, router: &dyn RetrieveRouter) -> Result<DrainReport, Fail> {
         let mut tx = self.begin().await?;
-        let exists: Option<i16> = sqlx::query_scalar("SELECT kind FROM queue_summary WHERE kind = 2 AND container = $1")
-            .bind(vid)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<i16> =
+            sqlx::query_scalar("SELECT kind FROM queue_summary WHERE kind = 2 AND container = $1")
+                .bind(vid)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             tx.rollback().await.ok();
             return Ok(DrainReport::default());
@@ -1941,7 +1993,9 @@ impl PgSchedulerDb {
                 }
                 None => {
                     st.request.status = RetrieveStatus::ToReportForFailure;
-                    st.request.failure_reasons.push(format!("tape {vid:?} left service and no other copy can be recalled"));
+                    st.request
+                        .failure_reasons
+                        .push(format!("tape {vid:?} left service and no other copy can be recalled"));
                     report.failed += 1;
                 }
             }
@@ -1992,14 +2046,20 @@ impl PgSchedulerDb {
     async fn reports_once(&self, reports: &[RequestId], failed: Option<&str>, now: Timestamp) -> Result<(), Fail> {
         let mut tx = self.begin().await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = reports.iter().filter_map(|r| match r {
-            RequestId::Archive(a) => Some(*a),
-            _ => None,
-        }).collect();
-        let rids: Vec<u64> = reports.iter().filter_map(|r| match r {
-            RequestId::Retrieve(i) => Some(*i),
-            _ => None,
-        }).collect();
+        let afids: Vec<u64> = reports
+            .iter()
+            .filter_map(|r| match r {
+                RequestId::Archive(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        let rids: Vec<u64> = reports
+            .iter()
+            .filter_map(|r| match r {
+                RequestId::Retrieve(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
         w.load_archives(&mut tx, &afids).await?;
         w.load_retrieves(&mut tx, &rids).await?;
         for r in reports {
@@ -2038,8 +2098,10 @@ impl PgSchedulerDb {
                         continue;
                     }
                     let Some(st) = w.retrieves.get_mut(&id) else { continue };
-                    if !matches!(st.request.status, RetrieveStatus::ToReportForTransfer | RetrieveStatus::ToReportForFailure)
-                    {
+                    if !matches!(
+                        st.request.status,
+                        RetrieveStatus::ToReportForTransfer | RetrieveStatus::ToReportForFailure
+                    ) {
                         continue;
                     }
                     match failed {
@@ -2072,19 +2134,19 @@ impl PgSchedulerDb {
 
     async fn list_pending_once(&self, kind: JobKind, queue: Option<&str>) -> Result<Vec<PendingJob>, Fail> {
         let mut conn = self.pool.acquire().await?;
-        let rows = match kind {
-            JobKind::Archive => {
-                sqlx::query(
-                    "SELECT archive_file_id AS afid, archive_file_id AS id, copy_nb, tape_pool AS queue, size
+        let rows =
+            match kind {
+                JobKind::Archive => {
+                    sqlx::query(
+                        "SELECT archive_file_id AS afid, archive_file_id AS id, copy_nb, tape_pool AS queue, size
                      FROM archive_job WHERE queue_seq IS NOT NULL AND ($1::text IS NULL OR tape_pool = $1)
                      ORDER BY tape_pool, queue_seq",
-                )
-                .bind(queue)
-                .fetch_all(&mut *conn)
-                .await?
-            }
-            JobKind::Retrieve => {
-                sqlx::query(
+                    )
+                    .bind(queue)
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                JobKind::Retrieve => sqlx::query(
                     "SELECT archive_file_id AS afid, request_id AS id, active_copy_nb AS copy_nb, active_vid AS queue,
                             size
                      FROM retrieve_request WHERE queue_seq IS NOT NULL AND ($1::text IS NULL OR active_vid = $1)
@@ -2092,9 +2154,8 @@ impl PgSchedulerDb {
                 )
                 .bind(queue)
                 .fetch_all(&mut *conn)
-                .await?
-            }
-        };
+                .await?,
+            };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.try_get::<i64, _>("id")? as u64;

@@ -169,7 +169,8 @@ async fn read_snapshot(tx: &mut Tx) -> Result<CatalogueSnapshot, Fail> {
         s.drives.insert(d.name.clone(), d);
     }
     for row in sqlx::query("SELECT * FROM cat_reservation").fetch_all(&mut **tx).await? {
-        s.reservations.insert((row.try_get("drive")?, row.try_get("disk_system")?), row.try_get::<i64, _>("bytes")? as u64);
+        s.reservations
+            .insert((row.try_get("drive")?, row.try_get("disk_system")?), row.try_get::<i64, _>("bytes")? as u64);
     }
     Ok(s)
 }
@@ -411,7 +412,8 @@ impl PgCatalogue {
         .bind(&classes)
         .execute(&mut *tx)
         .await?;
-        let copies: Vec<(&ArchiveFile, &TapeFile)> = files.iter().flat_map(|f| f.copies.iter().map(move |c| (f, c))).collect();
+        let copies: Vec<(&ArchiveFile, &TapeFile)> =
+            files.iter().flat_map(|f| f.copies.iter().map(move |c| (f, c))).collect();
         sqlx::query(
             "INSERT INTO cat_tape_file (archive_file_id, copy_nb, vid, fseq, block_id)
              SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int8[], $5::int8[])",
@@ -424,10 +426,12 @@ impl PgCatalogue {
         .execute(&mut *tx)
         .await?;
         let next = files.iter().map(|f| f.archive_file_id).max().map_or(1, |m| m + 1) as i64;
-        sqlx::query("UPDATE cat_meta SET version = version + 1, next_archive_file_id = greatest(next_archive_file_id, $1)")
-            .bind(next)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE cat_meta SET version = version + 1, next_archive_file_id = greatest(next_archive_file_id, $1)",
+        )
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await.map_err(commit_fail)?;
         *self.lock() = Some((version + 1, Arc::new(snapshot.clone())));
         Ok(())
@@ -492,10 +496,7 @@ impl PgCatalogue {
     async fn record_once(&self, file: &NewTapeFile) -> Result<TapeFile, Fail> {
         let (mut tx, version, snap) = self.begin_write().await?;
         let mut new = (*snap).clone();
-        let tape = new
-            .tapes
-            .get_mut(&file.vid)
-            .ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
+        let tape = new.tapes.get_mut(&file.vid).ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
         let written = TapeFile {
             copy_nb: file.copy_nb,
             vid: file.vid.clone(),

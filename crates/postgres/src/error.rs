@@ -52,7 +52,9 @@ pub fn classify(e: sqlx::Error) -> Fail {
         sqlx::Error::Database(_) => {
             let code = sqlstate(&e).unwrap_or_default();
             match code.as_str() {
-                "40001" | "40P01" => Fail::Retry(Error::conflict(format!("concurrent update, gave up retrying: {message}"))),
+                "40001" | "40P01" => {
+                    Fail::Retry(Error::conflict(format!("concurrent update, gave up retrying: {message}")))
+                }
                 "23505" => Fail::Fatal(Error::conflict(message)),
                 "55P03" => Fail::Fatal(Error::unavailable(format!("lock wait timed out: {message}"))),
                 "22021" | "22P05" => Fail::Fatal(Error::invalid(format!("text the database cannot store: {message}"))),

@@ -29,7 +29,7 @@ pub mod schema;
 mod summary;
 
 pub use backend::{PgConfig, PgSchedulerDb};
-/// The sqlx version this crate uses (tests and benchmarks query the schema with it).
-pub use sqlx;
 pub use catalogue::PgCatalogue;
 pub use schema::{check_schema_name, drop_schema, drop_schema_blocking, migrate, MigrationReport, SchemaGuard};
+/// The sqlx version this crate uses (tests and benchmarks query the schema with it).
+pub use sqlx;

@@ -1,0 +1,422 @@
+//! `cargo xtask bench --backend objectstore-redis`: throughput and latency of the objectstore
+//! backend on Redis, each beside the substrate limit measured in the same run on the same server
+//! (pipelined raw SET and GET of values of the size of a request object).
+//!
+//! Measured: archive requests queued per second (concurrent producers, each its own agent, as
+//! separate frontends), jobs claimed per second (4000-job batches, concurrent drive sessions),
+//! mount-decision latency (p50/p99) with 1k pools x 10k VIDs x 1M queued jobs, and the garbage
+//! collector's requeue rate for the jobs of dead drive sessions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use tapesched_objectstore::objects::{JobPointer, Objects, Queue, QueueKey, QueueKind, Root, Shard, ShardPointer};
+use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
+use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
+use tapesched_scheduler::catalogue::CatalogueSnapshot;
+use tapesched_scheduler::clock::ManualClock;
+use tapesched_scheduler::db::{MountSpec, SchedulerDb};
+use tapesched_scheduler::decision::{self, SchedulerConfig};
+use tapesched_scheduler::scheduler::{ArchiveSubmission, CatalogueRouter, Scheduler};
+use tapesched_scheduler::types::*;
+
+const T0: i64 = 1_700_000_000;
+
+/// What to measure, and how much.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Requests queued (then claimed, then requeued by the collector).
+    pub requests: u64,
+    /// Concurrent producers.
+    pub producers: u64,
+    /// Requests per `queue_archives` call.
+    pub producer_batch: u64,
+    /// Pools the requests are spread over.
+    pub pools: u64,
+    /// Concurrent drive sessions while claiming.
+    pub sessions: u64,
+    /// Jobs per claim.
+    pub claim_batch: u64,
+    /// Pools of the decision data set.
+    pub decision_pools: u64,
+    /// VIDs of the decision data set.
+    pub decision_vids: u64,
+    /// Queued jobs of the decision data set.
+    pub decision_jobs: u64,
+    /// Timed decisions.
+    pub decision_samples: usize,
+    /// Operations of each substrate measurement.
+    pub substrate_ops: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            requests: 200_000,
+            producers: 8,
+            producer_batch: 100,
+            pools: 100,
+            sessions: 8,
+            claim_batch: 4000,
+            decision_pools: 1000,
+            decision_vids: 10_000,
+            decision_jobs: 1_000_000,
+            decision_samples: 100,
+            substrate_ops: 400_000,
+        }
+    }
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    (n as f64 / d.as_secs_f64()).round()
+}
+
+fn store(url: &str, prefix: &str) -> Result<Arc<RedisStore>> {
+    Ok(Arc::new(RedisStore::new(RedisSettings::new(url, prefix)).context("redis store")?))
+}
+
+/// Pipelined raw SET then GET of `ops` values of `size` bytes over `conns` connections.
+async fn substrate(url: &str, prefix: &str, ops: u64, size: usize, conns: u64) -> Result<(f64, f64)> {
+    let client = redis::Client::open(url)?;
+    let value = vec![b'x'; size];
+    let per = ops / conns;
+    let mut timings = Vec::new();
+    for get in [false, true] {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..conns {
+            let mut con = client.get_multiplexed_async_connection().await?;
+            let (value, prefix) = (value.clone(), prefix.to_string());
+            tasks.push(tokio::spawn(async move {
+                for chunk in (0..per).collect::<Vec<_>>().chunks(1000) {
+                    let mut pipe = redis::pipe();
+                    for i in chunk {
+                        let key = format!("{prefix}substrate:{c}:{i}");
+                        if get {
+                            pipe.get(key);
+                        } else {
+                            pipe.set(key, &value).ignore();
+                        }
+                    }
+                    let _: Vec<redis::Value> = pipe.query_async(&mut con).await?;
+                }
+                Ok::<_, redis::RedisError>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        timings.push(rate(per * conns, start.elapsed()));
+    }
+    Ok((timings[0], timings[1]))
+}
+
+fn catalogue(pools: u64, vids: u64, drives: u64) -> CatalogueSnapshot {
+    let mut s = CatalogueSnapshot::default();
+    s.disk_instances.insert("eos".into());
+    s.vos.insert(
+        "vo".into(),
+        VirtualOrganization {
+            name: "vo".into(),
+            read_max_drives: 1000,
+            write_max_drives: 1000,
+            is_repack_vo: false,
+            disk_instance: None,
+        },
+    );
+    s.logical_libraries
+        .insert("lib".into(), LogicalLibrary { name: "lib".into(), disabled: false, physical_library: None });
+    s.mount_policies.insert(
+        "mp".into(),
+        MountPolicy {
+            name: "mp".into(),
+            archive_priority: 1,
+            archive_min_request_age: 0,
+            retrieve_priority: 1,
+            retrieve_min_request_age: 0,
+        },
+    );
+    s.mount_rules = vec![MountRule {
+        kind: MountRuleKind::Requester,
+        disk_instance: "eos".into(),
+        name: "default".into(),
+        mount_policy: "mp".into(),
+    }];
+    for p in 0..pools {
+        let pool = format!("pool{p:04}");
+        s.tape_pools.insert(pool.clone(), TapePool { name: pool.clone(), vo: "vo".into() });
+        let sc = format!("sc{p:04}");
+        s.storage_classes.insert(sc.clone(), StorageClass { name: sc.clone(), nb_copies: 1, vo: "vo".into() });
+        s.archive_routes.push(ArchiveRoute {
+            storage_class: sc,
+            copy_nb: 1,
+            tape_pool: pool,
+            route_type: ArchiveRouteType::Default,
+        });
+    }
+    for v in 0..vids {
+        let vid = format!("V{v:05}");
+        s.tapes.insert(
+            vid.clone(),
+            Tape {
+                vid,
+                tape_pool: format!("pool{:04}", v % pools),
+                logical_library: "lib".into(),
+                capacity_bytes: 1 << 50,
+                data_on_tape_bytes: v,
+                last_fseq: 0,
+                full: false,
+                state: TapeState::Active,
+                state_reason: None,
+                media_type: "LTO8".into(),
+                vendor: None,
+            },
+        );
+    }
+    for d in 0..drives {
+        let name = format!("drive{d:03}");
+        s.drives.insert(
+            name.clone(),
+            DriveState {
+                name,
+                logical_library: "lib".into(),
+                scheduler_backend: Some("default".into()),
+                status: DriveStatus::Up,
+                mount_type: None,
+                vid: None,
+                tape_pool: None,
+                next_mount_type: None,
+                next_vid: None,
+                next_tape_pool: None,
+            },
+        );
+    }
+    s
+}
+
+/// Queues, claims and collects `opts.requests` archive requests; returns the three rates.
+async fn throughput(url: &str, prefix: &str, opts: &Options) -> Result<(f64, f64, f64)> {
+    let snap = catalogue(opts.pools, opts.pools * 2, opts.sessions);
+    let cat = Arc::new(MemoryCatalogue::new(snap, vec![])?);
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = ObjectstoreConfig { lock_timeout: Duration::from_secs(120), ..ObjectstoreConfig::default() };
+    let open =
+        || -> Result<Arc<ObjectstoreDb>> { Ok(Arc::new(ObjectstoreDb::new(store(url, prefix)?, config.clone()))) };
+
+    // Queueing: each producer is a frontend with its own agent.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..opts.producers {
+        let s = Scheduler::new(open()?, cat.clone(), clock.clone(), SchedulerConfig::default());
+        let opts = opts.clone();
+        tasks.push(tokio::spawn(async move {
+            let ids: Vec<u64> = (0..opts.requests).filter(|i| i % opts.producers == p).collect();
+            for chunk in ids.chunks(opts.producer_batch as usize) {
+                let subs = chunk
+                    .iter()
+                    .map(|i| ArchiveSubmission {
+                        archive_file_id: Some(1 + i),
+                        disk_instance: Some("eos".into()),
+                        disk_file_id: None,
+                        requester: Requester { name: "bench".into(), group: "bench".into() },
+                        storage_class: format!("sc{:04}", i % opts.pools),
+                        size: 1_000_000,
+                        created_at: Some(T0 - 60),
+                        report_url: Some("eos://report".into()),
+                        error_report_url: None,
+                    })
+                    .collect();
+                for r in s.queue_archives(subs).await? {
+                    r?;
+                }
+            }
+            Ok::<_, tapesched_scheduler::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let queued = rate(opts.requests, start.elapsed());
+
+    // Claiming: each session drains its share of the pools in batches of `claim_batch`.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut mounts = Vec::new();
+    for s in 0..opts.sessions {
+        let db = open()?;
+        let pools: Vec<u64> = (0..opts.pools).filter(|p| p % opts.sessions == s).collect();
+        let mut ids = Vec::new();
+        for p in &pools {
+            let id = 1_000_000 + p;
+            let spec = MountSpec {
+                mount_type: MountType::ArchiveForUser,
+                vid: format!("V{p:05}"),
+                tape_pool: format!("pool{p:04}"),
+                vo: "vo".into(),
+                drive: format!("drive{s:03}"),
+                logical_library: "lib".into(),
+            };
+            db.open_mount(id, &spec, T0).await?;
+            ids.push(id);
+        }
+        mounts.extend(ids.clone());
+        let batch = opts.claim_batch;
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            for id in ids {
+                loop {
+                    let jobs = db.pop_jobs(id, batch, u64::MAX, T0).await?;
+                    if jobs.is_empty() {
+                        break;
+                    }
+                    n += jobs.len() as u64;
+                }
+            }
+            Ok::<_, tapesched_scheduler::Error>(n)
+        }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        claimed += t.await??;
+    }
+    let claim_rate = rate(claimed, start.elapsed());
+    anyhow::ensure!(claimed == opts.requests, "claimed {claimed} of {} jobs", opts.requests);
+
+    // Collection: every session dies holding its jobs; one collector requeues them all.
+    let collector = open()?;
+    for id in &mounts {
+        collector.abandon_mount(*id, T0).await?;
+    }
+    let router = CatalogueRouter::new(&catalogue(1, 1, 0), T0);
+    let start = Instant::now();
+    let requeued = collector.garbage_collect(T0, &router).await?;
+    let gc_rate = rate(requeued, start.elapsed());
+    anyhow::ensure!(requeued == opts.requests, "requeued {requeued} of {} jobs", opts.requests);
+    Ok((queued, claim_rate, gc_rate))
+}
+
+/// Writes the decision data set directly as queue objects (the decision reads queues only).
+async fn populate(objs: &Objects, opts: &Options) -> Result<()> {
+    let queues = opts.decision_pools + opts.decision_vids;
+    let per_queue = opts.decision_jobs / queues;
+    let mut root = Root::default();
+    let mut writes = Vec::new();
+    for q in 0..queues {
+        let key = if q < opts.decision_pools {
+            QueueKey::new(QueueKind::ArchiveToTransferForUser, format!("pool{q:04}"))
+        } else {
+            QueueKey::new(QueueKind::RetrieveToTransfer, format!("V{:05}", q - opts.decision_pools))
+        };
+        let name = key.object_name();
+        let mut queue = Queue::new(key.clone());
+        let jobs: Vec<JobPointer> = (0..per_queue)
+            .map(|i| JobPointer {
+                request: RequestId::Archive(q * per_queue + i + 1),
+                address: format!("ArchiveRequest-{}", q * per_queue + i + 1),
+                copy_nb: 1,
+                archive_file_id: q * per_queue + i + 1,
+                size: 1_000_000 + (q % 7),
+                priority: 1,
+                min_age: 0,
+                policy: "mp".into(),
+                created_at: T0 - 1000 + (q % 100) as i64,
+                fseq: i + 1,
+                seq: i,
+                outcome: None,
+            })
+            .collect();
+        for j in &jobs {
+            queue.summary.account(j, true);
+        }
+        let shard = format!("{name}-s0");
+        queue.shards.push(ShardPointer {
+            address: shard.clone(),
+            count: per_queue,
+            bytes: jobs.iter().map(|j| j.size).sum(),
+            oldest: jobs.iter().map(|j| j.created_at).min().unwrap_or(0),
+            youngest: jobs.iter().map(|j| j.created_at).max().unwrap_or(0),
+            min_key: (1, 0),
+            max_key: (per_queue, per_queue.saturating_sub(1)),
+        });
+        queue.next_shard = 1;
+        queue.next_seq = per_queue;
+        root.queues.push((key, name.clone()));
+        writes.push((name, queue, shard, Shard { jobs }));
+    }
+    for chunk in writes.chunks(500) {
+        let futs = chunk.iter().map(|(name, queue, shard_name, shard)| async move {
+            objs.create(shard_name, shard).await?;
+            objs.create(name, queue).await
+        });
+        for r in futures::future::join_all(futs).await {
+            r?;
+        }
+    }
+    objs.create("root", &root).await?;
+    Ok(())
+}
+
+/// Mount-decision latency (p50, p99, in ms) at the decision data set's scale: the global lock,
+/// the mount information of every queue, and the pure decision, for a drive at a time.
+async fn decisions(url: &str, prefix: &str, opts: &Options) -> Result<(f64, f64, f64)> {
+    let redis = store(url, prefix)?;
+    let db = ObjectstoreDb::new(redis.clone(), ObjectstoreConfig::default());
+    let start = Instant::now();
+    populate(db.objects(), opts).await?;
+    let populate_secs = start.elapsed().as_secs_f64();
+    let snap = catalogue(opts.decision_pools, opts.decision_vids, 4);
+    let config = SchedulerConfig::default();
+    let mut samples = Vec::with_capacity(opts.decision_samples);
+    let chosen = std::sync::atomic::AtomicU64::new(0);
+    for i in 0..opts.decision_samples {
+        let drive = format!("drive{:03}", i % 4);
+        let start = Instant::now();
+        // The whole decision; the mount is not recorded so every sample sees the same queues.
+        db.next_mount("lib", T0, &|info| {
+            let found = decision::decide(info, &snap, &drive, T0, &config).chosen.is_some();
+            chosen.fetch_add(found as u64, std::sync::atomic::Ordering::Relaxed);
+            None
+        })
+        .await?;
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    anyhow::ensure!(chosen.into_inner() == opts.decision_samples as u64, "every decision found a mount");
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    Ok((pct(0.5), pct(0.99), populate_secs))
+}
+
+/// Runs the benchmark and returns its report.
+pub async fn run(opts: Options) -> Result<Value> {
+    let url = tapesched_testkit::redis_url()?;
+    let prefix = format!("{}:", tapesched_testkit::unique_name("bench"));
+    let result = async {
+        let (set, get) = substrate(&url, &prefix, opts.substrate_ops, 700, opts.producers).await?;
+        let (queued, claimed, requeued) = throughput(&url, &prefix, &opts).await?;
+        store(&url, &prefix)?.clear().await?;
+        let (p50, p99, populate_secs) = decisions(&url, &prefix, &opts).await?;
+        Ok::<_, anyhow::Error>(json!({
+            "backend": "objectstore-redis",
+            "redis": url,
+            "settings": {
+                "requests": opts.requests, "producers": opts.producers, "producer_batch": opts.producer_batch,
+                "pools": opts.pools, "sessions": opts.sessions, "claim_batch": opts.claim_batch,
+                "decision_data": {"pools": opts.decision_pools, "vids": opts.decision_vids, "jobs": opts.decision_jobs},
+            },
+            "substrate": {
+                "pipelined_set_per_s": set, "pipelined_get_per_s": get,
+                "note": "raw SET/GET of 700-byte values (a request object), pipelines of 1000, same server, same run",
+            },
+            "archive_requests_queued_per_s": {"value": queued, "target": 20000, "ratio_to_set": queued / set},
+            "jobs_claimed_per_s": {"value": claimed, "target": 100000, "ratio_to_get": claimed / get},
+            "mount_decision_ms": {"p50": p50, "p99": p99, "samples": opts.decision_samples, "populate_s": populate_secs},
+            "gc_requeue_jobs_per_s": {"value": requeued, "target": 10000, "reference_cta": 88, "ratio_to_set": requeued / set},
+        }))
+    }
+    .await;
+    store(&url, &prefix)?.clear().await?;
+    result
+}
