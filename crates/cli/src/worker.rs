@@ -1,7 +1,7 @@
 //! `tapesched worker drive`: one drive session as an operating-system process.
 //!
-//! The worker opens a scheduler backend by name (`postgres` today; the Redis objectstore can be
-//! added in [`open_backend`]), records its mount under the id it is given (`open_mount`, as the
+//! The worker opens a scheduler backend by name (`postgres` or `objectstore-redis`, see
+//! [`open_backend`]), records its mount under the id it is given (`open_mount`, as the
 //! migration bridge does), then loops: heartbeat, pop a batch, "write" it (no tape: a synthetic
 //! tape file per archive job, fSeq counting up), report the batch as transferred. It ends its
 //! mount and exits 0 once a pop comes back empty (or after `--max-batches`).
@@ -21,9 +21,18 @@ use tapesched_scheduler::types::{MountType, RetrieveRequest, TapeFile};
 /// Arguments of `worker drive`.
 #[derive(Debug, Args)]
 pub struct DriveArgs {
-    /// Backend: postgres.
+    /// Backend: postgres or objectstore-redis.
     #[arg(long, default_value = "postgres")]
     pub backend: String,
+    /// Redis server (objectstore-redis; default: $TAPESCHED_REDIS_URL).
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Key prefix of the objectstore deployment (objectstore-redis).
+    #[arg(long, default_value = "tapesched:")]
+    pub redis_prefix: String,
+    /// Lock lease in milliseconds (objectstore-redis): how long a lock of a dead process blocks.
+    #[arg(long, default_value_t = 30_000)]
+    pub lock_lease_ms: u64,
     /// PostgreSQL server (default: $TAPESCHED_DATABASE_URL).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
@@ -75,24 +84,55 @@ impl RetrieveRouter for StayRouter {
     }
 }
 
+/// Where a worker's backend lives.
+pub struct BackendTarget<'a> {
+    /// Backend name.
+    pub name: &'a str,
+    /// PostgreSQL URL (postgres).
+    pub database_url: Option<&'a str>,
+    /// PostgreSQL schema (postgres).
+    pub schema: &'a str,
+    /// Redis URL (objectstore-redis).
+    pub redis_url: Option<&'a str>,
+    /// Redis key prefix (objectstore-redis).
+    pub redis_prefix: &'a str,
+    /// Lock lease (objectstore-redis).
+    pub lock_lease: std::time::Duration,
+}
+
 /// Opens a scheduler backend by name for a worker process.
-pub async fn open_backend(
-    name: &str,
-    database_url: Option<&str>,
-    schema: &str,
-) -> Result<Arc<dyn SchedulerDb>, String> {
-    match name {
+pub async fn open_backend(target: &BackendTarget<'_>) -> Result<Arc<dyn SchedulerDb>, String> {
+    match target.name {
         "postgres" => {
-            let url = database_url
+            let url = target
+                .database_url
                 .map(String::from)
                 .or_else(|| std::env::var("TAPESCHED_DATABASE_URL").ok())
                 .ok_or("postgres needs --database-url or TAPESCHED_DATABASE_URL")?;
-            let config =
-                tapesched_postgres::PgConfig { max_connections: 2, ..tapesched_postgres::PgConfig::new(url, schema) };
+            let config = tapesched_postgres::PgConfig {
+                max_connections: 2,
+                ..tapesched_postgres::PgConfig::new(url, target.schema)
+            };
             let db = tapesched_postgres::PgSchedulerDb::connect(config).await.map_err(|e| e.to_string())?;
             Ok(Arc::new(db))
         }
-        other => Err(format!("backend {other:?} is not supported by workers (supported: postgres)")),
+        "objectstore-redis" => {
+            use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+            let url = target
+                .redis_url
+                .map(String::from)
+                .or_else(|| std::env::var("TAPESCHED_REDIS_URL").ok())
+                .ok_or("objectstore-redis needs --redis-url or TAPESCHED_REDIS_URL")?;
+            let mut settings = RedisSettings::new(url, target.redis_prefix);
+            settings.lock_lease = target.lock_lease;
+            let store = RedisStore::new(settings).map_err(|e| e.to_string())?;
+            let config = tapesched_objectstore::ObjectstoreConfig {
+                process_label: "worker".into(),
+                ..tapesched_objectstore::ObjectstoreConfig::default()
+            };
+            Ok(Arc::new(tapesched_objectstore::ObjectstoreDb::new(Arc::new(store), config)))
+        }
+        other => Err(format!("backend {other:?} is not supported by workers (supported: postgres, objectstore-redis)")),
     }
 }
 
@@ -119,7 +159,15 @@ pub async fn drive(args: DriveArgs) -> u8 {
 
 async fn run(args: DriveArgs) -> Result<(), (u8, String)> {
     let mount_type: MountType = args.mount_type.parse().map_err(|e: tapesched_scheduler::Error| (2, e.to_string()))?;
-    let db = open_backend(&args.backend, args.database_url.as_deref(), &args.schema).await.map_err(|e| (2, e))?;
+    let target = BackendTarget {
+        name: &args.backend,
+        database_url: args.database_url.as_deref(),
+        schema: &args.schema,
+        redis_url: args.redis_url.as_deref(),
+        redis_prefix: &args.redis_prefix,
+        lock_lease: std::time::Duration::from_millis(args.lock_lease_ms),
+    };
+    let db = open_backend(&target).await.map_err(|e| (2, e))?;
     let clock = SystemClock;
     let fail = |e: tapesched_scheduler::Error| (1u8, e.to_string());
     let spec = MountSpec {

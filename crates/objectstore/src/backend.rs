@@ -687,6 +687,27 @@ impl ObjectstoreDb {
         })
     }
 
+    /// Repairs what this process was doing when the store became unavailable: every object its
+    /// own agent (and, with `mount`, that session's agent) lists goes back where its owner
+    /// record says — jobs a session held go back to their transfer queues, objects already owned
+    /// by a queue are put in that queue if missing — and the logs are emptied. Call it after an
+    /// `unavailable` error, once the store answers again; returns how many jobs were requeued.
+    pub async fn recover(&self, mount: Option<MountId>, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
+        self.ready().await?;
+        let mut agents = Vec::new();
+        if self.agent_ready.initialized() {
+            agents.push(self.agent.clone());
+        }
+        agents.extend(mount.map(mount_agent_name));
+        let mut requeued = 0;
+        for name in agents {
+            let Some(agent) = self.objs.read::<Agent>(&name).await? else { continue };
+            requeued += self.requeue_owned(&name, &agent, now, router).await?;
+            self.log(&name, &agent.owned, false, now).await?;
+        }
+        Ok(requeued)
+    }
+
     /// Every queue and its job pointers, in queue order (tools and tests: a dump of the store).
     pub async fn dump_queues(&self) -> Result<Vec<(QueueKey, Vec<JobPointer>)>> {
         self.ready().await?;

@@ -213,6 +213,21 @@ impl RedisStore {
     }
 }
 
+/// Removes a prefix's keys when dropped (tests: nothing is left behind, even after a panic).
+/// The removal runs on a thread of its own with its own connection.
+pub struct ClearOnDrop(pub RedisSettings);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        let settings = self.0.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async { RedisStore::new(settings).ok()?.clear().await.ok() })
+        });
+        let _ = done.join();
+    }
+}
+
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

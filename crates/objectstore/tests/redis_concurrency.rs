@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings, RedisStore};
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::catalogue::{Catalogue, CatalogueSnapshot};
@@ -146,6 +146,7 @@ async fn producers_and_drive_sessions_report_every_request_exactly_once() {
     let retrieves = total / 5;
     let archives = total - retrieves;
     let prefix = format!("{}:", tapesched_testkit::unique_name("concurrency"));
+    let _cleanup = ClearOnDrop(settings(&prefix));
     let (snap, files) = catalogue(retrieves);
     let cat = Arc::new(MemoryCatalogue::new(snap, files).unwrap());
     let clock = Arc::new(ManualClock::new(T0));
@@ -286,5 +287,4 @@ async fn producers_and_drive_sessions_report_every_request_exactly_once() {
     let tapes = cat.snapshot().await.unwrap();
     let written: u64 = tapes.tapes.values().filter(|t| t.vid.starts_with('W')).map(|t| t.last_fseq).sum();
     assert_eq!(written as usize, archives, "each archive written to tape once");
-    RedisStore::new(settings(&prefix)).unwrap().clear().await.unwrap();
 }
