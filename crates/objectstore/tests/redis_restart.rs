@@ -220,4 +220,5 @@ async fn a_redis_restart_loses_nothing() {
     assert_eq!(pointers, REQUESTS, "exactly once");
     assert!(producer_failures + drive_failures > 0, "the restart was seen by a client");
     println!("restart seen by the producer {producer_failures} times and by the session {drive_failures} times");
+    drop(server); // stopped only now: it served the checks
 }
