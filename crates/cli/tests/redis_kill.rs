@@ -49,6 +49,9 @@ impl Rng {
 
 const T: i64 = 1_700_000_000;
 
+/// Per mount: killed or not, and the lines the worker printed.
+type Outputs = BTreeMap<u64, (bool, Vec<String>)>;
+
 fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
         archive_file_id: id,
@@ -112,7 +115,7 @@ async fn sigkilled_sessions_lose_no_job_and_complete_none_twice() {
 
     let kills = Arc::new(AtomicU64::new(0));
     let next_mount = Arc::new(AtomicU64::new(1));
-    let outputs: Arc<Mutex<BTreeMap<u64, (bool, Vec<String>)>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let outputs: Arc<Mutex<Outputs>> = Arc::new(Mutex::new(BTreeMap::new()));
     let handle = tokio::runtime::Handle::current();
     let mut slots = Vec::new();
     for slot in 0..SLOTS {
