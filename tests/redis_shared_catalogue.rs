@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings, RedisStore};
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_postgres::{PgCatalogue, SchemaGuard};
-use tapesched_scheduler::catalogue::Catalogue;
 use tapesched_scheduler::clock::ManualClock;
 use tapesched_scheduler::db::Outcome;
 use tapesched_scheduler::decision::{RejectReason, SchedulerConfig};
