@@ -52,7 +52,7 @@ impl Default for ObjectstoreConfig {
     fn default() -> Self {
         ObjectstoreConfig {
             lock_timeout: Duration::from_secs(30),
-            shard_size: 1_000,
+            shard_size: 250,
             agent_timeout: None,
             process_label: "frontend".into(),
         }
@@ -943,6 +943,7 @@ impl SchedulerDb for ObjectstoreDb {
         let Some(mut q) = self.open(&key, false).await? else { return Ok(vec![]) };
         let result = async {
             let (mut count, mut bytes) = (0u64, 0u64);
+            q.prefetch(&self.objs, max_files).await?;
             let taken = q
                 .take_front(&self.objs, |j| {
                     let fits = count < max_files && (count == 0 || bytes.saturating_add(j.size) <= max_bytes);

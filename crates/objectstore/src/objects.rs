@@ -253,32 +253,45 @@ impl Stored for StoredRetrieve {
     const KIND: Kind = Kind::RetrieveRequest;
 }
 
-/// A pointer from a queue to a job, with what the queue summary needs.
+/// A pointer from a queue to a job, with what the queue summary needs. Shards hold many of
+/// them and are rewritten whole, so the stored field names are one letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobPointer {
     /// The request.
+    #[serde(rename = "r")]
     pub request: RequestId,
     /// Request object name.
+    #[serde(rename = "a")]
     pub address: String,
     /// Copy number (archive) or the active copy (retrieve).
+    #[serde(rename = "c")]
     pub copy_nb: u32,
     /// Archive file id.
+    #[serde(rename = "f")]
     pub archive_file_id: u64,
     /// Size.
+    #[serde(rename = "s")]
     pub size: u64,
     /// Priority at queueing time.
+    #[serde(rename = "p")]
     pub priority: u64,
     /// Minimum request age at queueing time.
+    #[serde(rename = "m")]
     pub min_age: u64,
     /// Policy name.
+    #[serde(rename = "o")]
     pub policy: String,
     /// Request creation time.
+    #[serde(rename = "t")]
     pub created_at: Timestamp,
     /// fSeq on the queue's tape (retrieve queues order by it).
+    #[serde(rename = "q")]
     pub fseq: u64,
     /// Arrival order within the queue.
+    #[serde(rename = "n")]
     pub seq: u64,
     /// Report outcome (report queues).
+    #[serde(rename = "x")]
     pub outcome: Option<Outcome>,
 }
 

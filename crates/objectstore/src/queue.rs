@@ -184,6 +184,29 @@ impl OpenQueue {
         Ok(removed)
     }
 
+    /// Loads, in one batched read, the first shards that together hold at least `jobs` jobs.
+    pub async fn prefetch(&mut self, objs: &Objects, jobs: u64) -> Result<()> {
+        let mut want = Vec::new();
+        let mut covered = 0u64;
+        for p in &self.queue.shards {
+            if covered >= jobs {
+                break;
+            }
+            covered += p.count;
+            if !self.shards.contains_key(&p.address) {
+                want.push(p.address.clone());
+            }
+        }
+        let read = objs.read_many::<Shard>(&want).await?;
+        for (address, shard) in want.into_iter().zip(read) {
+            let shard = shard.ok_or_else(|| {
+                tapesched_scheduler::Error::internal(format!("queue {:?} points to a missing shard {address:?}", self.name))
+            })?;
+            self.shards.insert(address, shard);
+        }
+        Ok(())
+    }
+
     /// Takes pointers from the front of the queue while `take` accepts them (it sees each
     /// pointer in order and may stop the scan by returning `None`).
     pub async fn take_front(
