@@ -200,7 +200,10 @@ impl OpenQueue {
         let read = objs.read_many::<Shard>(&want).await?;
         for (address, shard) in want.into_iter().zip(read) {
             let shard = shard.ok_or_else(|| {
-                tapesched_scheduler::Error::internal(format!("queue {:?} points to a missing shard {address:?}", self.name))
+                tapesched_scheduler::Error::internal(format!(
+                    "queue {:?} points to a missing shard {address:?}",
+                    self.name
+                ))
             })?;
             self.shards.insert(address, shard);
         }
