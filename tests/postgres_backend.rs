@@ -20,21 +20,6 @@ use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_tests::Fixture;
 
-/// splitmix64, seeded.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The drives' sessions of one side of the differential test.
 struct Side {
     f: Fixture,
@@ -136,10 +121,10 @@ async fn random_workloads_give_identical_answers_on_both_backends() {
     for seed in 1..=6u64 {
         let mut left = Side { f: Fixture::new("objectstore-memory").await, sessions: [None, None, None] };
         let mut right = Side { f: Fixture::new("postgres").await, sessions: [None, None, None] };
-        let mut rng = Rng(seed);
+        let mut rng = tapesched_testkit::SeededRng(seed);
         let mut next_id = 1;
         for step in 0..250 {
-            let (op, a, b) = (rng.below(22), rng.next(), rng.next());
+            let (op, a, b) = (rng.below(22), rng.next_u64(), rng.next_u64());
             let l = play(&mut left, op, a, b, next_id).await;
             let r = play(&mut right, op, a, b, next_id).await;
             assert_eq!(
@@ -230,7 +215,7 @@ async fn summaries_kept_incrementally_equal_a_rebuild() {
     let clock = Arc::new(ManualClock::new(tapesched_tests::T0));
     let scheduler = Scheduler::new(db.clone(), catalogue, clock, SchedulerConfig::default());
     let f = FixtureLike { scheduler, db: db.clone() };
-    let mut rng = Rng(42);
+    let mut rng = tapesched_testkit::SeededRng(42);
     for id in 1..=60u64 {
         let sub = ArchiveSubmission {
             archive_file_id: Some(id),

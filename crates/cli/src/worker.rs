@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use tapesched_scheduler::clock::{Clock, SystemClock};
-use tapesched_scheduler::db::{MountJob, MountSpec, QueueStats, RetrieveRouter, SchedulerDb, TransferSuccess};
-use tapesched_scheduler::types::{MountType, RetrieveRequest, TapeFile};
+use tapesched_scheduler::db::{MountJob, MountSpec, SchedulerDb, StayRouter, TransferSuccess};
+use tapesched_scheduler::types::{MountType, TapeFile};
 
 /// Arguments of `worker drive`.
 #[derive(Debug, Args)]
@@ -69,19 +69,6 @@ pub struct DriveArgs {
     /// Stop after this many batches (default: until the queue is empty).
     #[arg(long)]
     pub max_batches: Option<u64>,
-}
-
-/// A router that never moves a retrieve to another tape (a worker only requeues to the tape it
-/// read from; routing is the scheduler's business).
-struct StayRouter;
-
-impl RetrieveRouter for StayRouter {
-    fn candidates(&self, request: &RetrieveRequest) -> Vec<String> {
-        vec![request.active_vid.clone()]
-    }
-    fn choose(&self, request: &RetrieveRequest, _stats: &[QueueStats]) -> Option<String> {
-        Some(request.active_vid.clone())
-    }
 }
 
 /// Where a worker's backend lives.

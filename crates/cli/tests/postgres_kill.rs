@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
-use tapesched_scheduler::db::{JobKind, QueueStats, ReportFilter, RetrieveRouter, SchedulerDb};
+use tapesched_scheduler::db::{JobKind, ReportFilter, SchedulerDb, StayRouter};
 use tapesched_scheduler::types::*;
 
 const JOBS: u64 = 4000;
@@ -24,28 +24,6 @@ const KILLS: u64 = 60;
 const SLOTS: u64 = 3;
 const BATCH: &str = "10";
 const POOL: &str = "pool_k";
-
-struct Stay;
-impl RetrieveRouter for Stay {
-    fn candidates(&self, r: &RetrieveRequest) -> Vec<String> {
-        vec![r.active_vid.clone()]
-    }
-    fn choose(&self, r: &RetrieveRequest, _: &[QueueStats]) -> Option<String> {
-        Some(r.active_vid.clone())
-    }
-}
-
-/// splitmix64: a seeded generator, so every run kills at the same points of the line streams.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
@@ -121,11 +99,11 @@ async fn sigkilled_sessions_lose_no_job_and_complete_none_twice() {
         let (url, schema, db) = (url.clone(), schema.clone(), db.clone());
         let (kills, next_mount, outputs, handle) = (kills.clone(), next_mount.clone(), outputs.clone(), handle.clone());
         slots.push(tokio::task::spawn_blocking(move || {
-            let mut rng = Rng(0x5eed_0000 + slot);
+            let mut rng = tapesched_testkit::SeededRng(0x5eed_0000 + slot);
             while kills.load(Ordering::SeqCst) < KILLS {
                 let mount = next_mount.fetch_add(1, Ordering::SeqCst);
                 let mut child = worker(&url, &schema, mount);
-                let stop_after = (rng.next() % 7) as usize;
+                let stop_after = (rng.next_u64() % 7) as usize;
                 let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
                 let mut seen = Vec::new();
                 let mut exited = false;
@@ -152,7 +130,7 @@ async fn sigkilled_sessions_lose_no_job_and_complete_none_twice() {
                         Ok(()) => {}
                         Err(e) => assert_eq!(e.kind, tapesched_scheduler::ErrorKind::NotFound, "{e}"),
                     }
-                    db.garbage_collect(now(), &Stay).await.expect("collection");
+                    db.garbage_collect(now(), &StayRouter).await.expect("collection");
                 });
             }
         }));
@@ -165,7 +143,7 @@ async fn sigkilled_sessions_lose_no_job_and_complete_none_twice() {
 
     // Clean sessions drain the rest; a final pass collects any mount whose heartbeat is stale.
     loop {
-        let collected = db.garbage_collect(now() + 3600, &Stay).await.expect("collection");
+        let collected = db.garbage_collect(now() + 3600, &StayRouter).await.expect("collection");
         let pending = db.list_pending(JobKind::Archive, Some(POOL)).await.expect("pending").len();
         if pending == 0 && collected == 0 {
             break;

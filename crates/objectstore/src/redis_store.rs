@@ -26,24 +26,24 @@ use redis::{AsyncCommands, Script};
 use crate::store::{Lock, LockMode, ObjectStore, StoreError, StoreResult};
 
 const LOCK_X: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then return {0, ''} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
+return {1, ''}
 "#;
 
 const LOCK_S: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0, ''} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return 1
+return {1, ''}
 "#;
 
 const LOCK_X_READ: &str = r#"
@@ -205,6 +205,44 @@ impl RedisStore {
         }
     }
 
+    /// Runs a lock script until it grants the lock (backing off between attempts) or the
+    /// timeout passes; the script answers {1, value} (granted), {0, _} (busy) or {-1, _} (no such
+    /// object).
+    async fn acquire(
+        &self,
+        script: &Script,
+        name: &str,
+        mode: LockMode,
+        timeout: Duration,
+    ) -> StoreResult<(Lock, Vec<u8>)> {
+        let token = format!("{:x}-{}", self.instance, self.tokens.fetch_add(1, Ordering::Relaxed));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut attempt = 0;
+        loop {
+            let mut con = self.con();
+            let (status, value): (i64, Vec<u8>) = script
+                .key(self.key(name, "o"))
+                .key(self.key(name, "x"))
+                .key(self.key(name, "s"))
+                .arg(&token)
+                .arg(self.settings.lock_lease.as_millis() as u64)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            match status {
+                1 => return Ok((Lock { object: name.to_string(), token, mode }, value)),
+                -1 => return Err(StoreError::NoSuchObject(name.to_string())),
+                _ => {}
+            }
+            let pause = self.backoff(attempt);
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(StoreError::LockTimeout(name.to_string()));
+            }
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
     fn backoff(&self, attempt: u32) -> Duration {
         let base = Duration::from_micros(200).saturating_mul(1 << attempt.min(12)).min(self.settings.max_backoff);
         let jitter =
@@ -280,36 +318,11 @@ impl ObjectStore for RedisStore {
     }
 
     async fn lock(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<Lock> {
-        let token = format!("{:x}-{}", self.instance, self.tokens.fetch_add(1, Ordering::Relaxed));
         let script = match mode {
             LockMode::Exclusive => &self.scripts.lock_x,
             LockMode::Shared => &self.scripts.lock_s,
         };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempt = 0;
-        loop {
-            let mut con = self.con();
-            let r: i64 = script
-                .key(self.key(name, "o"))
-                .key(self.key(name, "x"))
-                .key(self.key(name, "s"))
-                .arg(&token)
-                .arg(self.settings.lock_lease.as_millis() as u64)
-                .invoke_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            match r {
-                1 => return Ok(Lock { object: name.to_string(), token, mode }),
-                -1 => return Err(StoreError::NoSuchObject(name.to_string())),
-                _ => {}
-            }
-            let pause = self.backoff(attempt);
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(StoreError::LockTimeout(name.to_string()));
-            }
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        }
+        self.acquire(script, name, mode, timeout).await.map(|(lock, _)| lock)
     }
 
     async fn lock_and_read(&self, name: &str, mode: LockMode, timeout: Duration) -> StoreResult<(Lock, Vec<u8>)> {
@@ -323,34 +336,7 @@ impl ObjectStore for RedisStore {
                 }
             };
         }
-        let token = format!("{:x}-{}", self.instance, self.tokens.fetch_add(1, Ordering::Relaxed));
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut attempt = 0;
-        loop {
-            let mut con = self.con();
-            let (status, value): (i64, Vec<u8>) = self
-                .scripts
-                .lock_x_read
-                .key(self.key(name, "o"))
-                .key(self.key(name, "x"))
-                .key(self.key(name, "s"))
-                .arg(&token)
-                .arg(self.settings.lock_lease.as_millis() as u64)
-                .invoke_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            match status {
-                1 => return Ok((Lock { object: name.to_string(), token, mode }, value)),
-                -1 => return Err(StoreError::NoSuchObject(name.to_string())),
-                _ => {}
-            }
-            let pause = self.backoff(attempt);
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(StoreError::LockTimeout(name.to_string()));
-            }
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        }
+        self.acquire(&self.scripts.lock_x_read, name, mode, timeout).await
     }
 
     async fn write_and_unlock(&self, name: &str, value: Vec<u8>, lock: &Lock) -> StoreResult<()> {

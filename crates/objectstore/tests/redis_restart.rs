@@ -11,9 +11,7 @@ use std::time::Duration;
 use tapesched_objectstore::objects::QueueKind;
 use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
-use tapesched_scheduler::db::{
-    MountJob, MountSpec, QueueStats, ReportFilter, RetrieveRouter, SchedulerDb, TransferSuccess,
-};
+use tapesched_scheduler::db::{MountJob, MountSpec, ReportFilter, SchedulerDb, StayRouter, TransferSuccess};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tokio::sync::watch;
@@ -23,16 +21,6 @@ const REQUESTS: u64 = 3000;
 const BATCH: usize = 50;
 const POOL: &str = "p";
 const BATCHES: u64 = REQUESTS / BATCH as u64;
-
-struct Stay;
-impl RetrieveRouter for Stay {
-    fn candidates(&self, r: &RetrieveRequest) -> Vec<String> {
-        vec![r.active_vid.clone()]
-    }
-    fn choose(&self, r: &RetrieveRequest, _: &[QueueStats]) -> Option<String> {
-        Some(r.active_vid.clone())
-    }
-}
 
 fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
@@ -151,7 +139,7 @@ async fn a_redis_restart_loses_nothing() {
                     failures += 1;
                     up2.wait_for(|u| *u).await.expect("server comes back");
                     // Put back what the session held when the store went away, then go on.
-                    while let Err(e) = drive_db.recover(Some(mount), T, &Stay).await {
+                    while let Err(e) = drive_db.recover(Some(mount), T, &StayRouter).await {
                         assert!(retryable(e.kind), "{e}");
                     }
                 }
@@ -203,7 +191,7 @@ async fn a_redis_restart_loses_nothing() {
             .collect();
         checker.transfers_succeeded(2, &written, T).await.unwrap();
     }
-    checker.end_mount(2, T, &Stay).await.unwrap();
+    checker.end_mount(2, T, &StayRouter).await.unwrap();
     let mut pointers = 0;
     for (key, jobs) in checker.dump_queues().await.unwrap() {
         if key.kind == QueueKind::ArchiveToReport {

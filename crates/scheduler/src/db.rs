@@ -241,6 +241,21 @@ pub trait RetrieveRouter: Send + Sync {
     fn choose(&self, request: &RetrieveRequest, stats: &[QueueStats]) -> Option<String>;
 }
 
+/// A router that keeps every retrieve on the tape it was queued for: for processes that only
+/// hand jobs back (drive sessions, collectors in tests) and leave the choice of tape to the
+/// scheduler.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StayRouter;
+
+impl RetrieveRouter for StayRouter {
+    fn candidates(&self, request: &RetrieveRequest) -> Vec<String> {
+        vec![request.active_vid.clone()]
+    }
+    fn choose(&self, request: &RetrieveRequest, _stats: &[QueueStats]) -> Option<String> {
+        Some(request.active_vid.clone())
+    }
+}
+
 /// The decision callback a backend runs while it holds its scheduling lock.
 pub type DecideFn<'a> = dyn Fn(&MountInfo) -> Option<MountSpec> + Send + Sync + 'a;
 

@@ -62,6 +62,26 @@ fn docker_hint() -> &'static str {
     }
 }
 
+/// A seeded pseudo-random generator (splitmix64) for tests that must replay the same choices:
+/// same seed, same sequence, on every machine.
+#[derive(Debug, Clone)]
+pub struct SeededRng(pub u64);
+
+impl SeededRng {
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// The next value below `n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
