@@ -57,7 +57,7 @@ impl Default for Options {
         Options {
             requests: 200_000,
             producers: 8,
-            producer_batch: 100,
+            producer_batch: 1000,
             pools: 100,
             sessions: 8,
             claim_batch: 4000,
