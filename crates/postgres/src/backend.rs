@@ -1225,18 +1225,21 @@ impl PgSchedulerDb {
     }
 
     async fn read_mount_info(ex: &mut sqlx::PgConnection) -> Result<MountInfo, Fail> {
-        // The maps' extremes are computed by the server; only the policy map travels, as text.
+        // The value-count maps travel as text and their extremes are taken here: cheaper than
+        // expanding every map's keys on the server for each of thousands of queues.
         let rows = sqlx::query(
             "SELECT kind, container, files, bytes, policies::text AS policies, oldest, youngest,
-                    sleep_disk_system, sleep_until,
-                    (SELECT max(k::numeric) FROM jsonb_object_keys(priorities) AS k)::text AS priority,
-                    (SELECT min(k::numeric) FROM jsonb_object_keys(min_ages) AS k)::text AS min_age
+                    sleep_disk_system, sleep_until, priorities::text AS priorities, min_ages::text AS min_ages
              FROM queue_summary WHERE files > 0",
         )
         .fetch_all(ex)
         .await?;
         let mut info = MountInfo { potential_mounts: Vec::with_capacity(rows.len()) };
-        let number = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let keys = |text: &str| -> Result<Vec<u64>, Fail> {
+            let map: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(text)
+                .map_err(|e| Error::internal(format!("a stored value-count map is not readable: {e}")))?;
+            Ok(map.keys().filter_map(|k| k.parse::<u64>().ok()).collect())
+        };
         for row in rows {
             let kind: i16 = row.try_get("kind")?;
             let container: String = row.try_get("container")?;
@@ -1263,8 +1266,8 @@ impl PgSchedulerDb {
                 bytes_queued: row.try_get::<i64, _>("bytes")? as u64,
                 oldest_job_start: row.try_get::<Option<i64>, _>("oldest")?.unwrap_or(0),
                 youngest_job_start: row.try_get::<Option<i64>, _>("youngest")?.unwrap_or(0),
-                priority: number(row.try_get("priority")?),
-                min_request_age: number(row.try_get("min_age")?),
+                priority: keys(row.try_get("priorities")?)?.into_iter().max().unwrap_or(0),
+                min_request_age: keys(row.try_get("min_ages")?)?.into_iter().min().unwrap_or(0),
                 policy_counts,
                 sleep,
             });
