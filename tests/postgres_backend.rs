@@ -117,25 +117,35 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_workloads_give_identical_answers_on_both_backends() {
+async fn random_workloads_give_identical_answers_on_every_backend() {
     for seed in 1..=6u64 {
-        let mut left = Side { f: Fixture::new("objectstore-memory").await, sessions: [None, None, None] };
-        let mut right = Side { f: Fixture::new("postgres").await, sessions: [None, None, None] };
+        let mut sides = Vec::new();
+        for backend in ["objectstore-memory", "postgres", "objectstore-redis"] {
+            sides.push((backend, Side { f: Fixture::new(backend).await, sessions: [None, None, None] }));
+        }
         let mut rng = tapesched_testkit::SeededRng(seed);
         let mut next_id = 1;
         for step in 0..250 {
             let (op, a, b) = (rng.below(22), rng.next_u64(), rng.next_u64());
-            let l = play(&mut left, op, a, b, next_id).await;
-            let r = play(&mut right, op, a, b, next_id).await;
-            assert_eq!(
-                l, r,
-                "seed {seed}, step {step}, op {op}: objectstore-memory (left) and postgres (right) differ"
-            );
+            let mut answers = Vec::new();
+            for (backend, side) in sides.iter_mut() {
+                answers.push((*backend, play(side, op, a, b, next_id).await));
+            }
+            for (backend, answer) in &answers[1..] {
+                assert_eq!(
+                    &answers[0].1, answer,
+                    "seed {seed}, step {step}, op {op}: {} (left) and {backend} (right) differ",
+                    answers[0].0
+                );
+            }
             if op <= 3 {
                 next_id += 1;
             }
         }
-        assert_eq!(left.f.db.mount_info(0).await.unwrap(), right.f.db.mount_info(0).await.unwrap(), "seed {seed}");
+        let reference = sides[0].1.f.db.mount_info(0).await.unwrap();
+        for (backend, side) in &sides[1..] {
+            assert_eq!(reference, side.f.db.mount_info(0).await.unwrap(), "seed {seed}, {backend}");
+        }
     }
 }
 

@@ -208,7 +208,6 @@ impl Scheduler {
     }
 
     /// Writes a drive's register entry as its tape server would; the drive keeps its library.
-    #[allow(clippy::too_many_arguments)]
     pub async fn report_drive(&self, mut state: DriveState) -> Result<()> {
         check_name("drive", &state.name)?;
         let snap = self.catalogue.snapshot().await?;
