@@ -3,8 +3,10 @@
 //! The order, for each service, is: the URL in the environment (`TAPESCHED_DATABASE_URL`,
 //! `TAPESCHED_REDIS_URL`); else a server answering on the standard local port; else an
 //! ephemeral server started from the local binaries (`redis-server`; `initdb`/`pg_ctl`) in a
-//! temporary folder, stopped when the process exits; else a clear message saying what to
-//! install (and, where a Docker daemon answers, how to point the variables at a container).
+//! temporary folder, stopped when the process exits; else, built with the `docker` feature and
+//! where a Docker daemon answers, a container started with testcontainers; else a clear message
+//! saying what to install (and, where a Docker daemon answers, how to point the variables at a
+//! container).
 //!
 //! [`RedisServer`] is also used directly by tests that need a server of their own (restarts).
 
@@ -245,6 +247,47 @@ impl Drop for PostgresServer {
 enum Started {
     Redis(#[allow(dead_code)] RedisServer),
     Postgres(#[allow(dead_code)] PostgresServer),
+    #[cfg(feature = "docker")]
+    Container(#[allow(dead_code)] Box<dyn std::any::Any + Send>),
+}
+
+/// Containers through a local Docker daemon (the `docker` feature): the last fallback.
+#[cfg(feature = "docker")]
+mod docker {
+    use anyhow::Result;
+    use testcontainers::runners::SyncRunner;
+    use testcontainers_modules::{postgres::Postgres, redis::Redis};
+
+    /// A Redis container and its URL.
+    pub fn redis() -> Result<(Box<dyn std::any::Any + Send>, String)> {
+        let container = Redis::default().start()?;
+        let port = container.get_host_port_ipv4(6379)?;
+        Ok((Box::new(container), format!("redis://127.0.0.1:{port}")))
+    }
+
+    /// A PostgreSQL container and its URL.
+    pub fn postgres() -> Result<(Box<dyn std::any::Any + Send>, String)> {
+        let container = Postgres::default().start()?;
+        let port = container.get_host_port_ipv4(5432)?;
+        Ok((Box::new(container), format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")))
+    }
+}
+
+/// Starts a container when built with the `docker` feature and a Docker daemon socket exists.
+#[allow(unused_variables)]
+fn container(redis: bool) -> Option<String> {
+    #[cfg(feature = "docker")]
+    if Path::new("/var/run/docker.sock").exists() {
+        let started = if redis { docker::redis() } else { docker::postgres() };
+        match started {
+            Ok((handle, url)) => {
+                STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(Started::Container(handle));
+                return Some(url);
+            }
+            Err(e) => eprintln!("tapesched-testkit: could not start a container: {e}"),
+        }
+    }
+    None
 }
 
 /// Servers this process started; they live until the process exits.
@@ -266,10 +309,12 @@ pub fn redis_url() -> Result<String> {
                 STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(Started::Redis(server));
                 Ok(url)
             }
-            Err(e) => Err(format!(
-                "no Redis server: {REDIS_URL_VAR} is not set, nothing answers on 127.0.0.1:6379, and starting one failed: {e}.{}",
-                docker_hint()
-            )),
+            Err(e) => container(true).ok_or_else(|| {
+                format!(
+                    "no Redis server: {REDIS_URL_VAR} is not set, nothing answers on 127.0.0.1:6379, and starting one failed: {e}.{}",
+                    docker_hint()
+                )
+            }),
         }
     })
     .clone()
@@ -292,10 +337,12 @@ pub fn postgres_url() -> Result<String> {
                 STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(Started::Postgres(server));
                 Ok(url)
             }
-            Err(e) => Err(format!(
-                "no PostgreSQL server: {DATABASE_URL_VAR} is not set, nothing answers on 127.0.0.1:5432, and starting one failed: {e}.{}",
-                docker_hint()
-            )),
+            Err(e) => container(false).ok_or_else(|| {
+                format!(
+                    "no PostgreSQL server: {DATABASE_URL_VAR} is not set, nothing answers on 127.0.0.1:5432, and starting one failed: {e}.{}",
+                    docker_hint()
+                )
+            }),
         }
     })
     .clone()
