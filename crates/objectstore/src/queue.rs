@@ -5,13 +5,14 @@
 //! the first shard whose range reaches its key, and a shard that grows past `shard_size` is split
 //! in two. Shards are sub-objects written under the queue's lock; the queue object holds the
 //! summary (totals, value-count maps) and per-shard totals, so mount decisions read one object
-//! per queue.
+//! per queue. A shard that disagrees with the queue's record of it (a write cut short between
+//! the shard and the queue) makes the queue rebuild its record from all its shards.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tapesched_scheduler::Result;
 
-use crate::objects::{JobPointer, Objects, Queue, Shard, ShardPointer};
+use crate::objects::{JobPointer, Objects, Queue, Shard, ShardPointer, Summary};
 use crate::store::Lock;
 
 /// A queue held under its exclusive lock, with the shards loaded so far.
@@ -25,34 +26,84 @@ pub struct OpenQueue {
     shards: BTreeMap<String, Shard>,
     dirty: BTreeSet<String>,
     shard_size: usize,
+    rebuilt: bool,
 }
 
 impl OpenQueue {
     /// Wraps a locked, read queue.
     pub fn new(name: String, lock: Lock, queue: Queue, shard_size: usize) -> Self {
-        OpenQueue { name, lock, queue, shards: BTreeMap::new(), dirty: BTreeSet::new(), shard_size: shard_size.max(2) }
+        OpenQueue {
+            name,
+            lock,
+            queue,
+            shards: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            shard_size: shard_size.max(2),
+            rebuilt: false,
+        }
     }
 
     async fn load(&mut self, objs: &Objects, address: &str) -> Result<()> {
         if !self.shards.contains_key(address) {
-            // Shards are written before the queue that points to them and deleted after it, so
-            // a pointer to a missing shard is a broken invariant, not a crash leftover.
-            let shard = objs.read::<Shard>(address).await?.ok_or_else(|| {
-                tapesched_scheduler::Error::internal(format!(
-                    "queue {:?} points to a missing shard {address:?}",
-                    self.name
-                ))
-            })?;
-            let expected = self.queue.shards.iter().find(|s| s.address == address).map_or(0, |s| s.count);
-            if shard.jobs.len() as u64 != expected {
-                return Err(tapesched_scheduler::Error::internal(format!(
-                    "shard {address:?} holds {} jobs, its queue says {expected}",
-                    shard.jobs.len()
-                )));
+            let shard = objs.read::<Shard>(address).await?;
+            if !self.accept(address, shard) {
+                self.rebuild(objs).await?;
             }
-            self.shards.insert(address.to_string(), shard);
         }
         Ok(())
+    }
+
+    /// Keeps a shard read from the store (a missing one as empty); false when it disagrees with
+    /// the queue's record of it. Shards are written before their queue, so a process that died
+    /// (or lost the store) between the two writes leaves a shard the queue does not account
+    /// for yet; the queue is then rebuilt from its shards, as CTA does.
+    fn accept(&mut self, address: &str, shard: Option<Shard>) -> bool {
+        let expected = self.queue.shards.iter().find(|s| s.address == address).map_or(0, |s| s.count);
+        let (shard, coherent) = match shard {
+            Some(shard) => {
+                let coherent = shard.jobs.len() as u64 == expected;
+                (shard, coherent)
+            }
+            None => {
+                self.dirty.insert(address.to_string());
+                (Shard::default(), false)
+            }
+        };
+        self.shards.insert(address.to_string(), shard);
+        coherent
+    }
+
+    /// Rebuilds the queue's record from its shards: reads every shard, drops a second pointer to
+    /// a job already pointed to (a repair that re-added what a cut-short write had stored),
+    /// refreshes every shard record and has [`OpenQueue::save`] recompute the summary.
+    async fn rebuild(&mut self, objs: &Objects) -> Result<()> {
+        let want: Vec<String> =
+            self.queue.shards.iter().map(|s| s.address.clone()).filter(|a| !self.shards.contains_key(a)).collect();
+        let read = objs.read_many::<Shard>(&want).await?;
+        for (address, shard) in want.into_iter().zip(read) {
+            self.accept(&address, shard);
+        }
+        let mut seen = HashSet::new();
+        for index in 0..self.queue.shards.len() {
+            let address = self.queue.shards[index].address.clone();
+            let shard = self.shards.get_mut(&address).expect("loaded");
+            let before = shard.jobs.len();
+            shard.jobs.retain(|j| seen.insert((j.address.clone(), j.copy_nb)));
+            if shard.jobs.len() != before {
+                self.dirty.insert(address);
+            }
+            self.refresh_pointer(index);
+        }
+        if !self.rebuilt {
+            tracing::warn!(queue = %self.name, "queue record disagreed with its shards; rebuilt from the shards");
+        }
+        self.rebuilt = true;
+        Ok(())
+    }
+
+    /// True once the queue was rebuilt from its shards in this session.
+    pub fn rebuilt(&self) -> bool {
+        self.rebuilt
     }
 
     /// Loads every shard.
@@ -198,14 +249,12 @@ impl OpenQueue {
             }
         }
         let read = objs.read_many::<Shard>(&want).await?;
+        let mut coherent = true;
         for (address, shard) in want.into_iter().zip(read) {
-            let shard = shard.ok_or_else(|| {
-                tapesched_scheduler::Error::internal(format!(
-                    "queue {:?} points to a missing shard {address:?}",
-                    self.name
-                ))
-            })?;
-            self.shards.insert(address, shard);
+            coherent &= self.accept(&address, shard);
+        }
+        if !coherent {
+            self.rebuild(objs).await?;
         }
         Ok(())
     }
@@ -258,12 +307,25 @@ impl OpenQueue {
 
     /// Writes the changed shards (deleting emptied ones) and then the queue.
     pub async fn save(&mut self, objs: &Objects) -> Result<()> {
-        let dirty = std::mem::take(&mut self.dirty);
         for index in 0..self.queue.shards.len() {
-            if dirty.contains(&self.queue.shards[index].address) {
+            if self.dirty.contains(&self.queue.shards[index].address) {
                 self.refresh_pointer(index);
             }
         }
+        // The summary is kept incrementally; it must add up to the shard records. When it does
+        // not (or a shard disagreed with its record), recompute it from every shard.
+        let (count, bytes) = self.queue.shards.iter().fold((0, 0), |(c, b), s| (c + s.count, b + s.bytes));
+        if !self.rebuilt && (count, bytes) != (self.queue.summary.count, self.queue.summary.bytes) {
+            self.rebuild(objs).await?;
+        }
+        if self.rebuilt {
+            let mut summary = Summary::default();
+            for p in self.queue.shards.iter().filter_map(|p| self.shards.get(&p.address)).flat_map(|s| s.jobs.iter()) {
+                summary.account(p, true);
+            }
+            self.queue.summary = summary;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
         for address in &dirty {
             let shard = &self.shards[address];
             if !shard.jobs.is_empty() {
