@@ -193,13 +193,17 @@ pub fn library_enabled(cat: &CatalogueSnapshot, library: &str) -> bool {
 /// values); the queue's own values when none of its policies exists any more.
 pub fn refreshed_policy(cat: &CatalogueSnapshot, pm: &PotentialMount) -> (u64, u64) {
     let archive = pm.mount_type.is_archive();
-    let live: Vec<_> = pm.policy_counts.keys().filter_map(|n| cat.mount_policies.get(n)).collect();
-    if live.is_empty() {
-        return (pm.priority, pm.min_request_age);
+    let mut live = pm.policy_counts.keys().filter_map(|n| cat.mount_policies.get(n)).map(|p| {
+        if archive {
+            (p.archive_priority, p.archive_min_request_age)
+        } else {
+            (p.retrieve_priority, p.retrieve_min_request_age)
+        }
+    });
+    match live.next() {
+        None => (pm.priority, pm.min_request_age),
+        Some(first) => live.fold(first, |(prio, age), (p, a)| (prio.max(p), age.min(a))),
     }
-    let prio = live.iter().map(|p| if archive { p.archive_priority } else { p.retrieve_priority }).max();
-    let age = live.iter().map(|p| if archive { p.archive_min_request_age } else { p.retrieve_min_request_age }).min();
-    (prio.unwrap_or(0), age.unwrap_or(0))
 }
 
 /// Decision order: most urgent first.
@@ -248,26 +252,27 @@ pub fn decide(
     // Existing and next mounts of other drives.
     let repacking: BTreeSet<&str> =
         cat.tapes.values().filter(|t| t.state == TapeState::Repacking).map(|t| t.vid.as_str()).collect();
-    let repack_vo = cat.repack_vo().map(|v| v.name.clone());
-    let mut per_pool: BTreeMap<(String, MountType), u64> = BTreeMap::new();
-    let mut per_vo: BTreeMap<(String, BasicMountType), u64> = BTreeMap::new();
-    let mut in_use: BTreeSet<String> = BTreeSet::new();
-    for m in existing_mounts(cat, drive, config) {
+    let repack_vo = cat.repack_vo();
+    let existing = existing_mounts(cat, drive, config);
+    let mut per_pool: BTreeMap<(&str, MountType), u64> = BTreeMap::new();
+    let mut per_vo: BTreeMap<(&str, BasicMountType), u64> = BTreeMap::new();
+    let mut in_use: BTreeSet<&str> = BTreeSet::new();
+    for m in &existing {
         let is_repack = m.mount_type == MountType::ArchiveForRepack
             || (m.mount_type == MountType::Retrieve && m.vid.as_deref().is_some_and(|v| repacking.contains(v)));
         let vo = if is_repack {
-            match &repack_vo {
-                Some(v) => Some(v.clone()),
+            match repack_vo {
+                Some(v) => Some(v.name.as_str()),
                 None => continue,
             }
         } else {
-            cat.pool_vo(&m.tape_pool).map(|v| v.name.clone())
+            cat.pool_vo(&m.tape_pool).map(|v| v.name.as_str())
         };
-        *per_pool.entry((m.tape_pool.clone(), m.mount_type)).or_default() += 1;
+        *per_pool.entry((m.tape_pool.as_str(), m.mount_type)).or_default() += 1;
         if let Some(vo) = vo {
             *per_vo.entry((vo, m.mount_type.basic())).or_default() += 1;
         }
-        if let Some(v) = m.vid.filter(|v| !v.is_empty()) {
+        if let Some(v) = m.vid.as_deref().filter(|v| !v.is_empty()) {
             in_use.insert(v);
         }
     }
@@ -276,8 +281,7 @@ pub fn decide(
     for pm in &info.potential_mounts {
         let (pool, is_repack) = match pm.mount_type {
             MountType::Retrieve => {
-                let vid = pm.vid.clone().unwrap_or_default();
-                let Some(tape) = cat.tapes.get(&vid) else {
+                let Some(tape) = cat.tapes.get(pm.vid.as_deref().unwrap_or_default()) else {
                     reject(&mut decision, pm, None, RejectReason::TapeNotFound);
                     continue;
                 };
@@ -315,7 +319,7 @@ pub fn decide(
         };
         let (priority, min_age) = refreshed_policy(cat, pm);
         let existing = if pm.mount_type.is_archive() {
-            per_pool.get(&(pool.clone(), pm.mount_type)).copied().unwrap_or(0)
+            per_pool.get(&(pool.as_str(), pm.mount_type)).copied().unwrap_or(0)
         } else {
             0
         };
@@ -330,7 +334,7 @@ pub fn decide(
             continue;
         }
         let max_drives = if pm.mount_type == MountType::Retrieve { vo.read_max_drives } else { vo.write_max_drives };
-        if per_vo.get(&(vo.name.clone(), pm.mount_type.basic())).copied().unwrap_or(0) >= max_drives {
+        if per_vo.get(&(vo.name.as_str(), pm.mount_type.basic())).copied().unwrap_or(0) >= max_drives {
             reject(&mut decision, pm, Some(pool), RejectReason::VoQuotaReached);
             continue;
         }
@@ -370,7 +374,7 @@ pub fn decide(
                 c.skip_reason = Some(SkipReason::NoWritableTape);
                 continue;
             }
-            match of_pool.find(|t| !in_use.contains(&t.vid)) {
+            match of_pool.find(|t| !in_use.contains(t.vid.as_str())) {
                 Some(tape) => {
                     c.selected = true;
                     c.vid = Some(tape.vid.clone());
@@ -388,7 +392,7 @@ pub fn decide(
             }
         } else {
             let vid = c.vid.clone().unwrap_or_default();
-            if in_use.contains(&vid) {
+            if in_use.contains(vid.as_str()) {
                 c.skip_reason = Some(SkipReason::TapeInUse);
                 continue;
             }
