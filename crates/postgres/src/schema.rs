@@ -63,7 +63,7 @@ pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| Error::invalid(format!("database URL is not usable: {e}")))?
         .options([("search_path", schema)])
-        .application_name("tapesched");
+        .application_name(&format!("tapesched:{schema}"));
     Ok(options)
 }
 
@@ -163,11 +163,21 @@ pub async fn migrate(url: &str, schema: &str) -> Result<MigrationReport> {
     report
 }
 
-/// Drops `schema` and everything in it (a no-op if it does not exist).
+/// Drops `schema` and everything in it (a no-op if it does not exist), ending the connections
+/// of this program still open on it.
 pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
     check_schema_name(schema)?;
     let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")))?;
     let mut conn = sqlx::postgres::PgConnection::connect_with(&options).await.map_err(fatal)?;
+    // Connections still working in the schema (a test that failed with a transaction open) would
+    // block the drop forever: end them first (they are named after their schema).
+    let _ = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = left('tapesched:' || $1, 63) AND pid <> pg_backend_pid()",
+    )
+    .bind(schema)
+    .execute(&mut conn)
+    .await;
     let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
     let r = conn.execute(AssertSqlSafe(drop)).await.map(|_| ()).map_err(fatal);
     let _ = conn.close().await;
