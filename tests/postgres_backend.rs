@@ -3,6 +3,8 @@
 //! - a differential test: seeded random workloads played through the `Scheduler` on
 //!   `objectstore-memory` and on `postgres` must give identical answers at every step;
 //! - the incrementally kept queue summaries equal a rebuild from the job rows;
+//! - a process's cached summaries follow every change other processes commit, in whatever order
+//!   they commit, and after tombstones were pruned;
 //! - hostile names (quotes, backslashes, unicode, 10 kB) are plain bound values;
 //! - migrations are idempotent, a schema from a newer build is refused, and an unreachable server
 //!   is `unavailable`.
@@ -150,12 +152,18 @@ async fn random_workloads_give_identical_answers_on_every_backend() {
 }
 
 async fn fresh() -> (PgSchedulerDb, SchemaGuard) {
+    let (db, guard, _) = fresh_named().await;
+    (db, guard)
+}
+
+async fn fresh_named() -> (PgSchedulerDb, SchemaGuard, String) {
     let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
     let schema = tapesched_testkit::unique_name("pgb");
     let guard = SchemaGuard::new(url.clone(), schema.clone());
-    let db =
-        PgSchedulerDb::connect(PgConfig { max_connections: 2, ..PgConfig::new(url, schema) }).await.expect("backend");
-    (db, guard)
+    let db = PgSchedulerDb::connect(PgConfig { max_connections: 2, ..PgConfig::new(url, schema.clone()) })
+        .await
+        .expect("backend");
+    (db, guard, schema)
 }
 
 fn hostile_request(id: u64, pool: &str) -> ArchiveRequest {
@@ -261,6 +269,86 @@ async fn summaries_kept_incrementally_equal_a_rebuild() {
     assert_eq!(db.mount_info(0).await.unwrap(), incremental);
 }
 
+fn plain_request(id: u64, pool: &str) -> ArchiveRequest {
+    let mut r = hostile_request(id, pool);
+    r.disk_instance = "eos".into();
+    r.disk_file_id = id.to_string();
+    r.requester = Requester { name: "u".into(), group: "g".into() };
+    r.policy = QueuedPolicy { name: format!("mp{}", id % 3), priority: id % 5, min_request_age: id % 7 };
+    r.size = 10 + id;
+    r.created_at = 1000 + (id as i64 * 7) % 50;
+    r
+}
+
+#[tokio::test]
+async fn cached_summaries_follow_every_change_of_other_processes() {
+    let (reader, _guard, schema) = fresh_named().await;
+    let url = tapesched_testkit::postgres_url().unwrap();
+    let open = || PgSchedulerDb::connect(PgConfig { max_connections: 2, ..PgConfig::new(&url, &schema) });
+    let writer = open().await.unwrap();
+    // What a process that never read before sees.
+    let fresh_view = || async { open().await.unwrap().mount_info(0).await.unwrap() };
+    assert!(reader.mount_info(0).await.unwrap().potential_mounts.is_empty());
+    let spec = |pool: &str| tapesched_scheduler::db::MountSpec {
+        mount_type: MountType::ArchiveForUser,
+        vid: "V1".into(),
+        tape_pool: pool.into(),
+        vo: "vo".into(),
+        drive: "d".into(),
+        logical_library: "lib".into(),
+    };
+    let mut id = 0;
+    for round in 0..4u64 {
+        // Queue on four pools, empty one (its summary row is deleted), and requeue on another.
+        for pool in ["p0", "p1", "p2", "p3"] {
+            for _ in 0..3 + round {
+                id += 1;
+                writer.queue_archive(plain_request(id, pool), 1000).await.unwrap();
+            }
+        }
+        let mount = 10 + round;
+        writer.open_mount(mount, &spec(&format!("p{}", round % 4)), 1000).await.unwrap();
+        assert!(!writer.pop_jobs(mount, 1000, u64::MAX, 1000).await.unwrap().is_empty());
+        assert_eq!(reader.mount_info(0).await.unwrap(), fresh_view().await, "round {round}, after emptying a pool");
+        writer.end_mount(mount, 1000, &tapesched_scheduler::db::StayRouter).await.unwrap();
+        assert_eq!(reader.mount_info(0).await.unwrap(), fresh_view().await, "round {round}, after requeueing");
+    }
+
+    // Two transactions commit in the opposite order of their start: the reader's read in between
+    // sees the second; its next read must see the first too.
+    let mut first = writer.pool().begin().await.unwrap();
+    tapesched_postgres::sqlx::query("UPDATE queue_summary SET bytes = bytes + 1 WHERE container = 'p1'")
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    let mut second = writer.pool().begin().await.unwrap();
+    tapesched_postgres::sqlx::query("UPDATE queue_summary SET bytes = bytes + 2 WHERE container = 'p2'")
+        .execute(&mut *second)
+        .await
+        .unwrap();
+    second.commit().await.unwrap();
+    let between = reader.mount_info(0).await.unwrap();
+    let bytes = |info: &tapesched_scheduler::db::MountInfo, pool: &str| {
+        info.potential_mounts.iter().find(|m| m.tape_pool.as_deref() == Some(pool)).map(|m| m.bytes_queued)
+    };
+    first.commit().await.unwrap();
+    let after = reader.mount_info(0).await.unwrap();
+    assert_eq!(bytes(&after, "p1"), bytes(&between, "p1").map(|b| b + 1), "the earlier-started commit is seen");
+    assert_eq!(after, fresh_view().await);
+
+    // Tombstones pruned past the reader's last read: it reads everything again.
+    writer.open_mount(99, &spec("p3"), 1000).await.unwrap();
+    writer.pop_jobs(99, 1000, u64::MAX, 1000).await.unwrap();
+    tapesched_postgres::sqlx::query("DELETE FROM queue_summary_gone").execute(writer.pool()).await.unwrap();
+    tapesched_postgres::sqlx::query("UPDATE queue_summary_pruned SET upto = pg_current_xact_id()")
+        .execute(writer.pool())
+        .await
+        .unwrap();
+    let pruned = reader.mount_info(0).await.unwrap();
+    assert!(pruned.potential_mounts.iter().all(|m| m.tape_pool.as_deref() != Some("p3")), "p3 was emptied");
+    assert_eq!(pruned, fresh_view().await);
+}
+
 struct FixtureLike {
     scheduler: Scheduler,
     db: Arc<PgSchedulerDb>,
@@ -272,10 +360,10 @@ async fn migrations_are_idempotent_and_newer_schemas_are_refused() {
     let schema = tapesched_testkit::unique_name("mig");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let first = tapesched_postgres::migrate(&url, &schema).await.unwrap();
-    assert_eq!(first.applied, vec![1, 2]);
+    assert_eq!(first.applied, vec![1, 2, 3]);
     let second = tapesched_postgres::migrate(&url, &schema).await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1, 2]);
+    assert_eq!(second.already_applied, vec![1, 2, 3]);
     let db = PgSchedulerDb::connect(PgConfig::new(url.clone(), schema.clone())).await.unwrap();
     tapesched_postgres::sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)

@@ -77,9 +77,23 @@ pub struct PgSchedulerDb {
     pool: PgPool,
     config: PgConfig,
     migration: MigrationReport,
+    summaries: tokio::sync::Mutex<SummaryCache>,
+}
+
+/// The queue summaries as this process last read them (see `read_mount_info`).
+#[derive(Default)]
+struct SummaryCache {
+    /// The `xmin` of the snapshot of the last read; `None` before the first.
+    horizon: Option<i64>,
+    /// Queues with jobs, by (kind, container).
+    queues: BTreeMap<(i16, String), PotentialMount>,
 }
 
 type Tx = Transaction<'static, Postgres>;
+
+/// Tombstones of deleted queue summaries kept for readers catching up (see
+/// `migrations/0003_summary_changes.sql`).
+const KEPT_TOMBSTONES: i64 = 10_000;
 
 // --- codes ------------------------------------------------------------------------------------
 
@@ -864,7 +878,7 @@ impl PgSchedulerDb {
                 return Err(e);
             }
         };
-        Ok(PgSchedulerDb { pool, config, migration })
+        Ok(PgSchedulerDb { pool, config, migration, summaries: Default::default() })
     }
 
     /// The connection pool.
@@ -1224,29 +1238,71 @@ impl PgSchedulerDb {
         Self::commit(tx).await
     }
 
-    async fn read_mount_info(ex: &mut sqlx::PgConnection) -> Result<MountInfo, Fail> {
+    /// The mount information: every queue summary with jobs. Summaries are kept in memory
+    /// between calls and only those written since the previous read are read again (see
+    /// `migrations/0003_summary_changes.sql`); the answer is what one statement's snapshot sees.
+    async fn read_mount_info(&self, ex: &mut sqlx::PgConnection) -> Result<MountInfo, Fail> {
+        // Held across the read so that two reads of this process apply in snapshot order.
+        let mut cache = self.summaries.lock().await;
         // The value-count maps travel as text and their extremes are taken here: cheaper than
         // expanding every map's keys on the server for each of thousands of queues.
         let rows = sqlx::query(
-            "SELECT kind, container, files, bytes, policies::text AS policies, oldest, youngest,
-                    sleep_disk_system, sleep_until, priorities::text AS priorities, min_ages::text AS min_ages
-             FROM queue_summary WHERE files > 0",
+            "WITH h AS (
+                 SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+                        ($1::int8 IS NULL OR $1::int8::text::xid8 < (SELECT upto FROM queue_summary_pruned)) AS full_read
+             )
+             SELECT 0::int2 AS what, h.xmin::text::int8 AS horizon, h.full_read, NULL::int2 AS kind,
+                    NULL::text AS container, NULL::int8 AS files, NULL::int8 AS bytes, NULL::text AS policies,
+                    NULL::int8 AS oldest, NULL::int8 AS youngest, NULL::text AS sleep_disk_system,
+                    NULL::int8 AS sleep_until, NULL::text AS priorities, NULL::text AS min_ages
+             FROM h
+             UNION ALL
+             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
+                    s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
+             FROM queue_summary s, h
+             WHERE h.full_read OR s.writer >= $1::int8::text::xid8
+             UNION ALL
+             SELECT 2::int2, NULL, NULL, g.kind, g.container, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+             FROM queue_summary_gone g, h
+             WHERE NOT h.full_read AND g.writer >= $1::int8::text::xid8",
         )
-        .fetch_all(ex)
+        .bind(cache.horizon)
+        .fetch_all(&mut *ex)
         .await?;
-        let mut info = MountInfo { potential_mounts: Vec::with_capacity(rows.len()) };
         let keys = |text: &str| -> Result<Vec<u64>, Fail> {
             let map: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(text)
                 .map_err(|e| Error::internal(format!("a stored value-count map is not readable: {e}")))?;
             Ok(map.keys().filter_map(|k| k.parse::<u64>().ok()).collect())
         };
-        for row in rows {
+        // Tombstones first: a row this snapshot sees exists, whatever was deleted before it.
+        let mut horizon = None;
+        let mut live = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match row.try_get::<i16, _>("what")? {
+                0 => {
+                    horizon = Some(row.try_get::<i64, _>("horizon")?);
+                    if row.try_get::<bool, _>("full_read")? {
+                        cache.queues.clear();
+                    }
+                }
+                1 => live.push(row),
+                _ => {
+                    cache.queues.remove(&(row.try_get::<i16, _>("kind")?, row.try_get::<String, _>("container")?));
+                }
+            }
+        }
+        for row in live {
             let kind: i16 = row.try_get("kind")?;
             let container: String = row.try_get("container")?;
+            let files = row.try_get::<i64, _>("files")?;
+            if files <= 0 {
+                cache.queues.remove(&(kind, container));
+                continue;
+            }
             let (mount_type, tape_pool, vid) = match kind {
-                KIND_ARCHIVE => (MountType::ArchiveForUser, Some(container), None),
-                KIND_REPACK => (MountType::ArchiveForRepack, Some(container), None),
-                _ => (MountType::Retrieve, None, Some(container)),
+                KIND_ARCHIVE => (MountType::ArchiveForUser, Some(container.clone()), None),
+                KIND_REPACK => (MountType::ArchiveForRepack, Some(container.clone()), None),
+                _ => (MountType::Retrieve, None, Some(container.clone())),
             };
             let sleep = match (
                 row.try_get::<Option<String>, _>("sleep_disk_system")?,
@@ -1258,11 +1314,11 @@ impl PgSchedulerDb {
             let policies: &str = row.try_get("policies")?;
             let policy_counts: PolicyCounts = serde_json::from_str(policies)
                 .map_err(|e| Error::internal(format!("a stored policy map is not readable: {e}")))?;
-            info.potential_mounts.push(PotentialMount {
+            let mount = PotentialMount {
                 mount_type,
                 tape_pool,
                 vid,
-                files_queued: row.try_get::<i64, _>("files")? as u64,
+                files_queued: files as u64,
                 bytes_queued: row.try_get::<i64, _>("bytes")? as u64,
                 oldest_job_start: row.try_get::<Option<i64>, _>("oldest")?.unwrap_or(0),
                 youngest_job_start: row.try_get::<Option<i64>, _>("youngest")?.unwrap_or(0),
@@ -1270,8 +1326,11 @@ impl PgSchedulerDb {
                 min_request_age: keys(row.try_get("min_ages")?)?.into_iter().min().unwrap_or(0),
                 policy_counts,
                 sleep,
-            });
+            };
+            cache.queues.insert((kind, container), mount);
         }
+        cache.horizon = Some(horizon.ok_or_else(|| Error::internal("the summary read returned no snapshot row"))?);
+        let mut info = MountInfo { potential_mounts: cache.queues.values().cloned().collect() };
         info.sort();
         Ok(info)
     }
@@ -1292,7 +1351,7 @@ impl PgSchedulerDb {
             .bind(advisory_key(&self.config.schema, "mount-decision", logical_library))
             .execute(&mut *tx)
             .await?;
-        let info = Self::read_mount_info(&mut tx).await?;
+        let info = self.read_mount_info(&mut tx).await?;
         let Some(spec) = decide(&info) else {
             tx.rollback().await.ok();
             return Ok(None);
@@ -1839,6 +1898,25 @@ impl PgSchedulerDb {
         Ok(n)
     }
 
+    /// Keeps the newest [`KEPT_TOMBSTONES`] tombstones of deleted queue summaries; a reader that
+    /// last read before the pruned ones reads every summary again.
+    async fn prune_summary_tombstones(&self) -> Result<(), Fail> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "WITH cut AS (
+                 SELECT writer FROM queue_summary_gone ORDER BY writer DESC OFFSET $1 LIMIT 1
+             ), pruned AS (
+                 UPDATE queue_summary_pruned p SET upto = cut.writer FROM cut WHERE cut.writer > p.upto
+                 RETURNING p.upto
+             )
+             DELETE FROM queue_summary_gone g USING pruned WHERE g.writer < pruned.upto",
+        )
+        .bind(KEPT_TOMBSTONES)
+        .execute(&mut *tx)
+        .await?;
+        Self::commit(tx).await
+    }
+
     async fn gc_once(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64, Fail> {
         let mut tx = self.begin().await?;
         let dead: Vec<i64> = sqlx::query_scalar(
@@ -2237,7 +2315,7 @@ impl SchedulerDb for PgSchedulerDb {
     async fn mount_info(&self, _now: Timestamp) -> Result<MountInfo> {
         retry(self.config.max_attempts, || async move {
             let mut conn = self.pool.acquire().await?;
-            Self::read_mount_info(&mut conn).await
+            self.read_mount_info(&mut conn).await
         })
         .await
     }
@@ -2322,7 +2400,9 @@ impl SchedulerDb for PgSchedulerDb {
     }
 
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
-        retry(self.config.max_attempts, || self.gc_once(now, router)).await
+        let requeued = retry(self.config.max_attempts, || self.gc_once(now, router)).await?;
+        retry(self.config.max_attempts, || self.prune_summary_tombstones()).await?;
+        Ok(requeued)
     }
 
     async fn sleep_retrieve_queue(&self, vid: &str, sleep: QueueSleep, now: Timestamp) -> Result<()> {
