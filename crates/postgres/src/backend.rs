@@ -1282,6 +1282,8 @@ impl PgSchedulerDb {
                 0 => {
                     horizon = Some(row.try_get::<i64, _>("horizon")?);
                     if row.try_get::<bool, _>("full_read")? {
+                        // Should this read fail part-way, the next one starts from scratch too.
+                        cache.horizon = None;
                         cache.queues.clear();
                     }
                 }
