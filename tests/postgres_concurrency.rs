@@ -21,14 +21,7 @@ const POP_FILES: u64 = 500;
 const POOLS: [&str; 2] = ["pool_a", "pool_b"];
 
 fn job(copy_nb: u32, pool: &str) -> ArchiveJob {
-    ArchiveJob {
-        copy_nb,
-        tape_pool: pool.into(),
-        status: ArchiveJobStatus::ToTransfer,
-        retries: RetryCounters::default(),
-        failure_reasons: vec![],
-        written: None,
-    }
+    ArchiveJob::new(copy_nb, pool)
 }
 
 fn request(id: u64) -> ArchiveRequest {

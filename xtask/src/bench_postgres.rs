@@ -93,14 +93,7 @@ fn request(id: u64) -> ArchiveRequest {
         report_url: Some(format!("eos://instance/report/{id}")),
         error_report_url: Some("eos://instance/error".into()),
         policy: QueuedPolicy { name: format!("policy{}", id % 4), priority: id % 4, min_request_age: 60 },
-        jobs: vec![ArchiveJob {
-            copy_nb: 1,
-            tape_pool: format!("pool{}", id % POOLS),
-            status: ArchiveJobStatus::ToTransfer,
-            retries: RetryCounters::default(),
-            failure_reasons: vec![],
-            written: None,
-        }],
+        jobs: vec![ArchiveJob::new(1, format!("pool{}", id % POOLS))],
         report_decided: false,
     }
 }

@@ -42,14 +42,7 @@ fn request(id: u64) -> ArchiveRequest {
         report_url: Some(format!("eos://done/{id}")),
         error_report_url: None,
         policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-        jobs: vec![ArchiveJob {
-            copy_nb: 1,
-            tape_pool: POOL.into(),
-            status: ArchiveJobStatus::ToTransfer,
-            retries: RetryCounters::default(),
-            failure_reasons: vec![],
-            written: None,
-        }],
+        jobs: vec![ArchiveJob::new(1, POOL)],
         report_decided: false,
     }
 }

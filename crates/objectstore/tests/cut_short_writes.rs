@@ -99,14 +99,7 @@ fn request(id: u64) -> ArchiveRequest {
         report_url: Some("eos://r".into()),
         error_report_url: None,
         policy: QueuedPolicy { name: "mp".into(), priority: 1 + id % 3, min_request_age: id % 2 },
-        jobs: vec![ArchiveJob {
-            copy_nb: 1,
-            tape_pool: "p".into(),
-            status: ArchiveJobStatus::ToTransfer,
-            retries: RetryCounters::default(),
-            failure_reasons: vec![],
-            written: None,
-        }],
+        jobs: vec![ArchiveJob::new(1, "p")],
         report_decided: false,
     }
 }

@@ -244,16 +244,7 @@ mod tests {
             report_url: None,
             error_report_url: None,
             policy: QueuedPolicy { name: "p".into(), priority: 1, min_request_age: 0 },
-            jobs: (1..=copies)
-                .map(|c| ArchiveJob {
-                    copy_nb: c,
-                    tape_pool: format!("pool{c}"),
-                    status: ArchiveJobStatus::ToTransfer,
-                    retries: RetryCounters::default(),
-                    failure_reasons: vec![],
-                    written: None,
-                })
-                .collect(),
+            jobs: (1..=copies).map(|c| ArchiveJob::new(c, format!("pool{c}"))).collect(),
             report_decided: false,
         }
     }

@@ -321,17 +321,7 @@ impl Scheduler {
                 priority: policy.archive_priority,
                 min_request_age: policy.archive_min_request_age,
             },
-            jobs: routes
-                .into_iter()
-                .map(|(copy_nb, tape_pool)| ArchiveJob {
-                    copy_nb,
-                    tape_pool,
-                    status: ArchiveJobStatus::ToTransfer,
-                    retries: RetryCounters::default(),
-                    failure_reasons: vec![],
-                    written: None,
-                })
-                .collect(),
+            jobs: routes.into_iter().map(|(copy_nb, tape_pool)| ArchiveJob::new(copy_nb, tape_pool)).collect(),
             report_decided: false,
         })
     }

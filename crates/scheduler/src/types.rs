@@ -449,6 +449,20 @@ pub struct ArchiveJob {
     pub written: Option<TapeFile>,
 }
 
+impl ArchiveJob {
+    /// A new job for copy `copy_nb` to `tape_pool`, waiting for its transfer.
+    pub fn new(copy_nb: u32, tape_pool: impl Into<String>) -> Self {
+        ArchiveJob {
+            copy_nb,
+            tape_pool: tape_pool.into(),
+            status: ArchiveJobStatus::ToTransfer,
+            retries: RetryCounters::default(),
+            failure_reasons: vec![],
+            written: None,
+        }
+    }
+}
+
 /// An archive request with one job per copy. Its identity is its archive file id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveRequest {
