@@ -27,6 +27,8 @@ pub struct OpenQueue {
     dirty: BTreeSet<String>,
     shard_size: usize,
     rebuilt: bool,
+    /// Pointers each loaded shard holds in the store (0 for shards created here).
+    stored_len: BTreeMap<String, usize>,
 }
 
 impl OpenQueue {
@@ -40,6 +42,7 @@ impl OpenQueue {
             dirty: BTreeSet::new(),
             shard_size: shard_size.max(2),
             rebuilt: false,
+            stored_len: BTreeMap::new(),
         }
     }
 
@@ -69,6 +72,7 @@ impl OpenQueue {
                 (Shard::default(), false)
             }
         };
+        self.stored_len.insert(address.to_string(), shard.jobs.len());
         self.shards.insert(address.to_string(), shard);
         coherent
     }
@@ -325,19 +329,33 @@ impl OpenQueue {
             }
             self.queue.summary = summary;
         }
+        // Write order, so that a save cut short anywhere loses no pointer: shards that are new
+        // or grew, then the queue, then shards that shrank, then deletion of emptied ones. A
+        // split moves pointers into a new shard, which is written before the old one loses them
+        // (a cut in between leaves both copies, and the rebuild keeps the first).
         let dirty = std::mem::take(&mut self.dirty);
-        for address in &dirty {
-            let shard = &self.shards[address];
-            if !shard.jobs.is_empty() {
-                objs.put(address, shard, &self.lock).await?;
-            }
+        let grew = |q: &Self, a: &String| q.shards[a].jobs.len() >= q.stored_len.get(a).copied().unwrap_or(0);
+        let (first, last): (Vec<&String>, Vec<&String>) =
+            dirty.iter().filter(|a| !self.shards[*a].jobs.is_empty()).partition(|a| grew(self, a));
+        for address in first {
+            objs.put(address, &self.shards[address], &self.lock).await?;
         }
         self.queue.shards.retain(|s| s.count > 0);
         objs.write(&self.name, &self.queue, &self.lock).await?;
+        for address in last {
+            objs.put(address, &self.shards[address], &self.lock).await?;
+        }
         for address in &dirty {
             if self.shards[address].jobs.is_empty() {
                 objs.remove(address, &self.lock).await?;
                 self.shards.remove(address);
+            }
+        }
+        for address in &dirty {
+            if let Some(shard) = self.shards.get(address) {
+                self.stored_len.insert(address.clone(), shard.jobs.len());
+            } else {
+                self.stored_len.remove(address);
             }
         }
         Ok(())
