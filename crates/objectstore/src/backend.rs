@@ -764,13 +764,37 @@ impl SchedulerDb for ObjectstoreDb {
         }
         let name = retrieve_request_name(request.request_id);
         let key = QueueKey::new(QueueKind::RetrieveToTransfer, &request.active_vid);
+        // Still in our log: an earlier attempt failed midway (the store became unavailable);
+        // this one resumes it instead of calling it a duplicate.
+        let in_flight = self.agent_ready.initialized()
+            && self.objs.read::<Agent>(&self.agent).await?.is_some_and(|a| a.owned.contains(&name));
         self.log_own(std::slice::from_ref(&name), true, now).await?;
-        let stored = StoredRetrieve { request: request.clone(), owner: Owner::Queue(key.clone()) };
-        if let Err(e) = self.objs.create(&name, &stored).await {
-            self.log_own(std::slice::from_ref(&name), false, now).await?;
-            return Err(e);
+        let owner = Owner::Queue(key.clone());
+        let stored = StoredRetrieve { request: request.clone(), owner: owner.clone() };
+        let pointer = Moves::from([(key, vec![retrieve_pointer(&request, None)])]);
+        match self.objs.create(&name, &stored).await {
+            Ok(()) => self.add_pointers(pointer, now).await?,
+            Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
+                let stored = self.objs.read::<StoredRetrieve>(&name).await?;
+                if !in_flight || stored.as_ref().is_none_or(|s| s.request.request_id != request.request_id) {
+                    if !in_flight {
+                        self.log_own(std::slice::from_ref(&name), false, now).await?;
+                    }
+                    return Err(Error::conflict(format!("retrieve request {} is already queued", request.request_id)));
+                }
+                // Created by the failed attempt; its pointer may be missing (if the request has
+                // moved on since, there is nothing left to do).
+                if stored.is_some_and(|s| s.owner == owner) {
+                    self.ensure_pointers(pointer, now).await?;
+                }
+            }
+            Err(e) => {
+                if !in_flight {
+                    self.log_own(std::slice::from_ref(&name), false, now).await?;
+                }
+                return Err(e);
+            }
         }
-        self.add_pointers(Moves::from([(key, vec![retrieve_pointer(&request, None)])]), now).await?;
         self.log_own(&[name], false, now).await
     }
 

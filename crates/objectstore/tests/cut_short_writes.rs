@@ -3,7 +3,8 @@
 //! but its answer is lost), for every k of a small archive run — a producer queueing in
 //! batches, a drive session popping and completing, each retrying and repairing with
 //! `recover` as a client does after a store outage. Whatever k, every request must end up
-//! reported exactly once and no job may be left behind. This covers, deterministically, what
+//! reported exactly once and no job may be left behind. Retrieves are part of the run too, queued
+//! out of fSeq order so that their queue's shards split. This covers, deterministically, what
 //! a Redis restart can do at any instant (a queue's shards written but not the queue itself,
 //! an emptied shard not yet deleted...).
 
@@ -16,13 +17,16 @@ use async_trait::async_trait;
 use tapesched_objectstore::objects::QueueKind;
 use tapesched_objectstore::store::{Lock, LockMode, MemoryStore, ObjectStore, StoreError, StoreResult};
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
-use tapesched_scheduler::db::{MountSpec, ReportFilter, SchedulerDb, StayRouter, TransferSuccess};
+use tapesched_scheduler::db::{MountJob, MountSpec, ReportFilter, SchedulerDb, StayRouter, TransferSuccess};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, ErrorKind};
 
 const T: i64 = 1_700_000_000;
 const REQUESTS: u64 = 60;
 const BATCH: usize = 12;
+const RETRIEVES: u64 = 24;
+/// Archive file ids of the retrieved files (and their request ids).
+const RETRIEVE_BASE: u64 = 1000;
 
 /// Where the injected failure happens relative to the write it hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +59,9 @@ impl CutStore {
         if self.cut == Cut::After {
             op.await?;
         }
-        Err(StoreError::Unavailable(format!("injected failure of write {n} ({name}, {:?})", self.cut)))
+        let message = format!("injected failure of write {n} ({name}, {:?})", self.cut);
+        eprintln!("{message}");
+        Err(StoreError::Unavailable(message))
     }
 }
 
@@ -104,6 +110,35 @@ fn request(id: u64) -> ArchiveRequest {
     }
 }
 
+fn retrieve(k: u64) -> RetrieveRequest {
+    let id = RETRIEVE_BASE + k;
+    RetrieveRequest {
+        request_id: id,
+        archive_file_id: id,
+        disk_instance: "eos".into(),
+        requester: Requester { name: "u".into(), group: "g".into() },
+        size: 10 + k,
+        dst_url: format!("root://eos/{id}"),
+        report_url: Some("eos://done".into()),
+        error_report_url: None,
+        created_at: T,
+        activity: None,
+        verify_only: false,
+        disk_system: None,
+        policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
+        copies: vec![RetrieveCopy {
+            copy_nb: 1,
+            vid: "R1".into(),
+            fseq: (k * 7) % RETRIEVES + 1,
+            block_id: k,
+            retries: RetryCounters::default(),
+        }],
+        active_vid: "R1".into(),
+        status: RetrieveStatus::ToTransfer,
+        failure_reasons: vec![],
+    }
+}
+
 fn spec(vid: &str, drive: &str) -> MountSpec {
     MountSpec {
         mount_type: MountType::ArchiveForUser,
@@ -125,6 +160,47 @@ async fn retried<R, F: std::future::Future<Output = Result<R, Error>>>(context: 
         }
     }
     panic!("{context}: one injected failure cannot fail an operation three times");
+}
+
+/// A drive session: pop 7, write them, report success; after a failure, repair and go on; end
+/// the mount once the queue is empty.
+async fn session(db: &ObjectstoreDb, mount: u64, spec: &MountSpec, context: &str) {
+    retried(context, || db.open_mount(mount, spec, T)).await;
+    let mut fseq = 0;
+    let mut empty_pops = 0;
+    while empty_pops < 2 {
+        let step = async {
+            let jobs = db.pop_jobs(mount, 7, u64::MAX, T).await?;
+            let done: Vec<TransferSuccess> = jobs
+                .iter()
+                .map(|j| {
+                    fseq += 1;
+                    let written = TapeFile { copy_nb: 1, vid: spec.vid.clone(), fseq, block_id: fseq };
+                    TransferSuccess { job: j.id(), tape_file: matches!(j, MountJob::Archive { .. }).then_some(written) }
+                })
+                .collect();
+            db.transfers_succeeded(mount, &done, T).await?;
+            Ok::<_, Error>(jobs.len())
+        };
+        match step.await {
+            Ok(0) => empty_pops += 1,
+            Ok(_) => empty_pops = 0,
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Unavailable, "{context}: {e}");
+                retried(context, || db.recover(Some(mount), T, &StayRouter)).await;
+                empty_pops = 0;
+            }
+        }
+    }
+    // Retrying an end that removed the session's agent before failing says the mount has ended.
+    match db.end_mount(mount, T, &StayRouter).await {
+        Ok(_) => {}
+        Err(e) if e.kind == ErrorKind::Unavailable => match db.end_mount(mount, T, &StayRouter).await {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind, ErrorKind::NotFound, "{context}: {e}"),
+        },
+        Err(e) => panic!("{context}: {e}"),
+    }
 }
 
 /// Runs the workload on a store that fails its `fail_at`-th write; returns how many writes the
@@ -151,46 +227,22 @@ async fn run(fail_at: u64, cut: Cut) -> u64 {
         }
     }
 
-    // Drive session: pop 7, write them, report success; after a failure, repair and go on.
-    let session = spec("V1", "d1");
-    retried(&context, || db.open_mount(1, &session, T)).await;
-    let mut fseq = 0;
-    let mut empty_pops = 0;
-    while empty_pops < 2 {
-        let step = async {
-            let jobs = db.pop_jobs(1, 7, u64::MAX, T).await?;
-            let done: Vec<TransferSuccess> = jobs
-                .iter()
-                .map(|j| {
-                    fseq += 1;
-                    TransferSuccess {
-                        job: j.id(),
-                        tape_file: Some(TapeFile { copy_nb: 1, vid: "V1".into(), fseq, block_id: fseq }),
-                    }
-                })
-                .collect();
-            db.transfers_succeeded(1, &done, T).await?;
-            Ok::<_, Error>(jobs.len())
-        };
-        match step.await {
-            Ok(0) => empty_pops += 1,
-            Ok(_) => empty_pops = 0,
-            Err(e) => {
-                assert_eq!(e.kind, ErrorKind::Unavailable, "{context}: {e}");
-                retried(&context, || db.recover(Some(1), T, &StayRouter)).await;
-                empty_pops = 0;
+    // Retrieves on one tape, queued out of fSeq order so that its queue's shards split.
+    for k in 0..RETRIEVES {
+        let r = retrieve(k);
+        for attempt in 0.. {
+            assert!(attempt < 3, "{context}: retrieve never queued");
+            match db.queue_retrieve(r.clone(), T).await {
+                Ok(()) => break,
+                Err(e) if e.kind == ErrorKind::Conflict && e.message.contains("already queued") => break,
+                Err(e) => assert_eq!(e.kind, ErrorKind::Unavailable, "{context}: {e}"),
             }
         }
     }
-    // Retrying an end that removed the session's agent before failing says the mount has ended.
-    match db.end_mount(1, T, &StayRouter).await {
-        Ok(_) => {}
-        Err(e) if e.kind == ErrorKind::Unavailable => match db.end_mount(1, T, &StayRouter).await {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.kind, ErrorKind::NotFound, "{context}: {e}"),
-        },
-        Err(e) => panic!("{context}: {e}"),
-    }
+
+    session(&db, 1, &spec("V1", "d1"), &context).await;
+    let recall = MountSpec { mount_type: MountType::Retrieve, vid: "R1".into(), ..spec("R1", "d3") };
+    session(&db, 3, &recall, &context).await;
 
     // A second process checks: nothing left to transfer, every request reported exactly once.
     let writes = store.writes.load(Ordering::SeqCst);
@@ -202,7 +254,7 @@ async fn run(fail_at: u64, cut: Cut) -> u64 {
     let mut pointers = 0;
     for (key, jobs) in checker.dump_queues().await.unwrap() {
         match key.kind {
-            QueueKind::ArchiveToReport => {
+            QueueKind::ArchiveToReport | QueueKind::RetrieveToReport => {
                 let distinct: BTreeSet<u64> = jobs.iter().map(|j| j.archive_file_id).collect();
                 assert_eq!(distinct.len(), jobs.len(), "{context}: a job twice in {key:?}");
                 pointers += jobs.len() as u64;
@@ -212,8 +264,9 @@ async fn run(fail_at: u64, cut: Cut) -> u64 {
     }
     let reports = checker.reports_due(ReportFilter::All, u64::MAX, T).await.unwrap();
     let reported: BTreeSet<u64> = reports.iter().map(|r| r.archive_file_id).collect();
-    assert_eq!(reported, (1..=REQUESTS).collect::<BTreeSet<_>>(), "{context}: every request reported");
-    assert_eq!(pointers, REQUESTS, "{context}: exactly one report pointer per request");
+    let expected: BTreeSet<u64> = (1..=REQUESTS).chain((0..RETRIEVES).map(|k| RETRIEVE_BASE + k)).collect();
+    assert_eq!(reported, expected, "{context}: every request reported");
+    assert_eq!(pointers, REQUESTS + RETRIEVES, "{context}: exactly one report pointer per request");
     // The mount decision reads the queue summaries: they must add up to what the shards hold.
     let info = checker.mount_info(T).await.unwrap();
     assert!(info.potential_mounts.is_empty(), "{context}: the summaries still count jobs: {info:?}");
