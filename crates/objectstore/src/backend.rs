@@ -579,7 +579,6 @@ impl ObjectstoreDb {
     /// objects created concurrently, one queue update per pool. Each request is all or nothing.
     async fn queue_archive_batch(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Result<Vec<Result<()>>> {
         self.ready().await?;
-        let me = Owner::Agent(self.agent.clone());
         let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
         // Requests still in our log were being queued by an attempt that failed midway (the
         // store became unavailable): a retry resumes them instead of calling them duplicates.
@@ -592,8 +591,17 @@ impl ObjectstoreDb {
         self.log_own(&names, true, now).await?;
         let in_flight = &in_flight;
         let created = join_all(requests.iter().zip(&names).map(|(request, name)| {
+            // Created owned by its queues, then pointed to: a crash in between leaves the
+            // request in this agent's log, and the collector (or `recover`, or a retry of this
+            // batch) adds the pointers its owners call for.
             let stored = StoredArchive {
-                owners: request.jobs.iter().map(|j| (j.copy_nb, me.clone())).collect(),
+                owners: request
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        (j.copy_nb, Owner::Queue(QueueKey::new(QueueKind::ArchiveToTransferForUser, &j.tape_pool)))
+                    })
+                    .collect(),
                 request: request.clone(),
             };
             async move {
@@ -624,7 +632,6 @@ impl ObjectstoreDb {
         .await;
         let mut moves = Moves::new();
         let mut resumed = Moves::new();
-        let mut owned = Vec::new();
         for (request, ok) in requests.iter().zip(&created) {
             let Ok(resume) = ok else { continue };
             for job in &request.jobs {
@@ -634,25 +641,7 @@ impl ObjectstoreDb {
                     .or_default()
                     .push(archive_pointer(request, job.copy_nb, None));
             }
-            owned.push(request);
         }
-        // Owner first (the queue), then the pointers: a crash in between leaves the request in
-        // this agent's log, and the collector puts it where its owner says.
-        let switched = join_all(owned.iter().map(|request| {
-            let keys: Vec<(u32, QueueKey)> = request
-                .jobs
-                .iter()
-                .map(|j| (j.copy_nb, QueueKey::new(QueueKind::ArchiveToTransferForUser, &j.tape_pool)))
-                .collect();
-            self.update_archive(request.archive_file_id, move |s| {
-                for (copy, key) in keys {
-                    s.owners.insert(copy, Owner::Queue(key));
-                }
-                Ok(((), Write::Commit))
-            })
-        }))
-        .await;
-        switched.into_iter().collect::<Result<Vec<_>>>()?;
         self.add_pointers(moves, now).await?;
         self.ensure_pointers(resumed, now).await?;
         self.log_own(&names, false, now).await?;
