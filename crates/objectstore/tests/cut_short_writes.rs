@@ -8,6 +8,8 @@
 //! a Redis restart can do at any instant (a queue's shards written but not the queue itself,
 //! an emptied shard not yet deleted...).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -94,20 +96,10 @@ impl ObjectStore for CutStore {
 }
 
 fn request(id: u64) -> ArchiveRequest {
-    ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: format!("{id}"),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
-        size: 100 + id,
-        created_at: T,
-        report_url: Some("eos://r".into()),
-        error_report_url: None,
-        policy: QueuedPolicy { name: "mp".into(), priority: 1 + id % 3, min_request_age: id % 2 },
-        jobs: vec![ArchiveJob::new(1, "p")],
-        report_decided: false,
-    }
+    let mut r = common::archive_request(id, "p", T);
+    r.size = 100 + id;
+    r.policy = QueuedPolicy { name: "mp".into(), priority: 1 + id % 3, min_request_age: id % 2 };
+    r
 }
 
 fn retrieve(k: u64) -> RetrieveRequest {

@@ -4,6 +4,8 @@
 //! it is down; the clients retry once it is back (the session first puts back what it held), and
 //! in the end every request is reported exactly once: nothing lost, nothing twice.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,20 +25,7 @@ const POOL: &str = "p";
 const BATCHES: u64 = REQUESTS / BATCH as u64;
 
 fn request(id: u64) -> ArchiveRequest {
-    ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: format!("{id}"),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
-        size: 100,
-        created_at: T,
-        report_url: Some("eos://r".into()),
-        error_report_url: None,
-        policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-        jobs: vec![ArchiveJob::new(1, POOL)],
-        report_decided: false,
-    }
+    common::archive_request(id, POOL, T)
 }
 
 fn retryable(kind: ErrorKind) -> bool {
