@@ -26,6 +26,7 @@ pub struct OpenQueue {
     shards: BTreeMap<String, Shard>,
     dirty: BTreeSet<String>,
     shard_size: usize,
+    /// Rebuilt from its shards in this session: the summary is recomputed at save.
     rebuilt: bool,
     /// Pointers each loaded shard holds in the store (0 for shards created here).
     stored_len: BTreeMap<String, usize>,
@@ -103,11 +104,6 @@ impl OpenQueue {
         }
         self.rebuilt = true;
         Ok(())
-    }
-
-    /// True once the queue was rebuilt from its shards in this session.
-    pub fn rebuilt(&self) -> bool {
-        self.rebuilt
     }
 
     /// Loads every shard.
@@ -309,7 +305,7 @@ impl OpenQueue {
         self.queue.summary.count == 0
     }
 
-    /// Writes the changed shards (deleting emptied ones) and then the queue.
+    /// Writes the changed shards and the queue, deleting emptied shards (order below).
     pub async fn save(&mut self, objs: &Objects) -> Result<()> {
         for index in 0..self.queue.shards.len() {
             if self.dirty.contains(&self.queue.shards[index].address) {
