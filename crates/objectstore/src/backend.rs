@@ -197,13 +197,17 @@ impl ObjectstoreDb {
             .get_or_try_init(|| async {
                 let agent =
                     Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
-                self.register_agent(&self.agent, agent).await
+                // The name is this process's own: an agent already there was created by an
+                // attempt whose answer was lost.
+                self.register_agent(&self.agent, agent, true).await
             })
             .await?;
         self.log(&self.agent, names, add, now).await
     }
 
-    async fn register_agent(&self, name: &str, agent: Agent) -> Result<()> {
+    /// Lists an agent in the register and creates it (`mine`: an existing one is this
+    /// process's, left by an earlier attempt; otherwise it is a conflict).
+    async fn register_agent(&self, name: &str, agent: Agent, mine: bool) -> Result<()> {
         let name = name.to_string();
         self.objs
             .update::<AgentRegister, _>(AGENT_REGISTER, |reg| {
@@ -213,7 +217,11 @@ impl ObjectstoreDb {
                 Ok(((), Write::Commit))
             })
             .await?;
-        self.objs.create(&name, &agent).await
+        if mine {
+            self.objs.ensure(&name, &agent).await
+        } else {
+            self.objs.create(&name, &agent).await
+        }
     }
 
     async fn deregister_agent(&self, name: &str) -> Result<()> {
@@ -644,36 +652,62 @@ impl ObjectstoreDb {
         }
         self.add_pointers(moves, now).await?;
         self.ensure_pointers(resumed, now).await?;
-        self.log_own(&names, false, now).await?;
+        // A request whose creation failed with `unavailable` may exist all the same (the answer
+        // was lost): it stays in the log, so that a retry resumes it and a collector finds it.
+        let settled: Vec<String> = names
+            .into_iter()
+            .zip(&created)
+            .filter(|(_, r)| !matches!(r, Err(e) if e.kind == tapesched_scheduler::ErrorKind::Unavailable))
+            .map(|(n, _)| n)
+            .collect();
+        self.log_own(&settled, false, now).await?;
         Ok(created.into_iter().map(|r| r.map(|_| ())).collect())
     }
 
-    /// Makes `agent` the owner of the job a pointer of queue `key` names, if the queue still owns
-    /// it; `None` for a stale pointer.
-    async fn take_from_queue(&self, p: &JobPointer, key: &QueueKey, agent: &str) -> Result<Option<MountJob>> {
+    /// Makes `agent` the owner of the jobs the pointers of queue `key` name, where the queue
+    /// still owns them (`None` for a stale pointer). The requests are read in one batch and
+    /// switched by compare-and-swap (one changed or locked meanwhile is switched under its
+    /// lock). Answers in the order of `pointers`.
+    async fn take_many_from_queue(
+        &self,
+        pointers: &[JobPointer],
+        key: &QueueKey,
+        agent: &str,
+    ) -> Result<Vec<Option<MountJob>>> {
         let (me, qk) = (Owner::Agent(agent.to_string()), Owner::Queue(key.clone()));
-        Ok(match p.request {
-            RequestId::Archive(afid) => self
-                .update_archive(afid, |s| {
-                    if s.owners.get(&p.copy_nb) != Some(&qk) {
-                        return Ok((None, Write::Keep));
-                    }
-                    s.owners.insert(p.copy_nb, me);
-                    Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb: p.copy_nb }), Write::Commit))
-                })
-                .await?
-                .flatten(),
-            RequestId::Retrieve(id) => self
-                .update_retrieve(id, |s| {
-                    if s.owner != qk || s.request.status != RetrieveStatus::ToTransfer {
-                        return Ok((None, Write::Keep));
-                    }
-                    s.owner = me;
-                    Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
-                })
-                .await?
-                .flatten(),
-        })
+        let (archives, retrieves): (Vec<usize>, Vec<usize>) =
+            (0..pointers.len()).partition(|i| matches!(pointers[*i].request, RequestId::Archive(_)));
+        let mut out: Vec<Option<MountJob>> = vec![None; pointers.len()];
+        let names: Vec<String> = archives.iter().map(|i| pointers[*i].address.clone()).collect();
+        let switched = self
+            .objs
+            .update_many::<StoredArchive, _>(&names, |k, s| {
+                let copy_nb = pointers[archives[k]].copy_nb;
+                if s.owners.get(&copy_nb) != Some(&qk) {
+                    return Ok((None, Write::Keep));
+                }
+                s.owners.insert(copy_nb, me.clone());
+                Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb }), Write::Commit))
+            })
+            .await?;
+        for (i, job) in archives.iter().zip(switched) {
+            out[*i] = job.flatten();
+        }
+        let names: Vec<String> = retrieves.iter().map(|i| pointers[*i].address.clone()).collect();
+        let switched = self
+            .objs
+            .update_many::<StoredRetrieve, _>(&names, |_, s| {
+                if s.owner != qk || s.request.status != RetrieveStatus::ToTransfer {
+                    return Ok((None, Write::Keep));
+                }
+                s.owner = me.clone();
+                Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
+            })
+            .await?;
+        for (i, job) in retrieves.iter().zip(switched) {
+            out[*i] = job.flatten();
+        }
+        Ok(out)
     }
 
     /// Repairs what this process was doing when the store became unavailable: every object its
@@ -778,7 +812,8 @@ impl SchedulerDb for ObjectstoreDb {
                 }
             }
             Err(e) => {
-                if !in_flight {
+                // After `unavailable` the request may exist all the same: it stays in the log.
+                if !in_flight && e.kind != tapesched_scheduler::ErrorKind::Unavailable {
                     self.log_own(std::slice::from_ref(&name), false, now).await?;
                 }
                 return Err(e);
@@ -921,7 +956,7 @@ impl SchedulerDb for ObjectstoreDb {
                 mount: Some(MountRecord { id, spec: spec.clone() }),
                 ..Agent::default()
             };
-            self.register_agent(&mount_agent_name(id), agent).await?;
+            self.register_agent(&mount_agent_name(id), agent, false).await?;
             Ok(Some((id, spec)))
         }
         .await;
@@ -943,7 +978,7 @@ impl SchedulerDb for ObjectstoreDb {
             mount: Some(MountRecord { id: mount, spec: spec.clone() }),
             ..Agent::default()
         };
-        self.register_agent(&mount_agent_name(mount), agent).await
+        self.register_agent(&mount_agent_name(mount), agent, false).await
     }
 
     async fn pop_jobs(&self, mount: MountId, max_files: u64, max_bytes: u64, now: Timestamp) -> Result<Vec<MountJob>> {
@@ -970,12 +1005,11 @@ impl SchedulerDb for ObjectstoreDb {
                 .await?;
             let names: Vec<String> = taken.iter().map(|p| p.address.clone()).collect();
             self.log(&agent, &names, true, now).await?;
-            // Switch the owners concurrently (the requests are independent objects).
-            let claimed = join_all(taken.iter().map(|p| self.take_from_queue(p, &key, &agent))).await;
+            let claimed = self.take_many_from_queue(&taken, &key, &agent).await?;
             let mut jobs = Vec::with_capacity(taken.len());
             let mut stale = Vec::new();
             for (p, job) in taken.iter().zip(claimed) {
-                match job? {
+                match job {
                     Some(j) => jobs.push(j),
                     None => stale.push(p.address.clone()),
                 }
@@ -1065,66 +1099,58 @@ impl SchedulerDb for ObjectstoreDb {
         let (agent, _, _) = self.mount_agent(mount).await?;
         let me = Owner::Agent(agent.clone());
         let me = &me;
-        let outcomes = join_all(jobs.iter().map(|s| async move {
-            match s.job.request {
-                RequestId::Archive(afid) => {
-                    let moved = self
-                        .update_archive(afid, |st| {
-                            if st.owners.get(&s.job.copy_nb) != Some(me) {
-                                return Ok((None, Write::Keep));
-                            }
-                            let outcome =
-                                rules::on_archive_success(&mut st.request, s.job.copy_nb, s.tape_file.clone());
-                            let job = st.request.job(s.job.copy_nb).cloned();
-                            let home = match (outcome, job) {
-                                (ArchiveSuccessOutcome::Report, Some(job)) => archive_home(&st.request, &job),
-                                _ => None,
-                            };
-                            match home {
-                                Some((key, outcome)) => {
-                                    st.owners.insert(s.job.copy_nb, Owner::Queue(key.clone()));
-                                    let ptr = archive_pointer(&st.request, s.job.copy_nb, outcome);
-                                    Ok((Some((key, ptr)), Write::Commit))
-                                }
-                                None => {
-                                    st.owners.insert(s.job.copy_nb, Owner::Nobody);
-                                    Ok((None, Write::Commit))
-                                }
-                            }
-                        })
-                        .await?
-                        .flatten();
-                    Ok::<_, Error>((moved, archive_request_name(afid)))
+        // The requests are read in one batch and changed by compare-and-swap (see
+        // `Objects::update_many`); each is changed only if this session still owns the job.
+        let (archives, retrieves): (Vec<&TransferSuccess>, Vec<&TransferSuccess>) =
+            jobs.iter().partition(|s| matches!(s.job.request, RequestId::Archive(_)));
+        let names: Vec<String> = archives.iter().map(|s| request_name(s.job.request)).collect();
+        let archived = self
+            .objs
+            .update_many::<StoredArchive, _>(&names, |k, st| {
+                let s = archives[k];
+                if st.owners.get(&s.job.copy_nb) != Some(me) {
+                    return Ok((None, Write::Keep));
                 }
-                RequestId::Retrieve(id) => {
-                    let moved = self
-                        .update_retrieve(id, |st| {
-                            if st.owner != *me {
-                                return Ok((None, Write::Keep));
-                            }
-                            if st.request.report_url.is_none() {
-                                return Ok((None, Write::Delete));
-                            }
-                            st.request.status = RetrieveStatus::ToReportForTransfer;
-                            let (key, outcome) = retrieve_home(&st.request);
-                            st.owner = Owner::Queue(key.clone());
-                            Ok((Some((key, retrieve_pointer(&st.request, outcome))), Write::Commit))
-                        })
-                        .await?
-                        .flatten();
-                    Ok((moved, retrieve_request_name(id)))
+                let outcome = rules::on_archive_success(&mut st.request, s.job.copy_nb, s.tape_file.clone());
+                let job = st.request.job(s.job.copy_nb).cloned();
+                let home = match (outcome, job) {
+                    (ArchiveSuccessOutcome::Report, Some(job)) => archive_home(&st.request, &job),
+                    _ => None,
+                };
+                match home {
+                    Some((key, outcome)) => {
+                        st.owners.insert(s.job.copy_nb, Owner::Queue(key.clone()));
+                        let ptr = archive_pointer(&st.request, s.job.copy_nb, outcome);
+                        Ok((Some((key, ptr)), Write::Commit))
+                    }
+                    None => {
+                        st.owners.insert(s.job.copy_nb, Owner::Nobody);
+                        Ok((None, Write::Commit))
+                    }
                 }
-            }
-        }))
-        .await;
+            })
+            .await?;
+        let mut done = names;
+        let names: Vec<String> = retrieves.iter().map(|s| request_name(s.job.request)).collect();
+        let retrieved = self
+            .objs
+            .update_many::<StoredRetrieve, _>(&names, |_, st| {
+                if st.owner != *me {
+                    return Ok((None, Write::Keep));
+                }
+                if st.request.report_url.is_none() {
+                    return Ok((None, Write::Delete));
+                }
+                st.request.status = RetrieveStatus::ToReportForTransfer;
+                let (key, outcome) = retrieve_home(&st.request);
+                st.owner = Owner::Queue(key.clone());
+                Ok((Some((key, retrieve_pointer(&st.request, outcome))), Write::Commit))
+            })
+            .await?;
+        done.extend(names);
         let mut moves = Moves::new();
-        let mut done = Vec::new();
-        for o in outcomes {
-            let (moved, name) = o?;
-            if let Some((key, ptr)) = moved {
-                moves.entry(key).or_default().push(ptr);
-            }
-            done.push(name);
+        for (key, ptr) in archived.into_iter().chain(retrieved).flatten().flatten() {
+            moves.entry(key).or_default().push(ptr);
         }
         self.add_pointers(moves, now).await?;
         self.log(&agent, &done, false, now).await

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tapesched_scheduler::clock::Timestamp;
@@ -84,6 +85,15 @@ pub fn archive_request_name(archive_file_id: u64) -> String {
 pub fn retrieve_request_name(request_id: u64) -> String {
     format!("RetrieveRequest-{request_id}")
 }
+
+/// Object name of the request `id` names.
+pub fn request_name(id: RequestId) -> String {
+    match id {
+        RequestId::Archive(afid) => archive_request_name(afid),
+        RequestId::Retrieve(rid) => retrieve_request_name(rid),
+    }
+}
+
 /// Name of the agent of a mount (a drive session).
 pub fn mount_agent_name(mount: MountId) -> String {
     format!("Agent-mount-{mount}")
@@ -579,6 +589,39 @@ impl Objects {
         };
         self.unlock(lock).await;
         result.map(Some)
+    }
+}
+
+impl Objects {
+    /// Applies `f` to several objects as [`Objects::update`] would, concurrently and mostly
+    /// without locks: one batched read, then a compare-and-swap of each changed object; an
+    /// object that changed meanwhile, is locked, or is to be deleted goes through `update`
+    /// (so `f` may run twice on one object and must not have side effects). `f` receives the
+    /// object's index in `names`. Answers are in the order of `names`; `None`: no such object.
+    pub async fn update_many<T: Stored, R>(
+        &self,
+        names: &[String],
+        f: impl Fn(usize, &mut T) -> Result<(R, Write)>,
+    ) -> Result<Vec<Option<R>>> {
+        let raw = self.store.read_many(names).await.map_err(store_error)?;
+        let f = &f;
+        let answers = join_all(names.iter().zip(raw).enumerate().map(|(i, (name, bytes))| async move {
+            let Some(bytes) = bytes else { return Ok(None) };
+            let mut value: T = Self::decode(name, &bytes)?;
+            match f(i, &mut value)? {
+                (r, Write::Keep) => return Ok(Some(r)),
+                (r, Write::Commit) => {
+                    let new = Self::encode(&value)?;
+                    if self.store.swap(name, &bytes, new).await.map_err(store_error)? {
+                        return Ok(Some(r));
+                    }
+                }
+                (_, Write::Delete) => {}
+            }
+            self.update(name, |v: &mut T| f(i, v)).await
+        }))
+        .await;
+        answers.into_iter().collect()
     }
 }
 

@@ -65,6 +65,15 @@ redis.call('DEL', KEYS[2])
 return 1
 "#;
 
+const SWAP: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
+if v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"#;
+
 const UNLOCK_X: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -121,6 +130,7 @@ struct Scripts {
     unlock_x: Script,
     write: Script,
     remove: Script,
+    swap: Script,
 }
 
 /// An [`ObjectStore`] on a Redis server.
@@ -164,6 +174,7 @@ impl RedisStore {
             unlock_x: Script::new(UNLOCK_X),
             write: Script::new(WRITE),
             remove: Script::new(REMOVE),
+            swap: Script::new(SWAP),
         };
         let jitter = RandomState::new();
         let instance = jitter.hash_one(std::process::id());
@@ -396,6 +407,22 @@ impl ObjectStore for RedisStore {
             -1 => Err(StoreError::NoSuchObject(name.to_string())),
             _ => Err(StoreError::LockLost(fence.object.clone())),
         }
+    }
+
+    async fn swap(&self, name: &str, expected: &[u8], value: Vec<u8>) -> StoreResult<bool> {
+        let mut con = self.con();
+        let r: i64 = self
+            .scripts
+            .swap
+            .key(self.key(name, "o"))
+            .key(self.key(name, "x"))
+            .key(self.key(name, "s"))
+            .arg(expected)
+            .arg(value)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(r == 1)
     }
 
     async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()> {

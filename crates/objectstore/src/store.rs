@@ -107,6 +107,24 @@ pub trait ObjectStore: Send + Sync {
     /// Replaces the whole value of `name` while `fence` (an exclusive lock on `name` or on its
     /// parent object) is held. Creates the object when `create` is set and it is absent.
     async fn overwrite(&self, name: &str, value: Vec<u8>, fence: &Lock, create: bool) -> StoreResult<()>;
+    /// Replaces the value of `name` with `value` if it is still exactly `expected` and nobody
+    /// holds a lock on it, in one atomic step: an update without a lock of its own, after a
+    /// lock-free read. `false`: the object changed, is locked or is gone (the caller falls back
+    /// to a locked update). The default takes the lock without waiting.
+    async fn swap(&self, name: &str, expected: &[u8], value: Vec<u8>) -> StoreResult<bool> {
+        let lock = match self.lock(name, LockMode::Exclusive, Duration::ZERO).await {
+            Ok(lock) => lock,
+            Err(StoreError::NoSuchObject(_) | StoreError::LockTimeout(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let swapped = match self.read(name).await {
+            Ok(Some(v)) if v == expected => self.overwrite(name, value, &lock, false).await.map(|_| true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        let _ = self.unlock(&lock).await;
+        swapped
+    }
     /// Deletes `name` while `fence` is held; deleting an absent object is not an error.
     async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()>;
     /// Names starting with `prefix`, sorted (tools and tests only).
@@ -236,6 +254,17 @@ impl ObjectStore for MemoryStore {
             None => return Err(StoreError::NoSuchObject(name.to_string())),
         }
         Ok(())
+    }
+
+    async fn swap(&self, name: &str, expected: &[u8], value: Vec<u8>) -> StoreResult<bool> {
+        let mut objects = self.objects();
+        match objects.get_mut(name) {
+            Some(e) if e.exclusive.is_none() && e.shared.is_empty() && e.value == expected => {
+                e.value = value;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()> {

@@ -67,6 +67,21 @@ async fn hostile_names_stay_inside_their_object(s: Arc<dyn ObjectStore>) {
     assert_eq!(listed, vec!["a%7Bb%7D".to_string(), "a*".into(), "a:b".into(), "a?b".into()]);
 }
 
+async fn swap_changes_only_an_unlocked_unchanged_object(s: Arc<dyn ObjectStore>) {
+    s.create("a", b"1".to_vec()).await.unwrap();
+    assert!(s.swap("a", b"1", b"2".to_vec()).await.unwrap());
+    assert!(!s.swap("a", b"1", b"3".to_vec()).await.unwrap(), "changed since it was read");
+    let l = s.lock("a", LockMode::Exclusive, T).await.unwrap();
+    assert!(!s.swap("a", b"2", b"4".to_vec()).await.unwrap(), "locked");
+    s.unlock(&l).await.unwrap();
+    let r = s.lock("a", LockMode::Shared, T).await.unwrap();
+    assert!(!s.swap("a", b"2", b"5".to_vec()).await.unwrap(), "share-locked");
+    s.unlock(&r).await.unwrap();
+    assert_eq!(s.read("a").await.unwrap(), Some(b"2".to_vec()));
+    assert!(!s.swap("b", b"", b"6".to_vec()).await.unwrap(), "absent");
+    assert_eq!(s.read("b").await.unwrap(), None);
+}
+
 fn redis(prefix: &str) -> Arc<RedisStore> {
     let url = tapesched_testkit::redis_url().expect("a Redis server");
     Arc::new(RedisStore::new(RedisSettings::new(url, prefix)).unwrap())
@@ -93,7 +108,8 @@ contract!(
     shared_locks_coexist_and_block_writers,
     sub_objects_are_written_under_the_parent_lock,
     a_waiter_gets_the_lock_when_it_is_released,
-    hostile_names_stay_inside_their_object
+    hostile_names_stay_inside_their_object,
+    swap_changes_only_an_unlocked_unchanged_object
 );
 
 #[tokio::test]
