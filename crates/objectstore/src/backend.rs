@@ -1008,12 +1008,19 @@ impl SchedulerDb for ObjectstoreDb {
             let claimed = self.take_many_from_queue(&taken, &key, &agent).await?;
             let mut jobs = Vec::with_capacity(taken.len());
             let mut stale = Vec::new();
+            let mut kept = HashSet::new();
             for (p, job) in taken.iter().zip(claimed) {
                 match job {
-                    Some(j) => jobs.push(j),
+                    Some(j) => {
+                        kept.insert(p.address.as_str());
+                        jobs.push(j);
+                    }
                     None => stale.push(p.address.clone()),
                 }
             }
+            // A second pointer to a job claimed through the first is stale, but the job's name
+            // must stay in the session's log.
+            stale.retain(|name| !kept.contains(name.as_str()));
             Ok::<_, Error>((jobs, stale))
         }
         .await;
