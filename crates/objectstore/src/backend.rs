@@ -205,6 +205,15 @@ impl ObjectstoreDb {
         self.log(&self.agent, names, add, now).await
     }
 
+    /// What this process's own log still lists: objects an earlier attempt was moving when it
+    /// failed (empty before the first logged operation).
+    async fn in_flight(&self) -> Result<BTreeSet<String>> {
+        if !self.agent_ready.initialized() {
+            return Ok(BTreeSet::new());
+        }
+        Ok(self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned.into_iter().collect()).unwrap_or_default())
+    }
+
     /// Lists an agent in the register and creates it (`mine`: an existing one is this
     /// process's, left by an earlier attempt; otherwise it is a conflict).
     async fn register_agent(&self, name: &str, agent: Agent, mine: bool) -> Result<()> {
@@ -590,12 +599,7 @@ impl ObjectstoreDb {
         let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
         // Requests still in our log were being queued by an attempt that failed midway (the
         // store became unavailable): a retry resumes them instead of calling them duplicates.
-        let in_flight: BTreeSet<String> = match self.agent_ready.initialized() {
-            true => {
-                self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned.into_iter().collect()).unwrap_or_default()
-            }
-            false => BTreeSet::new(),
-        };
+        let in_flight = self.in_flight().await?;
         self.log_own(&names, true, now).await?;
         let in_flight = &in_flight;
         let created = join_all(requests.iter().zip(&names).map(|(request, name)| {
@@ -664,6 +668,27 @@ impl ObjectstoreDb {
         Ok(created.into_iter().map(|r| r.map(|_| ())).collect())
     }
 
+    /// Applies [`Objects::update_many`] to the request objects of `ids`: `archive` to archive
+    /// requests, `retrieve` to retrieve requests, each given the position of its id in `ids`.
+    /// Answers in the order of `ids`; `None`: the request is gone.
+    async fn update_requests<R>(
+        &self,
+        ids: &[RequestId],
+        archive: impl Fn(usize, &mut StoredArchive) -> Result<(R, Write)>,
+        retrieve: impl Fn(usize, &mut StoredRetrieve) -> Result<(R, Write)>,
+    ) -> Result<Vec<Option<R>>> {
+        let (archives, retrieves): (Vec<usize>, Vec<usize>) =
+            (0..ids.len()).partition(|i| matches!(ids[*i], RequestId::Archive(_)));
+        let names = |of: &[usize]| -> Vec<String> { of.iter().map(|i| request_name(ids[*i])).collect() };
+        let archived = self.objs.update_many(&names(&archives), |k, s| archive(archives[k], s)).await?;
+        let retrieved = self.objs.update_many(&names(&retrieves), |k, s| retrieve(retrieves[k], s)).await?;
+        let mut out: Vec<Option<R>> = (0..ids.len()).map(|_| None).collect();
+        for (i, r) in archives.into_iter().zip(archived).chain(retrieves.into_iter().zip(retrieved)) {
+            out[i] = r;
+        }
+        Ok(out)
+    }
+
     /// Makes `agent` the owner of the jobs the pointers of queue `key` name, where the queue
     /// still owns them (`None` for a stale pointer). The requests are read in one batch and
     /// switched by compare-and-swap (one changed or locked meanwhile is switched under its
@@ -675,39 +700,28 @@ impl ObjectstoreDb {
         agent: &str,
     ) -> Result<Vec<Option<MountJob>>> {
         let (me, qk) = (Owner::Agent(agent.to_string()), Owner::Queue(key.clone()));
-        let (archives, retrieves): (Vec<usize>, Vec<usize>) =
-            (0..pointers.len()).partition(|i| matches!(pointers[*i].request, RequestId::Archive(_)));
-        let mut out: Vec<Option<MountJob>> = vec![None; pointers.len()];
-        let names: Vec<String> = archives.iter().map(|i| pointers[*i].address.clone()).collect();
+        let ids: Vec<RequestId> = pointers.iter().map(|p| p.request).collect();
         let switched = self
-            .objs
-            .update_many::<StoredArchive, _>(&names, |k, s| {
-                let copy_nb = pointers[archives[k]].copy_nb;
-                if s.owners.get(&copy_nb) != Some(&qk) {
-                    return Ok((None, Write::Keep));
-                }
-                s.owners.insert(copy_nb, me.clone());
-                Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb }), Write::Commit))
-            })
+            .update_requests(
+                &ids,
+                |i, s| {
+                    let copy_nb = pointers[i].copy_nb;
+                    if s.owners.get(&copy_nb) != Some(&qk) {
+                        return Ok((None, Write::Keep));
+                    }
+                    s.owners.insert(copy_nb, me.clone());
+                    Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb }), Write::Commit))
+                },
+                |_, s| {
+                    if s.owner != qk || s.request.status != RetrieveStatus::ToTransfer {
+                        return Ok((None, Write::Keep));
+                    }
+                    s.owner = me.clone();
+                    Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
+                },
+            )
             .await?;
-        for (i, job) in archives.iter().zip(switched) {
-            out[*i] = job.flatten();
-        }
-        let names: Vec<String> = retrieves.iter().map(|i| pointers[*i].address.clone()).collect();
-        let switched = self
-            .objs
-            .update_many::<StoredRetrieve, _>(&names, |_, s| {
-                if s.owner != qk || s.request.status != RetrieveStatus::ToTransfer {
-                    return Ok((None, Write::Keep));
-                }
-                s.owner = me.clone();
-                Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
-            })
-            .await?;
-        for (i, job) in retrieves.iter().zip(switched) {
-            out[*i] = job.flatten();
-        }
-        Ok(out)
+        Ok(switched.into_iter().map(Option::flatten).collect())
     }
 
     /// Repairs what this process was doing when the store became unavailable: every object its
@@ -789,27 +803,23 @@ impl SchedulerDb for ObjectstoreDb {
         let key = QueueKey::new(QueueKind::RetrieveToTransfer, &request.active_vid);
         // Still in our log: an earlier attempt failed midway (the store became unavailable);
         // this one resumes it instead of calling it a duplicate.
-        let in_flight = self.agent_ready.initialized()
-            && self.objs.read::<Agent>(&self.agent).await?.is_some_and(|a| a.owned.contains(&name));
+        let in_flight = self.in_flight().await?.contains(&name);
         self.log_own(std::slice::from_ref(&name), true, now).await?;
         let owner = Owner::Queue(key.clone());
         let stored = StoredRetrieve { request: request.clone(), owner: owner.clone() };
         let pointer = Moves::from([(key, vec![retrieve_pointer(&request, None)])]);
         match self.objs.create(&name, &stored).await {
             Ok(()) => self.add_pointers(pointer, now).await?,
-            Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
-                let stored = self.objs.read::<StoredRetrieve>(&name).await?;
-                if !in_flight || stored.as_ref().is_none_or(|s| s.request.request_id != request.request_id) {
-                    if !in_flight {
-                        self.log_own(std::slice::from_ref(&name), false, now).await?;
-                    }
-                    return Err(Error::conflict(format!("retrieve request {} is already queued", request.request_id)));
-                }
+            Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict && in_flight => {
                 // Created by the failed attempt; its pointer may be missing (if the request has
-                // moved on since, there is nothing left to do).
-                if stored.is_some_and(|s| s.owner == owner) {
+                // moved on since, or is gone, there is nothing left to do).
+                if self.objs.read::<StoredRetrieve>(&name).await?.is_some_and(|s| s.owner == owner) {
                     self.ensure_pointers(pointer, now).await?;
                 }
+            }
+            Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
+                self.log_own(std::slice::from_ref(&name), false, now).await?;
+                return Err(Error::conflict(format!("retrieve request {} is already queued", request.request_id)));
             }
             Err(e) => {
                 // After `unavailable` the request may exist all the same: it stays in the log.
@@ -978,7 +988,10 @@ impl SchedulerDb for ObjectstoreDb {
             mount: Some(MountRecord { id: mount, spec: spec.clone() }),
             ..Agent::default()
         };
-        self.register_agent(&mount_agent_name(mount), agent, false).await
+        self.register_agent(&mount_agent_name(mount), agent, false).await.map_err(|e| match e.kind {
+            tapesched_scheduler::ErrorKind::Conflict => Error::conflict(format!("mount {mount} already exists")),
+            _ => e,
+        })
     }
 
     async fn pop_jobs(&self, mount: MountId, max_files: u64, max_bytes: u64, now: Timestamp) -> Result<Vec<MountJob>> {
@@ -1108,57 +1121,52 @@ impl SchedulerDb for ObjectstoreDb {
         let me = &me;
         // The requests are read in one batch and changed by compare-and-swap (see
         // `Objects::update_many`); each is changed only if this session still owns the job.
-        let (archives, retrieves): (Vec<&TransferSuccess>, Vec<&TransferSuccess>) =
-            jobs.iter().partition(|s| matches!(s.job.request, RequestId::Archive(_)));
-        let names: Vec<String> = archives.iter().map(|s| request_name(s.job.request)).collect();
-        let archived = self
-            .objs
-            .update_many::<StoredArchive, _>(&names, |k, st| {
-                let s = archives[k];
-                if st.owners.get(&s.job.copy_nb) != Some(me) {
-                    return Ok((None, Write::Keep));
-                }
-                let outcome = rules::on_archive_success(&mut st.request, s.job.copy_nb, s.tape_file.clone());
-                let job = st.request.job(s.job.copy_nb).cloned();
-                let home = match (outcome, job) {
-                    (ArchiveSuccessOutcome::Report, Some(job)) => archive_home(&st.request, &job),
-                    _ => None,
-                };
-                match home {
-                    Some((key, outcome)) => {
-                        st.owners.insert(s.job.copy_nb, Owner::Queue(key.clone()));
-                        let ptr = archive_pointer(&st.request, s.job.copy_nb, outcome);
-                        Ok((Some((key, ptr)), Write::Commit))
+        let ids: Vec<RequestId> = jobs.iter().map(|s| s.job.request).collect();
+        let moved = self
+            .update_requests(
+                &ids,
+                |i, st| {
+                    let s = &jobs[i];
+                    if st.owners.get(&s.job.copy_nb) != Some(me) {
+                        return Ok((None, Write::Keep));
                     }
-                    None => {
-                        st.owners.insert(s.job.copy_nb, Owner::Nobody);
-                        Ok((None, Write::Commit))
+                    let outcome = rules::on_archive_success(&mut st.request, s.job.copy_nb, s.tape_file.clone());
+                    let job = st.request.job(s.job.copy_nb).cloned();
+                    let home = match (outcome, job) {
+                        (ArchiveSuccessOutcome::Report, Some(job)) => archive_home(&st.request, &job),
+                        _ => None,
+                    };
+                    match home {
+                        Some((key, outcome)) => {
+                            st.owners.insert(s.job.copy_nb, Owner::Queue(key.clone()));
+                            let ptr = archive_pointer(&st.request, s.job.copy_nb, outcome);
+                            Ok((Some((key, ptr)), Write::Commit))
+                        }
+                        None => {
+                            st.owners.insert(s.job.copy_nb, Owner::Nobody);
+                            Ok((None, Write::Commit))
+                        }
                     }
-                }
-            })
+                },
+                |_, st| {
+                    if st.owner != *me {
+                        return Ok((None, Write::Keep));
+                    }
+                    if st.request.report_url.is_none() {
+                        return Ok((None, Write::Delete));
+                    }
+                    st.request.status = RetrieveStatus::ToReportForTransfer;
+                    let (key, outcome) = retrieve_home(&st.request);
+                    st.owner = Owner::Queue(key.clone());
+                    Ok((Some((key, retrieve_pointer(&st.request, outcome))), Write::Commit))
+                },
+            )
             .await?;
-        let mut done = names;
-        let names: Vec<String> = retrieves.iter().map(|s| request_name(s.job.request)).collect();
-        let retrieved = self
-            .objs
-            .update_many::<StoredRetrieve, _>(&names, |_, st| {
-                if st.owner != *me {
-                    return Ok((None, Write::Keep));
-                }
-                if st.request.report_url.is_none() {
-                    return Ok((None, Write::Delete));
-                }
-                st.request.status = RetrieveStatus::ToReportForTransfer;
-                let (key, outcome) = retrieve_home(&st.request);
-                st.owner = Owner::Queue(key.clone());
-                Ok((Some((key, retrieve_pointer(&st.request, outcome))), Write::Commit))
-            })
-            .await?;
-        done.extend(names);
         let mut moves = Moves::new();
-        for (key, ptr) in archived.into_iter().chain(retrieved).flatten().flatten() {
+        for (key, ptr) in moved.into_iter().flatten().flatten() {
             moves.entry(key).or_default().push(ptr);
         }
+        let done: Vec<String> = ids.iter().map(|id| request_name(*id)).collect();
         self.add_pointers(moves, now).await?;
         self.log(&agent, &done, false, now).await
     }

@@ -590,9 +590,7 @@ impl Objects {
         self.unlock(lock).await;
         result.map(Some)
     }
-}
 
-impl Objects {
     /// Applies `f` to several objects as [`Objects::update`] would, concurrently and mostly
     /// without locks: one batched read, then a compare-and-swap of each changed object; an
     /// object that changed meanwhile, is locked, or is to be deleted goes through `update`

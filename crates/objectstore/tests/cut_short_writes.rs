@@ -155,18 +155,28 @@ async fn retried<R, F: std::future::Future<Output = Result<R, Error>>>(context: 
     panic!("{context}: one injected failure cannot fail an operation three times");
 }
 
+/// Runs `op` once more after `unavailable` (the injected failure); on that second run, `done`
+/// (what the first run, landed but unanswered, leaves behind) also counts as success.
+async fn once_more<R, F: std::future::Future<Output = Result<R, Error>>>(
+    context: &str,
+    done: ErrorKind,
+    mut op: impl FnMut() -> F,
+) {
+    match op().await {
+        Ok(_) => {}
+        Err(e) if e.kind == ErrorKind::Unavailable => match op().await {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind, done, "{context}: {e}"),
+        },
+        Err(e) => panic!("{context}: {e}"),
+    }
+}
+
 /// A drive session: pop 7, write them, report success; after a failure, repair and go on; end
 /// the mount once the queue is empty.
 async fn session(db: &ObjectstoreDb, mount: u64, spec: &MountSpec, context: &str) {
     // Retrying an open whose answer was lost says the mount exists.
-    match db.open_mount(mount, spec, T).await {
-        Ok(()) => {}
-        Err(e) if e.kind == ErrorKind::Unavailable => match db.open_mount(mount, spec, T).await {
-            Ok(()) => {}
-            Err(e) => assert_eq!(e.kind, ErrorKind::Conflict, "{context}: {e}"),
-        },
-        Err(e) => panic!("{context}: {e}"),
-    }
+    once_more(context, ErrorKind::Conflict, || db.open_mount(mount, spec, T)).await;
     let mut fseq = 0;
     let mut empty_pops = 0;
     while empty_pops < 2 {
@@ -194,14 +204,7 @@ async fn session(db: &ObjectstoreDb, mount: u64, spec: &MountSpec, context: &str
         }
     }
     // Retrying an end that removed the session's agent before failing says the mount has ended.
-    match db.end_mount(mount, T, &StayRouter).await {
-        Ok(_) => {}
-        Err(e) if e.kind == ErrorKind::Unavailable => match db.end_mount(mount, T, &StayRouter).await {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.kind, ErrorKind::NotFound, "{context}: {e}"),
-        },
-        Err(e) => panic!("{context}: {e}"),
-    }
+    once_more(context, ErrorKind::NotFound, || db.end_mount(mount, T, &StayRouter)).await;
 }
 
 /// Runs the workload on a store that fails its `fail_at`-th write; returns how many writes the
