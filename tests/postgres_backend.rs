@@ -360,10 +360,10 @@ async fn migrations_are_idempotent_and_newer_schemas_are_refused() {
     let schema = tapesched_testkit::unique_name("mig");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let first = tapesched_postgres::migrate(&url, &schema).await.unwrap();
-    assert_eq!(first.applied, vec![1, 2, 3]);
+    assert_eq!(first.applied, vec![1, 2, 3, 4]);
     let second = tapesched_postgres::migrate(&url, &schema).await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1, 2, 3]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4]);
     let db = PgSchedulerDb::connect(PgConfig::new(url.clone(), schema.clone())).await.unwrap();
     tapesched_postgres::sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)

@@ -864,6 +864,47 @@ fn summary_remove_archive(delta: &mut Delta, row: &PgRow) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The jobs one claim gave a mount, recorded in `mount_claim` (see migration 4) so that the
+/// mount's holdings can be found when it ends or dies.
+#[derive(Default)]
+struct Claim {
+    op: Option<i64>,
+    archive_ids: Vec<i64>,
+    archive_copies: Vec<i32>,
+    retrieve_ids: Vec<i64>,
+}
+
+impl Claim {
+    fn archive(&mut self, row: &PgRow) -> Result<(), Fail> {
+        self.op = self.op.or(row.try_get("owned_op")?);
+        self.archive_ids.push(row.try_get("archive_file_id")?);
+        self.archive_copies.push(row.try_get("copy_nb")?);
+        Ok(())
+    }
+
+    fn retrieve(&mut self, st: &RetrieveState) -> Result<(), Fail> {
+        self.op = self.op.or(st.loc.owned_op);
+        self.retrieve_ids.push(checked_i64("request id", st.request.request_id)?);
+        Ok(())
+    }
+
+    async fn record(self, tx: &mut Tx, mount: MountId) -> Result<(), Fail> {
+        let Some(op) = self.op else { return Ok(()) };
+        sqlx::query(
+            "INSERT INTO mount_claim (mount_id, op, archive_ids, archive_copies, retrieve_ids)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(mount as i64)
+        .bind(op)
+        .bind(&self.archive_ids)
+        .bind(&self.archive_copies)
+        .bind(&self.retrieve_ids)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
 // --- the backend ---------------------------------------------------------------------------------
 
 impl PgSchedulerDb {
@@ -1448,30 +1489,33 @@ impl PgSchedulerDb {
                 .bind(mount as i64)
                 .fetch_all(&mut *tx)
                 .await?;
+                let mut claim = Claim::default();
                 for row in &rows {
                     let st = retrieve_of(row)?;
+                    claim.retrieve(&st)?;
                     delta.remove(KIND_RETRIEVE, &vid, st.facts());
                     jobs.push((row.try_get("rank")?, MountJob::Retrieve { request: st.request }));
                 }
+                claim.record(&mut tx, mount).await?;
             }
             MountType::ArchiveForRepack => {}
             _ => {
                 let rows = sqlx::query(concat!(
                     "WITH cand AS (
-                         SELECT archive_file_id, copy_nb, size, queue_seq FROM archive_job
+                         SELECT ctid AS row_tid, size, queue_seq FROM archive_job
                          WHERE tape_pool = $1 AND queue_seq IS NOT NULL
                          ORDER BY queue_seq
                          LIMIT $2
                          FOR UPDATE SKIP LOCKED
                      ), win AS (
-                         SELECT archive_file_id, copy_nb, row_number() OVER w AS rn, sum(size) OVER w AS cum
+                         SELECT row_tid, row_number() OVER w AS rn, sum(size) OVER w AS cum
                          FROM cand WINDOW w AS (ORDER BY queue_seq)
                      ), op AS (SELECT nextval('op_seq') AS op)
                      UPDATE archive_job j
                      SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = win.rn::int4,
                          times_claimed = j.times_claimed + 1
                      FROM win, op, archive_request r
-                     WHERE j.archive_file_id = win.archive_file_id AND j.copy_nb = win.copy_nb
+                     WHERE j.ctid = win.row_tid
                        AND r.archive_file_id = j.archive_file_id AND (win.rn = 1 OR win.cum <= $3)
                      RETURNING ",
                     aj_cols!(),
@@ -1485,9 +1529,12 @@ impl PgSchedulerDb {
                 .bind(mount as i64)
                 .fetch_all(&mut *tx)
                 .await?;
+                let mut claim = Claim::default();
                 for row in &rows {
+                    claim.archive(row)?;
                     summary_remove_archive(&mut delta, row)?;
                 }
+                claim.record(&mut tx, mount).await?;
                 jobs = archive_jobs_of_claim(&mut tx, &rows).await?;
             }
         }
@@ -1524,6 +1571,7 @@ impl PgSchedulerDb {
         }
         let op: i64 = sqlx::query_scalar("SELECT nextval('op_seq')").fetch_one(&mut *tx).await?;
         let mut delta = Delta::default();
+        let mut claim = Claim::default();
         let mut jobs: Vec<(i32, MountJob)> = Vec::new();
         if !a_ids.is_empty() {
             let rows = sqlx::query(concat!(
@@ -1556,6 +1604,7 @@ impl PgSchedulerDb {
             .fetch_all(&mut *tx)
             .await?;
             for row in &rows {
+                claim.archive(row)?;
                 summary_remove_archive(&mut delta, row)?;
             }
             jobs.extend(archive_jobs_of_claim(&mut tx, &rows).await?);
@@ -1588,10 +1637,12 @@ impl PgSchedulerDb {
             .await?;
             for row in &rows {
                 let st = retrieve_of(row)?;
+                claim.retrieve(&st)?;
                 delta.remove(KIND_RETRIEVE, &st.request.active_vid, st.facts());
                 jobs.push((row.try_get("rank")?, MountJob::Retrieve { request: st.request }));
             }
         }
+        claim.record(&mut tx, mount).await?;
         delta.apply(&mut tx, now).await?;
         Self::commit(tx).await?;
         jobs.sort_by_key(|(rank, _)| *rank);
@@ -1800,7 +1851,12 @@ impl PgSchedulerDb {
     ) -> Result<u64, Fail> {
         let mut order: Vec<(i64, i32, Enqueue)> = Vec::new();
         let held =
-            sqlx::query("SELECT archive_file_id, copy_nb, owned_op, owned_rank FROM archive_job WHERE mount_id = $1")
+            sqlx::query(
+                "SELECT DISTINCT j.archive_file_id, j.copy_nb, j.owned_op, j.owned_rank
+                 FROM mount_claim c CROSS JOIN LATERAL unnest(c.archive_ids, c.archive_copies) AS u(afid, copy_nb)
+                 JOIN archive_job j ON j.archive_file_id = u.afid AND j.copy_nb = u.copy_nb
+                 WHERE c.mount_id = $1 AND j.mount_id = $1",
+            )
                 .bind(mount as i64)
                 .fetch_all(&mut **tx)
                 .await?;
@@ -1817,7 +1873,12 @@ impl PgSchedulerDb {
                 Enqueue::Archive(afid, i),
             ));
         }
-        let held = sqlx::query("SELECT request_id, owned_op, owned_rank FROM retrieve_request WHERE mount_id = $1")
+        let held = sqlx::query(
+            "SELECT DISTINCT r.request_id, r.owned_op, r.owned_rank
+             FROM mount_claim c CROSS JOIN LATERAL unnest(c.retrieve_ids) AS u(id)
+             JOIN retrieve_request r ON r.request_id = u.id
+             WHERE c.mount_id = $1 AND r.mount_id = $1",
+        )
             .bind(mount as i64)
             .fetch_all(&mut **tx)
             .await?;
