@@ -20,10 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::store::{Lock, LockMode, ObjectStore, StoreError, StoreResult};
+use crate::store::{Lock, LockMode, ObjectStore, StoreError, StoreResult, Swap};
 
 const LOCK_X: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
@@ -65,14 +66,47 @@ redis.call('DEL', KEYS[2])
 return 1
 "#;
 
+/// Compare-and-swap of one object: KEYS value, exclusive lock, shared locks; ARGV the prefix the
+/// value must still begin with, the new value. No lock may be held (an empty shared-lock set is
+/// deleted by Redis, so EXISTS counts both kinds at once).
 const SWAP: &str = r#"
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
-if v ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2], KEYS[3]) ~= 0 then return 0 end
+local n = #ARGV[1]
+if n == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+elseif redis.call('GETRANGE', KEYS[1], 0, n - 1) ~= ARGV[1] then
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 "#;
+
+/// SWAP for many objects: KEYS are the (value, exclusive lock, shared locks) triples, ARGV the
+/// (expected prefix, new value) pairs; answers one 0 or 1 per object.
+const SWAP_MANY: &str = r#"
+local out = {}
+for i = 1, #KEYS / 3 do
+  local o, e = KEYS[3 * i - 2], ARGV[2 * i - 1]
+  local n = #e
+  out[i] = 0
+  if redis.call('EXISTS', KEYS[3 * i - 1], KEYS[3 * i]) == 0 then
+    local same
+    if n == 0 then
+      same = redis.call('EXISTS', o) == 1
+    else
+      same = redis.call('GETRANGE', o, 0, n - 1) == e
+    end
+    if same then
+      redis.call('SET', o, ARGV[2 * i])
+      out[i] = 1
+    end
+  end
+end
+return out
+"#;
+
+/// Objects per SWAP_MANY call: bounds how long one call keeps the server busy.
+const SWAP_CHUNK: usize = 256;
 
 const UNLOCK_X: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -131,6 +165,7 @@ struct Scripts {
     write: Script,
     remove: Script,
     swap: Script,
+    swap_many: Script,
 }
 
 /// An [`ObjectStore`] on a Redis server.
@@ -175,6 +210,7 @@ impl RedisStore {
             write: Script::new(WRITE),
             remove: Script::new(REMOVE),
             swap: Script::new(SWAP),
+            swap_many: Script::new(SWAP_MANY),
         };
         let jitter = RandomState::new();
         let instance = jitter.hash_one(std::process::id());
@@ -423,6 +459,30 @@ impl ObjectStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(r == 1)
+    }
+
+    async fn swap_many(&self, swaps: &[Swap]) -> StoreResult<Vec<bool>> {
+        let calls = swaps.chunks(SWAP_CHUNK).map(|chunk| async move {
+            let mut invocation = self.scripts.swap_many.prepare_invoke();
+            for s in chunk {
+                invocation.key(self.key(&s.name, "o")).key(self.key(&s.name, "x")).key(self.key(&s.name, "s"));
+                invocation.arg(&s.expected).arg(&s.value);
+            }
+            let answers: Vec<i64> = invocation.invoke_async(&mut self.con()).await.map_err(unavailable)?;
+            if answers.len() != chunk.len() {
+                return Err(StoreError::Unavailable(format!(
+                    "swap of {} objects answered {} times",
+                    chunk.len(),
+                    answers.len()
+                )));
+            }
+            Ok(answers.into_iter().map(|a| a == 1).collect::<Vec<bool>>())
+        });
+        let mut out = Vec::with_capacity(swaps.len());
+        for answers in join_all(calls).await {
+            out.extend(answers?);
+        }
+        Ok(out)
     }
 
     async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()> {

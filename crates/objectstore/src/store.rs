@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::join_all;
 use tokio::sync::Notify;
 
 /// Why a store operation failed.
@@ -107,10 +108,13 @@ pub trait ObjectStore: Send + Sync {
     /// Replaces the whole value of `name` while `fence` (an exclusive lock on `name` or on its
     /// parent object) is held. Creates the object when `create` is set and it is absent.
     async fn overwrite(&self, name: &str, value: Vec<u8>, fence: &Lock, create: bool) -> StoreResult<()>;
-    /// Replaces the value of `name` with `value` if it is still exactly `expected` and nobody
+    /// Replaces the value of `name` with `value` if it still begins with `expected` and nobody
     /// holds a lock on it, in one atomic step: an update without a lock of its own, after a
-    /// lock-free read. `false`: the object changed, is locked or is gone (the caller falls back
-    /// to a locked update). The default takes the lock without waiting.
+    /// lock-free read. `expected` is a prefix so that a caller whose values start with a stamp
+    /// unique to each write (as [`crate::objects::Objects`] does) compares the stamp alone;
+    /// passing a whole value compares the whole value. `false`: the object changed, is locked or
+    /// is gone (the caller falls back to a locked update). The default takes the lock without
+    /// waiting.
     async fn swap(&self, name: &str, expected: &[u8], value: Vec<u8>) -> StoreResult<bool> {
         let lock = match self.lock(name, LockMode::Exclusive, Duration::ZERO).await {
             Ok(lock) => lock,
@@ -118,17 +122,34 @@ pub trait ObjectStore: Send + Sync {
             Err(e) => return Err(e),
         };
         let swapped = match self.read(name).await {
-            Ok(Some(v)) if v == expected => self.overwrite(name, value, &lock, false).await.map(|_| true),
+            Ok(Some(v)) if v.starts_with(expected) => self.overwrite(name, value, &lock, false).await.map(|_| true),
             Ok(_) => Ok(false),
             Err(e) => Err(e),
         };
         let _ = self.unlock(&lock).await;
         swapped
     }
+    /// [`swap`](Self::swap) of many objects, each on its own (a batch is not atomic as a
+    /// whole); answers in the order of `swaps`. Stores override it to save round trips.
+    async fn swap_many(&self, swaps: &[Swap]) -> StoreResult<Vec<bool>> {
+        let answers = join_all(swaps.iter().map(|s| self.swap(&s.name, &s.expected, s.value.clone()))).await;
+        answers.into_iter().collect()
+    }
     /// Deletes `name` while `fence` is held; deleting an absent object is not an error.
     async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()>;
     /// Names starting with `prefix`, sorted (tools and tests only).
     async fn list(&self, prefix: &str) -> StoreResult<Vec<String>>;
+}
+
+/// One compare-and-swap of [`ObjectStore::swap_many`].
+#[derive(Debug, Clone)]
+pub struct Swap {
+    /// The object.
+    pub name: String,
+    /// What its value must still begin with.
+    pub expected: Vec<u8>,
+    /// Its new value.
+    pub value: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -259,7 +280,7 @@ impl ObjectStore for MemoryStore {
     async fn swap(&self, name: &str, expected: &[u8], value: Vec<u8>) -> StoreResult<bool> {
         let mut objects = self.objects();
         match objects.get_mut(name) {
-            Some(e) if e.exclusive.is_none() && e.shared.is_empty() && e.value == expected => {
+            Some(e) if e.exclusive.is_none() && e.shared.is_empty() && e.value.starts_with(expected) => {
                 e.value = value;
                 Ok(true)
             }

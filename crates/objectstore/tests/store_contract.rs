@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
-use tapesched_objectstore::store::{LockMode, MemoryStore, ObjectStore, StoreError};
+use tapesched_objectstore::store::{LockMode, MemoryStore, ObjectStore, StoreError, Swap};
 
 const T: Duration = Duration::from_millis(100);
 
@@ -80,6 +80,41 @@ async fn swap_changes_only_an_unlocked_unchanged_object(s: Arc<dyn ObjectStore>)
     assert_eq!(s.read("a").await.unwrap(), Some(b"2".to_vec()));
     assert!(!s.swap("b", b"", b"6".to_vec()).await.unwrap(), "absent");
     assert_eq!(s.read("b").await.unwrap(), None);
+    // `expected` is a prefix of the value (a write stamp, for the objects layer).
+    s.create("c", b"s1:abc".to_vec()).await.unwrap();
+    assert!(!s.swap("c", b"s2:", b"s3:x".to_vec()).await.unwrap(), "another write's stamp");
+    assert!(!s.swap("c", b"s1:abcd", b"s3:x".to_vec()).await.unwrap(), "longer than the value");
+    assert!(s.swap("c", b"s1:", b"s2:def".to_vec()).await.unwrap());
+    assert!(s.swap("c", b"", b"s3:ghi".to_vec()).await.unwrap(), "an empty prefix: any value");
+    assert_eq!(s.read("c").await.unwrap(), Some(b"s3:ghi".to_vec()));
+}
+
+async fn swap_many_answers_each_object_in_order(s: Arc<dyn ObjectStore>) {
+    let swap = |name: &str, expected: &[u8], value: &[u8]| Swap {
+        name: name.to_string(),
+        expected: expected.to_vec(),
+        value: value.to_vec(),
+    };
+    // More objects than one Redis call takes, so the chunks must come back in order.
+    let n = 600;
+    for i in 0..n {
+        s.create(&format!("o{i}"), vec![0]).await.unwrap();
+    }
+    let l = s.lock("o7", LockMode::Exclusive, T).await.unwrap();
+    let mut swaps: Vec<Swap> = (0..n).map(|i| swap(&format!("o{i}"), &[0], &[1])).collect();
+    swaps[3].expected = vec![9]; // changed since it was read
+    swaps.push(swap("absent", &[0], &[1]));
+    swaps.push(swap("o5", &[0], &[2])); // the same object twice: the first swap changed it
+    let done = s.swap_many(&swaps).await.unwrap();
+    let expected: Vec<bool> = (0..n).map(|i| i != 3 && i != 7).chain([false, false]).collect();
+    assert_eq!(done, expected);
+    assert_eq!(s.read("o3").await.unwrap(), Some(vec![0]));
+    assert_eq!(s.read("o5").await.unwrap(), Some(vec![1]));
+    assert_eq!(s.read("o7").await.unwrap(), Some(vec![0]), "locked");
+    assert_eq!(s.read("o599").await.unwrap(), Some(vec![1]));
+    assert_eq!(s.read("absent").await.unwrap(), None);
+    s.unlock(&l).await.unwrap();
+    assert_eq!(s.swap_many(&[]).await.unwrap(), Vec::<bool>::new());
 }
 
 fn redis(prefix: &str) -> Arc<RedisStore> {
@@ -109,7 +144,8 @@ contract!(
     sub_objects_are_written_under_the_parent_lock,
     a_waiter_gets_the_lock_when_it_is_released,
     hostile_names_stay_inside_their_object,
-    swap_changes_only_an_unlocked_unchanged_object
+    swap_changes_only_an_unlocked_unchanged_object,
+    swap_many_answers_each_object_in_order
 );
 
 #[tokio::test]

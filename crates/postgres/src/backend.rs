@@ -1850,16 +1850,15 @@ impl PgSchedulerDb {
         router: &dyn RetrieveRouter,
     ) -> Result<u64, Fail> {
         let mut order: Vec<(i64, i32, Enqueue)> = Vec::new();
-        let held =
-            sqlx::query(
-                "SELECT DISTINCT j.archive_file_id, j.copy_nb, j.owned_op, j.owned_rank
+        let held = sqlx::query(
+            "SELECT DISTINCT j.archive_file_id, j.copy_nb, j.owned_op, j.owned_rank
                  FROM mount_claim c CROSS JOIN LATERAL unnest(c.archive_ids, c.archive_copies) AS u(afid, copy_nb)
                  JOIN archive_job j ON j.archive_file_id = u.afid AND j.copy_nb = u.copy_nb
                  WHERE c.mount_id = $1 AND j.mount_id = $1",
-            )
-                .bind(mount as i64)
-                .fetch_all(&mut **tx)
-                .await?;
+        )
+        .bind(mount as i64)
+        .fetch_all(&mut **tx)
+        .await?;
         let afids: Vec<u64> = held.iter().map(|r| r.get::<i64, _>("archive_file_id") as u64).collect();
         w.load_archives(tx, &afids).await?;
         for row in &held {
@@ -1879,9 +1878,9 @@ impl PgSchedulerDb {
              JOIN retrieve_request r ON r.request_id = u.id
              WHERE c.mount_id = $1 AND r.mount_id = $1",
         )
-            .bind(mount as i64)
-            .fetch_all(&mut **tx)
-            .await?;
+        .bind(mount as i64)
+        .fetch_all(&mut **tx)
+        .await?;
         let rids: Vec<u64> = held.iter().map(|r| r.get::<i64, _>("request_id") as u64).collect();
         w.load_retrieves(tx, &rids).await?;
         for row in &held {
