@@ -82,23 +82,22 @@ return 1
 "#;
 
 /// SWAP for many objects: KEYS are the (value, exclusive lock, shared locks) triples, ARGV the
-/// (expected prefix, new value) pairs; answers one 0 or 1 per object.
+/// (expected prefix, new value) pairs; answers one 0 or 1 per object. The common case costs two
+/// commands per object: the lock check, and a SET that returns the old value, which is put back
+/// when it turns out to be another write's (Lua scripts run atomically: nobody sees it).
 const SWAP_MANY: &str = r#"
 local out = {}
 for i = 1, #KEYS / 3 do
   local o, e = KEYS[3 * i - 2], ARGV[2 * i - 1]
-  local n = #e
   out[i] = 0
   if redis.call('EXISTS', KEYS[3 * i - 1], KEYS[3 * i]) == 0 then
-    local same
-    if n == 0 then
-      same = redis.call('EXISTS', o) == 1
-    else
-      same = redis.call('GETRANGE', o, 0, n - 1) == e
-    end
-    if same then
-      redis.call('SET', o, ARGV[2 * i])
+    local old = redis.call('SET', o, ARGV[2 * i], 'GET')
+    if not old then
+      redis.call('DEL', o)
+    elseif string.sub(old, 1, #e) == e then
       out[i] = 1
+    else
+      redis.call('SET', o, old)
     end
   end
 end
@@ -218,7 +217,15 @@ impl RedisStore {
     }
 
     fn key(&self, name: &str, suffix: &str) -> String {
-        format!("{}{{{name}}}:{suffix}", self.settings.prefix)
+        // `prefix{name}:suffix`, without the formatting machinery: claims build three per job.
+        let prefix = &self.settings.prefix;
+        let mut key = String::with_capacity(prefix.len() + name.len() + suffix.len() + 3);
+        key.push_str(prefix);
+        key.push('{');
+        key.push_str(name);
+        key.push_str("}:");
+        key.push_str(suffix);
+        key
     }
 
     fn con(&self) -> ConnectionManager {
