@@ -6,10 +6,6 @@
 //!   ([`bench_postgres`]), printed as JSON. It always runs an optimized build: a debug build
 //!   re-runs itself with `cargo run --release`.
 
-/// The same allocator as the `tapesched` binary, so benchmarks measure what production runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod bench_objectstore;
 mod bench_postgres;
 

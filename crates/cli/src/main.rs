@@ -13,11 +13,6 @@
 
 #![warn(missing_docs)]
 
-/// mimalloc: the scheduler's hot paths (claims, queueing) allocate and free many small
-/// objects from several threads; glibc's allocator spent about a third of a claim's client time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod database;
 mod explain;
 mod scenario;
