@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Column, Postgres, Row, Transaction};
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
 use tapesched_scheduler::rules::{self, FailureOutcome};
@@ -170,6 +170,64 @@ macro_rules! ar_cols {
     };
 }
 
+/// Output names of `aj_cols!`, in order.
+const AJ_NAMES: [&str; 18] = [
+    "archive_file_id",
+    "copy_nb",
+    "position",
+    "tape_pool",
+    "status",
+    "queue_seq",
+    "mount_id",
+    "owned_op",
+    "owned_rank",
+    "retries_within_mount",
+    "total_retries",
+    "last_mount_with_failure",
+    "report_retries",
+    "failure_reasons",
+    "written_copy_nb",
+    "written_vid",
+    "written_fseq",
+    "written_block_id",
+];
+
+/// Output names of `ar_cols!`, in order.
+const AR_NAMES: [&str; 15] = [
+    "r_afid",
+    "r_disk_instance",
+    "r_disk_file_id",
+    "r_requester_name",
+    "r_requester_group",
+    "r_storage_class",
+    "r_size",
+    "r_created_at",
+    "r_report_url",
+    "r_error_report_url",
+    "r_policy_name",
+    "r_priority",
+    "r_min_request_age",
+    "r_report_decided",
+    "r_copies",
+];
+
+/// Where the columns `names` (one of the lists above) start in the rows of a result set. Found
+/// by name and checked once per result set; the rows are then decoded by position (sqlx looks
+/// a column name up on every access, which was a tenth of a claim's client time).
+fn columns_at(row: &PgRow, names: &[&str]) -> Result<usize, Fail> {
+    let cols = row.columns();
+    let base = cols
+        .iter()
+        .position(|c| c.name() == names[0])
+        .ok_or_else(|| Error::internal(format!("result has no column {:?}", names[0])))?;
+    for (i, name) in names.iter().enumerate() {
+        if cols.get(base + i).map(|c| c.name()) != Some(*name) {
+            return Err(Fail::Fatal(Error::internal(format!("result column {} is not {name:?}", base + i))));
+        }
+    }
+    Ok(base)
+}
+
 macro_rules! rr_cols {
     () => {
         "r.request_id, r.archive_file_id, r.disk_instance, r.requester_name, r.requester_group, r.size, r.dst_url, \
@@ -234,51 +292,59 @@ impl ArchiveState {
     }
 }
 
-fn archive_request_of(row: &PgRow) -> Result<ArchiveRequest, Fail> {
+/// The archive request of a row whose `ar_cols!` start at column `b`.
+fn archive_request_at(row: &PgRow, b: usize) -> Result<ArchiveRequest, Fail> {
     Ok(ArchiveRequest {
-        archive_file_id: row.try_get::<i64, _>("r_afid")? as u64,
-        disk_instance: row.try_get("r_disk_instance")?,
-        disk_file_id: row.try_get("r_disk_file_id")?,
-        requester: Requester { name: row.try_get("r_requester_name")?, group: row.try_get("r_requester_group")? },
-        storage_class: row.try_get("r_storage_class")?,
-        size: row.try_get::<i64, _>("r_size")? as u64,
-        created_at: row.try_get("r_created_at")?,
-        report_url: row.try_get("r_report_url")?,
-        error_report_url: row.try_get("r_error_report_url")?,
+        archive_file_id: row.try_get::<i64, _>(b)? as u64,
+        disk_instance: row.try_get(b + 1)?,
+        disk_file_id: row.try_get(b + 2)?,
+        requester: Requester { name: row.try_get(b + 3)?, group: row.try_get(b + 4)? },
+        storage_class: row.try_get(b + 5)?,
+        size: row.try_get::<i64, _>(b + 6)? as u64,
+        created_at: row.try_get(b + 7)?,
+        report_url: row.try_get(b + 8)?,
+        error_report_url: row.try_get(b + 9)?,
         policy: QueuedPolicy {
-            name: row.try_get("r_policy_name")?,
-            priority: row.try_get::<i64, _>("r_priority")? as u64,
-            min_request_age: row.try_get::<i64, _>("r_min_request_age")? as u64,
+            name: row.try_get(b + 10)?,
+            priority: row.try_get::<i64, _>(b + 11)? as u64,
+            min_request_age: row.try_get::<i64, _>(b + 12)? as u64,
         },
         jobs: vec![],
-        report_decided: row.try_get("r_report_decided")?,
+        report_decided: row.try_get(b + 13)?,
     })
 }
 
-fn archive_job_of(row: &PgRow) -> Result<(ArchiveJob, i32, Loc), Fail> {
-    let written = match row.try_get::<Option<String>, _>("written_vid")? {
+/// The archive job (with its position and location) of a row whose `aj_cols!` start at `b`.
+fn archive_job_at(row: &PgRow, b: usize) -> Result<(ArchiveJob, i32, Loc), Fail> {
+    let written = match row.try_get::<Option<String>, _>(b + 15)? {
         Some(vid) => Some(TapeFile {
-            copy_nb: row.try_get::<Option<i32>, _>("written_copy_nb")?.unwrap_or(0) as u32,
+            copy_nb: row.try_get::<Option<i32>, _>(b + 14)?.unwrap_or(0) as u32,
             vid,
-            fseq: row.try_get::<Option<i64>, _>("written_fseq")?.unwrap_or(0) as u64,
-            block_id: row.try_get::<Option<i64>, _>("written_block_id")?.unwrap_or(0) as u64,
+            fseq: row.try_get::<Option<i64>, _>(b + 16)?.unwrap_or(0) as u64,
+            block_id: row.try_get::<Option<i64>, _>(b + 17)?.unwrap_or(0) as u64,
         }),
         None => None,
     };
     let job = ArchiveJob {
-        copy_nb: row.try_get::<i32, _>("copy_nb")? as u32,
-        tape_pool: row.try_get("tape_pool")?,
-        status: archive_status(row.try_get("status")?)?,
+        copy_nb: row.try_get::<i32, _>(b + 1)? as u32,
+        tape_pool: row.try_get(b + 3)?,
+        status: archive_status(row.try_get(b + 4)?)?,
         retries: RetryCounters {
-            retries_within_mount: row.try_get::<i32, _>("retries_within_mount")? as u32,
-            total_retries: row.try_get::<i32, _>("total_retries")? as u32,
-            last_mount_with_failure: row.try_get::<Option<i64>, _>("last_mount_with_failure")?.map(|m| m as u64),
-            report_retries: row.try_get::<i32, _>("report_retries")? as u32,
+            retries_within_mount: row.try_get::<i32, _>(b + 9)? as u32,
+            total_retries: row.try_get::<i32, _>(b + 10)? as u32,
+            last_mount_with_failure: row.try_get::<Option<i64>, _>(b + 11)?.map(|m| m as u64),
+            report_retries: row.try_get::<i32, _>(b + 12)? as u32,
         },
-        failure_reasons: row.try_get("failure_reasons")?,
+        failure_reasons: row.try_get(b + 13)?,
         written,
     };
-    Ok((job, row.try_get("position")?, loc_of(row)?))
+    let loc = Loc {
+        queue_seq: row.try_get(b + 5)?,
+        mount_id: row.try_get::<Option<i64>, _>(b + 6)?.map(|m| m as u64),
+        owned_op: row.try_get(b + 7)?,
+        owned_rank: row.try_get(b + 8)?,
+    };
+    Ok((job, row.try_get(b + 2)?, loc))
 }
 
 /// A retrieve request with its location.
@@ -511,8 +577,12 @@ impl Work {
         .bind(&ids)
         .fetch_all(&mut **tx)
         .await?;
+        let ar = match reqs.first() {
+            Some(row) => columns_at(row, &AR_NAMES)?,
+            None => 0,
+        };
         for row in &reqs {
-            let request = archive_request_of(row)?;
+            let request = archive_request_at(row, ar)?;
             self.archives.insert(
                 request.archive_file_id,
                 ArchiveState {
@@ -524,9 +594,13 @@ impl Work {
                 },
             );
         }
+        let aj = match jobs.first() {
+            Some(row) => columns_at(row, &AJ_NAMES)?,
+            None => 0,
+        };
         for row in &jobs {
-            let afid = row.try_get::<i64, _>("archive_file_id")? as u64;
-            let (job, position, loc) = archive_job_of(row)?;
+            let afid = row.try_get::<i64, _>(aj)? as u64;
+            let (job, position, loc) = archive_job_at(row, aj)?;
             if let Some(st) = self.archives.get_mut(&afid) {
                 st.request.jobs.push(job);
                 st.positions.push(position);
@@ -809,12 +883,45 @@ async fn write_retrieves(tx: &mut Tx, states: &BTreeMap<u64, RetrieveState>, ski
 
 /// Builds the archive requests of claimed rows: single-copy requests from the claim's own row,
 /// others with their sibling jobs read in the same transaction.
-async fn archive_jobs_of_claim(tx: &mut Tx, rows: &[PgRow]) -> Result<Vec<(i32, MountJob)>, Fail> {
+/// The mount jobs of the rows a claim returned (`aj_cols!, ar_cols!, rank`), with the
+/// siblings of multi-copy requests read in one more query; records each job in `claim` and its
+/// removal from its queue in `delta`.
+async fn archive_jobs_of_claim(
+    tx: &mut Tx,
+    rows: &[PgRow],
+    claim: &mut Claim,
+    delta: &mut Delta,
+) -> Result<Vec<(i32, MountJob)>, Fail> {
+    let Some(first) = rows.first() else { return Ok(vec![]) };
+    let (aj, ar) = (columns_at(first, &AJ_NAMES)?, columns_at(first, &AR_NAMES)?);
+    let rank = ar + AR_NAMES.len();
+    if first.columns().get(rank).map(|c| c.name()) != Some("rank") {
+        return Err(Fail::Fatal(Error::internal("claim result has no rank after the request columns")));
+    }
+    let mut claimed = Vec::with_capacity(rows.len());
     let mut multi: Vec<i64> = Vec::new();
     for row in rows {
-        if row.try_get::<i32, _>("r_copies")? > 1 {
-            multi.push(row.try_get("archive_file_id")?);
+        let request = archive_request_at(row, ar)?;
+        let (job, _, loc) = archive_job_at(row, aj)?;
+        let afid = checked_i64("archive file id", request.archive_file_id)?;
+        if row.try_get::<i32, _>(ar + 14)? > 1 {
+            multi.push(afid);
         }
+        claim.op = claim.op.or(loc.owned_op);
+        claim.archive_ids.push(afid);
+        claim.archive_copies.push(job.copy_nb as i32);
+        delta.remove(
+            KIND_ARCHIVE,
+            &job.tape_pool,
+            JobFacts {
+                size: request.size,
+                created_at: request.created_at,
+                priority: request.policy.priority,
+                min_age: request.policy.min_request_age,
+                policy: &request.policy.name,
+            },
+        );
+        claimed.push((row.try_get::<i32, _>(rank)?, request, job));
     }
     let mut siblings: HashMap<u64, Vec<ArchiveJob>> = HashMap::new();
     if !multi.is_empty() {
@@ -828,40 +935,25 @@ async fn archive_jobs_of_claim(tx: &mut Tx, rows: &[PgRow]) -> Result<Vec<(i32, 
         .bind(&multi)
         .fetch_all(&mut **tx)
         .await?;
-        for row in &jobs {
-            let afid = row.try_get::<i64, _>("archive_file_id")? as u64;
-            siblings.entry(afid).or_default().push(archive_job_of(row)?.0);
+        if let Some(first) = jobs.first() {
+            let aj = columns_at(first, &AJ_NAMES)?;
+            for row in &jobs {
+                let afid = row.try_get::<i64, _>(aj)? as u64;
+                siblings.entry(afid).or_default().push(archive_job_at(row, aj)?.0);
+            }
         }
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut request = archive_request_of(row)?;
-        let (job, _, _) = archive_job_of(row)?;
-        let copy_nb = job.copy_nb;
-        request.jobs = match siblings.get(&request.archive_file_id) {
-            Some(all) => all.clone(),
-            None => vec![job],
-        };
-        out.push((row.try_get::<i32, _>("rank")?, MountJob::Archive { request, copy_nb }));
-    }
-    Ok(out)
-}
-
-fn summary_remove_archive(delta: &mut Delta, row: &PgRow) -> Result<(), Fail> {
-    let pool: String = row.try_get("tape_pool")?;
-    let policy: String = row.try_get("r_policy_name")?;
-    delta.remove(
-        KIND_ARCHIVE,
-        &pool,
-        JobFacts {
-            size: row.try_get::<i64, _>("r_size")? as u64,
-            created_at: row.try_get("r_created_at")?,
-            priority: row.try_get::<i64, _>("r_priority")? as u64,
-            min_age: row.try_get::<i64, _>("r_min_request_age")? as u64,
-            policy: &policy,
-        },
-    );
-    Ok(())
+    Ok(claimed
+        .into_iter()
+        .map(|(rank, mut request, job)| {
+            let copy_nb = job.copy_nb;
+            request.jobs = match siblings.get(&request.archive_file_id) {
+                Some(all) => all.clone(),
+                None => vec![job],
+            };
+            (rank, MountJob::Archive { request, copy_nb })
+        })
+        .collect())
 }
 
 /// The jobs one claim gave a mount, recorded in `mount_claim` (see migration 4) so that the
@@ -875,13 +967,6 @@ struct Claim {
 }
 
 impl Claim {
-    fn archive(&mut self, row: &PgRow) -> Result<(), Fail> {
-        self.op = self.op.or(row.try_get("owned_op")?);
-        self.archive_ids.push(row.try_get("archive_file_id")?);
-        self.archive_copies.push(row.try_get("copy_nb")?);
-        Ok(())
-    }
-
     fn retrieve(&mut self, st: &RetrieveState) -> Result<(), Fail> {
         self.op = self.op.or(st.loc.owned_op);
         self.retrieve_ids.push(checked_i64("request id", st.request.request_id)?);
@@ -1530,12 +1615,8 @@ impl PgSchedulerDb {
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut claim = Claim::default();
-                for row in &rows {
-                    claim.archive(row)?;
-                    summary_remove_archive(&mut delta, row)?;
-                }
+                jobs = archive_jobs_of_claim(&mut tx, &rows, &mut claim, &mut delta).await?;
                 claim.record(&mut tx, mount).await?;
-                jobs = archive_jobs_of_claim(&mut tx, &rows).await?;
             }
         }
         delta.apply(&mut tx, now).await?;
@@ -1603,11 +1684,7 @@ impl PgSchedulerDb {
             .bind(op)
             .fetch_all(&mut *tx)
             .await?;
-            for row in &rows {
-                claim.archive(row)?;
-                summary_remove_archive(&mut delta, row)?;
-            }
-            jobs.extend(archive_jobs_of_claim(&mut tx, &rows).await?);
+            jobs.extend(archive_jobs_of_claim(&mut tx, &rows, &mut claim, &mut delta).await?);
         }
         if !r_ids.is_empty() {
             let rows = sqlx::query(concat!(
