@@ -388,3 +388,50 @@ async fn an_unreachable_server_is_unavailable() {
     let e = PgSchedulerDb::connect(config).await.err().expect("no server");
     assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
 }
+
+/// A schema at version 3 whose mount holds jobs (recorded by `mount_id` on the job rows) keeps
+/// them through the upgrade to version 4 (recorded per claim): ending the mount requeues them.
+#[tokio::test]
+async fn an_upgrade_keeps_what_mounts_hold() {
+    use tapesched_postgres::sqlx;
+    let url = tapesched_testkit::postgres_url().unwrap();
+    let schema = tapesched_testkit::unique_name("upg");
+    let _guard = SchemaGuard::new(url.clone(), schema.clone());
+    {
+        let pool = tapesched_postgres::schema::connect_pool(&url, &schema, 1, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+        tapesched_postgres::schema::MIGRATOR.run_to(3, &pool).await.unwrap();
+        for statement in [
+            "INSERT INTO mount (mount_id, mount_type, vid, tape_pool, vo, drive, logical_library, created_at, heartbeat)
+             VALUES (7, 'ArchiveForUser', 'V1', 'p1', 'vo', 'd1', 'lib', 100, 100)",
+            "INSERT INTO archive_request (archive_file_id, disk_instance, disk_file_id, requester_name, requester_group,
+                 storage_class, size, created_at, policy_name, priority, min_request_age, copies)
+             SELECT i, 'eos', i::text, 'u', 'g', 'sc', 10, 100, 'pol', 1, 0, 1 FROM generate_series(1, 3) i",
+            // Jobs 1 and 2 held by mount 7 (taken by two claims), job 3 by a mount that is gone.
+            "INSERT INTO archive_job (archive_file_id, copy_nb, position, tape_pool, status, size, created_at,
+                 mount_id, owned_op, owned_rank)
+             VALUES (1, 1, 0, 'p1', 0, 10, 100, 7, 5, 1), (2, 1, 0, 'p1', 0, 10, 100, 7, 4, 1),
+                    (3, 1, 0, 'p1', 0, 10, 100, 8, 6, 1)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+    }
+    let report = tapesched_postgres::migrate(&url, &schema).await.unwrap();
+    assert_eq!(report.applied, vec![4]);
+    let db = PgSchedulerDb::connect(PgConfig::new(url, schema)).await.unwrap();
+    let claims: Vec<(i64, i64, Vec<i64>)> =
+        sqlx::query_as("SELECT mount_id, op, archive_ids FROM mount_claim ORDER BY mount_id, op")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(claims, vec![(7, 4, vec![2]), (7, 5, vec![1])]);
+    let requeued = db.end_mount(7, 200, &tapesched_scheduler::db::StayRouter).await.unwrap();
+    assert_eq!(requeued, 2);
+    let pending = db.list_pending(JobKind::Archive, Some("p1")).await.unwrap();
+    let order: Vec<u64> = pending.iter().map(|p| p.archive_file_id).collect();
+    assert_eq!(order, vec![2, 1], "requeued in the order the mount took them");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM mount_claim").fetch_one(db.pool()).await.unwrap();
+    assert_eq!(left, 0, "claims go with their mount");
+}

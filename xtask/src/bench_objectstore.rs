@@ -336,7 +336,6 @@ async fn collect_round(
     Ok(gc_rate)
 }
 
-
 /// Writes the decision data set directly as queue objects (the decision reads queues only).
 async fn populate(objs: &Objects, opts: &Options) -> Result<()> {
     let queues = opts.decision_pools + opts.decision_vids;
