@@ -61,7 +61,7 @@ impl Default for Options {
             requests: 200_000,
             producers: 8,
             producer_batch: 1000,
-            pools: 100,
+            pools: 16,
             sessions: 8,
             claim_batch: 4000,
             decision_pools: 1000,
