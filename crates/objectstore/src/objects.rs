@@ -490,9 +490,9 @@ impl Objects {
     }
 
     /// The stored form of an object: a header (`TSO`, one byte of [`Kind`], the format version
-    /// as four little-endian bytes, a stamp unique to this write as eight) and the value in postcard's compact binary encoding. Like
-    /// CTA's protobuf objects, and unlike JSON, it is cheap to decode and re-encode: a claim
-    /// does both for every job it takes.
+    /// as four little-endian bytes, a stamp unique to this write as eight) and the value in
+    /// postcard's compact binary encoding. Like CTA's protobuf objects, and unlike JSON, it is
+    /// cheap to decode and re-encode: a claim does both for every job it takes.
     fn encode<T: Stored>(value: &T) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(MAGIC);
@@ -642,8 +642,8 @@ impl Objects {
     }
 
     /// Applies `f` to several objects as [`Objects::update`] would, concurrently and mostly
-    /// without locks: one batched read, then one batched compare-and-swap of the changed objects; an
-    /// object that changed meanwhile, is locked, or is to be deleted goes through `update`
+    /// without locks: one batched read, then one batched compare-and-swap of the changed objects;
+    /// an object that changed meanwhile, is locked, or is to be deleted goes through `update`
     /// (so `f` may run twice on one object and must not have side effects). `f` receives the
     /// object's index in `names`. Answers are in the order of `names`; `None`: no such object.
     pub async fn update_many<T: Stored, R>(
