@@ -415,7 +415,7 @@ async fn decisions(url: &str, prefix: &str, opts: &Options) -> Result<(f64, f64,
         let start = Instant::now();
         // The whole decision; the mount is not recorded so every sample sees the same queues.
         db.next_mount("lib", T0, &|info| {
-            let found = decision::decide(info, &snap, &drive, T0, &config).chosen.is_some();
+            let found = decision::choose(info, &snap, &drive, T0, &config).is_some();
             chosen.fetch_add(found as u64, std::sync::atomic::Ordering::Relaxed);
             None
         })

@@ -571,12 +571,11 @@ async fn decision_bench(url: &str, opts: &Options) -> Result<Value> {
         let info = db.mount_info(now).await?;
         read.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        let d = decision::decide(&info, &snap, "d0", now, &config);
+        let chosen = decision::choose(&info, &snap, "d0", now, &config);
         decide_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(d.chosen.is_some(), "the decision chose no mount");
+        anyhow::ensure!(chosen.is_some(), "the decision chose no mount");
         let t = Instant::now();
-        let chosen =
-            db.next_mount("lib", now, &|info| decision::decide(info, &snap, "d0", now, &config).chosen).await?;
+        let chosen = db.next_mount("lib", now, &|info| decision::choose(info, &snap, "d0", now, &config)).await?;
         total.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(chosen.is_some(), "next_mount chose no mount");
     }

@@ -593,7 +593,7 @@ impl Scheduler {
         }
         let now = self.now();
         let config = self.config.clone();
-        let decide = |info: &MountInfo| decision::decide(info, &snap, drive, now, &config).chosen;
+        let decide = |info: &MountInfo| decision::choose(info, &snap, drive, now, &config);
         let Some((mount_id, spec)) = self.db.next_mount(&library, now, &decide).await? else { return Ok(None) };
         if report_starting {
             self.set_drive_status(drive, DriveStatus::Starting, Some(&spec)).await?;
