@@ -926,7 +926,7 @@ impl SchedulerDb for ObjectstoreDb {
                 }
                 _ => (MountType::Retrieve, None, Some(key.container.clone())),
             };
-            info.potential_mounts.push(PotentialMount {
+            info.potential_mounts.push(Arc::new(PotentialMount {
                 mount_type,
                 tape_pool,
                 vid,
@@ -938,7 +938,7 @@ impl SchedulerDb for ObjectstoreDb {
                 min_request_age: q.summary.min_ages.keys().next().copied().unwrap_or(0),
                 policy_counts: q.summary.policies.clone(),
                 sleep: q.sleep.clone(),
-            });
+            }));
         }
         info.sort();
         Ok(info)

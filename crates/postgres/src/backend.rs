@@ -21,6 +21,7 @@
 //! - mount decisions hold a transaction-scoped advisory lock keyed by the logical library.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -86,7 +87,7 @@ struct SummaryCache {
     /// The `xmin` of the snapshot of the last read; `None` before the first.
     horizon: Option<i64>,
     /// Queues with jobs, by (kind, container).
-    queues: BTreeMap<(i16, String), PotentialMount>,
+    queues: BTreeMap<(i16, String), Arc<PotentialMount>>,
 }
 
 type Tx = Transaction<'static, Postgres>;
@@ -1455,7 +1456,7 @@ impl PgSchedulerDb {
                 policy_counts,
                 sleep,
             };
-            cache.queues.insert((kind, container), mount);
+            cache.queues.insert((kind, container), Arc::new(mount));
         }
         cache.horizon = Some(horizon.ok_or_else(|| Error::internal("the summary read returned no snapshot row"))?);
         let mut info = MountInfo { potential_mounts: cache.queues.values().cloned().collect() };

@@ -6,6 +6,7 @@
 //! own atomic section (lock, transaction). Every operation takes "now" from the caller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -54,8 +55,9 @@ pub struct PotentialMount {
 /// (mount type, tape pool, vid) so two backends' answers compare field by field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountInfo {
-    /// Potential mounts, one per non-empty transfer queue.
-    pub potential_mounts: Vec<PotentialMount>,
+    /// Potential mounts, one per non-empty transfer queue. Shared (`Arc`) so that a backend
+    /// keeping them between decisions hands them out without copying thousands of them.
+    pub potential_mounts: Vec<Arc<PotentialMount>>,
 }
 
 impl MountInfo {

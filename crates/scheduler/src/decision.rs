@@ -630,7 +630,7 @@ mod tests {
                 continue;
             }
             let policy = ["a", "b", "gone"][g.below(3) as usize];
-            info.potential_mounts.push(PotentialMount {
+            info.potential_mounts.push(std::sync::Arc::new(PotentialMount {
                 mount_type,
                 tape_pool,
                 vid,
@@ -642,7 +642,7 @@ mod tests {
                 min_request_age: g.below(100),
                 policy_counts: [(policy.to_string(), 1)].into_iter().collect(),
                 sleep: (g.below(8) == 0).then(|| QueueSleep { disk_system: "ds".into(), until: 300 }),
-            });
+            }));
         }
         info.sort();
         (info, cat)
