@@ -19,10 +19,12 @@ use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::catalogue::CatalogueSnapshot;
 use tapesched_scheduler::clock::ManualClock;
-use tapesched_scheduler::db::{MountSpec, SchedulerDb};
+use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_scheduler::scheduler::{ArchiveSubmission, CatalogueRouter, Scheduler};
 use tapesched_scheduler::types::*;
+
+use crate::measure::{archive_mount, median, rate, ROUNDS};
 
 const T0: i64 = 1_700_000_000;
 /// Size of one of this benchmark's archive request objects as stored (binary format, measured
@@ -72,10 +74,6 @@ impl Default for Options {
             substrate_ops: 400_000,
         }
     }
-}
-
-fn rate(n: u64, d: Duration) -> f64 {
-    (n as f64 / d.as_secs_f64()).round()
 }
 
 fn store(url: &str, prefix: &str) -> Result<Arc<RedisStore>> {
@@ -257,15 +255,6 @@ async fn throughput(url: &str, prefix: &str, opts: &Options) -> Result<(f64, Vec
     Ok((queued, claim_rates, gc_rates))
 }
 
-/// Claim and collection rounds (their medians are reported).
-const ROUNDS: u64 = 3;
-
-fn median(rates: &[f64]) -> f64 {
-    let mut sorted = rates.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// One claiming round: each session drains its share of the pools in batches of
 /// `claim_batch`. Returns jobs claimed per second and the mounts used.
 async fn claim_round(
@@ -282,14 +271,7 @@ async fn claim_round(
         let mut ids = Vec::new();
         for p in &pools {
             let id = 1_000_000 * (round + 1) + p;
-            let spec = MountSpec {
-                mount_type: MountType::ArchiveForUser,
-                vid: format!("V{p:05}"),
-                tape_pool: format!("pool{p:04}"),
-                vo: "vo".into(),
-                drive: format!("drive{s:03}"),
-                logical_library: "lib".into(),
-            };
+            let spec = archive_mount(format!("V{p:05}"), format!("pool{p:04}"), format!("drive{s:03}"));
             db.open_mount(id, &spec, T0).await?;
             ids.push(id);
         }

@@ -29,6 +29,8 @@ use tapesched_scheduler::db::{QueueStats, RetrieveRouter, SchedulerDb};
 use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_scheduler::types::*;
 
+use crate::measure::{archive_mount, median, rate, ROUNDS};
+
 /// Sizes of one run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -98,10 +100,6 @@ fn request(id: u64) -> ArchiveRequest {
         jobs: vec![ArchiveJob::new(1, format!("pool{}", id % POOLS))],
         report_decided: false,
     }
-}
-
-fn rate(n: u64, d: Duration) -> f64 {
-    (n as f64 / d.as_secs_f64()).round()
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -351,15 +349,6 @@ pub async fn run(opts: Options) -> Result<Value> {
     }))
 }
 
-/// Claim and requeue rounds (their medians are reported).
-const ROUNDS: u64 = 3;
-
-fn median(rates: &[f64]) -> f64 {
-    let mut sorted = rates.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// One claiming round: sessions spread over the pools, 4000-job batches until every queue is
 /// empty (each session works through the pools, starting at its own, one mount per pool).
 /// Returns jobs claimed per second.
@@ -375,14 +364,7 @@ async fn claim_round(db: &Arc<PgSchedulerDb>, opts: &Options, round: u64) -> Res
             for k in 0..POOLS {
                 let pool = (s + k) % POOLS;
                 let id = ((round * 1000 + s) * 100) + pool + 1;
-                let spec = tapesched_scheduler::db::MountSpec {
-                    mount_type: MountType::ArchiveForUser,
-                    vid: format!("B{s}"),
-                    tape_pool: format!("pool{pool}"),
-                    vo: "vo".into(),
-                    drive: format!("d{s}"),
-                    logical_library: "lib".into(),
-                };
+                let spec = archive_mount(format!("B{s}"), format!("pool{pool}"), format!("d{s}"));
                 db.open_mount(id, &spec, T0).await?;
                 loop {
                     let got = db.pop_jobs(id, batch, u64::MAX, T0).await?.len() as u64;

@@ -8,6 +8,7 @@
 
 mod bench_objectstore;
 mod bench_postgres;
+mod measure;
 
 use anyhow::{bail, Context, Result};
 

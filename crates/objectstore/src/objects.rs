@@ -1,7 +1,8 @@
 //! The stored objects of the legacy design and typed access to them.
 //!
-//! Every value is an [`Envelope`]: the object kind, the format version and the payload. Reading
-//! checks both, so a corrupted, foreign or newer object is a clear `internal` error instead of a
+//! Every value starts with a header (the object kind, the format version, a stamp unique to the
+//! write) followed by the payload in postcard's binary encoding. Reading checks kind and version,
+//! so a corrupted, foreign, older (JSON) or newer object is a clear `internal` error instead of a
 //! wrong answer. Object names are built here and only here: names taken from requests (pools,
 //! VIDs) are escaped so they can never break out of the naming scheme.
 
@@ -23,7 +24,7 @@ use tapesched_scheduler::{Error, Result};
 use crate::store::{Lock, LockMode, ObjectStore, StoreError, Swap};
 
 /// The version of the stored format this build reads and writes. Version 1 was JSON; version 2
-/// is the binary layout described at [`Objects::encode`].
+/// is the binary layout described at `Objects::encode`.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// First bytes of every stored object.
@@ -39,8 +40,8 @@ fn write_stamp() -> u64 {
     SEED.get_or_init(RandomState::new).hash_one(COUNT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The kinds of stored objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The kinds of stored objects (a byte of the header, see `Objects::encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The root entry: the index of queues.
     Root,

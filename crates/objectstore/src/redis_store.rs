@@ -66,25 +66,12 @@ redis.call('DEL', KEYS[2])
 return 1
 "#;
 
-/// Compare-and-swap of one object: KEYS value, exclusive lock, shared locks; ARGV the prefix the
-/// value must still begin with, the new value. No lock may be held (an empty shared-lock set is
-/// deleted by Redis, so EXISTS counts both kinds at once).
-const SWAP: &str = r#"
-if redis.call('EXISTS', KEYS[2], KEYS[3]) ~= 0 then return 0 end
-local n = #ARGV[1]
-if n == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-elseif redis.call('GETRANGE', KEYS[1], 0, n - 1) ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2])
-return 1
-"#;
-
-/// SWAP for many objects: KEYS are the (value, exclusive lock, shared locks) triples, ARGV the
-/// (expected prefix, new value) pairs; answers one 0 or 1 per object. The common case costs two
-/// commands per object: the lock check, and a SET that returns the old value, which is put back
-/// when it turns out to be another write's (Lua scripts run atomically: nobody sees it).
+/// Compare-and-swap of many objects (a single `swap` is a batch of one): KEYS are the (value,
+/// exclusive lock, shared locks) triples, ARGV the (expected prefix, new value) pairs; answers one
+/// 0 or 1 per object. No lock may be held (an empty shared-lock set is deleted by Redis, so EXISTS
+/// counts both kinds). The common case costs two commands per object: the lock check, and a SET
+/// that returns the old value, which is put back when it turns out to be another write's (Lua
+/// scripts run atomically: nobody sees it).
 const SWAP_MANY: &str = r#"
 local out = {}
 for i = 1, #KEYS / 3 do
@@ -163,7 +150,6 @@ struct Scripts {
     unlock_x: Script,
     write: Script,
     remove: Script,
-    swap: Script,
     swap_many: Script,
 }
 
@@ -208,7 +194,6 @@ impl RedisStore {
             unlock_x: Script::new(UNLOCK_X),
             write: Script::new(WRITE),
             remove: Script::new(REMOVE),
-            swap: Script::new(SWAP),
             swap_many: Script::new(SWAP_MANY),
         };
         let jitter = RandomState::new();
@@ -453,19 +438,8 @@ impl ObjectStore for RedisStore {
     }
 
     async fn swap(&self, name: &str, expected: &[u8], value: Vec<u8>) -> StoreResult<bool> {
-        let mut con = self.con();
-        let r: i64 = self
-            .scripts
-            .swap
-            .key(self.key(name, "o"))
-            .key(self.key(name, "x"))
-            .key(self.key(name, "s"))
-            .arg(expected)
-            .arg(value)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(r == 1)
+        let swap = Swap { name: name.to_string(), expected: expected.to_vec(), value };
+        Ok(self.swap_many(std::slice::from_ref(&swap)).await?.first() == Some(&true))
     }
 
     async fn swap_many(&self, swaps: &[Swap]) -> StoreResult<Vec<bool>> {

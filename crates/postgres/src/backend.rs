@@ -283,13 +283,18 @@ impl ArchiveState {
         self.request.jobs.iter().position(|j| j.copy_nb == copy_nb)
     }
     fn facts(&self) -> JobFacts<'_> {
-        JobFacts {
-            size: self.request.size,
-            created_at: self.request.created_at,
-            priority: self.request.policy.priority,
-            min_age: self.request.policy.min_request_age,
-            policy: &self.request.policy.name,
-        }
+        archive_facts(&self.request)
+    }
+}
+
+/// What a queue summary counts of an archive request's job.
+fn archive_facts(request: &ArchiveRequest) -> JobFacts<'_> {
+    JobFacts {
+        size: request.size,
+        created_at: request.created_at,
+        priority: request.policy.priority,
+        min_age: request.policy.min_request_age,
+        policy: &request.policy.name,
     }
 }
 
@@ -908,20 +913,8 @@ async fn archive_jobs_of_claim(
         if row.try_get::<i32, _>(ar + 14)? > 1 {
             multi.push(afid);
         }
-        claim.op = claim.op.or(loc.owned_op);
-        claim.archive_ids.push(afid);
-        claim.archive_copies.push(job.copy_nb as i32);
-        delta.remove(
-            KIND_ARCHIVE,
-            &job.tape_pool,
-            JobFacts {
-                size: request.size,
-                created_at: request.created_at,
-                priority: request.policy.priority,
-                min_age: request.policy.min_request_age,
-                policy: &request.policy.name,
-            },
-        );
+        claim.archive(afid, job.copy_nb, loc.owned_op);
+        delta.remove(KIND_ARCHIVE, &job.tape_pool, archive_facts(&request));
         claimed.push((row.try_get::<i32, _>(rank)?, request, job));
     }
     let mut siblings: HashMap<u64, Vec<ArchiveJob>> = HashMap::new();
@@ -968,6 +961,12 @@ struct Claim {
 }
 
 impl Claim {
+    fn archive(&mut self, archive_file_id: i64, copy_nb: u32, op: Option<i64>) {
+        self.op = self.op.or(op);
+        self.archive_ids.push(archive_file_id);
+        self.archive_copies.push(copy_nb as i32);
+    }
+
     fn retrieve(&mut self, st: &RetrieveState) -> Result<(), Fail> {
         self.op = self.op.or(st.loc.owned_op);
         self.retrieve_ids.push(checked_i64("request id", st.request.request_id)?);
