@@ -8,7 +8,10 @@
 //! - queueing: concurrent producers store archive requests with `queue_archives` (1000 per
 //!   call); substrate: the same rows (request + job) written by the same number of producers with
 //!   `COPY` and with multi-row `INSERT` into plain tables of the same shape (no index, no key);
-//! - claiming: drive sessions pop 4000-job batches (`pop_jobs`); substrate: the job rows alone;
+//! - claiming: drive sessions pop 4000-job batches (`pop_jobs`), each session emptying queues
+//!   no other session works on (as drives sent to different queues), then once more with every
+//!   session working through every queue (sessions meet on the same queue); substrate: the job
+//!   rows alone;
 //! - dead-mount requeue: the sessions are abandoned and one collection pass puts every held job
 //!   back (`garbage_collect`); substrate: the job rows alone. Claiming and requeueing run three
 //!   rounds over the same jobs; the medians are reported with every round (on a server without
@@ -17,6 +20,7 @@
 //!   rebuilt), `next_mount` with the canonical decision on a matching catalogue; p50/p99, with
 //!   the summary read (`mount_info`) and the in-memory decision timed apart.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -297,12 +301,16 @@ pub async fn run(opts: Options) -> Result<Value> {
     let queued_rate = rate(n, queued);
 
     // Claiming, then dead-mount requeue, `ROUNDS` times over the same jobs (the requeue puts
-    // them back): the medians are reported, with every round's rate.
+    // them back): the medians are reported, with every round's rate. Then one more claiming
+    // round with every session on every queue.
     let (mut claim_rates, mut requeue_rates) = (Vec::new(), Vec::new());
     let autovacuum = show(&db, "autovacuum").await?;
+    let mut mounts = 0;
     for round in 0..ROUNDS {
-        claim_rates.push(claim_round(&db, &opts, round).await?);
-        requeue_rates.push(requeue_round(&db, n).await?);
+        claim_rates.push(claim_round(&db, &opts, round, Sharing::OwnQueues).await?);
+        let (rate, m) = requeue_round(&db, n).await?;
+        requeue_rates.push(rate);
+        mounts = m;
         // Each round leaves two dead versions of every job row; a server that runs autovacuum
         // clears them between rounds of this size. This one may not: vacuum here (not timed).
         if autovacuum != "on" {
@@ -311,6 +319,7 @@ pub async fn run(opts: Options) -> Result<Value> {
                 .await?;
         }
     }
+    let same_queues_rate = claim_round(&db, &opts, ROUNDS, Sharing::SameQueues).await?;
     let decision = decision_bench(&url, &opts).await?;
 
     let sc = show(&db, "synchronous_commit").await?;
@@ -333,13 +342,20 @@ pub async fn run(opts: Options) -> Result<Value> {
         },
         "claiming": {
             "jobs": claimed, "sessions": opts.sessions, "batch": opts.claim_batch,
+            "sessions_share_queues": false,
             "rounds_jobs_per_s": claim_rates, "jobs_per_s": claim_rate, "target_per_s": 100_000,
             "substrate_job_rows": jobs_sub,
             "ratio_to_copy": ratio(claim_rate, rate(n, copy_jobs)),
             "ratio_to_multirow_insert": ratio(claim_rate, rate(n, insert_jobs)),
+            "every_session_on_every_queue": {
+                "jobs": n, "sessions": opts.sessions, "batch": opts.claim_batch, "rounds": 1,
+                "jobs_per_s": same_queues_rate,
+                "ratio_to_copy": ratio(same_queues_rate, rate(n, copy_jobs)),
+                "ratio_to_multirow_insert": ratio(same_queues_rate, rate(n, insert_jobs)),
+            },
         },
         "dead_mount_requeue": {
-            "jobs": requeued, "mounts": opts.sessions * POOLS,
+            "jobs": requeued, "mounts": mounts,
             "rounds_jobs_per_s": requeue_rates, "jobs_per_s": requeue_rate, "target_per_s": 10_000,
             "substrate_job_rows": jobs_sub,
             "ratio_to_copy": ratio(requeue_rate, rate(n, copy_jobs)),
@@ -349,20 +365,43 @@ pub async fn run(opts: Options) -> Result<Value> {
     }))
 }
 
-/// One claiming round: sessions spread over the pools, 4000-job batches until every queue is
-/// empty (each session works through the pools, starting at its own, one mount per pool).
-/// Returns jobs claimed per second.
-async fn claim_round(db: &Arc<PgSchedulerDb>, opts: &Options, round: u64) -> Result<f64> {
+/// How the drive sessions of a claiming round share the queues.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sharing {
+    /// Each session takes the next queue no session has taken yet and empties it, as drives
+    /// that the scheduler sends to different queues.
+    OwnQueues,
+    /// Every session works through every queue, starting at its own: sessions catch up with
+    /// each other and claim from the same queue at the same time (each claim passes over the
+    /// rows the others have locked), and find queues that others have emptied.
+    SameQueues,
+}
+
+/// One claiming round, 4000-job batches until every queue is empty, one mount per session and
+/// queue. Returns jobs claimed per second.
+async fn claim_round(db: &Arc<PgSchedulerDb>, opts: &Options, round: u64, sharing: Sharing) -> Result<f64> {
     let n = opts.requests;
-    eprintln!("claiming (round {}) with {} sessions in batches of {}", round + 1, opts.sessions, opts.claim_batch);
+    eprintln!(
+        "claiming (round {}, {sharing:?}) with {} sessions in batches of {}",
+        round + 1,
+        opts.sessions,
+        opts.claim_batch
+    );
+    let next_queue = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..opts.sessions {
-        let (db, batch) = (db.clone(), opts.claim_batch);
+        let (db, batch, next_queue) = (db.clone(), opts.claim_batch, next_queue.clone());
         tasks.push(tokio::spawn(async move {
             let mut claimed = 0u64;
             for k in 0..POOLS {
-                let pool = (s + k) % POOLS;
+                let pool = match sharing {
+                    Sharing::OwnQueues => match next_queue.fetch_add(1, Ordering::Relaxed) {
+                        p if p < POOLS => p,
+                        _ => break,
+                    },
+                    Sharing::SameQueues => (s + k) % POOLS,
+                };
                 let id = ((round * 1000 + s) * 100) + pool + 1;
                 let spec = archive_mount(format!("B{s}"), format!("pool{pool}"), format!("d{s}"));
                 db.open_mount(id, &spec, T0).await?;
@@ -386,10 +425,12 @@ async fn claim_round(db: &Arc<PgSchedulerDb>, opts: &Options, round: u64) -> Res
     Ok(rate(claimed, elapsed))
 }
 
-/// One dead-mount requeue: every session dies; one collection pass. Returns jobs per second.
-async fn requeue_round(db: &Arc<PgSchedulerDb>, n: u64) -> Result<f64> {
+/// One dead-mount requeue: every session dies; one collection pass. Returns jobs per second and
+/// the number of mounts collected.
+async fn requeue_round(db: &Arc<PgSchedulerDb>, n: u64) -> Result<(f64, u64)> {
     eprintln!("requeueing {n} held jobs of dead mounts");
     let ids: Vec<i64> = sqlx::query_scalar("SELECT mount_id FROM mount").fetch_all(db.pool()).await?;
+    let mount_count = ids.len() as u64;
     for id in ids {
         db.abandon_mount(id as u64, T0).await?;
     }
@@ -397,7 +438,7 @@ async fn requeue_round(db: &Arc<PgSchedulerDb>, n: u64) -> Result<f64> {
     let requeued = db.garbage_collect(T0, &NoRoute).await?;
     let elapsed = start.elapsed();
     anyhow::ensure!(requeued == n, "requeued {requeued} of {n} jobs");
-    Ok(rate(requeued, elapsed))
+    Ok((rate(requeued, elapsed), mount_count))
 }
 
 /// A catalogue matching the decision data set: pools `dp<i>`, each with its tapes, one VO.

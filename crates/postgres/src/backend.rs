@@ -1371,7 +1371,9 @@ impl PgSchedulerDb {
         // Held across the read so that two reads of this process apply in snapshot order.
         let mut cache = self.summaries.lock().await;
         // The value-count maps travel as text and their extremes are taken here: cheaper than
-        // expanding every map's keys on the server for each of thousands of queues.
+        // expanding every map's keys on the server for each of thousands of queues. A full read
+        // and a read of what changed are separate branches, so that the latter can use the
+        // `writer` index (migration 6) instead of scanning every summary.
         let rows = sqlx::query(
             "WITH h AS (
                  SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
@@ -1385,8 +1387,13 @@ impl PgSchedulerDb {
              UNION ALL
              SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
                     s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
-             FROM queue_summary s, h
-             WHERE h.full_read OR s.writer >= $1::int8::text::xid8
+             FROM h, queue_summary s
+             WHERE h.full_read
+             UNION ALL
+             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
+                    s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
+             FROM h, queue_summary s
+             WHERE NOT h.full_read AND s.writer >= $1::int8::text::xid8
              UNION ALL
              SELECT 2::int2, NULL, NULL, g.kind, g.container, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
              FROM queue_summary_gone g, h
@@ -1542,6 +1549,30 @@ impl PgSchedulerDb {
     ) -> Result<Vec<MountJob>, Fail> {
         let mut tx = self.begin().await?;
         let (mount_type, vid, pool) = Self::touch_mount(&mut tx, mount, now).await?;
+        let (kind, queue) = match mount_type {
+            MountType::Retrieve => (KIND_RETRIEVE, &vid),
+            MountType::ArchiveForRepack => (KIND_REPACK, &pool),
+            _ => (KIND_ARCHIVE, &pool),
+        };
+        // A queue with nothing queued (no summary row, or no file) is answered without reading its
+        // index, where the jobs just taken still have entries until they are vacuumed. The
+        // summary is not locked: claims of one queue run side by side, each passing over the
+        // rows the others hold (SKIP LOCKED), and only wait for each other to update it at the end.
+        let files: Option<i64> =
+            sqlx::query_scalar("SELECT files FROM queue_summary WHERE kind = $1 AND container = $2")
+                .bind(kind)
+                .bind(queue)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if files.unwrap_or(0) <= 0 || mount_type == MountType::ArchiveForRepack {
+            Self::commit(tx).await?;
+            return Ok(Vec::new());
+        }
+        // The claim must walk its queue index in order and stop after `limit` rows. Without
+        // statistics (a new table, no autovacuum yet) the planner may instead fetch every queued
+        // row of the queue and sort it, which is as slow as the queue is long: leave it only the
+        // ordered index scan, for this transaction.
+        sqlx::raw_sql("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
         let limit = max_files.min(i64::MAX as u64) as i64;
         let budget = max_bytes.min(i64::MAX as u64) as i64;
         let mut delta = Delta::default();

@@ -3,9 +3,9 @@
 //! Every operation that adds jobs to, or removes jobs from, a transfer queue records the change
 //! in a [`Delta`] and applies it at the end of its transaction with [`Delta::apply`]: the summary
 //! rows are locked in key order (so concurrent operations cannot deadlock on them), the totals
-//! and value-count maps are adjusted, the oldest/youngest creation times are recomputed from the
-//! `*_queue_age` indexes for queues that lost jobs, and queues left empty without a marker are
-//! removed. Because the summary changes in the same transaction as the jobs, a committed summary
+//! and value-count maps are adjusted, the oldest/youngest creation times of queues that lost jobs
+//! are kept when no removed job was at a bound and read again from the `*_queue_age` indexes
+//! otherwise, and queues left empty without a marker are removed. Because the summary changes in the same transaction as the jobs, a committed summary
 //! always describes the committed jobs.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,8 @@ pub struct QueueDelta {
     policies: BTreeMap<String, i64>,
     oldest: Option<i64>,
     youngest: Option<i64>,
-    removed: bool,
+    /// Oldest and youngest creation time among the jobs removed (set when any was).
+    removed: Option<(i64, i64)>,
     cleanup: Option<bool>,
     sleep: Option<(String, i64)>,
 }
@@ -53,12 +54,22 @@ pub struct JobFacts<'a> {
 /// Summary changes of one transaction, by (kind, container) in key order.
 #[derive(Debug, Default, Clone)]
 pub struct Delta {
-    queues: BTreeMap<(i16, String), QueueDelta>,
+    queues: BTreeMap<i16, BTreeMap<String, QueueDelta>>,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, i64>, key: K, by: i64) {
     let v = map.entry(key).or_insert(0);
     *v += by;
+}
+
+/// [`bump`] for string keys, allocating only for a key not seen yet.
+fn bump_str(map: &mut BTreeMap<String, i64>, key: &str, by: i64) {
+    match map.get_mut(key) {
+        Some(v) => *v += by,
+        None => {
+            map.insert(key.to_string(), by);
+        }
+    }
 }
 
 fn counts_json<K: ToString>(map: &BTreeMap<K, i64>) -> String {
@@ -69,7 +80,16 @@ fn counts_json<K: ToString>(map: &BTreeMap<K, i64>) -> String {
 
 impl Delta {
     fn entry(&mut self, kind: i16, container: &str) -> &mut QueueDelta {
-        self.queues.entry((kind, container.to_string())).or_default()
+        let queues = self.queues.entry(kind).or_default();
+        if !queues.contains_key(container) {
+            queues.insert(container.to_string(), QueueDelta::default());
+        }
+        queues.get_mut(container).expect("inserted above")
+    }
+
+    /// Every queue changed, in key order.
+    fn iter(&self) -> impl Iterator<Item = (i16, &String, &QueueDelta)> {
+        self.queues.iter().flat_map(|(kind, qs)| qs.iter().map(move |(c, q)| (*kind, c, q)))
     }
 
     /// A job joins a queue.
@@ -79,7 +99,7 @@ impl Delta {
         q.bytes += job.size as i64;
         bump(&mut q.priorities, job.priority, 1);
         bump(&mut q.min_ages, job.min_age, 1);
-        bump(&mut q.policies, job.policy.to_string(), 1);
+        bump_str(&mut q.policies, job.policy, 1);
         q.oldest = Some(q.oldest.map_or(job.created_at, |o| o.min(job.created_at)));
         q.youngest = Some(q.youngest.map_or(job.created_at, |y| y.max(job.created_at)));
     }
@@ -91,8 +111,11 @@ impl Delta {
         q.bytes -= job.size as i64;
         bump(&mut q.priorities, job.priority, -1);
         bump(&mut q.min_ages, job.min_age, -1);
-        bump(&mut q.policies, job.policy.to_string(), -1);
-        q.removed = true;
+        bump_str(&mut q.policies, job.policy, -1);
+        q.removed = Some(
+            q.removed
+                .map_or((job.created_at, job.created_at), |(lo, hi)| (lo.min(job.created_at), hi.max(job.created_at))),
+        );
     }
 
     /// Sets or clears a retrieve queue's cleanup flag (creating the queue when setting it).
@@ -110,7 +133,7 @@ impl Delta {
         if self.queues.is_empty() {
             return Ok(());
         }
-        let n = self.queues.len();
+        let n = self.iter().count();
         let mut kinds = Vec::with_capacity(n);
         let mut containers = Vec::with_capacity(n);
         let mut files = Vec::with_capacity(n);
@@ -124,8 +147,9 @@ impl Delta {
         let mut sleep_ds: Vec<Option<String>> = Vec::with_capacity(n);
         let mut sleep_until: Vec<Option<i64>> = Vec::with_capacity(n);
         let (mut removed_kinds, mut removed_containers) = (Vec::new(), Vec::new());
-        for ((kind, container), q) in &self.queues {
-            kinds.push(*kind);
+        let (mut removed_lo, mut removed_hi) = (Vec::new(), Vec::new());
+        for (kind, container, q) in self.iter() {
+            kinds.push(kind);
             containers.push(container.clone());
             files.push(q.files);
             bytes.push(q.bytes);
@@ -137,9 +161,11 @@ impl Delta {
             cleanup.push(q.cleanup);
             sleep_ds.push(q.sleep.as_ref().map(|s| s.0.clone()));
             sleep_until.push(q.sleep.as_ref().map(|s| s.1));
-            if q.removed {
-                removed_kinds.push(*kind);
+            if let Some((lo, hi)) = q.removed {
+                removed_kinds.push(kind);
                 removed_containers.push(container.clone());
+                removed_lo.push(lo);
+                removed_hi.push(hi);
             }
         }
         // 1. Lock the existing rows in key order.
@@ -195,9 +221,9 @@ impl Delta {
             let mut k = Vec::new();
             let mut c = Vec::new();
             let mut f = Vec::new();
-            for ((kind, container), q) in &self.queues {
+            for (kind, container, q) in self.iter() {
                 if let Some(flag) = q.cleanup {
-                    k.push(*kind);
+                    k.push(kind);
                     c.push(container.clone());
                     f.push(flag);
                 }
@@ -216,29 +242,37 @@ impl Delta {
             .execute(&mut **tx)
             .await?;
         }
-        // 3. Oldest/youngest of queues that lost jobs, from the indexes (this statement sees every
-        //    committed change: the rows are locked, so other writers of these queues are done).
+        // 3. Oldest/youngest of queues that lost jobs. The stored values are exact (every writer of
+        //    a queue keeps them so, one at a time: the rows are locked), so a bound survives when
+        //    every removed job was strictly inside it, and an empty queue has neither; otherwise
+        //    it is read again from the `*_queue_age` index (this statement sees every committed
+        //    change: the rows are locked, so other writers of these queues are done). Reading it
+        //    again only when needed matters: a queue that has just lost its oldest jobs has their
+        //    dead index entries first, which every such read walks until they are vacuumed.
         if !removed_kinds.is_empty() {
             sqlx::query(
-                "UPDATE queue_summary s SET oldest = x.lo, youngest = x.hi
-                 FROM (
-                     SELECT k.kind, k.container,
-                            CASE WHEN k.kind = 2
-                                 THEN (SELECT min(r.created_at) FROM retrieve_request r
-                                       WHERE r.active_vid = k.container AND r.queue_seq IS NOT NULL)
-                                 ELSE (SELECT min(a.created_at) FROM archive_job a
-                                       WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL) END AS lo,
-                            CASE WHEN k.kind = 2
-                                 THEN (SELECT max(r.created_at) FROM retrieve_request r
-                                       WHERE r.active_vid = k.container AND r.queue_seq IS NOT NULL)
-                                 ELSE (SELECT max(a.created_at) FROM archive_job a
-                                       WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL) END AS hi
-                     FROM unnest($1::int2[], $2::text[]) AS k(kind, container)
-                 ) AS x
-                 WHERE s.kind = x.kind AND s.container = x.container",
+                "UPDATE queue_summary s
+                 SET oldest = CASE
+                         WHEN s.files <= 0 THEN NULL
+                         WHEN k.lo > s.oldest THEN s.oldest
+                         WHEN k.kind = 2 THEN (SELECT min(r.created_at) FROM retrieve_request r
+                                               WHERE r.active_vid = k.container AND r.queue_seq IS NOT NULL)
+                         ELSE (SELECT min(a.created_at) FROM archive_job a
+                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL) END,
+                     youngest = CASE
+                         WHEN s.files <= 0 THEN NULL
+                         WHEN k.hi < s.youngest THEN s.youngest
+                         WHEN k.kind = 2 THEN (SELECT max(r.created_at) FROM retrieve_request r
+                                               WHERE r.active_vid = k.container AND r.queue_seq IS NOT NULL)
+                         ELSE (SELECT max(a.created_at) FROM archive_job a
+                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL) END
+                 FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[]) AS k(kind, container, lo, hi)
+                 WHERE s.kind = k.kind AND s.container = k.container",
             )
             .bind(&removed_kinds)
             .bind(&removed_containers)
+            .bind(&removed_lo)
+            .bind(&removed_hi)
             .execute(&mut **tx)
             .await?;
         }

@@ -8,7 +8,7 @@
 //! sort, tape choice) with the corrections listed in `compat/README.md`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -307,6 +307,7 @@ fn evaluate<'a>(
 
     // Steps a-h: eligibility, VO, thresholds, quota, sleep.
     let mut candidates = Vec::with_capacity(info.potential_mounts.len());
+    let mut pool_vos: HashMap<&str, Option<&VirtualOrganization>> = HashMap::new();
     for pm in &info.potential_mounts {
         let (pool, is_repack) = match pm.mount_type {
             MountType::Retrieve => {
@@ -338,7 +339,9 @@ fn evaluate<'a>(
                 }
             }
         } else {
-            match cat.pool_vo(pool) {
+            // Thousands of queues share a few hundred pools: look each pool up once.
+            let vo = *pool_vos.entry(pool).or_insert_with(|| cat.pool_vo(pool));
+            match vo {
                 Some(v) => v,
                 None => {
                     reject(pm, Some(pool), RejectReason::UnknownTapePool);
