@@ -2,7 +2,8 @@
 //!
 //! - a differential test: seeded random workloads played through the `Scheduler` on
 //!   `objectstore-memory` and on `postgres` must give identical answers at every step;
-//! - the incrementally kept queue summaries equal a rebuild from the job rows;
+//! - the incrementally kept queue summaries equal a rebuild from the job rows, after a whole
+//!   workload and after each claim (oldest/youngest kept or read again as jobs leave);
 //! - a process's cached summaries follow every change other processes commit, in whatever order
 //!   they commit, and after tombstones were pruned;
 //! - hostile names (quotes, backslashes, unicode, 10 kB) are plain bound values;
@@ -435,4 +436,46 @@ async fn an_upgrade_keeps_what_mounts_hold() {
     assert_eq!(order, vec![2, 1], "requeued in the order the mount took them");
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM mount_claim").fetch_one(db.pool()).await.unwrap();
     assert_eq!(left, 0, "claims go with their mount");
+}
+
+/// A queue's oldest and youngest creation times after each claim equal a rebuild from the job
+/// rows: a claim that takes only jobs strictly inside the bounds keeps them, one that takes a job
+/// at a bound (unique or shared with jobs left behind) makes them be read again, and an emptied
+/// queue has none.
+#[tokio::test]
+async fn oldest_and_youngest_follow_every_claim() {
+    let (db, _guard) = fresh().await;
+    // Arrival (claim) order is not creation order; 1000 and 1090 are each held by one job, 1040
+    // by two.
+    let created = [1040, 1050, 1000, 1060, 1040, 1020, 1090, 1030, 1070, 1010];
+    for (i, at) in created.iter().enumerate() {
+        let mut r = plain_request(i as u64 + 1, "p");
+        r.created_at = *at;
+        db.queue_archive(r, 2000).await.unwrap();
+    }
+    let spec = tapesched_scheduler::db::MountSpec {
+        mount_type: MountType::ArchiveForUser,
+        vid: "V1".into(),
+        tape_pool: "p".into(),
+        vo: "vo".into(),
+        drive: "d".into(),
+        logical_library: "lib".into(),
+    };
+    db.open_mount(1, &spec, 2000).await.unwrap();
+    let mut seen = Vec::new();
+    for take in [1, 1, 2, 1, 3, 2] {
+        let got = db.pop_jobs(1, take, u64::MAX, 2000).await.unwrap();
+        assert_eq!(got.len() as u64, take);
+        let incremental = db.mount_info(2000).await.unwrap();
+        db.rebuild_summaries(2000).await.unwrap();
+        let rebuilt = db.mount_info(2000).await.unwrap();
+        assert_eq!(incremental, rebuilt, "after claiming {take} more");
+        seen.push(incremental.potential_mounts.first().map(|m| (m.oldest_job_start, m.youngest_job_start)));
+    }
+    // 1040 | 1050 | 1000 1060 | 1040 | 1020 1090 1030 | 1070 1010: the bounds move as the
+    // jobs at them leave, and the last claim empties the queue.
+    assert_eq!(
+        seen,
+        vec![Some((1000, 1090)), Some((1000, 1090)), Some((1010, 1090)), Some((1010, 1090)), Some((1010, 1070)), None]
+    );
 }
