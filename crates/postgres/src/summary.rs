@@ -5,8 +5,8 @@
 //! rows are locked in key order (so concurrent operations cannot deadlock on them), the totals
 //! and value-count maps are adjusted, the oldest/youngest creation times of queues that lost jobs
 //! are kept when no removed job was at a bound and read again from the `*_queue_age` indexes
-//! otherwise, and queues left empty without a marker are removed. Because the summary changes in the same transaction as the jobs, a committed summary
-//! always describes the committed jobs.
+//! otherwise, and queues left empty without a marker are removed. Because the summary changes in
+//! the same transaction as the jobs, a committed summary always describes the committed jobs.
 
 use std::collections::BTreeMap;
 
