@@ -1465,8 +1465,13 @@ impl PgSchedulerDb {
             cache.queues.insert((kind, container), Arc::new(mount));
         }
         cache.horizon = Some(horizon.ok_or_else(|| Error::internal("the summary read returned no snapshot row"))?);
-        let mut info = MountInfo { potential_mounts: cache.queues.values().cloned().collect() };
-        info.sort();
+        // The cache's key order, (kind code, container), is the canonical order of potential
+        // mounts (mount type, then pool for archive queues or VID for retrieve queues): kind codes
+        // follow `MountType`'s order and containers compare byte-wise, as `String`s do. No sort.
+        let info = MountInfo { potential_mounts: cache.queues.values().cloned().collect() };
+        debug_assert!(info
+            .potential_mounts
+            .is_sorted_by(|a, b| { (a.mount_type, &a.tape_pool, &a.vid) <= (b.mount_type, &b.tape_pool, &b.vid) }));
         Ok(info)
     }
 
