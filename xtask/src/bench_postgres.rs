@@ -366,7 +366,7 @@ pub async fn run(opts: Options) -> Result<Value> {
 }
 
 /// How the drive sessions of a claiming round share the queues.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 enum Sharing {
     /// Each session takes the next queue no session has taken yet and empties it, as drives
     /// that the scheduler sends to different queues.

@@ -1387,13 +1387,9 @@ impl PgSchedulerDb {
              UNION ALL
              SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
                     s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
-             FROM h, queue_summary s
-             WHERE h.full_read
-             UNION ALL
-             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
-                    s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
-             FROM h, queue_summary s
-             WHERE NOT h.full_read AND s.writer >= $1::int8::text::xid8
+             FROM (SELECT q.* FROM h, queue_summary q WHERE h.full_read
+                   UNION ALL
+                   SELECT q.* FROM h, queue_summary q WHERE NOT h.full_read AND q.writer >= $1::int8::text::xid8) s
              UNION ALL
              SELECT 2::int2, NULL, NULL, g.kind, g.container, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
              FROM queue_summary_gone g, h
@@ -1569,7 +1565,7 @@ impl PgSchedulerDb {
                 .bind(queue)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if files.unwrap_or(0) <= 0 || mount_type == MountType::ArchiveForRepack {
+        if files.unwrap_or(0) <= 0 {
             Self::commit(tx).await?;
             return Ok(Vec::new());
         }

@@ -62,14 +62,13 @@ fn bump<K: Ord>(map: &mut BTreeMap<K, i64>, key: K, by: i64) {
     *v += by;
 }
 
-/// [`bump`] for string keys, allocating only for a key not seen yet.
-fn bump_str(map: &mut BTreeMap<String, i64>, key: &str, by: i64) {
-    match map.get_mut(key) {
-        Some(v) => *v += by,
-        None => {
-            map.insert(key.to_string(), by);
-        }
+/// The value of a string key, inserted as the default if absent: the key is copied only then
+/// (`entry` would copy it on every call, once per job).
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
     }
+    map.get_mut(key).expect("inserted above")
 }
 
 fn counts_json<K: ToString>(map: &BTreeMap<K, i64>) -> String {
@@ -80,11 +79,7 @@ fn counts_json<K: ToString>(map: &BTreeMap<K, i64>) -> String {
 
 impl Delta {
     fn entry(&mut self, kind: i16, container: &str) -> &mut QueueDelta {
-        let queues = self.queues.entry(kind).or_default();
-        if !queues.contains_key(container) {
-            queues.insert(container.to_string(), QueueDelta::default());
-        }
-        queues.get_mut(container).expect("inserted above")
+        slot(self.queues.entry(kind).or_default(), container)
     }
 
     /// Every queue changed, in key order.
@@ -99,7 +94,7 @@ impl Delta {
         q.bytes += job.size as i64;
         bump(&mut q.priorities, job.priority, 1);
         bump(&mut q.min_ages, job.min_age, 1);
-        bump_str(&mut q.policies, job.policy, 1);
+        *slot(&mut q.policies, job.policy) += 1;
         q.oldest = Some(q.oldest.map_or(job.created_at, |o| o.min(job.created_at)));
         q.youngest = Some(q.youngest.map_or(job.created_at, |y| y.max(job.created_at)));
     }
@@ -111,7 +106,7 @@ impl Delta {
         q.bytes -= job.size as i64;
         bump(&mut q.priorities, job.priority, -1);
         bump(&mut q.min_ages, job.min_age, -1);
-        bump_str(&mut q.policies, job.policy, -1);
+        *slot(&mut q.policies, job.policy) -= 1;
         q.removed = Some(
             q.removed
                 .map_or((job.created_at, job.created_at), |(lo, hi)| (lo.min(job.created_at), hi.max(job.created_at))),
