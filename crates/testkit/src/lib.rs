@@ -8,7 +8,8 @@
 //! saying what to install (and, where a Docker daemon answers, how to point the variables at a
 //! container).
 //!
-//! [`RedisServer`] is also used directly by tests that need a server of their own (restarts).
+//! [`RedisServer`] and [`PostgresServer`] are also used directly by tests that need a server of
+//! their own (restarts).
 
 #![warn(missing_docs)]
 
@@ -178,6 +179,7 @@ pub struct PostgresServer {
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    opts: String,
 }
 
 fn pg_bindir() -> Option<PathBuf> {
@@ -225,9 +227,28 @@ impl PostgresServer {
         let data_s = data.to_string_lossy().to_string();
         run_pg(&bin, as_postgres, "initdb", &["-D", &data_s, "--auth=trust", "--no-sync", "-U", "postgres"])?;
         let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
-        let log = dir.join("log").to_string_lossy().to_string();
-        run_pg(&bin, as_postgres, "pg_ctl", &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "start"])?;
-        Ok(PostgresServer { port, dir, bin, as_postgres })
+        let server = PostgresServer { port, dir, bin, as_postgres, opts };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn spawn(&self) -> Result<()> {
+        let data = self.dir.join("data").to_string_lossy().to_string();
+        let log = self.dir.join("log").to_string_lossy().to_string();
+        run_pg(&self.bin, self.as_postgres, "pg_ctl", &["-D", &data, "-l", &log, "-o", &self.opts, "-w", "start"])
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: every backend is killed without a
+    /// checkpoint, as a crash would), returning when it is down.
+    pub fn kill(&mut self) -> Result<()> {
+        let data = self.dir.join("data").to_string_lossy().to_string();
+        run_pg(&self.bin, self.as_postgres, "pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+    }
+
+    /// Starts it again on the same port and data (after [`PostgresServer::kill`]); it runs crash
+    /// recovery first and answers when it is done.
+    pub fn restart(&mut self) -> Result<()> {
+        self.spawn()
     }
 
     /// Its URL (user `postgres`, database `postgres`).
