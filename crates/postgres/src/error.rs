@@ -12,6 +12,7 @@
 //! and is never retried.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tapesched_scheduler::{Error, ErrorKind};
@@ -117,11 +118,35 @@ where
 }
 
 fn backoff(n: u32, kind: ErrorKind) -> Duration {
-    // Jitter from the clock's low bits: enough to break lock-step retries of competing sessions.
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() % 5_000)
-        .unwrap_or(0) as u64;
     let base = if kind == ErrorKind::Unavailable { 100_000u64 } else { 2_000u64 };
-    Duration::from_micros(base.saturating_mul(1 << n.min(6)) + jitter)
+    Duration::from_micros(base.saturating_mul(1 << n.min(6)) + jitter_micros())
+}
+
+/// Up to 5 ms, different for each retry of each process: enough to break lock-step retries of
+/// competing sessions, without reading the wall clock (every time a scenario sees is injected).
+fn jitter_micros() -> u64 {
+    static RETRIES: AtomicU64 = AtomicU64::new(0);
+    let n = RETRIES.fetch_add(1, Ordering::Relaxed) ^ (u64::from(std::process::id()) << 32);
+    // SplitMix64's finaliser: consecutive inputs give unrelated outputs.
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % 5_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_attempts_and_jitter_spreads_retries() {
+        let jitters: std::collections::BTreeSet<u64> = (0..100).map(|_| jitter_micros()).collect();
+        assert!(jitters.iter().all(|j| *j < 5_000));
+        assert!(jitters.len() > 90, "retries of one process spread out: {} distinct of 100", jitters.len());
+        // Attempt n waits base * 2^n plus less than 5 ms, with the exponent capped at 6.
+        let wait = |n, kind| backoff(n, kind).as_micros() as u64;
+        assert!((200_000..205_000).contains(&wait(1, ErrorKind::Unavailable)));
+        assert!((4_000..9_000).contains(&wait(1, ErrorKind::Conflict)));
+        assert!((6_400_000..6_405_000).contains(&wait(9, ErrorKind::Unavailable)));
+    }
 }
