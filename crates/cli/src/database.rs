@@ -4,11 +4,13 @@
 //! - `db migrate` applies the migrations of this build (a no-op when they are applied; a schema
 //!   migrated by a newer tapesched is refused);
 //! - `db collect` is one pass of the dead-mount cleanup: jobs of mounts abandoned, or whose
-//!   heartbeat is older than `--mount-timeout` seconds, go back to their queues;
+//!   heartbeat is older than `--mount-timeout` seconds, go back to their queues; with `--every`
+//!   it runs a pass at that interval until SIGINT or SIGTERM (the maintenance loop);
 //! - `catalogue load FILE` replaces the shared catalogue with a YAML catalogue (a catalogue-only
 //!   file, or the `catalogue:` section of a scenario file).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use tapesched_postgres::{PgCatalogue, PgConfig, PgSchedulerDb};
@@ -16,6 +18,9 @@ use tapesched_scheduler::catalogue::Catalogue;
 use tapesched_scheduler::clock::{Clock, SystemClock};
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::scheduler::CatalogueRouter;
+use tapesched_scheduler::{Error, ErrorKind};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::MissedTickBehavior;
 
 use crate::EXIT_INVALID;
 
@@ -54,6 +59,11 @@ pub struct CollectArgs {
     /// Mounts whose last heartbeat is older than this many seconds are dead.
     #[arg(long, value_name = "SECS")]
     pub mount_timeout: Option<i64>,
+    /// Keep running: a pass every SECS seconds, the first at once, until SIGINT or SIGTERM (a pass
+    /// under way is finished first). A pass that finds the database unavailable is reported and
+    /// the next one runs on time.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: Option<u64>,
 }
 
 /// Arguments of `catalogue load`.
@@ -92,7 +102,10 @@ pub async fn migrate(args: MigrateArgs) -> u8 {
     }
 }
 
-/// `db collect`: one dead-mount cleanup pass; prints how many jobs went back to their queues.
+/// `db collect`: one dead-mount cleanup pass, or one every `--every` seconds until SIGINT or
+/// SIGTERM; prints how many jobs each pass put back in their queues. Exit 0 when done (or
+/// stopped by a signal), 1 on a database error (in the loop: one other than `unavailable` or a
+/// conflict), 2 on bad input.
 pub async fn collect(args: CollectArgs) -> u8 {
     let url = match args.target.url() {
         Ok(u) => u,
@@ -105,18 +118,44 @@ pub async fn collect(args: CollectArgs) -> u8 {
         Err(e) => return fail(1, e),
     };
     let catalogue = PgCatalogue::with_pool(db.pool().clone(), &args.target.schema);
-    let now = SystemClock.now();
-    let router = match catalogue.snapshot().await {
-        Ok(snap) => CatalogueRouter::new(&snap, now),
-        Err(e) => return fail(1, e),
+    let Some(every) = args.every else {
+        return match collect_pass(&db, &catalogue).await {
+            Ok(n) => {
+                println!("requeued {n}");
+                0
+            }
+            Err(e) => fail(1, e),
+        };
     };
-    match db.garbage_collect(now, &router).await {
-        Ok(n) => {
-            println!("requeued {n}");
-            0
+    // Registered before the first pass, so a signal during it is not missed.
+    let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => return fail(1, format!("cannot listen for signals: {e}")),
+    };
+    let mut ticks = tokio::time::interval(Duration::from_secs(every));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return 0,
+            _ = interrupt.recv() => return 0,
+            _ = ticks.tick() => {}
         }
-        Err(e) => fail(1, e),
+        match collect_pass(&db, &catalogue).await {
+            Ok(n) => println!("requeued {n}"),
+            Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Conflict) => {
+                eprintln!("error: {e} (next pass in {every} s)")
+            }
+            Err(e) => return fail(1, e),
+        }
     }
+}
+
+/// One cleanup pass on the wall clock, retrieves routed by the catalogue as it is now.
+async fn collect_pass(db: &PgSchedulerDb, catalogue: &PgCatalogue) -> Result<u64, Error> {
+    let now = SystemClock.now();
+    let snapshot = catalogue.snapshot().await?;
+    let router = CatalogueRouter::new(&snapshot, now);
+    db.garbage_collect(now, &router).await
 }
 
 /// `catalogue load`: exit 0 when loaded, 1 on a database error, 2 on an invalid file.

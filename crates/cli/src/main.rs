@@ -56,7 +56,7 @@ enum Command {
 enum DbCommand {
     /// Applies the schema migrations (a no-op when up to date).
     Migrate(database::MigrateArgs),
-    /// One dead-mount cleanup pass.
+    /// Dead-mount cleanup: one pass, or with --every a pass at that interval until stopped.
     Collect(database::CollectArgs),
 }
 

@@ -1,0 +1,106 @@
+//! `tapesched db collect --every`, the dead-mount maintenance loop, as a real process against the
+//! CI machine's PostgreSQL: its first pass runs at once and puts back the jobs of an abandoned
+//! mount and of a mount whose heartbeat is older than `--mount-timeout`, leaving a live mount
+//! alone; a later pass collects a mount abandoned while the loop runs; SIGTERM stops it with
+//! exit status 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
+use tapesched_scheduler::db::{JobKind, MountSpec, SchedulerDb};
+use tapesched_scheduler::types::*;
+
+const POOL: &str = "pool_c";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+fn request(id: u64, at: i64) -> ArchiveRequest {
+    ArchiveRequest {
+        archive_file_id: id,
+        disk_instance: "eos".into(),
+        disk_file_id: id.to_string(),
+        requester: Requester { name: "u".into(), group: "g".into() },
+        storage_class: "sc".into(),
+        size: 1000,
+        created_at: at,
+        report_url: None,
+        error_report_url: None,
+        policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
+        jobs: vec![ArchiveJob::new(1, POOL)],
+        report_decided: false,
+    }
+}
+
+/// Opens `mount` with its heartbeat at `at` and lets it take 10 jobs.
+async fn mount_holding_ten(db: &PgSchedulerDb, mount: u64, at: i64) {
+    let spec = MountSpec {
+        mount_type: MountType::ArchiveForUser,
+        vid: format!("V{mount}"),
+        tape_pool: POOL.into(),
+        vo: "vo".into(),
+        drive: format!("d{mount}"),
+        logical_library: "lib".into(),
+    };
+    db.open_mount(mount, &spec, at).await.unwrap();
+    assert_eq!(db.pop_jobs(mount, 10, u64::MAX, at).await.unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collect_loop_puts_back_dead_mounts_jobs_until_stopped() {
+    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
+    let schema = tapesched_testkit::unique_name("collect");
+    let _guard = SchemaGuard::new(url.clone(), schema.clone());
+    let db = PgSchedulerDb::connect(PgConfig::new(url.clone(), schema.clone())).await.expect("backend");
+    let t = now();
+    let answers = db.queue_archives((1..=30).map(|id| request(id, t)).collect(), t).await;
+    assert!(answers.iter().all(|a| a.is_ok()));
+    mount_holding_ten(&db, 1, t).await;
+    db.abandon_mount(1, t).await.unwrap();
+    mount_holding_ten(&db, 2, t - 3600).await; // silent for an hour
+    mount_holding_ten(&db, 3, t).await; // alive
+    assert!(db.list_pending(JobKind::Archive, None).await.unwrap().is_empty());
+
+    let mut collector = Command::new(env!("CARGO_BIN_EXE_tapesched"))
+        .args(["db", "collect", "--database-url", &url, "--schema", &schema])
+        .args(["--mount-timeout", "600", "--every", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("tapesched runs");
+    let (tx, lines) = mpsc::channel::<String>();
+    let stdout = collector.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || lines.recv_timeout(Duration::from_secs(120)).expect("the collector prints a line per pass");
+
+    // The first pass: the abandoned mount and the silent one, not the live one.
+    assert_eq!(next_line(), "requeued 20");
+    assert_eq!(db.list_pending(JobKind::Archive, None).await.unwrap().len(), 20);
+
+    // A mount abandoned while the loop runs goes at a later pass; passes before find nothing.
+    db.abandon_mount(3, t).await.unwrap();
+    loop {
+        match next_line().as_str() {
+            "requeued 0" => continue,
+            "requeued 10" => break,
+            other => panic!("unexpected line {other:?}"),
+        }
+    }
+    assert_eq!(db.list_pending(JobKind::Archive, None).await.unwrap().len(), 30);
+
+    let pid = collector.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+    let status = collector.wait().expect("the collector exits");
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the loop cleanly: {status}");
+}
