@@ -259,8 +259,7 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        let data = self.dir.join("data").to_string_lossy().to_string();
-        let _ = run_pg(&self.bin, self.as_postgres, "pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        let _ = self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
