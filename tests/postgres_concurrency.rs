@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use tapesched_postgres::sqlx;
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
-use tapesched_scheduler::db::{MountJob, MountSpec, SchedulerDb, TransferSuccess};
+use tapesched_scheduler::db::{MountJob, SchedulerDb, TransferSuccess};
 use tapesched_scheduler::types::*;
+use tapesched_testkit::workload::{archive_mount, archive_request};
 
 const REQUESTS: u64 = 100_000;
 const PRODUCERS: u64 = 8;
@@ -31,18 +32,10 @@ fn request(id: u64) -> ArchiveRequest {
         vec![job(1, POOLS[(id % 2) as usize])]
     };
     ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: id.to_string(),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
         size: 1 + id % 1000,
-        created_at: 1_700_000_000 + (id % 977) as i64,
-        report_url: Some("eos://done".into()),
-        error_report_url: None,
         policy: QueuedPolicy { name: format!("mp{}", id % 3), priority: id % 3, min_request_age: 0 },
         jobs,
-        report_decided: false,
+        ..archive_request(id, POOLS[0], 1_700_000_000 + (id % 977) as i64)
     }
 }
 
@@ -79,14 +72,7 @@ async fn producers_and_drive_sessions_lose_nothing_and_share_nothing() {
         sessions.push(tokio::spawn(async move {
             let pool = POOLS[(s % 2) as usize];
             let mount = 1000 + s;
-            let spec = MountSpec {
-                mount_type: MountType::ArchiveForUser,
-                vid: format!("V{s}"),
-                tape_pool: pool.into(),
-                vo: "vo".into(),
-                drive: format!("d{s}"),
-                logical_library: "lib".into(),
-            };
+            let spec = archive_mount(format!("V{s}"), pool, format!("d{s}"));
             db.open_mount(mount, &spec, t0).await.expect("mount");
             let mut taken: Vec<(u64, u32)> = Vec::new();
             let mut fseq = 0;

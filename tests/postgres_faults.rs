@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use tapesched_postgres::sqlx::{self, Connection, PgConnection};
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
-use tapesched_scheduler::db::{JobKind, MountJob, MountSpec, ReportFilter, SchedulerDb, StayRouter, TransferSuccess};
+use tapesched_scheduler::db::{JobKind, ReportFilter, SchedulerDb, StayRouter};
 use tapesched_scheduler::types::*;
-use tapesched_scheduler::ErrorKind;
+use tapesched_testkit::workload::{archive_mount, archive_request, produce_through_outage, transient, written};
 use tokio::sync::watch;
 
 const T: i64 = 1_700_000_000;
@@ -25,45 +25,10 @@ const POOL: &str = "pool_f";
 
 fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: format!("{id:#x}"),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
         size: 1000 + id,
-        created_at: T - 1000 + (id % 100) as i64,
-        report_url: Some(format!("eos://done/{id}")),
-        error_report_url: None,
         policy: QueuedPolicy { name: "mp".into(), priority: id % 3, min_request_age: 0 },
-        jobs: vec![ArchiveJob::new(1, POOL)],
-        report_decided: false,
+        ..archive_request(id, POOL, T - 1000 + (id % 100) as i64)
     }
-}
-
-fn spec(vid: &str, drive: &str) -> MountSpec {
-    MountSpec {
-        mount_type: MountType::ArchiveForUser,
-        vid: vid.into(),
-        tape_pool: POOL.into(),
-        vo: "vo".into(),
-        drive: drive.into(),
-        logical_library: "lib".into(),
-    }
-}
-
-fn written(jobs: &[MountJob], vid: &str, first_fseq: u64) -> Vec<TransferSuccess> {
-    jobs.iter()
-        .enumerate()
-        .map(|(i, j)| TransferSuccess {
-            job: j.id(),
-            tape_file: Some(TapeFile {
-                copy_nb: 1,
-                vid: vid.into(),
-                fseq: first_fseq + i as u64,
-                block_id: first_fseq + i as u64,
-            }),
-        })
-        .collect()
 }
 
 /// Archive ids of the queued jobs, checked distinct.
@@ -162,15 +127,16 @@ async fn a_connection_dropped_mid_transaction_is_retried_and_applied_once() {
     assert_summaries_whole(&db).await;
 
     // Claiming: the rows are taken, then the claim waits to take them off the summary.
-    db.open_mount(1, &spec("V1", "d1"), T).await.unwrap();
+    db.open_mount(1, &archive_mount("V1", POOL, "d1"), T).await.unwrap();
     let popped = with_connection_dropped(&url, &schema, LOCK_SUMMARIES, db.pop_jobs(1, 40, u64::MAX, T))
         .await
         .expect("the claim is made by the retry");
     assert_eq!(popped.len(), 40);
     let taken: BTreeSet<u64> = popped.iter().map(|j| j.archive_file_id()).collect();
     assert_eq!(taken.len(), 40, "a job handed out twice");
-    assert!(pending(&db).await.is_disjoint(&taken), "a claimed job still queued");
-    assert_eq!(pending(&db).await.len(), 61);
+    let queued = pending(&db).await;
+    assert!(queued.is_disjoint(&taken), "a claimed job still queued");
+    assert_eq!(queued.len(), 61);
     assert_summaries_whole(&db).await;
 
     // Success: the mount's heartbeat is written, then the jobs' rows are waited for.
@@ -191,13 +157,6 @@ async fn a_connection_dropped_mid_transaction_is_retried_and_applied_once() {
     assert_summaries_whole(&db).await;
 }
 
-/// The faults a client of a restarting server may see: `unavailable` (the retries ran out, or the
-/// connection failed while committing) and, for a batch whose commit did land although its
-/// answer was lost, `already queued`.
-fn retryable(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::Unavailable | ErrorKind::Conflict)
-}
-
 const REQUESTS: u64 = 3000;
 const BATCH: usize = 50;
 const BATCHES: u64 = REQUESTS / BATCH as u64;
@@ -214,39 +173,18 @@ async fn a_server_restart_mid_run_loses_nothing() {
     let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let (produced_tx, produced) = watch::channel(0u64);
 
-    let mut up1 = up.clone();
+    let requests = (1..=REQUESTS).map(request).collect();
+    let up1 = up.clone();
     let producer = tokio::spawn(async move {
-        let mut failures = 0u64;
-        for (n, chunk) in (1..=REQUESTS).collect::<Vec<_>>().chunks(BATCH).enumerate() {
-            loop {
-                let answers = producer_db.queue_archives(chunk.iter().map(|i| request(*i)).collect(), T).await;
-                let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
-                if failed.is_empty() {
-                    break;
-                }
-                for e in &failed {
-                    assert!(retryable(e.kind), "unexpected error {e}");
-                }
-                // A batch whose commit landed but whose answer was lost reads as "already
-                // queued": those requests are there, which the final check confirms.
-                if failed.iter().all(|e| e.kind == ErrorKind::Conflict && e.message.contains("already queued")) {
-                    break;
-                }
-                failures += 1;
-                up1.wait_for(|u| *u).await.expect("server comes back");
-            }
-            let _ = progress_tx.send(n as u64);
-            produced_tx.send_replace(n as u64 + 1);
-        }
-        failures
+        produce_through_outage(&producer_db, requests, BATCH, T, up1, progress_tx, produced_tx).await
     });
 
     let mut up2 = up.clone();
     let mut produced = produced.clone();
     let drive = tokio::spawn(async move {
         let mount = 1;
-        while let Err(e) = drive_db.open_mount(mount, &spec("V1", "d1"), T).await {
-            assert!(retryable(e.kind), "{e}");
+        while let Err(e) = drive_db.open_mount(mount, &archive_mount("V1", POOL, "d1"), T).await {
+            assert!(transient(e.kind), "{e}");
             up2.wait_for(|u| *u).await.expect("server comes back");
         }
         let (mut fseq, mut failures) = (1u64, 0u64);
@@ -265,7 +203,7 @@ async fn a_server_restart_mid_run_loses_nothing() {
                 // A claim or a success whose commit's outcome is unknown: the jobs are either
                 // done or still held by this mount, and ending the mount puts those back.
                 Err(e) => {
-                    assert!(retryable(e.kind), "unexpected error {e}");
+                    assert!(transient(e.kind), "unexpected error {e}");
                     failures += 1;
                     up2.wait_for(|u| *u).await.expect("server comes back");
                 }
@@ -274,7 +212,7 @@ async fn a_server_restart_mid_run_loses_nothing() {
         let requeued = loop {
             match drive_db.end_mount(mount, T, &StayRouter).await {
                 Ok(n) => break n,
-                Err(e) => assert!(retryable(e.kind), "{e}"),
+                Err(e) => assert!(transient(e.kind), "{e}"),
             }
         };
         (failures, requeued)
@@ -305,7 +243,7 @@ async fn a_server_restart_mid_run_loses_nothing() {
 
     // Drain what ending the first mount put back, with a mount of the checker's own.
     let checker = open().await.expect("backend");
-    checker.open_mount(2, &spec("V2", "d2"), T).await.unwrap();
+    checker.open_mount(2, &archive_mount("V2", POOL, "d2"), T).await.unwrap();
     let mut fseq = 1;
     loop {
         let jobs = checker.pop_jobs(2, 500, u64::MAX, T).await.unwrap();

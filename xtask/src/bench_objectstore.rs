@@ -24,7 +24,8 @@ use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_scheduler::scheduler::{ArchiveSubmission, CatalogueRouter, Scheduler};
 use tapesched_scheduler::types::*;
 
-use crate::measure::{archive_mount, median, rate, ROUNDS};
+use crate::measure::{median, rate, ROUNDS};
+use tapesched_testkit::workload::archive_mount;
 
 const T0: i64 = 1_700_000_000;
 /// Size of one of this benchmark's archive request objects as stored (binary format, measured

@@ -33,7 +33,8 @@ use tapesched_scheduler::db::{QueueStats, RetrieveRouter, SchedulerDb};
 use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_scheduler::types::*;
 
-use crate::measure::{archive_mount, median, rate, ROUNDS};
+use crate::measure::{median, rate, ROUNDS};
+use tapesched_testkit::workload::archive_mount;
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]

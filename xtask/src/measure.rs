@@ -1,10 +1,6 @@
-//! What both benchmarks share: rates, the number of rounds and their median, and the archive
-//! mount a drive session opens.
+//! What both benchmarks share: rates, the number of rounds and their median.
 
 use std::time::Duration;
-
-use tapesched_scheduler::db::MountSpec;
-use tapesched_scheduler::types::MountType;
 
 /// Claim and requeue rounds over the same jobs (their medians are reported).
 pub const ROUNDS: u64 = 3;
@@ -19,16 +15,4 @@ pub fn median(rates: &[f64]) -> f64 {
     let mut sorted = rates.to_vec();
     sorted.sort_by(|a, b| a.total_cmp(b));
     sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// An archive mount of `pool` on tape `vid` by `drive`, VO `vo`, library `lib`.
-pub fn archive_mount(vid: String, pool: String, drive: String) -> MountSpec {
-    MountSpec {
-        mount_type: MountType::ArchiveForUser,
-        vid,
-        tape_pool: pool,
-        vo: "vo".into(),
-        drive,
-        logical_library: "lib".into(),
-    }
 }

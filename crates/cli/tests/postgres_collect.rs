@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
-use tapesched_scheduler::db::{JobKind, MountSpec, SchedulerDb};
-use tapesched_scheduler::types::*;
+use tapesched_scheduler::db::{JobKind, SchedulerDb};
+use tapesched_testkit::workload::{archive_mount, archive_request};
 
 const POOL: &str = "pool_c";
 
@@ -19,34 +19,9 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
 }
 
-fn request(id: u64, at: i64) -> ArchiveRequest {
-    ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: id.to_string(),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
-        size: 1000,
-        created_at: at,
-        report_url: None,
-        error_report_url: None,
-        policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-        jobs: vec![ArchiveJob::new(1, POOL)],
-        report_decided: false,
-    }
-}
-
 /// Opens `mount` with its heartbeat at `at` and lets it take 10 jobs.
 async fn mount_holding_ten(db: &PgSchedulerDb, mount: u64, at: i64) {
-    let spec = MountSpec {
-        mount_type: MountType::ArchiveForUser,
-        vid: format!("V{mount}"),
-        tape_pool: POOL.into(),
-        vo: "vo".into(),
-        drive: format!("d{mount}"),
-        logical_library: "lib".into(),
-    };
-    db.open_mount(mount, &spec, at).await.unwrap();
+    db.open_mount(mount, &archive_mount(format!("V{mount}"), POOL, format!("d{mount}")), at).await.unwrap();
     assert_eq!(db.pop_jobs(mount, 10, u64::MAX, at).await.unwrap().len(), 10);
 }
 
@@ -57,7 +32,7 @@ async fn the_collect_loop_puts_back_dead_mounts_jobs_until_stopped() {
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let db = PgSchedulerDb::connect(PgConfig::new(url.clone(), schema.clone())).await.expect("backend");
     let t = now();
-    let answers = db.queue_archives((1..=30).map(|id| request(id, t)).collect(), t).await;
+    let answers = db.queue_archives((1..=30).map(|id| archive_request(id, POOL, t)).collect(), t).await;
     assert!(answers.iter().all(|a| a.is_ok()));
     mount_holding_ten(&db, 1, t).await;
     db.abandon_mount(1, t).await.unwrap();

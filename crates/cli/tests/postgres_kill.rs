@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
 use tapesched_scheduler::db::{JobKind, ReportFilter, SchedulerDb, StayRouter};
 use tapesched_scheduler::types::*;
+use tapesched_testkit::workload::archive_request;
 
 const JOBS: u64 = 4000;
 const KILLS: u64 = 60;
@@ -31,18 +32,9 @@ fn now() -> i64 {
 
 fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: format!("{id:#x}"),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
         size: 1000 + id,
-        created_at: 1_700_000_000 + id as i64,
         report_url: Some(format!("eos://done/{id}")),
-        error_report_url: None,
-        policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-        jobs: vec![ArchiveJob::new(1, POOL)],
-        report_decided: false,
+        ..archive_request(id, POOL, 1_700_000_000 + id as i64)
     }
 }
 

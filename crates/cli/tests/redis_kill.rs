@@ -18,6 +18,7 @@ use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings, RedisStore}
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_scheduler::db::{JobKind, ReportFilter, SchedulerDb, StayRouter};
 use tapesched_scheduler::types::*;
+use tapesched_testkit::workload::archive_request;
 
 const JOBS: u64 = 3000;
 const KILLS: u64 = 60;
@@ -32,18 +33,9 @@ type Outputs = BTreeMap<u64, (bool, Vec<String>)>;
 
 fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: format!("{id:#x}"),
-        requester: Requester { name: "u".into(), group: "g".into() },
-        storage_class: "sc".into(),
         size: 1000 + id,
-        created_at: T + id as i64,
         report_url: Some(format!("eos://done/{id}")),
-        error_report_url: None,
-        policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-        jobs: vec![ArchiveJob::new(1, POOL)],
-        report_decided: false,
+        ..archive_request(id, POOL, T + id as i64)
     }
 }
 

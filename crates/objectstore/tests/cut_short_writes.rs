@@ -8,8 +8,6 @@
 //! a Redis restart can do at any instant (a queue's shards written but not the queue itself,
 //! an emptied shard not yet deleted...).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +20,7 @@ use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_scheduler::db::{MountJob, MountSpec, ReportFilter, SchedulerDb, StayRouter, TransferSuccess};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, ErrorKind};
+use tapesched_testkit::workload::{archive_mount, archive_request};
 
 const T: i64 = 1_700_000_000;
 const REQUESTS: u64 = 60;
@@ -97,7 +96,7 @@ impl ObjectStore for CutStore {
 }
 
 fn request(id: u64) -> ArchiveRequest {
-    let mut r = common::archive_request(id, "p", T);
+    let mut r = archive_request(id, "p", T);
     r.size = 100 + id;
     r.policy = QueuedPolicy { name: "mp".into(), priority: 1 + id % 3, min_request_age: id % 2 };
     r
@@ -133,14 +132,7 @@ fn retrieve(k: u64) -> RetrieveRequest {
 }
 
 fn spec(vid: &str, drive: &str) -> MountSpec {
-    MountSpec {
-        mount_type: MountType::ArchiveForUser,
-        vid: vid.into(),
-        tape_pool: "p".into(),
-        vo: "vo".into(),
-        drive: drive.into(),
-        logical_library: "lib".into(),
-    }
+    archive_mount(vid, "p", drive)
 }
 
 /// Retries `op` while it fails with `unavailable` (the one injected failure); anything else is

@@ -4,8 +4,6 @@
 //! it is down; the clients retry once it is back (the session first puts back what it held), and
 //! in the end every request is reported exactly once: nothing lost, nothing twice.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +11,8 @@ use std::time::Duration;
 use tapesched_objectstore::objects::QueueKind;
 use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
-use tapesched_scheduler::db::{MountJob, MountSpec, ReportFilter, SchedulerDb, StayRouter, TransferSuccess};
-use tapesched_scheduler::types::*;
-use tapesched_scheduler::ErrorKind;
+use tapesched_scheduler::db::{ReportFilter, SchedulerDb, StayRouter};
+use tapesched_testkit::workload::{archive_mount, archive_request, produce_through_outage, transient, written};
 use tokio::sync::watch;
 
 const T: i64 = 1_700_000_000;
@@ -23,14 +20,6 @@ const REQUESTS: u64 = 3000;
 const BATCH: usize = 50;
 const POOL: &str = "p";
 const BATCHES: u64 = REQUESTS / BATCH as u64;
-
-fn request(id: u64) -> ArchiveRequest {
-    common::archive_request(id, POOL, T)
-}
-
-fn retryable(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::Unavailable | ErrorKind::Conflict)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_loses_nothing() {
@@ -48,66 +37,29 @@ async fn a_redis_restart_loses_nothing() {
     let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let (produced_tx, produced) = watch::channel(0u64);
 
-    let mut up1 = up.clone();
+    let requests = (1..=REQUESTS).map(|id| archive_request(id, POOL, T)).collect();
+    let up1 = up.clone();
     let producer = tokio::spawn(async move {
-        let mut failures = 0;
-        for (n, chunk) in (1..=REQUESTS).collect::<Vec<_>>().chunks(BATCH).enumerate() {
-            loop {
-                let answers = producer_db.queue_archives(chunk.iter().map(|i| request(*i)).collect(), T).await;
-                let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
-                if failed.is_empty() {
-                    break;
-                }
-                for e in &failed {
-                    assert!(retryable(e.kind), "unexpected error {e}");
-                }
-                // A batch the previous attempt completed but whose answer was lost reads as
-                // "already queued": those requests are there, which the final check confirms.
-                if failed.iter().all(|e| e.kind == ErrorKind::Conflict && e.message.contains("already queued")) {
-                    break;
-                }
-                failures += 1;
-                up1.wait_for(|u| *u).await.expect("server comes back");
-            }
-            let _ = progress_tx.send(n as u64);
-            produced_tx.send_replace(n as u64 + 1);
-        }
-        failures
+        produce_through_outage(&*producer_db, requests, BATCH, T, up1, progress_tx, produced_tx).await
     });
 
     let mut up2 = up.clone();
     let mut produced = produced.clone();
     let drive = tokio::spawn(async move {
-        let spec = MountSpec {
-            mount_type: MountType::ArchiveForUser,
-            vid: "V1".into(),
-            tape_pool: POOL.into(),
-            vo: "vo".into(),
-            drive: "d".into(),
-            logical_library: "lib".into(),
-        };
+        let spec = archive_mount("V1", POOL, "d");
         let mount = 1;
         while let Err(e) = drive_db.open_mount(mount, &spec, T).await {
-            assert!(retryable(e.kind), "{e}");
+            assert!(transient(e.kind), "{e}");
             up2.wait_for(|u| *u).await.expect("server comes back");
         }
-        let (mut fseq, mut failures) = (0u64, 0u64);
+        let (mut fseq, mut failures) = (1u64, 0u64);
         loop {
             // Note how far the producer is before popping, so an empty pop can wait for more.
             let produced_before = *produced.borrow_and_update();
             let step = async {
                 let jobs = drive_db.pop_jobs(mount, 20, u64::MAX, T).await?;
-                let written: Vec<TransferSuccess> = jobs
-                    .iter()
-                    .map(|j: &MountJob| {
-                        fseq += 1;
-                        TransferSuccess {
-                            job: j.id(),
-                            tape_file: Some(TapeFile { copy_nb: 1, vid: "V1".into(), fseq, block_id: fseq }),
-                        }
-                    })
-                    .collect();
-                drive_db.transfers_succeeded(mount, &written, T).await?;
+                drive_db.transfers_succeeded(mount, &written(&jobs, "V1", fseq), T).await?;
+                fseq += jobs.len() as u64;
                 Ok::<_, tapesched_scheduler::Error>(jobs.len())
             };
             match step.await {
@@ -117,12 +69,12 @@ async fn a_redis_restart_loses_nothing() {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    assert!(retryable(e.kind), "unexpected error {e}");
+                    assert!(transient(e.kind), "unexpected error {e}");
                     failures += 1;
                     up2.wait_for(|u| *u).await.expect("server comes back");
                     // Put back what the session held when the store went away, then go on.
                     while let Err(e) = drive_db.recover(Some(mount), T, &StayRouter).await {
-                        assert!(retryable(e.kind), "{e}");
+                        assert!(transient(e.kind), "{e}");
                     }
                 }
             }
@@ -150,28 +102,15 @@ async fn a_redis_restart_loses_nothing() {
 
     let checker = open();
     // Drain what is left: jobs a recovery put back after the session had stopped.
-    let spec = MountSpec {
-        mount_type: MountType::ArchiveForUser,
-        vid: "V2".into(),
-        tape_pool: POOL.into(),
-        vo: "vo".into(),
-        drive: "d2".into(),
-        logical_library: "lib".into(),
-    };
-    checker.open_mount(2, &spec, T).await.unwrap();
+    checker.open_mount(2, &archive_mount("V2", POOL, "d2"), T).await.unwrap();
+    let mut fseq = 1;
     loop {
         let jobs = checker.pop_jobs(2, 500, u64::MAX, T).await.unwrap();
         if jobs.is_empty() {
             break;
         }
-        let written: Vec<TransferSuccess> = jobs
-            .iter()
-            .map(|j| TransferSuccess {
-                job: j.id(),
-                tape_file: Some(TapeFile { copy_nb: 1, vid: "V2".into(), fseq: 1, block_id: 1 }),
-            })
-            .collect();
-        checker.transfers_succeeded(2, &written, T).await.unwrap();
+        checker.transfers_succeeded(2, &written(&jobs, "V2", fseq), T).await.unwrap();
+        fseq += jobs.len() as u64;
     }
     checker.end_mount(2, T, &StayRouter).await.unwrap();
     let mut pointers = 0;

@@ -9,7 +9,7 @@
 //! container).
 //!
 //! [`RedisServer`] and [`PostgresServer`] are also used directly by tests that need a server of
-//! their own (restarts).
+//! their own (restarts). [`workload`] holds the request and mount builders the tests share.
 
 #![warn(missing_docs)]
 
@@ -22,6 +22,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+
+pub mod workload;
 
 /// Environment variable naming the PostgreSQL server.
 pub const DATABASE_URL_VAR: &str = "TAPESCHED_DATABASE_URL";
