@@ -1,0 +1,146 @@
+//! The thin `SchedulerDb` adapter: each trait method calls the operation of the same name
+//! (`*_op`) in the module of its area.
+
+use super::*;
+
+#[async_trait]
+impl SchedulerDb for ObjectstoreDb {
+    fn name(&self) -> String {
+        format!("objectstore-{}", self.objs.store().describe())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.ping_op().await
+    }
+
+    async fn queue_archive(&self, request: ArchiveRequest, now: Timestamp) -> Result<()> {
+        self.queue_archive_op(request, now).await
+    }
+
+    async fn queue_archives(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        self.queue_archives_op(requests, now).await
+    }
+
+    async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()> {
+        self.queue_retrieve_op(request, now).await
+    }
+
+    async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>> {
+        self.retrieve_queue_stats_op(vids).await
+    }
+
+    async fn cancel_archive(&self, archive_file_id: u64, now: Timestamp) -> Result<()> {
+        self.cancel_archive_op(archive_file_id, now).await
+    }
+
+    async fn cancel_retrieve(&self, archive_file_id: u64, dst_url: Option<&str>, now: Timestamp) -> Result<u64> {
+        self.cancel_retrieve_op(archive_file_id, dst_url, now).await
+    }
+
+    async fn mount_info(&self, _now: Timestamp) -> Result<MountInfo> {
+        self.mount_info_op(_now).await
+    }
+
+    async fn next_mount(
+        &self,
+        _logical_library: &str,
+        now: Timestamp,
+        decide: &DecideFn<'_>,
+    ) -> Result<Option<(MountId, MountSpec)>> {
+        self.next_mount_op(_logical_library, now, decide).await
+    }
+
+    async fn open_mount(&self, mount: MountId, spec: &MountSpec, now: Timestamp) -> Result<()> {
+        self.open_mount_op(mount, spec, now).await
+    }
+
+    async fn pop_jobs(&self, mount: MountId, max_files: u64, max_bytes: u64, now: Timestamp) -> Result<Vec<MountJob>> {
+        self.pop_jobs_op(mount, max_files, max_bytes, now).await
+    }
+
+    async fn claim_jobs(&self, mount: MountId, jobs: &[JobId], now: Timestamp) -> Result<Vec<MountJob>> {
+        self.claim_jobs_op(mount, jobs, now).await
+    }
+
+    async fn transfers_succeeded(&self, mount: MountId, jobs: &[TransferSuccess], now: Timestamp) -> Result<()> {
+        self.transfers_succeeded_op(mount, jobs, now).await
+    }
+
+    async fn transfers_failed(
+        &self,
+        mount: MountId,
+        jobs: &[JobId],
+        reason: &str,
+        now: Timestamp,
+        router: &dyn RetrieveRouter,
+    ) -> Result<()> {
+        self.transfers_failed_op(mount, jobs, reason, now, router).await
+    }
+
+    async fn requeue_jobs(
+        &self,
+        mount: MountId,
+        jobs: &[JobId],
+        now: Timestamp,
+        _router: &dyn RetrieveRouter,
+    ) -> Result<u64> {
+        self.requeue_jobs_op(mount, jobs, now, _router).await
+    }
+
+    async fn end_mount(&self, mount: MountId, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
+        self.end_mount_op(mount, now, router).await
+    }
+
+    async fn abandon_mount(&self, mount: MountId, now: Timestamp) -> Result<()> {
+        self.abandon_mount_op(mount, now).await
+    }
+
+    async fn heartbeat(&self, mount: Option<MountId>, now: Timestamp) -> Result<()> {
+        self.heartbeat_op(mount, now).await
+    }
+
+    async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
+        self.garbage_collect_op(now, router).await
+    }
+
+    async fn sleep_retrieve_queue(&self, vid: &str, sleep: QueueSleep, now: Timestamp) -> Result<()> {
+        self.sleep_retrieve_queue_op(vid, sleep, now).await
+    }
+
+    async fn reports_due(&self, filter: ReportFilter, max: u64, _now: Timestamp) -> Result<Vec<ReportJob>> {
+        self.reports_due_op(filter, max, _now).await
+    }
+
+    async fn reports_delivered(&self, reports: &[RequestId], now: Timestamp) -> Result<()> {
+        self.reports_delivered_op(reports, now).await
+    }
+
+    async fn reports_failed(&self, reports: &[RequestId], reason: &str, now: Timestamp) -> Result<()> {
+        self.reports_failed_op(reports, reason, now).await
+    }
+
+    async fn set_cleanup_flag(&self, vid: &str, flag: bool, now: Timestamp) -> Result<()> {
+        self.set_cleanup_flag_op(vid, flag, now).await
+    }
+
+    async fn cleanup_flagged(&self) -> Result<Vec<String>> {
+        self.cleanup_flagged_op().await
+    }
+
+    async fn drain_retrieve_queue(
+        &self,
+        vid: &str,
+        now: Timestamp,
+        router: &dyn RetrieveRouter,
+    ) -> Result<DrainReport> {
+        self.drain_retrieve_queue_op(vid, now, router).await
+    }
+
+    async fn list_pending(&self, kind: JobKind, queue: Option<&str>) -> Result<Vec<PendingJob>> {
+        self.list_pending_op(kind, queue).await
+    }
+
+    async fn list_failed(&self, kind: JobKind) -> Result<Vec<u64>> {
+        self.list_failed_op(kind).await
+    }
+}

@@ -1,0 +1,120 @@
+//! Agents and their intent logs: registering this process's and each mount's agent, listing
+//! objects in a log before moving them, heartbeats, and whether an agent is dead.
+
+use super::*;
+
+impl ObjectstoreDb {
+    /// Adds to (`add`) or removes from this process's own agent log, registering the agent on
+    /// first use (a process that only runs drive sessions never registers one).
+    pub(super) async fn log_own(&self, names: &[String], add: bool, now: Timestamp) -> Result<()> {
+        self.agent_ready
+            .get_or_try_init(|| async {
+                let agent =
+                    Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
+                // The name is this process's own: an agent already there was created by an
+                // attempt whose answer was lost.
+                self.register_agent(&self.agent, agent, true).await
+            })
+            .await?;
+        self.log(&self.agent, names, add, now).await
+    }
+
+    /// What this process's own log still lists: objects an earlier attempt was moving when it
+    /// failed (empty before the first logged operation).
+    pub(super) async fn in_flight(&self) -> Result<BTreeSet<String>> {
+        if !self.agent_ready.initialized() {
+            return Ok(BTreeSet::new());
+        }
+        Ok(self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned.into_iter().collect()).unwrap_or_default())
+    }
+
+    /// Lists an agent in the register and creates it (`mine`: an existing one is this
+    /// process's, left by an earlier attempt; otherwise it is a conflict).
+    pub(super) async fn register_agent(&self, name: &str, agent: Agent, mine: bool) -> Result<()> {
+        let name = name.to_string();
+        self.objs
+            .update::<AgentRegister, _>(AGENT_REGISTER, |reg| {
+                if !reg.agents.contains(&name) {
+                    reg.agents.push(name.clone());
+                }
+                Ok(((), Write::Commit))
+            })
+            .await?;
+        if mine {
+            self.objs.ensure(&name, &agent).await
+        } else {
+            self.objs.create(&name, &agent).await
+        }
+    }
+
+    pub(super) async fn deregister_agent(&self, name: &str) -> Result<()> {
+        if let Some(lock) = self.objs.lock(name).await? {
+            let r = self.objs.remove(name, &lock).await;
+            self.objs.unlock(lock).await;
+            r?;
+        }
+        let name = name.to_string();
+        self.objs
+            .update::<AgentRegister, _>(AGENT_REGISTER, |reg| {
+                reg.agents.retain(|a| *a != name);
+                Ok(((), Write::Commit))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Adds (`add`) or removes names from an agent's intent log and refreshes its heartbeat.
+    pub(super) async fn log(&self, agent: &str, names: &[String], add: bool, now: Timestamp) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .objs
+            .update::<Agent, _>(agent, |a| {
+                if add {
+                    let mut present: HashSet<&str> = a.owned.iter().map(String::as_str).collect();
+                    let fresh: Vec<String> = names.iter().filter(|n| present.insert(n.as_str())).cloned().collect();
+                    a.owned.extend(fresh);
+                } else {
+                    let gone: HashSet<&str> = names.iter().map(String::as_str).collect();
+                    a.owned.retain(|n| !gone.contains(n.as_str()));
+                }
+                a.heartbeat = a.heartbeat.max(now);
+                Ok(((), Write::Commit))
+            })
+            .await?;
+        found.ok_or_else(|| Error::not_found(format!("agent {agent:?} does not exist")))
+    }
+
+    /// Refreshes an agent's heartbeat.
+    pub(super) async fn touch(&self, agent: &str, now: Timestamp) -> Result<()> {
+        self.objs
+            .update::<Agent, _>(agent, |a| {
+                a.heartbeat = a.heartbeat.max(now);
+                Ok(((), Write::Commit))
+            })
+            .await?
+            .ok_or_else(|| Error::not_found(format!("agent {agent:?} does not exist")))
+    }
+
+    pub(super) async fn mount_agent(&self, mount: MountId) -> Result<(String, Agent, MountRecord)> {
+        let name = mount_agent_name(mount);
+        let agent = self
+            .objs
+            .read::<Agent>(&name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("mount {mount} does not exist or has ended")))?;
+        let record = agent.mount.clone().ok_or_else(|| Error::internal(format!("agent {name:?} records no mount")))?;
+        Ok((name, agent, record))
+    }
+
+    /// Names of the registered agents.
+    pub async fn agents(&self) -> Result<Vec<String>> {
+        self.ready().await?;
+        Ok(self.objs.read::<AgentRegister>(AGENT_REGISTER).await?.unwrap_or_default().agents)
+    }
+
+    pub(super) async fn is_dead(&self, agent: &Agent, now: Timestamp) -> bool {
+        agent.gc_needed || self.config.agent_timeout.is_some_and(|t| now - agent.heartbeat > t)
+    }
+}

@@ -1,0 +1,217 @@
+//! Writes of new requests: archive batches (all or nothing per request), retrieve requests routed
+//! to a VID's queue, cancellations, and the retrieve-queue statistics routing reads.
+
+use super::*;
+
+impl ObjectstoreDb {
+    /// Queues archive requests together: one intent-log update for the batch, the request
+    /// objects created concurrently, one queue update per pool. Each request is all or nothing.
+    pub(super) async fn queue_archive_batch(
+        &self,
+        requests: Vec<ArchiveRequest>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<()>>> {
+        self.ready().await?;
+        let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
+        // Requests still in our log were being queued by an attempt that failed midway (the
+        // store became unavailable): a retry resumes them instead of calling them duplicates.
+        let in_flight = self.in_flight().await?;
+        self.log_own(&names, true, now).await?;
+        let in_flight = &in_flight;
+        let created = join_all(requests.iter().zip(&names).map(|(request, name)| {
+            // Created owned by its queues, then pointed to: a crash in between leaves the
+            // request in this agent's log, and the collector (or `recover`, or a retry of this
+            // batch) adds the pointers its owners call for.
+            let stored = StoredArchive {
+                owners: request
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        (j.copy_nb, Owner::Queue(QueueKey::new(QueueKind::ArchiveToTransferForUser, &j.tape_pool)))
+                    })
+                    .collect(),
+                request: request.clone(),
+            };
+            async move {
+                if request.jobs.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "archive request {} has no copy to write",
+                        request.archive_file_id
+                    )));
+                }
+                match self.objs.create(name, &stored).await {
+                    Ok(()) => Ok(false),
+                    Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
+                        let resumable = in_flight.contains(name)
+                            && self.objs.read::<StoredArchive>(name).await?.is_some_and(|s| s.request == *request);
+                        if resumable {
+                            Ok(true)
+                        } else {
+                            Err(Error::conflict(format!(
+                                "archive request {} is already queued",
+                                request.archive_file_id
+                            )))
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }))
+        .await;
+        let mut moves = Moves::new();
+        let mut resumed = Moves::new();
+        for (request, ok) in requests.iter().zip(&created) {
+            let Ok(resume) = ok else { continue };
+            for job in &request.jobs {
+                let target = if *resume { &mut resumed } else { &mut moves };
+                target
+                    .entry(QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool))
+                    .or_default()
+                    .push(archive_pointer(request, job.copy_nb, None));
+            }
+        }
+        self.add_pointers(moves, now).await?;
+        self.ensure_pointers(resumed, now).await?;
+        // A request whose creation failed with `unavailable` may exist all the same (the answer
+        // was lost): it stays in the log, so that a retry resumes it and a collector finds it.
+        let settled: Vec<String> = names
+            .into_iter()
+            .zip(&created)
+            .filter(|(_, r)| !matches!(r, Err(e) if e.kind == tapesched_scheduler::ErrorKind::Unavailable))
+            .map(|(n, _)| n)
+            .collect();
+        self.log_own(&settled, false, now).await?;
+        Ok(created.into_iter().map(|r| r.map(|_| ())).collect())
+    }
+
+    pub(super) async fn queue_archive_op(&self, request: ArchiveRequest, now: Timestamp) -> Result<()> {
+        self.queue_archives(vec![request], now).await.pop().unwrap_or(Ok(()))
+    }
+
+    pub(super) async fn queue_archives_op(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        match self.queue_archive_batch(requests, now).await {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e)],
+        }
+    }
+
+    pub(super) async fn queue_retrieve_op(&self, request: RetrieveRequest, now: Timestamp) -> Result<()> {
+        self.ready().await?;
+        if request.active_copy().is_none() {
+            return Err(Error::invalid(format!(
+                "retrieve request {} targets tape {:?}, which holds none of its copies",
+                request.request_id, request.active_vid
+            )));
+        }
+        let name = retrieve_request_name(request.request_id);
+        let key = QueueKey::new(QueueKind::RetrieveToTransfer, &request.active_vid);
+        // Still in our log: an earlier attempt failed midway (the store became unavailable);
+        // this one resumes it instead of calling it a duplicate.
+        let in_flight = self.in_flight().await?.contains(&name);
+        self.log_own(std::slice::from_ref(&name), true, now).await?;
+        let owner = Owner::Queue(key.clone());
+        let stored = StoredRetrieve { request: request.clone(), owner: owner.clone() };
+        let pointer = Moves::from([(key, vec![retrieve_pointer(&request, None)])]);
+        match self.objs.create(&name, &stored).await {
+            Ok(()) => self.add_pointers(pointer, now).await?,
+            Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict && in_flight => {
+                // Created by the failed attempt; its pointer may be missing (if the request has
+                // moved on since, or is gone, there is nothing left to do).
+                if self.objs.read::<StoredRetrieve>(&name).await?.is_some_and(|s| s.owner == owner) {
+                    self.ensure_pointers(pointer, now).await?;
+                }
+            }
+            Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
+                self.log_own(std::slice::from_ref(&name), false, now).await?;
+                return Err(Error::conflict(format!("retrieve request {} is already queued", request.request_id)));
+            }
+            Err(e) => {
+                // After `unavailable` the request may exist all the same: it stays in the log.
+                if !in_flight && e.kind != tapesched_scheduler::ErrorKind::Unavailable {
+                    self.log_own(std::slice::from_ref(&name), false, now).await?;
+                }
+                return Err(e);
+            }
+        }
+        self.log_own(&[name], false, now).await
+    }
+
+    pub(super) async fn retrieve_queue_stats_op(&self, vids: &[String]) -> Result<Vec<QueueStats>> {
+        self.ready().await?;
+        let root = self.root().await?;
+        let mut out = Vec::with_capacity(vids.len());
+        for vid in vids {
+            let key = QueueKey::new(QueueKind::RetrieveToTransfer, vid);
+            let queue = match root.queue(&key) {
+                Some(a) => self.objs.read::<Queue>(a).await?,
+                None => None,
+            };
+            let s = queue.map(|q| q.summary).unwrap_or_default();
+            out.push(QueueStats {
+                vid: vid.clone(),
+                files_queued: s.count,
+                bytes_queued: s.bytes,
+                priority: s.priorities.keys().next_back().copied().unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn cancel_archive_op(&self, archive_file_id: u64, now: Timestamp) -> Result<()> {
+        self.ready().await?;
+        let name = archive_request_name(archive_file_id);
+        let stored = self
+            .objs
+            .read::<StoredArchive>(&name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no archive request for archive file {archive_file_id}")))?;
+        if stored.request.jobs.iter().all(|j| j.status == ArchiveJobStatus::Failed) {
+            return Ok(());
+        }
+        self.log_own(std::slice::from_ref(&name), true, now).await?;
+        for (copy, owner) in &stored.owners {
+            if let Owner::Queue(key) = owner {
+                self.remove_pointers(key, &[(name.clone(), *copy)], now).await?;
+            }
+        }
+        if let Some(lock) = self.objs.lock(&name).await? {
+            let r = self.objs.remove(&name, &lock).await;
+            self.objs.unlock(lock).await;
+            r?;
+        }
+        self.log_own(&[name], false, now).await
+    }
+
+    pub(super) async fn cancel_retrieve_op(
+        &self,
+        archive_file_id: u64,
+        dst_url: Option<&str>,
+        now: Timestamp,
+    ) -> Result<u64> {
+        self.ready().await?;
+        let mut cancelled = 0;
+        for (key, address) in self.queues_of(&[QueueKind::RetrieveToTransfer]).await? {
+            let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
+            for p in jobs.iter().filter(|p| p.archive_file_id == archive_file_id) {
+                let Some(stored) = self.objs.read::<StoredRetrieve>(&p.address).await? else { continue };
+                if dst_url.is_some_and(|d| d != stored.request.dst_url) || stored.owner != Owner::Queue(key.clone()) {
+                    continue;
+                }
+                self.remove_pointers(&key, &[(p.address.clone(), p.copy_nb)], now).await?;
+                if let Some(lock) = self.objs.lock(&p.address).await? {
+                    let r = self.objs.remove(&p.address, &lock).await;
+                    self.objs.unlock(lock).await;
+                    r?;
+                }
+                cancelled += 1;
+            }
+        }
+        if cancelled == 0 {
+            return Err(Error::not_found(format!(
+                "no queued retrieve request for archive file {archive_file_id}{}",
+                dst_url.map(|d| format!(" to {d:?}")).unwrap_or_default()
+            )));
+        }
+        Ok(cancelled)
+    }
+}

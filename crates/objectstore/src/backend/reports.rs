@@ -1,0 +1,271 @@
+//! Reports and listings: due reports in canonical order, delivered and failed reports, pending
+//! and failed jobs; and `ping`, the store check.
+
+use super::*;
+
+impl ObjectstoreDb {
+    pub(super) async fn ping_op(&self) -> Result<()> {
+        self.ready().await?;
+        self.root().await.map(|_| ())
+    }
+
+    pub(super) async fn reports_due_op(
+        &self,
+        filter: ReportFilter,
+        max: u64,
+        _now: Timestamp,
+    ) -> Result<Vec<ReportJob>> {
+        self.ready().await?;
+        let kinds: &[QueueKind] = match filter {
+            ReportFilter::Archive => &[QueueKind::ArchiveToReport],
+            ReportFilter::Retrieve => &[QueueKind::RetrieveToReport],
+            ReportFilter::All => &[QueueKind::ArchiveToReport, QueueKind::RetrieveToReport],
+        };
+        let mut pointers: Vec<(QueueKey, JobPointer, Outcome)> = Vec::new();
+        for (key, address) in self.queues_of(kinds).await? {
+            let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
+            pointers.extend(jobs.into_iter().filter_map(|p| p.outcome.map(|o| (key.clone(), p, o))));
+        }
+        let order = |p: &JobPointer| (p.archive_file_id, matches!(p.request, RequestId::Retrieve(_)), p.request);
+        pointers.sort_by_key(|(_, p, _)| order(p));
+        pointers.dedup_by_key(|(_, p, _)| p.request);
+        // Confirm each pointer with its request (others are stale hints), in order, reading the
+        // requests in chunks until `max` reports are found.
+        let max = max.min(usize::MAX as u64) as usize;
+        let mut due = Vec::new();
+        for chunk in pointers.chunks(512) {
+            if due.len() >= max {
+                break;
+            }
+            let names: Vec<String> = chunk.iter().map(|(_, p, _)| p.address.clone()).collect();
+            let raw = self.objs.store().read_many(&names).await.map_err(store_error)?;
+            for ((key, p, outcome), bytes) in chunk.iter().zip(raw) {
+                let Some(bytes) = bytes else { continue };
+                let owner = Owner::Queue(key.clone());
+                let (owned, report_url, error_url) = match p.request {
+                    RequestId::Archive(_) => {
+                        let s: StoredArchive = self.objs.decode_named(&p.address, &bytes)?;
+                        (s.owners.get(&p.copy_nb) == Some(&owner), s.request.report_url, s.request.error_report_url)
+                    }
+                    RequestId::Retrieve(_) => {
+                        let s: StoredRetrieve = self.objs.decode_named(&p.address, &bytes)?;
+                        (s.owner == owner, s.request.report_url, s.request.error_report_url)
+                    }
+                };
+                if !owned || due.len() >= max {
+                    continue;
+                }
+                let url = if *outcome == Outcome::Success { report_url } else { error_url };
+                due.push(ReportJob { request: p.request, archive_file_id: p.archive_file_id, outcome: *outcome, url });
+            }
+        }
+        Ok(due)
+    }
+
+    pub(super) async fn reports_delivered_op(&self, reports: &[RequestId], now: Timestamp) -> Result<()> {
+        self.ready().await?;
+        let mut moves = Moves::new();
+        let mut removals: BTreeMap<QueueKey, Vec<(String, u32)>> = BTreeMap::new();
+        let names: Vec<String> = reports
+            .iter()
+            .map(|r| match r {
+                RequestId::Archive(a) => archive_request_name(*a),
+                RequestId::Retrieve(i) => retrieve_request_name(*i),
+            })
+            .collect();
+        self.log_own(&names, true, now).await?;
+        let outcomes = join_all(reports.iter().zip(&names).map(|(r, name)| async move {
+            let out = match *r {
+                RequestId::Archive(afid) => {
+                    let out = self
+                        .update_archive(afid, |st| {
+                            let Some(job) = st.request.jobs.iter().find(|j| {
+                                matches!(
+                                    j.status,
+                                    ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure
+                                )
+                            }) else {
+                                return Ok((None, Write::Keep));
+                            };
+                            let copy = job.copy_nb;
+                            let Some(Owner::Queue(from)) = st.owners.get(&copy).cloned() else {
+                                return Ok((None, Write::Keep));
+                            };
+                            if job.status == ArchiveJobStatus::ToReportForTransfer {
+                                return Ok((Some((from, copy, None)), Write::Delete));
+                            }
+                            let job = st.request.job_mut(copy).expect("found");
+                            job.status = ArchiveJobStatus::Failed;
+                            let job = job.clone();
+                            let home = archive_home(&st.request, &job).expect("failed jobs have a queue");
+                            st.owners.insert(copy, Owner::Queue(home.0.clone()));
+                            Ok((
+                                Some((from, copy, Some((home.0, archive_pointer(&st.request, copy, None))))),
+                                Write::Commit,
+                            ))
+                        })
+                        .await?
+                        .flatten();
+                    out
+                }
+                RequestId::Retrieve(id) => {
+                    let out = self
+                        .update_retrieve(id, |st| {
+                            let Owner::Queue(from) = st.owner.clone() else { return Ok((None, Write::Keep)) };
+                            if from.kind != QueueKind::RetrieveToReport {
+                                return Ok((None, Write::Keep));
+                            }
+                            let copy = st.request.active_copy().map_or(0, |c| c.copy_nb);
+                            if st.request.status != RetrieveStatus::ToReportForFailure {
+                                return Ok((Some((from, copy, None)), Write::Delete));
+                            }
+                            // A delivered failure report keeps the request in the failed list.
+                            st.request.status = RetrieveStatus::Failed;
+                            let (key, o) = retrieve_home(&st.request);
+                            st.owner = Owner::Queue(key.clone());
+                            Ok((Some((from, copy, Some((key, retrieve_pointer(&st.request, o))))), Write::Commit))
+                        })
+                        .await?
+                        .flatten();
+                    out
+                }
+            };
+            Ok::<_, Error>(out.map(|(from, copy, to)| (from, (name.clone(), copy), to)))
+        }))
+        .await;
+        for o in outcomes {
+            if let Some((from, target, to)) = o? {
+                removals.entry(from).or_default().push(target);
+                if let Some((key, ptr)) = to {
+                    moves.entry(key).or_default().push(ptr);
+                }
+            }
+        }
+        self.add_pointers(moves, now).await?;
+        for (key, targets) in removals {
+            self.remove_pointers(&key, &targets, now).await?;
+        }
+        self.log_own(&names, false, now).await
+    }
+
+    pub(super) async fn reports_failed_op(&self, reports: &[RequestId], reason: &str, now: Timestamp) -> Result<()> {
+        self.ready().await?;
+        let mut moves = Moves::new();
+        let mut removals: BTreeMap<QueueKey, Vec<(String, u32)>> = BTreeMap::new();
+        let names: Vec<String> = reports
+            .iter()
+            .map(|r| match r {
+                RequestId::Archive(a) => archive_request_name(*a),
+                RequestId::Retrieve(i) => retrieve_request_name(*i),
+            })
+            .collect();
+        self.log_own(&names, true, now).await?;
+        for (r, name) in reports.iter().zip(&names) {
+            match *r {
+                RequestId::Archive(afid) => {
+                    let out = self
+                        .update_archive(afid, |st| {
+                            let Some(job) = st.request.jobs.iter_mut().find(|j| {
+                                matches!(
+                                    j.status,
+                                    ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure
+                                )
+                            }) else {
+                                return Ok((None, Write::Keep));
+                            };
+                            job.failure_reasons.push(format!("report failed: {reason}"));
+                            if !rules::on_report_failure(&mut job.retries) {
+                                return Ok((None, Write::Commit));
+                            }
+                            job.status = ArchiveJobStatus::Failed;
+                            let (copy, job) = (job.copy_nb, job.clone());
+                            let Some(Owner::Queue(from)) = st.owners.get(&copy).cloned() else {
+                                return Ok((None, Write::Commit));
+                            };
+                            let home = archive_home(&st.request, &job).expect("failed jobs have a queue");
+                            st.owners.insert(copy, Owner::Queue(home.0.clone()));
+                            Ok((Some((from, copy, home.0, archive_pointer(&st.request, copy, None))), Write::Commit))
+                        })
+                        .await?
+                        .flatten();
+                    if let Some((from, copy, key, ptr)) = out {
+                        removals.entry(from).or_default().push((name.clone(), copy));
+                        moves.entry(key).or_default().push(ptr);
+                    }
+                }
+                RequestId::Retrieve(id) => {
+                    let out = self
+                        .update_retrieve(id, |st| {
+                            let Owner::Queue(from) = st.owner.clone() else { return Ok((None, Write::Keep)) };
+                            if from.kind != QueueKind::RetrieveToReport {
+                                return Ok((None, Write::Keep));
+                            }
+                            st.request.failure_reasons.push(format!("report failed: {reason}"));
+                            let give_up = match st.request.active_copy_mut() {
+                                Some(c) => rules::on_report_failure(&mut c.retries),
+                                None => true,
+                            };
+                            if !give_up {
+                                return Ok((None, Write::Commit));
+                            }
+                            st.request.status = RetrieveStatus::Failed;
+                            let (key, o) = retrieve_home(&st.request);
+                            st.owner = Owner::Queue(key.clone());
+                            let ptr = retrieve_pointer(&st.request, o);
+                            Ok((Some((from, ptr.copy_nb, key, ptr)), Write::Commit))
+                        })
+                        .await?
+                        .flatten();
+                    if let Some((from, copy, key, ptr)) = out {
+                        removals.entry(from).or_default().push((name.clone(), copy));
+                        moves.entry(key).or_default().push(ptr);
+                    }
+                }
+            }
+        }
+        self.add_pointers(moves, now).await?;
+        for (key, targets) in removals {
+            self.remove_pointers(&key, &targets, now).await?;
+        }
+        self.log_own(&names, false, now).await
+    }
+
+    pub(super) async fn list_pending_op(&self, kind: JobKind, queue: Option<&str>) -> Result<Vec<PendingJob>> {
+        self.ready().await?;
+        let qkind = match kind {
+            JobKind::Archive => QueueKind::ArchiveToTransferForUser,
+            JobKind::Retrieve => QueueKind::RetrieveToTransfer,
+        };
+        let mut out = Vec::new();
+        for (key, address) in self.queues_of(&[qkind]).await? {
+            if queue.is_some_and(|q| q != key.container) {
+                continue;
+            }
+            let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
+            out.extend(jobs.into_iter().map(|p| PendingJob {
+                job: JobId { request: p.request, copy_nb: p.copy_nb },
+                archive_file_id: p.archive_file_id,
+                queue: key.container.clone(),
+                size: p.size,
+            }));
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn list_failed_op(&self, kind: JobKind) -> Result<Vec<u64>> {
+        self.ready().await?;
+        let qkind = match kind {
+            JobKind::Archive => QueueKind::ArchiveFailed,
+            JobKind::Retrieve => QueueKind::RetrieveFailed,
+        };
+        let mut ids = Vec::new();
+        for (_, address) in self.queues_of(&[qkind]).await? {
+            if let Some((_, jobs)) = self.read_queue_jobs(&address).await? {
+                ids.extend(jobs.iter().map(|p| p.archive_file_id));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+}

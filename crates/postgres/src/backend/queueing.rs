@@ -1,0 +1,258 @@
+//! Writes of new requests: archive batches (bulk `UNNEST` inserts, all or nothing per request)
+//! and retrieve requests routed to a VID's queue.
+
+use super::*;
+
+impl PgSchedulerDb {
+    /// Stores archive requests in one transaction (bulk `UNNEST` inserts) and answers for each
+    /// in order: a request is stored whole or not at all; one whose id is already stored, or
+    /// repeated earlier in the batch, is a `conflict`.
+    pub async fn queue_archive_batch(&self, requests: &[ArchiveRequest], now: Timestamp) -> Result<Vec<Result<()>>> {
+        let mut answers: Vec<Option<Error>> = vec![None; requests.len()];
+        let mut seen = BTreeSet::new();
+        for (i, r) in requests.iter().enumerate() {
+            if r.jobs.is_empty() {
+                answers[i] =
+                    Some(Error::invalid(format!("archive request {} has no copy to write", r.archive_file_id)));
+            } else if i64::try_from(r.archive_file_id).is_err() || i64::try_from(r.size).is_err() {
+                answers[i] = Some(Error::invalid(format!(
+                    "archive request {}: id or size larger than this backend stores (2^63 - 1)",
+                    r.archive_file_id
+                )));
+            } else if !seen.insert(r.archive_file_id) {
+                answers[i] = Some(Error::conflict(format!("archive request {} is already queued", r.archive_file_id)));
+            }
+        }
+        let candidates: Vec<&ArchiveRequest> =
+            requests.iter().zip(&answers).filter(|(_, a)| a.is_none()).map(|(r, _)| r).collect();
+        let stored = retry(self.config.max_attempts, || self.queue_archive_once(&candidates, now)).await?;
+        Ok(requests
+            .iter()
+            .zip(answers)
+            .map(|(r, a)| match a {
+                Some(e) => Err(e),
+                None if stored.contains(&r.archive_file_id) => Ok(()),
+                None => Err(Error::conflict(format!("archive request {} is already queued", r.archive_file_id))),
+            })
+            .collect())
+    }
+
+    /// Inserts the requests that are not stored yet; returns the ids of those it stored.
+    pub(super) async fn queue_archive_once(
+        &self,
+        requests: &[&ArchiveRequest],
+        now: Timestamp,
+    ) -> Result<BTreeSet<u64>, Fail> {
+        if requests.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let n = requests.len();
+        let mut afid = Vec::with_capacity(n);
+        let mut instance = Vec::with_capacity(n);
+        let mut disk_file = Vec::with_capacity(n);
+        let mut rname = Vec::with_capacity(n);
+        let mut rgroup = Vec::with_capacity(n);
+        let mut sc = Vec::with_capacity(n);
+        let mut size = Vec::with_capacity(n);
+        let mut created = Vec::with_capacity(n);
+        let mut rurl = Vec::with_capacity(n);
+        let mut eurl = Vec::with_capacity(n);
+        let mut pname = Vec::with_capacity(n);
+        let mut prio = Vec::with_capacity(n);
+        let mut age = Vec::with_capacity(n);
+        let mut decided = Vec::with_capacity(n);
+        let mut copies = Vec::with_capacity(n);
+        for r in requests {
+            afid.push(checked_i64("archive file id", r.archive_file_id)?);
+            instance.push(r.disk_instance.as_str());
+            disk_file.push(r.disk_file_id.as_str());
+            rname.push(r.requester.name.as_str());
+            rgroup.push(r.requester.group.as_str());
+            sc.push(r.storage_class.as_str());
+            size.push(checked_i64("size", r.size)?);
+            created.push(r.created_at);
+            rurl.push(r.report_url.as_deref());
+            eurl.push(r.error_report_url.as_deref());
+            pname.push(r.policy.name.as_str());
+            prio.push(r.policy.priority as i64);
+            age.push(r.policy.min_request_age as i64);
+            decided.push(r.report_decided);
+            copies.push(r.jobs.len() as i32);
+        }
+        let mut tx = self.begin().await?;
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO archive_request (archive_file_id, disk_instance, disk_file_id, requester_name,
+                 requester_group, storage_class, size, created_at, report_url, error_report_url, policy_name,
+                 priority, min_request_age, report_decided, copies)
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::int8[],
+                 $14::bool[], $15::int4[])
+             ON CONFLICT (archive_file_id) DO NOTHING
+             RETURNING archive_file_id",
+        )
+        .bind(&afid)
+        .bind(&instance)
+        .bind(&disk_file)
+        .bind(&rname)
+        .bind(&rgroup)
+        .bind(&sc)
+        .bind(&size)
+        .bind(&created)
+        .bind(&rurl)
+        .bind(&eurl)
+        .bind(&pname)
+        .bind(&prio)
+        .bind(&age)
+        .bind(&decided)
+        .bind(&copies)
+        .fetch_all(&mut *tx)
+        .await?;
+        let stored: BTreeSet<u64> = inserted.into_iter().map(|i| i as u64).collect();
+        let (mut j_afid, mut j_copy, mut j_pos, mut j_pool, mut j_status, mut j_size, mut j_created) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut queued = Vec::new();
+        let (mut j_rwm, mut j_tr, mut j_lm, mut j_rr, mut j_reasons) =
+            (Vec::new(), Vec::new(), Vec::<Option<i64>>::new(), Vec::new(), Vec::new());
+        let mut delta = Delta::default();
+        for r in requests.iter().filter(|r| stored.contains(&r.archive_file_id)) {
+            let facts = JobFacts {
+                size: r.size,
+                created_at: r.created_at,
+                priority: r.policy.priority,
+                min_age: r.policy.min_request_age,
+                policy: &r.policy.name,
+            };
+            for (pos, j) in r.jobs.iter().enumerate() {
+                j_afid.push(r.archive_file_id as i64);
+                j_copy.push(j.copy_nb as i32);
+                j_pos.push(pos as i32);
+                j_pool.push(j.tape_pool.as_str());
+                j_status.push(archive_code(j.status));
+                j_size.push(r.size as i64);
+                j_created.push(r.created_at);
+                j_rwm.push(j.retries.retries_within_mount as i32);
+                j_tr.push(j.retries.total_retries as i32);
+                j_lm.push(j.retries.last_mount_with_failure.map(|m| m as i64));
+                j_rr.push(j.retries.report_retries as i32);
+                j_reasons.push(json_strings(&j.failure_reasons));
+                let q = j.status == ArchiveJobStatus::ToTransfer;
+                queued.push(q);
+                if q {
+                    delta.add(KIND_ARCHIVE, &j.tape_pool, facts);
+                }
+            }
+        }
+        if !j_afid.is_empty() {
+            // Queue positions follow the order of the jobs in the batch.
+            sqlx::query(
+                "INSERT INTO archive_job (archive_file_id, copy_nb, position, tape_pool, status, size, created_at,
+                     queue_seq, retries_within_mount, total_retries, last_mount_with_failure, report_retries,
+                     failure_reasons)
+                 SELECT afid, copy_nb, pos, pool, status, size, created, CASE WHEN queued THEN nextval('queue_seq') END,
+                        rwm, tr, lm, rr,
+                        CASE WHEN reasons = '[]' THEN '{}'::text[]
+                             ELSE ARRAY(SELECT e FROM jsonb_array_elements_text(reasons::jsonb)
+                                        WITH ORDINALITY AS x(e, n) ORDER BY n) END
+                 FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[], $5::int2[], $6::int8[], $7::int8[],
+                             $8::bool[], $9::int4[], $10::int4[], $11::int8[], $12::int4[], $13::text[])
+                      WITH ORDINALITY AS u(afid, copy_nb, pos, pool, status, size, created, queued, rwm, tr, lm, rr,
+                                           reasons, ord)
+                 ORDER BY ord",
+            )
+            .bind(&j_afid)
+            .bind(&j_copy)
+            .bind(&j_pos)
+            .bind(&j_pool)
+            .bind(&j_status)
+            .bind(&j_size)
+            .bind(&j_created)
+            .bind(&queued)
+            .bind(&j_rwm)
+            .bind(&j_tr)
+            .bind(&j_lm)
+            .bind(&j_rr)
+            .bind(&j_reasons)
+            .execute(&mut *tx)
+            .await?;
+        }
+        delta.apply(&mut tx, now).await?;
+        Self::commit(tx).await?;
+        Ok(stored)
+    }
+
+    pub(super) async fn queue_retrieve_once(&self, r: &RetrieveRequest, now: Timestamp) -> Result<(), Fail> {
+        let mut tx = self.begin().await?;
+        let copy_nbs: Vec<i32> = r.copies.iter().map(|c| c.copy_nb as i32).collect();
+        let vids: Vec<&str> = r.copies.iter().map(|c| c.vid.as_str()).collect();
+        let fseqs: Vec<i64> = r.copies.iter().map(|c| c.fseq as i64).collect();
+        let blocks: Vec<i64> = r.copies.iter().map(|c| c.block_id as i64).collect();
+        let rwm: Vec<i32> = r.copies.iter().map(|c| c.retries.retries_within_mount as i32).collect();
+        let tr: Vec<i32> = r.copies.iter().map(|c| c.retries.total_retries as i32).collect();
+        let lm: Vec<Option<i64>> =
+            r.copies.iter().map(|c| c.retries.last_mount_with_failure.map(|m| m as i64)).collect();
+        let rr: Vec<i32> = r.copies.iter().map(|c| c.retries.report_retries as i32).collect();
+        let queued = r.status == RetrieveStatus::ToTransfer;
+        let inserted = sqlx::query(
+            "INSERT INTO retrieve_request (request_id, archive_file_id, disk_instance, requester_name, requester_group,
+                 size, dst_url, report_url, error_report_url, created_at, activity, verify_only, disk_system,
+                 policy_name, priority, min_request_age, copy_nbs, vids, fseqs, block_ids, retries_within_mount,
+                 total_retries, last_mount_with_failure, report_retries, active_vid, active_copy_nb, active_fseq,
+                 status, failure_reasons, queue_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                 $22, $23, $24, $25, $26, $27, $28, $29, CASE WHEN $30 THEN nextval('queue_seq') END)
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(checked_i64("request id", r.request_id)?)
+        .bind(checked_i64("archive file id", r.archive_file_id)?)
+        .bind(&r.disk_instance)
+        .bind(&r.requester.name)
+        .bind(&r.requester.group)
+        .bind(checked_i64("size", r.size)?)
+        .bind(&r.dst_url)
+        .bind(&r.report_url)
+        .bind(&r.error_report_url)
+        .bind(r.created_at)
+        .bind(&r.activity)
+        .bind(r.verify_only)
+        .bind(&r.disk_system)
+        .bind(&r.policy.name)
+        .bind(r.policy.priority as i64)
+        .bind(r.policy.min_request_age as i64)
+        .bind(&copy_nbs)
+        .bind(&vids)
+        .bind(&fseqs)
+        .bind(&blocks)
+        .bind(&rwm)
+        .bind(&tr)
+        .bind(&lm)
+        .bind(&rr)
+        .bind(&r.active_vid)
+        .bind(active_copy_nb(r) as i32)
+        .bind(active_fseq(r) as i64)
+        .bind(retrieve_code(r.status))
+        .bind(&r.failure_reasons)
+        .bind(queued)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Fail::Fatal(Error::conflict(format!("retrieve request {} is already queued", r.request_id))));
+        }
+        if queued {
+            let mut delta = Delta::default();
+            delta.add(
+                KIND_RETRIEVE,
+                &r.active_vid,
+                JobFacts {
+                    size: r.size,
+                    created_at: r.created_at,
+                    priority: r.policy.priority,
+                    min_age: r.policy.min_request_age,
+                    policy: &r.policy.name,
+                },
+            );
+            delta.apply(&mut tx, now).await?;
+        }
+        Self::commit(tx).await
+    }
+}
