@@ -31,21 +31,45 @@ pub const USER_RETRIEVE_LIMITS: RetryLimits =
 
 /// How many jobs of a queue, taken in order with the given sizes, make a batch: while fewer than
 /// `max_files` are taken and the next job still fits in `max_bytes`. A single first job larger
-/// than the budget is taken alone, so a non-empty queue always yields at least one job.
+/// than the budget is taken alone, so a non-empty queue always yields at least one job (unless
+/// `max_files` is 0). Bytes are added with saturation (a total at `u64::MAX` stays there).
+///
+/// The Postgres backend cuts the batch in its claim statement instead; a property test
+/// (`tests/postgres_rules.rs`) checks that its cut equals this one.
 pub fn batch_len(sizes: impl IntoIterator<Item = u64>, max_files: u64, max_bytes: u64) -> usize {
-    let mut count = 0usize;
-    let mut bytes = 0u64;
-    for size in sizes {
-        if count as u64 >= max_files {
-            break;
-        }
-        if count > 0 && bytes.saturating_add(size) > max_bytes {
-            break;
-        }
-        bytes = bytes.saturating_add(size);
-        count += 1;
+    let mut cut = BatchCut::new(max_files, max_bytes);
+    sizes.into_iter().take_while(|&size| cut.admit(size)).count()
+}
+
+/// [`batch_len`] one job at a time, for a backend that scans its queue without collecting the
+/// sizes first: `admit` says whether the next job still belongs to the batch; once it answers
+/// `false` the batch is complete.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCut {
+    max_files: u64,
+    max_bytes: u64,
+    count: u64,
+    bytes: u64,
+}
+
+impl BatchCut {
+    /// An empty batch with the budget `max_files`, `max_bytes`.
+    pub fn new(max_files: u64, max_bytes: u64) -> Self {
+        BatchCut { max_files, max_bytes, count: 0, bytes: 0 }
     }
-    count
+
+    /// Whether the next job, of `size` bytes, is part of the batch (it is then counted).
+    pub fn admit(&mut self, size: u64) -> bool {
+        if self.count >= self.max_files {
+            return false;
+        }
+        if self.count > 0 && self.bytes.saturating_add(size) > self.max_bytes {
+            return false;
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        self.count += 1;
+        true
+    }
 }
 
 /// What happens to a job after a failed transfer.
@@ -209,6 +233,9 @@ mod tests {
         assert_eq!(batch_len([50, 1], 10, 20), 1, "an oversize first job goes alone");
         assert_eq!(batch_len([5, 50, 1], 10, 20), 1, "stops at the first job that does not fit");
         assert_eq!(batch_len(Vec::<u64>::new(), 10, 20), 0);
+        assert_eq!(batch_len([1, 1], 0, 20), 0, "no file allowed, no job");
+        assert_eq!(batch_len([u64::MAX, u64::MAX, 0], 10, u64::MAX), 3, "byte totals saturate");
+        assert_eq!(batch_len([0, 0, 0, 5], 10, 0), 3, "empty files fit a zero budget");
     }
 
     fn stats(vid: &str, bytes: u64, prio: u64) -> QueueStats {

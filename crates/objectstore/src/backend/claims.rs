@@ -1,5 +1,6 @@
-//! Claims: taking jobs from the front of a queue for a mount (`pop_jobs`) or by name
-//! (`claim_jobs`), the owner moving to the mount's agent.
+//! Claims: taking jobs from the front of a queue for a mount (`pop_jobs`, cut by
+//! `rules::BatchCut`, the one batch rule) or by name (`claim_jobs`), the owner moving to the
+//! mount's agent.
 
 use super::*;
 
@@ -54,19 +55,9 @@ impl ObjectstoreDb {
         };
         let Some(mut q) = self.open(&key, false).await? else { return Ok(vec![]) };
         let result = async {
-            let (mut count, mut bytes) = (0u64, 0u64);
+            let mut cut = rules::BatchCut::new(max_files, max_bytes);
             q.prefetch(&self.objs, max_files).await?;
-            let taken = q
-                .take_front(&self.objs, |j| {
-                    let fits = count < max_files && (count == 0 || bytes.saturating_add(j.size) <= max_bytes);
-                    if !fits {
-                        return None;
-                    }
-                    count += 1;
-                    bytes = bytes.saturating_add(j.size);
-                    Some(true)
-                })
-                .await?;
+            let taken = q.take_front(&self.objs, |j| cut.admit(j.size).then_some(true)).await?;
             let names: Vec<String> = taken.iter().map(|p| p.address.clone()).collect();
             self.log(&agent, &names, true, now).await?;
             let claimed = self.take_many_from_queue(&taken, &key, &agent).await?;
