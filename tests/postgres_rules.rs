@@ -4,13 +4,15 @@
 //! - the batch cut of a claim (`pop_jobs`: `LIMIT` and the window's running byte total in the
 //!   claim statement) equals [`rules::batch_len`] over the queue in order, for archive (FIFO) and
 //!   retrieve (by fSeq) queues, with sizes from 0 to a whole queue of `i64::MAX` bytes and budgets
-//!   from 0 to `u64::MAX`.
+//!   from 0 to `u64::MAX`;
+//! - due reports come in [`ReportJob::order_key`]'s order (archive file id, kind, request id),
+//!   for each filter and limit, as reports are delivered.
 
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
-use tapesched_scheduler::db::{MountJob, MountSpec, SchedulerDb};
+use tapesched_scheduler::db::{MountJob, MountSpec, ReportFilter, ReportJob, SchedulerDb, TransferSuccess};
 use tapesched_scheduler::rules;
 use tapesched_scheduler::types::*;
-use tapesched_testkit::workload::{archive_mount, archive_request};
+use tapesched_testkit::workload::{archive_mount, archive_request, written};
 use tapesched_testkit::SeededRng;
 
 const NOW: i64 = 1_000_000;
@@ -153,4 +155,69 @@ async fn the_claim_statements_cut_batches_as_the_batch_rule_does() {
     }
     // The cases did reach the byte budget, not only the file count or the queue's end.
     assert!(cut_short >= 40, "only {cut_short} cases were cut by bytes");
+}
+
+/// Due reports come in `ReportJob::order_key`'s order: archive and retrieve reports of the same
+/// archive file side by side, several retrieves of one file by request id whatever their arrival.
+#[tokio::test]
+async fn due_reports_come_in_the_canonical_order() {
+    let (db, _guard) = fresh().await;
+    let mut rng = SeededRng(0x0dde_4e5);
+    // Archive files 1..=60, a random half of them archived (in a random order); retrieves of
+    // random files of the same range, several per file, with random distinct request ids from
+    // the same range (so ordering by id before kind, or by id alone, would differ).
+    let mut afids: Vec<u64> = (1..=60).filter(|_| rng.below(2) == 0).collect();
+    for i in (1..afids.len()).rev() {
+        afids.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let requests = afids.iter().map(|&id| archive_request(id, "p", NOW)).collect();
+    for answer in db.queue_archives(requests, NOW).await {
+        answer.expect("queue archive");
+    }
+    let mut request_ids: Vec<u64> = (1..=80).collect();
+    for i in (1..request_ids.len()).rev() {
+        request_ids.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for (fseq, &rid) in (1..).zip(&request_ids) {
+        let mut r = retrieve_request(rid, "R", 10, fseq);
+        r.archive_file_id = 1 + rng.below(60);
+        r.report_url = Some(format!("eos://done/{rid}"));
+        db.queue_retrieve(r, NOW).await.expect("queue retrieve");
+    }
+    let retrieve_mount = MountSpec { mount_type: MountType::Retrieve, ..archive_mount("R", "", "d") };
+    for (mount, spec) in [(1, archive_mount("V", "p", "d")), (2, retrieve_mount)] {
+        db.open_mount(mount, &spec, NOW).await.expect("mount");
+        let jobs = db.pop_jobs(mount, u64::MAX, u64::MAX, NOW).await.expect("claim");
+        let done: Vec<TransferSuccess> = if mount == 1 {
+            written(&jobs, "V", 1)
+        } else {
+            jobs.iter().map(|j| TransferSuccess { job: j.id(), tape_file: None }).collect()
+        };
+        db.transfers_succeeded(mount, &done, NOW).await.expect("success");
+    }
+    let mut due = db.reports_due(ReportFilter::All, u64::MAX, NOW).await.expect("reports");
+    assert_eq!(due.len(), afids.len() + request_ids.len(), "every transfer is reported");
+    due.sort_by_key(ReportJob::order_key);
+    while !due.is_empty() {
+        for filter in [ReportFilter::All, ReportFilter::Archive, ReportFilter::Retrieve] {
+            let wanted: Vec<&ReportJob> = due
+                .iter()
+                .filter(|r| match filter {
+                    ReportFilter::All => true,
+                    ReportFilter::Archive => r.kind() == tapesched_scheduler::db::JobKind::Archive,
+                    ReportFilter::Retrieve => r.kind() == tapesched_scheduler::db::JobKind::Retrieve,
+                })
+                .collect();
+            for max in [0, 1, rng.below(wanted.len() as u64 + 1), u64::MAX] {
+                let got = db.reports_due(filter, max, NOW).await.expect("reports");
+                let want: Vec<ReportJob> = wanted.iter().take(max.min(1000) as usize).map(|r| (*r).clone()).collect();
+                assert_eq!(got, want, "{filter:?}, at most {max}");
+            }
+        }
+        // Deliver a random few (not the first ones only) and look again.
+        let delivered: Vec<_> = due.iter().filter(|_| rng.below(4) == 0).map(|r| r.request).collect();
+        let delivered = if delivered.is_empty() { vec![due[0].request] } else { delivered };
+        db.reports_delivered(&delivered, NOW).await.expect("delivered");
+        due.retain(|r| !delivered.contains(&r.request));
+    }
 }

@@ -200,14 +200,21 @@ pub struct ReportJob {
 impl ReportJob {
     /// Archive or retrieve.
     pub fn kind(&self) -> JobKind {
-        match self.request {
-            RequestId::Archive(_) => JobKind::Archive,
-            RequestId::Retrieve(_) => JobKind::Retrieve,
-        }
+        Self::order_of(self.archive_file_id, self.request).1
     }
     /// The canonical order of reports: archive file id, kind, request.
     pub fn order_key(&self) -> (u64, JobKind, RequestId) {
-        (self.archive_file_id, self.kind(), self.request)
+        Self::order_of(self.archive_file_id, self.request)
+    }
+    /// [`ReportJob::order_key`] of the report of `request` on `archive_file_id`, for a backend
+    /// that sorts before it builds the reports (the Postgres backend orders in SQL; a property
+    /// test, `tests/postgres_rules.rs`, checks its order equals this one).
+    pub fn order_of(archive_file_id: u64, request: RequestId) -> (u64, JobKind, RequestId) {
+        let kind = match request {
+            RequestId::Archive(_) => JobKind::Archive,
+            RequestId::Retrieve(_) => JobKind::Retrieve,
+        };
+        (archive_file_id, kind, request)
     }
 }
 

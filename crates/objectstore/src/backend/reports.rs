@@ -26,7 +26,7 @@ impl ObjectstoreDb {
             let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
             pointers.extend(jobs.into_iter().filter_map(|p| p.outcome.map(|o| (key.clone(), p, o))));
         }
-        let order = |p: &JobPointer| (p.archive_file_id, matches!(p.request, RequestId::Retrieve(_)), p.request);
+        let order = |p: &JobPointer| ReportJob::order_of(p.archive_file_id, p.request);
         pointers.sort_by_key(|(_, p, _)| order(p));
         pointers.dedup_by_key(|(_, p, _)| p.request);
         // Confirm each pointer with its request (others are stale hints), in order, reading the
