@@ -162,7 +162,7 @@ async fn the_claim_statements_cut_batches_as_the_batch_rule_does() {
 #[tokio::test]
 async fn due_reports_come_in_the_canonical_order() {
     let (db, _guard) = fresh().await;
-    let mut rng = SeededRng(0x0dde_4e5);
+    let mut rng = SeededRng(0x00dd_e4e5);
     // Archive files 1..=60, a random half of them archived (in a random order); retrieves of
     // random files of the same range, several per file, with random distinct request ids from
     // the same range (so ordering by id before kind, or by id alone, would differ).
