@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::{MountSpec, Outcome, QueueSleep};
 use tapesched_scheduler::types::*;
-use tapesched_scheduler::{Error, Result};
+use tapesched_scheduler::{Error, ErrorKind, Result};
 
 use crate::store::{Lock, LockMode, ObjectStore, StoreError, Swap};
 
@@ -468,7 +468,8 @@ pub fn store_error(e: StoreError) -> Error {
         StoreError::AlreadyExists(n) => Error::conflict(format!("object {n:?} already exists")),
         StoreError::LockTimeout(n) => Error::unavailable(format!("timed out waiting for the lock of {n:?}")),
         StoreError::LockLost(n) => Error::conflict(format!("lost the lock of {n:?} during an update")),
-        StoreError::Unavailable(m) => Error::unavailable(m),
+        StoreError::Unavailable(m, None) => Error::unavailable(m),
+        StoreError::Unavailable(m, Some(cause)) => Error::with_source(ErrorKind::Unavailable, m, cause),
     }
 }
 
@@ -500,7 +501,8 @@ impl Objects {
         out.push(T::KIND.code());
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&write_stamp().to_le_bytes());
-        postcard::to_io(value, out).map_err(|e| Error::internal(format!("cannot encode a {:?}: {e}", T::KIND)))
+        postcard::to_io(value, out)
+            .map_err(|e| Error::internal(format!("cannot encode a {:?}: {e}", T::KIND)).caused_by(e))
     }
 
     fn decode<T: Stored>(name: &str, bytes: &[u8]) -> Result<T> {
@@ -531,7 +533,7 @@ impl Objects {
             Ok((_, rest)) => {
                 Err(Error::internal(format!("object {name:?} is corrupted ({} bytes after its value)", rest.len())))
             }
-            Err(e) => Err(Error::internal(format!("object {name:?} is corrupted: {e}"))),
+            Err(e) => Err(Error::internal(format!("object {name:?} is corrupted: {e}")).caused_by(e)),
         }
     }
 

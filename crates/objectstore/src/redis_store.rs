@@ -24,7 +24,7 @@ use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use crate::store::{Lock, LockMode, ObjectStore, StoreError, StoreResult, Swap};
+use crate::store::{Cause, Lock, LockMode, ObjectStore, StoreError, StoreResult, Swap};
 
 const LOCK_X: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
@@ -164,7 +164,7 @@ pub struct RedisStore {
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    StoreError::Unavailable(format!("redis: {e}"), Some(Cause::new(e)))
 }
 
 impl RedisStore {
@@ -173,13 +173,14 @@ impl RedisStore {
     /// [`StoreError::Unavailable`].
     pub fn new(settings: RedisSettings) -> StoreResult<Self> {
         if settings.prefix.contains(['{', '}']) {
-            return Err(StoreError::Unavailable(format!(
-                "invalid key prefix {:?}: braces are reserved",
-                settings.prefix
-            )));
+            return Err(StoreError::Unavailable(
+                format!("invalid key prefix {:?}: braces are reserved", settings.prefix),
+                None,
+            ));
         }
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {:?}: {e}", settings.url)))?;
+        let client = redis::Client::open(settings.url.as_str()).map_err(|e| {
+            StoreError::Unavailable(format!("invalid redis URL {:?}: {e}", settings.url), Some(Cause::new(e)))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(settings.response_timeout))
             .set_connection_timeout(Some(settings.response_timeout))
@@ -451,11 +452,10 @@ impl ObjectStore for RedisStore {
             }
             let answers: Vec<i64> = invocation.invoke_async(&mut self.con()).await.map_err(unavailable)?;
             if answers.len() != chunk.len() {
-                return Err(StoreError::Unavailable(format!(
-                    "swap of {} objects answered {} times",
-                    chunk.len(),
-                    answers.len()
-                )));
+                return Err(StoreError::Unavailable(
+                    format!("swap of {} objects answered {} times", chunk.len(), answers.len()),
+                    None,
+                ));
             }
             Ok(answers.into_iter().map(|a| a == 1).collect::<Vec<bool>>())
         });

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,10 +34,43 @@ pub enum StoreError {
     /// A write was fenced off: its lock is no longer held with the caller's token.
     #[error("the lock guarding {0:?} is no longer held")]
     LockLost(String),
-    /// The store cannot be reached.
+    /// The store cannot be reached (with the client's error, when there is one).
     #[error("object store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(String, #[source] Option<Cause>),
 }
+
+/// The underlying error of a [`StoreError`] (a client library's), shared so that store errors
+/// stay `Clone`. Store errors are compared on their variant and message; two causes are equal
+/// when they read the same.
+#[derive(Debug, Clone)]
+pub struct Cause(pub Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps a client's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// Result of a store operation.
 pub type StoreResult<T> = std::result::Result<T, StoreError>;

@@ -63,7 +63,7 @@ impl CutStore {
         }
         let message = format!("injected failure of write {n} ({name}, {:?})", self.cut);
         eprintln!("{message}");
-        Err(StoreError::Unavailable(message))
+        Err(StoreError::Unavailable(message, None))
     }
 }
 

@@ -61,7 +61,7 @@ pub fn advisory_key(schema: &str, purpose: &str, name: &str) -> i64 {
 pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
     check_schema_name(schema)?;
     let options = PgConnectOptions::from_str(url)
-        .map_err(|e| Error::invalid(format!("database URL is not usable: {e}")))?
+        .map_err(|e| Error::invalid(format!("database URL is not usable: {e}")).caused_by(e))?
         .options([("search_path", schema)])
         .application_name(&format!("tapesched:{schema}"));
     Ok(options)
@@ -150,7 +150,7 @@ fn migrate_error(schema: &str, e: MigrateError, known: &[i64]) -> Error {
             Error::internal(format!("schema {schema:?}: migration {v} failed part-way earlier; repair it by hand"))
         }
         MigrateError::Execute(e) => fatal(e),
-        other => Error::internal(format!("schema {schema:?}: migration failed: {other}")),
+        other => Error::internal(format!("schema {schema:?}: migration failed: {other}")).caused_by(other),
     }
 }
 
@@ -167,7 +167,8 @@ pub async fn migrate(url: &str, schema: &str) -> Result<MigrationReport> {
 /// of this program still open on it.
 pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
     check_schema_name(schema)?;
-    let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")))?;
+    let options =
+        PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")).caused_by(e))?;
     let mut conn = sqlx::postgres::PgConnection::connect_with(&options).await.map_err(fatal)?;
     // Connections still working in the schema (a test that failed with a transaction open) would
     // block the drop forever: end them first (they are named after their schema).
@@ -192,7 +193,7 @@ pub fn drop_schema_blocking(url: &str, schema: &str) -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::internal(format!("cannot start a runtime to drop a schema: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot start a runtime to drop a schema: {e}")).caused_by(e))?;
         rt.block_on(drop_schema(&url, &schema))
     })
     .join()

@@ -41,7 +41,7 @@ impl PgSchedulerDb {
         .await?;
         let keys = |text: &str| -> Result<Vec<u64>, Fail> {
             let map: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(text)
-                .map_err(|e| Error::internal(format!("a stored value-count map is not readable: {e}")))?;
+                .map_err(|e| Error::internal(format!("a stored value-count map is not readable: {e}")).caused_by(e))?;
             Ok(map.keys().filter_map(|k| k.parse::<u64>().ok()).collect())
         };
         // Tombstones first: a row this snapshot sees exists, whatever was deleted before it.
@@ -85,7 +85,7 @@ impl PgSchedulerDb {
             };
             let policies: &str = row.try_get("policies")?;
             let policy_counts: PolicyCounts = serde_json::from_str(policies)
-                .map_err(|e| Error::internal(format!("a stored policy map is not readable: {e}")))?;
+                .map_err(|e| Error::internal(format!("a stored policy map is not readable: {e}")).caused_by(e))?;
             let mount = PotentialMount {
                 mount_type,
                 tape_pool,
