@@ -1,4 +1,4 @@
-//! Finds or starts the PostgreSQL and Redis servers that tests, scenario runs and benchmarks use.
+//! Finds or starts the PostgreSQL and Redis servers that scenario runs, tests and benchmarks use.
 //!
 //! The order, for each service, is: the URL in the environment (`TAPESCHED_DATABASE_URL`,
 //! `TAPESCHED_REDIS_URL`); else a server answering on the standard local port; else an
@@ -9,7 +9,8 @@
 //! container).
 //!
 //! [`RedisServer`] and [`PostgresServer`] are also used directly by tests that need a server of
-//! their own (restarts). [`workload`] holds the request and mount builders the tests share.
+//! their own (restarts). Servers started as fallbacks live until [`stop_started`] (the command
+//! line calls it before exiting) or the end of the process.
 
 #![warn(missing_docs)]
 
@@ -22,8 +23,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-
-pub mod workload;
 
 /// Environment variable naming the PostgreSQL server.
 pub const DATABASE_URL_VAR: &str = "TAPESCHED_DATABASE_URL";
@@ -64,26 +63,6 @@ fn docker_hint() -> &'static str {
          and set the variable to it."
     } else {
         ""
-    }
-}
-
-/// A seeded pseudo-random generator (splitmix64) for tests that must replay the same choices:
-/// same seed, same sequence, on every machine.
-#[derive(Debug, Clone)]
-pub struct SeededRng(pub u64);
-
-impl SeededRng {
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// The next value below `n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
     }
 }
 
@@ -306,7 +285,7 @@ fn container(redis: bool) -> Option<String> {
                 STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(Started::Container(handle));
                 return Some(url);
             }
-            Err(e) => eprintln!("tapesched-testkit: could not start a container: {e}"),
+            Err(e) => eprintln!("tapesched-services: could not start a container: {e}"),
         }
     }
     None
@@ -314,6 +293,14 @@ fn container(redis: bool) -> Option<String> {
 
 /// Servers this process started; they live until the process exits.
 static STARTED: Mutex<Vec<Started>> = Mutex::new(Vec::new());
+
+/// Stops the servers this process started as fallbacks (ephemeral servers, containers). Statics
+/// are not dropped when a process exits, so a program calls this before it returns from `main`;
+/// a later [`redis_url`] or [`postgres_url`] still returns the URL of the stopped server.
+pub fn stop_started() {
+    let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|p| p.into_inner()));
+    drop(started);
+}
 
 /// The Redis server to use (see the module documentation for the order).
 pub fn redis_url() -> Result<String> {
