@@ -103,7 +103,12 @@ impl std::fmt::Display for Owner {
 
 /// Creates `schema` marked with this process as its owner.
 pub async fn mark_postgres(url: &str, schema: &str) -> Result<()> {
-    tapesched_postgres::create_schema_with_comment(url, schema, &Owner::current().to_string()).await
+    mark_postgres_as(url, schema, &Owner::current()).await
+}
+
+/// Creates `schema` marked with `owner` (tests make namespaces of dead runs with it).
+pub async fn mark_postgres_as(url: &str, schema: &str, owner: &Owner) -> Result<()> {
+    tapesched_postgres::create_schema_with_comment(url, schema, &owner.to_string()).await
 }
 
 async fn redis_connection(url: &str) -> Result<redis::aio::MultiplexedConnection> {
@@ -118,10 +123,15 @@ async fn redis_connection(url: &str) -> Result<redis::aio::MultiplexedConnection
 
 /// Writes this process's owner mark under the key prefix `prefix`.
 pub async fn mark_redis(url: &str, prefix: &str) -> Result<()> {
+    mark_redis_as(url, prefix, &Owner::current()).await
+}
+
+/// Writes `owner`'s mark under the key prefix `prefix`.
+pub async fn mark_redis_as(url: &str, prefix: &str, owner: &Owner) -> Result<()> {
     let mut con = redis_connection(url).await?;
     redis::cmd("SET")
         .arg(format!("{prefix}{REDIS_OWNER_KEY}"))
-        .arg(Owner::current().to_string())
+        .arg(owner.to_string())
         .query_async::<()>(&mut con)
         .await
         .map_err(|e| Error::unavailable(format!("redis: {e}")))

@@ -37,8 +37,8 @@ pub fn steps_before_first_drive_op(scenario: &Scenario) -> usize {
 /// What is explained: the decision and where the drive stands.
 struct Explanation {
     drive: String,
-    /// `(steps played, steps in the scenario)` with `--scenario`.
-    played: Option<(usize, usize)>,
+    /// `(steps played, steps in the scenario, whether by default)` with `--scenario`.
+    played: Option<(usize, usize, bool)>,
     at: u64,
     time: i64,
     library: String,
@@ -61,7 +61,7 @@ impl Explanation {
             "library_enabled": self.library_enabled,
             "mount": mount,
         });
-        if let (Value::Object(m), Some((played, total))) = (&mut v, self.played) {
+        if let (Value::Object(m), Some((played, total, _))) = (&mut v, self.played) {
             m.insert("steps_played".into(), json!(played));
             m.insert("steps".into(), json!(total));
         }
@@ -81,12 +81,13 @@ impl Explanation {
             self.at,
             self.time
         );
-        if let Some((played, total)) = self.played {
-            out.push_str(&format!("After step {played} of {total} of the scenario"));
-            if played < total {
-                out.push_str(&format!(" (--after-step N to choose another point; the default is the step before the first drive operation)"));
-            }
-            out.push('\n');
+        match self.played {
+            Some((played, total, true)) if played < total => out.push_str(&format!(
+                "After step {played} of {total}: the steps before the scenario's first drive operation \
+                 (--after-step N plays another number)\n"
+            )),
+            Some((played, total, _)) => out.push_str(&format!("After step {played} of {total}\n")),
+            None => {}
         }
         match &d.chosen {
             Some(m) => out.push_str(&format!(
@@ -205,7 +206,7 @@ async fn explain_inner(args: &ExplainArgs) -> u8 {
             if let Err(e) = play_steps(&mut runner, scenario, Some(*upto)).await {
                 return invalid(format!("{path}: {e}"));
             }
-            (runner, Some((*upto, scenario.steps.len())))
+            (runner, Some((*upto, scenario.steps.len(), args.after_step.is_none())))
         }
         Input::Catalogue(CatalogueFile::Scenario(scenario)) => match Runner::for_scenario(scenario, open.db.clone()) {
             Ok(r) => (r, None),

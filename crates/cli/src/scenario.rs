@@ -71,6 +71,8 @@ async fn remove_dead_runs(backend: Backend) {
                 eprintln!("note: removed {name}, left by a run that died (pid {})", owner.pid);
             }
         }
+        // An unreachable server is reported by the run itself.
+        Err(e) if e.kind == tapesched_scheduler::ErrorKind::Unavailable => {}
         Err(e) => eprintln!("warning: could not look for namespaces of dead runs: {e}"),
     }
 }
