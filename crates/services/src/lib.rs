@@ -315,6 +315,9 @@ pub fn redis_url() -> Result<String> {
         match RedisServer::start(false) {
             Ok(server) => {
                 let url = server.url();
+                eprintln!(
+                    "note: no Redis server ({REDIS_URL_VAR} unset, nothing on 127.0.0.1:6379): started an ephemeral one at {url}, stopped at exit"
+                );
                 STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(Started::Redis(server));
                 Ok(url)
             }
@@ -343,6 +346,9 @@ pub fn postgres_url() -> Result<String> {
         match PostgresServer::start() {
             Ok(server) => {
                 let url = server.url();
+                eprintln!(
+                    "note: no PostgreSQL server ({DATABASE_URL_VAR} unset, nothing on 127.0.0.1:5432): started an ephemeral one at {url}, stopped at exit"
+                );
                 STARTED.lock().unwrap_or_else(|p| p.into_inner()).push(Started::Postgres(server));
                 Ok(url)
             }
