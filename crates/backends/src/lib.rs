@@ -90,7 +90,9 @@ impl Backend {
     pub async fn open(self) -> Result<OpenBackend> {
         let in_context = |e: Error| Error::new(e.kind, format!("backend {}: {}", self.name(), e.message));
         let (db, cleanup, namespace): (Arc<dyn SchedulerDb>, Option<Cleanup>, Option<String>) = match self {
-            Backend::ObjectstoreMemory => (tapesched_objectstore::memory_backend(ObjectstoreConfig::default()), None, None),
+            Backend::ObjectstoreMemory => {
+                (tapesched_objectstore::memory_backend(ObjectstoreConfig::default()), None, None)
+            }
             Backend::ObjectstoreRedis => {
                 let url = redis_url(None).map_err(in_context)?;
                 let prefix = format!("{}:", namespaces::run_name());

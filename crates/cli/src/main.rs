@@ -156,7 +156,9 @@ fn main() -> ExitCode {
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return ExitCode::from(fail(EXIT_FAILED, anyhow::Error::new(e).context("cannot start the async runtime"))),
+        Err(e) => {
+            return ExitCode::from(fail(EXIT_FAILED, anyhow::Error::new(e).context("cannot start the async runtime")))
+        }
     };
     let code = runtime.block_on(async {
         match cli.command {

@@ -140,7 +140,8 @@ fn backends_unknown_or_unavailable_exit_2() {
     let out = tapesched(&["scenario", "run", &file, "--backend", "oracle"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("unknown backend \"oracle\"; known backends: objectstore-memory, objectstore-redis, postgres\n"),
+        stderr(&out)
+            .contains("unknown backend \"oracle\"; known backends: objectstore-memory, objectstore-redis, postgres\n"),
         "{}",
         stderr(&out)
     );
@@ -208,8 +209,11 @@ fn a_huge_one_line_file_is_not_echoed() {
 fn plurals_follow_the_count() {
     let tmp = temp_dir("plurals");
     let file = tmp.join("one.yaml");
-    std::fs::write(&file, "version: 1\nname: one\ncatalogue: {}\nsteps:\n  - {op: show_queues, expect: {queues: []}}\n")
-        .expect("write");
+    std::fs::write(
+        &file,
+        "version: 1\nname: one\ncatalogue: {}\nsteps:\n  - {op: show_queues, expect: {queues: []}}\n",
+    )
+    .expect("write");
     let file = file.to_string_lossy().into_owned();
     let out = tapesched(&["scenario", "run", &file]);
     assert!(stdout(&out).contains("(1 checked step)"), "{}", stdout(&out));

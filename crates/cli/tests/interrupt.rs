@@ -5,7 +5,7 @@
 //! run's namespace to appear (the run logs it) instead of sleeping.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -49,7 +49,7 @@ struct Run {
 }
 
 impl Run {
-    fn start(file: &PathBuf, backend: &str) -> Run {
+    fn start(file: &Path, backend: &str) -> Run {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tapesched"))
             .args(["scenario", "run", &file.to_string_lossy(), "--backend", backend])
             .env("TAPESCHED_DATABASE_URL", tapesched_testkit::postgres_url().expect("a PostgreSQL server"))

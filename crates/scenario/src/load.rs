@@ -112,7 +112,7 @@ pub fn load_catalogue(path: &Path) -> Result<CatalogueSpec, ScenarioError> {
 #[derive(Debug, Clone)]
 pub enum CatalogueFile {
     /// A catalogue-only file.
-    Catalogue(CatalogueSpec),
+    Catalogue(Box<CatalogueSpec>),
     /// A scenario file (its `catalogue:` section is the catalogue).
     Scenario(Box<Scenario>),
 }
@@ -136,7 +136,7 @@ pub fn load_catalogue_file(path: &Path) -> Result<CatalogueFile, ScenarioError> 
     if doc.get("steps").is_some() || doc.get("version").is_some() {
         parse_scenario(&text, path).map(|s| CatalogueFile::Scenario(Box::new(s)))
     } else {
-        parse_catalogue(&text, path).map(CatalogueFile::Catalogue)
+        parse_catalogue(&text, path).map(|c| CatalogueFile::Catalogue(Box::new(c)))
     }
 }
 

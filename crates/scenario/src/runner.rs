@@ -588,7 +588,9 @@ steps:
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             report.failure_lines("runner.yaml"),
-            vec![format!("runner.yaml: step 13 (show_repacks): expected success, got error unsupported ({REPACK_UNSUPPORTED})")]
+            vec![format!(
+                "runner.yaml: step 13 (show_repacks): expected success, got error unsupported ({REPACK_UNSUPPORTED})"
+            )]
         );
         // Repack is refused with its own kind until it exists, `report kind: repack` included.
         let first = &report.records[0];
