@@ -128,9 +128,46 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
     }
 }
 
+/// What a workload really did, counted from the reference side's answers: a run whose every
+/// step erred would give identical (error) answers everywhere and prove nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Work {
+    queued: u64,
+    mounted: u64,
+    claimed: u64,
+    completed: u64,
+    failed: u64,
+    reported: u64,
+}
+
+impl Work {
+    fn count(&mut self, op: u64, b: u64, answer: &str) {
+        match op {
+            0..=3 if answer.starts_with("Ok(") => self.queued += 1,
+            6 | 7 if answer.starts_with("Ok(Some(") => self.mounted += 1,
+            8..=10 if answer.starts_with("Ok([") && answer != "Ok([])" => self.claimed += 1,
+            11..=13 if answer == "Ok(())" && b.is_multiple_of(3) => self.failed += 1,
+            11..=13 if answer == "Ok(())" => self.completed += 1,
+            16 if answer.starts_with("Ok([(") => self.reported += 1,
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, o: Work) {
+        self.queued += o.queued;
+        self.mounted += o.mounted;
+        self.claimed += o.claimed;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.reported += o.reported;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_workloads_give_identical_answers_on_every_backend() {
+    let mut total = Work::default();
     for seed in 1..=6u64 {
+        let mut work = Work::default();
         let mut sides = Vec::new();
         for backend in ["objectstore-memory", "postgres", "objectstore-redis"] {
             sides.push((backend, Side { f: Fixture::new(backend).await, sessions: [None, None, None] }));
@@ -150,15 +187,24 @@ async fn random_workloads_give_identical_answers_on_every_backend() {
                     answers[0].0
                 );
             }
+            work.count(op, b, &answers[0].1);
             if op <= 3 {
                 next_id += 1;
             }
         }
+        println!("seed {seed}: {work:?}");
+        assert!(work.queued > 0 && work.claimed > 0, "seed {seed}: nothing queued or claimed: {work:?}");
+        total.add(work);
         let reference = sides[0].1.f.db.mount_info(0).await.unwrap();
         for (backend, side) in &sides[1..] {
             assert_eq!(reference, side.f.db.mount_info(0).await.unwrap(), "seed {seed}, {backend}");
         }
     }
+    let Work { queued, mounted, claimed, completed, failed, reported } = total;
+    assert!(
+        [queued, mounted, claimed, completed, failed, reported].iter().all(|n| *n > 0),
+        "the workloads did too little real work to compare: {total:?}"
+    );
 }
 
 async fn fresh() -> (PgSchedulerDb, SchemaGuard) {

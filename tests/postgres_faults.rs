@@ -157,6 +157,16 @@ async fn a_connection_dropped_mid_transaction_is_retried_and_applied_once() {
     assert_summaries_whole(&db).await;
 }
 
+/// When the server's postmaster started (microseconds since the epoch, as the server says).
+async fn postmaster_start(url: &str) -> i64 {
+    let mut conn = PgConnection::connect(url).await.expect("the server answers");
+    let t: i64 = sqlx::query_scalar("SELECT (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint")
+        .fetch_one(&mut conn)
+        .await
+        .expect("start time");
+    t
+}
+
 const REQUESTS: u64 = 3000;
 const BATCH: usize = 50;
 const BATCHES: u64 = REQUESTS / BATCH as u64;
@@ -220,6 +230,8 @@ async fn a_server_restart_mid_run_loses_nothing() {
 
     // Once a third of the batches are in, stop the next operation at the summary's lock, kill
     // the server under it, and start it again on the same data.
+    let started_before = postmaster_start(&url).await;
+    let mut outage = None;
     while let Some(n) = progress.recv().await {
         if n == BATCHES / 3 {
             let holder = hold(&url, schema, LOCK_SUMMARIES).await;
@@ -235,11 +247,21 @@ async fn a_server_restart_mid_run_loses_nothing() {
             up_tx.send_replace(true);
             drop(holder);
             println!("server killed while backend {pid} was inside a transaction");
+            outage = Some(pid);
             break;
         }
     }
     let producer_failures = producer.await.expect("producer");
     let (drive_failures, requeued) = drive.await.expect("drive");
+    // The outage this test is about happened: the server was killed with an operation of the
+    // run inside a transaction, and what answers now is a new server process. (Clients may see
+    // no error: an operation cut before its COMMIT is retried inside the backend.)
+    let held = outage.expect("the server was killed mid-run (the producer reached a third of its batches)");
+    let started_after = postmaster_start(&url).await;
+    assert!(
+        started_after > started_before,
+        "the server was restarted under backend {held} ({started_before} -> {started_after})"
+    );
 
     // Drain what ending the first mount put back, with a mount of the checker's own.
     let checker = open().await.expect("backend");

@@ -1,33 +1,43 @@
-//! `tapesched db migrate`, `tapesched db collect` and `tapesched catalogue load`: administration
-//! of a PostgreSQL scheduler instance (one schema).
+//! `tapesched db migrate`, `db collect`, `db gc-runs` and `tapesched catalogue load`:
+//! administration of a PostgreSQL scheduler instance (one schema) and of the namespaces scenario
+//! runs leave.
 //!
 //! - `db migrate` applies the migrations of this build (a no-op when they are applied; a schema
 //!   migrated by a newer tapesched is refused);
 //! - `db collect` is one pass of the dead-mount cleanup: jobs of mounts abandoned, or whose
 //!   heartbeat is older than `--mount-timeout` seconds, go back to their queues; with `--every`
-//!   it runs a pass at that interval until SIGINT or SIGTERM (the maintenance loop);
+//!   it runs a pass at that interval until SIGINT or SIGTERM (the maintenance loop), connecting
+//!   again at each pass while the server cannot be reached;
+//! - `db gc-runs` removes the namespaces of scenario runs whose process is gone;
 //! - `catalogue load FILE` replaces the shared catalogue with a YAML catalogue (a catalogue-only
 //!   file, or the `catalogue:` section of a scenario file).
+//!
+//! Servers are found in the order of every command (`tapesched_backends::database_url`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::anyhow;
 use clap::Args;
-use tapesched_postgres::{PgCatalogue, PgConfig, PgSchedulerDb};
+use tapesched_backends::namespaces::collect_dead_runs;
+use tapesched_backends::Backend;
+use tapesched_postgres::{PgCatalogue, PgSchedulerDb};
 use tapesched_scheduler::catalogue::Catalogue;
 use tapesched_scheduler::clock::{Clock, SystemClock};
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::scheduler::CatalogueRouter;
 use tapesched_scheduler::{Error, ErrorKind};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::MissedTickBehavior;
 
-use crate::EXIT_INVALID;
+use crate::exit::{code_of, interrupted};
+use crate::scenario::plural;
+use crate::{fail, EXIT_FAILED, EXIT_INVALID};
 
 /// Where the instance is.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// PostgreSQL server (default: $TAPESCHED_DATABASE_URL).
+    /// PostgreSQL server (default: $TAPESCHED_DATABASE_URL, else 127.0.0.1:5432, else an
+    /// ephemeral server: see README "Services").
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Schema of the instance.
@@ -36,12 +46,24 @@ pub struct Target {
 }
 
 impl Target {
-    fn url(&self) -> Result<String, String> {
-        self.database_url
-            .clone()
-            .or_else(|| std::env::var("TAPESCHED_DATABASE_URL").ok())
-            .ok_or_else(|| "no database: give --database-url or set TAPESCHED_DATABASE_URL".to_string())
+    fn url(&self) -> Result<String, Error> {
+        tapesched_backends::database_url(self.database_url.as_deref())
     }
+
+    fn backend(&self, mount_timeout: Option<i64>) -> tapesched_backends::Target {
+        tapesched_backends::Target {
+            database_url: self.database_url.clone(),
+            schema: self.schema.clone(),
+            mount_timeout,
+            process_label: "maintd".into(),
+            ..tapesched_backends::Target::new(Backend::Postgres)
+        }
+    }
+}
+
+/// A scheduler error, exited with the status of its kind.
+fn failed(e: Error) -> u8 {
+    fail(code_of(e.kind), e.into())
 }
 
 /// Arguments of `db migrate`.
@@ -60,8 +82,8 @@ pub struct CollectArgs {
     #[arg(long, value_name = "SECS")]
     pub mount_timeout: Option<i64>,
     /// Keep running: a pass every SECS seconds, the first at once, until SIGINT or SIGTERM (a pass
-    /// under way is finished first). A pass that finds the database unavailable is reported and
-    /// the next one runs on time.
+    /// under way is finished first). A pass that finds the database unavailable (at start-up
+    /// too) is reported and the next one runs on time.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub every: Option<u64>,
 }
@@ -78,16 +100,29 @@ pub struct LoadArgs {
     pub backend_name: String,
 }
 
-fn fail(code: u8, e: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {e}");
-    code
+/// Arguments of `db gc-runs`.
+#[derive(Debug, Args)]
+pub struct GcRunsArgs {
+    /// PostgreSQL server (default: found as for every command).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Redis server (default: $TAPESCHED_REDIS_URL, else 127.0.0.1:6379, else an ephemeral server).
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Only PostgreSQL.
+    #[arg(long, conflicts_with = "redis_only")]
+    pub postgres_only: bool,
+    /// Only Redis.
+    #[arg(long)]
+    pub redis_only: bool,
 }
 
-/// `db migrate`: exit 0 when the schema is up to date, 1 on a database error, 2 on bad input.
+/// `db migrate`: exit 0 when the schema is up to date, 2 on bad input or an unreachable server,
+/// 1 on another database error.
 pub async fn migrate(args: MigrateArgs) -> u8 {
     let url = match args.target.url() {
         Ok(u) => u,
-        Err(e) => return fail(EXIT_INVALID, e),
+        Err(e) => return failed(e),
     };
     match tapesched_postgres::migrate(&url, &args.target.schema).await {
         Ok(r) if r.applied.is_empty() => {
@@ -98,97 +133,157 @@ pub async fn migrate(args: MigrateArgs) -> u8 {
             println!("schema {}: applied migrations {:?}", r.schema, r.applied);
             0
         }
-        Err(e) => fail(if e.kind == tapesched_scheduler::ErrorKind::InvalidArgument { EXIT_INVALID } else { 1 }, e),
+        Err(e) => failed(e),
     }
+}
+
+/// The backend and catalogue a cleanup pass works on.
+struct Collector {
+    db: PgSchedulerDb,
+    catalogue: PgCatalogue,
+}
+
+async fn connect_collector(target: &Target, mount_timeout: Option<i64>) -> Result<Collector, Error> {
+    let config = target.backend(mount_timeout).postgres_config()?;
+    let db = tapesched_backends::open_postgres(config).await?;
+    let catalogue = PgCatalogue::with_pool(db.pool().clone(), &target.schema);
+    Ok(Collector { db, catalogue })
 }
 
 /// `db collect`: one dead-mount cleanup pass, or one every `--every` seconds until SIGINT or
 /// SIGTERM; prints how many jobs each pass put back in their queues. Exit 0 when done (or
-/// stopped by a signal), 1 on a database error (in the loop: one other than `unavailable` or a
-/// conflict), 2 on bad input.
+/// stopped by a signal), 2 on bad input or (one pass) an unreachable server, 1 on another
+/// database error (in the loop: one other than `unavailable` or a conflict).
 pub async fn collect(args: CollectArgs) -> u8 {
-    let url = match args.target.url() {
-        Ok(u) => u,
-        Err(e) => return fail(EXIT_INVALID, e),
-    };
-    let config =
-        PgConfig { mount_timeout: args.mount_timeout, max_connections: 2, ..PgConfig::new(&url, &args.target.schema) };
-    let db = match PgSchedulerDb::connect(config).await {
-        Ok(db) => db,
-        Err(e) => return fail(1, e),
-    };
-    let catalogue = PgCatalogue::with_pool(db.pool().clone(), &args.target.schema);
     let Some(every) = args.every else {
-        return match collect_pass(&db, &catalogue).await {
+        let collector = match connect_collector(&args.target, args.mount_timeout).await {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        return match collect_pass(&collector).await {
             Ok(n) => {
                 println!("requeued {n}");
                 0
             }
-            Err(e) => fail(1, e),
+            Err(e) => failed(e),
         };
     };
     // Registered before the first pass, so a signal during it is not missed.
-    let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => return fail(1, format!("cannot listen for signals: {e}")),
+    let stop = match interrupted() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
     };
+    tokio::pin!(stop);
     let mut ticks = tokio::time::interval(Duration::from_secs(every));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut collector: Option<Collector> = None;
     loop {
         tokio::select! {
-            _ = terminate.recv() => return 0,
-            _ = interrupt.recv() => return 0,
+            _ = &mut stop => return 0,
             _ = ticks.tick() => {}
         }
-        match collect_pass(&db, &catalogue).await {
+        // Connect (again) while the server cannot be reached: reported, retried at the next pass.
+        let pass = async {
+            if collector.is_none() {
+                collector = Some(connect_collector(&args.target, args.mount_timeout).await?);
+            }
+            match &collector {
+                Some(c) => collect_pass(c).await,
+                None => Ok(0),
+            }
+        };
+        let outcome = tokio::select! {
+            _ = &mut stop => return 0,
+            outcome = pass => outcome,
+        };
+        match outcome {
             Ok(n) => println!("requeued {n}"),
             Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Conflict) => {
                 eprintln!("error: {e} (next pass in {every} s)")
             }
-            Err(e) => return fail(1, e),
+            Err(e) => return failed(e),
         }
     }
 }
 
-/// One cleanup pass on the wall clock, retrieves routed by the catalogue as it is now.
-async fn collect_pass(db: &PgSchedulerDb, catalogue: &PgCatalogue) -> Result<u64, Error> {
-    let now = SystemClock.now();
-    let snapshot = catalogue.snapshot().await?;
-    let router = CatalogueRouter::new(&snapshot, now);
-    db.garbage_collect(now, &router).await
+/// `db gc-runs`: removes the namespaces of dead scenario runs, one line each; exit 0, 2 when a
+/// server cannot be reached.
+pub async fn gc_runs(args: GcRunsArgs) -> u8 {
+    let mut removed = 0;
+    let mut kept = 0;
+    let servers = [
+        (!args.redis_only).then(|| ("postgres", tapesched_backends::database_url(args.database_url.as_deref()))),
+        (!args.postgres_only).then(|| ("redis", tapesched_backends::redis_url(args.redis_url.as_deref()))),
+    ];
+    for (which, url) in servers.into_iter().flatten() {
+        let url = match url {
+            Ok(u) => u,
+            Err(e) => return failed(e),
+        };
+        let collected = if which == "postgres" {
+            collect_dead_runs(Some(&url), None).await
+        } else {
+            collect_dead_runs(None, Some(&url)).await
+        };
+        match collected {
+            Ok(c) => {
+                for (name, owner) in &c.removed {
+                    println!("removed {name} (run of pid {} on {}, gone)", owner.pid, owner.host);
+                }
+                removed += c.removed.len();
+                kept += c.kept.len();
+            }
+            Err(e) => return failed(e),
+        }
+    }
+    println!("{} removed, {} of live runs or other hosts kept", plural(removed, "namespace"), kept);
+    0
 }
 
-/// `catalogue load`: exit 0 when loaded, 1 on a database error, 2 on an invalid file.
+/// One cleanup pass on the wall clock, retrieves routed by the catalogue as it is now.
+async fn collect_pass(c: &Collector) -> Result<u64, Error> {
+    let now = SystemClock.now();
+    let snapshot = c.catalogue.snapshot().await?;
+    let router = CatalogueRouter::new(&snapshot, now);
+    c.db.garbage_collect(now, &router).await
+}
+
+/// `catalogue load`: exit 0 when loaded, 2 on an invalid file or an unreachable server, 1 on
+/// another database error.
 pub async fn load(args: LoadArgs) -> u8 {
-    let url = match args.target.url() {
-        Ok(u) => u,
-        Err(e) => return fail(EXIT_INVALID, e),
-    };
-    let spec = match tapesched_scenario::load_catalogue(&args.file) {
-        Ok(spec) => spec,
-        Err(catalogue_error) => match tapesched_scenario::load_scenario(&args.file) {
-            Ok(scenario) => scenario.catalogue,
-            Err(_) => return fail(EXIT_INVALID, catalogue_error),
-        },
+    let spec = match tapesched_scenario::load_catalogue_file(&args.file) {
+        Ok(file) => file.catalogue().clone(),
+        Err(e) => return fail(EXIT_INVALID, anyhow!("{e}")),
     };
     let (snapshot, files) = match tapesched_scenario::catalogue::build(&spec, &args.backend_name) {
         Ok(x) => x,
-        Err(e) => return fail(EXIT_INVALID, format!("{}: {e}", args.file.display())),
+        Err(e) => return fail(EXIT_INVALID, anyhow!("{}: {e}", args.file.display())),
+    };
+    let url = match args.target.url() {
+        Ok(u) => u,
+        Err(e) => return failed(e),
     };
     let catalogue = match PgCatalogue::connect(&url, &args.target.schema).await {
         Ok(c) => c,
-        Err(e) => return fail(1, e),
+        Err(e) => return failed(e),
     };
     let (tapes, drives, nfiles) = (snapshot.tapes.len(), snapshot.drives.len(), files.len());
     match catalogue.load(snapshot, files).await {
         Ok(()) => {
             println!(
-                "schema {}: loaded {tapes} tapes, {drives} drives and {nfiles} files from {}",
+                "schema {}: loaded {}, {} and {} from {}",
                 args.target.schema,
+                plural(tapes, "tape"),
+                plural(drives, "drive"),
+                plural(nfiles, "file"),
                 args.file.display()
             );
             0
         }
-        Err(e) => fail(if e.kind == tapesched_scheduler::ErrorKind::Unavailable { 1 } else { EXIT_INVALID }, e),
+        // A catalogue the server refuses (references, duplicates) is invalid input.
+        Err(e) if e.kind != ErrorKind::Unavailable && e.kind != ErrorKind::Internal => {
+            fail(EXIT_INVALID, anyhow::Error::new(e).context(format!("{}", args.file.display())))
+        }
+        Err(e) => failed(e),
     }
 }

@@ -1,19 +1,44 @@
 //! `tapesched explain`: why a drive gets, or does not get, a mount.
 //!
-//! With `--scenario`, the scenario's steps are played first (all, or the first N), ignoring their
-//! expectations; with `--catalogue`, the decision is explained against empty queues.
+//! With `--scenario`, the scenario's steps are played first, ignoring their expectations: by
+//! default up to its first drive operation (the queues as the first drive found them; the whole
+//! scenario if it has none), or the first N with `--after-step N`. With `--catalogue` (a
+//! catalogue file, or a scenario file whose steps are not played), the decision is explained
+//! against empty queues.
 
+use anyhow::anyhow;
 use serde_json::{json, Value};
-use tapesched_scenario::model::{SchedulerHeader, DEFAULT_START_TIME};
+use tapesched_scenario::model::{Op, Scenario, SchedulerHeader, DEFAULT_START_TIME};
 use tapesched_scenario::runner::{decision_json, play_steps};
-use tapesched_scenario::{load_catalogue, load_scenario, Backend, Runner};
+use tapesched_scenario::{load_catalogue_file, load_scenario, Backend, CatalogueFile, Runner};
 use tapesched_scheduler::decision::{library_enabled, Decision};
 
-use crate::{table, ExplainArgs, EXIT_INVALID};
+use crate::exit::{code_of, interrupted};
+use crate::{fail, table, ExplainArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
+
+/// Whether a step is a drive's own operation (as opposed to queueing, catalogue changes and
+/// dry runs, which set the scene).
+fn is_drive_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::NextMount { dry_run: false, .. }
+            | Op::PopJobs { .. }
+            | Op::CompleteJobs { .. }
+            | Op::EndMount { .. }
+            | Op::CrashDrive { .. }
+    )
+}
+
+/// How many steps `explain --scenario` plays by default: those before the first drive operation.
+pub fn steps_before_first_drive_op(scenario: &Scenario) -> usize {
+    scenario.steps.iter().position(|s| is_drive_op(&s.op)).unwrap_or(scenario.steps.len())
+}
 
 /// What is explained: the decision and where the drive stands.
 struct Explanation {
     drive: String,
+    /// `(steps played, steps in the scenario, whether by default)` with `--scenario`.
+    played: Option<(usize, usize, bool)>,
     at: u64,
     time: i64,
     library: String,
@@ -36,6 +61,10 @@ impl Explanation {
             "library_enabled": self.library_enabled,
             "mount": mount,
         });
+        if let (Value::Object(m), Some((played, total, _))) = (&mut v, self.played) {
+            m.insert("steps_played".into(), json!(played));
+            m.insert("steps".into(), json!(total));
+        }
         if let (Value::Object(m), Value::Object(d)) = (&mut v, decision_json(&self.decision)) {
             m.extend(d);
         }
@@ -52,6 +81,14 @@ impl Explanation {
             self.at,
             self.time
         );
+        match self.played {
+            Some((played, total, true)) if played < total => out.push_str(&format!(
+                "After step {played} of {total}: the steps before the scenario's first drive operation \
+                 (--after-step N plays another number)\n"
+            )),
+            Some((played, total, _)) => out.push_str(&format!("After step {played} of {total}\n")),
+            None => {}
+        }
         match &d.chosen {
             Some(m) => out.push_str(&format!(
                 "Decision: mount {} tape {} of pool {} (VO {})\n",
@@ -100,72 +137,108 @@ impl Explanation {
     }
 }
 
-fn fail(e: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {e}");
-    EXIT_INVALID
+fn invalid(e: impl std::fmt::Display) -> u8 {
+    fail(EXIT_INVALID, anyhow!("{e}"))
 }
 
-/// Runs `explain`; exit 0, or 2 on invalid input (file, drive, step count, backend).
+/// Runs `explain`: exit 0, 2 on invalid input (file, drive, step count, backend) or an
+/// unreachable backend, 130 when interrupted (the backend's namespace is removed).
 pub async fn explain(args: ExplainArgs) -> u8 {
+    let stop = match interrupted() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    };
+    tokio::select! {
+        code = explain_inner(&args) => code,
+        signal = stop => {
+            eprintln!("interrupted by {signal}: the backend's namespace was removed");
+            EXIT_INTERRUPTED
+        }
+    }
+}
+
+async fn explain_inner(args: &ExplainArgs) -> u8 {
     let backend = match Backend::from_name(&args.backend) {
         Ok(b) => b,
-        Err(e) => return fail(e),
+        Err(e) => return invalid(e.message),
     };
-    let open = match backend.open().await {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
-    let runner = match (&args.scenario, &args.catalogue) {
+    // Read the files before a backend is opened: a bad file costs no server.
+    enum Input {
+        Scenario(Box<Scenario>, usize),
+        Catalogue(CatalogueFile),
+    }
+    let input = match (&args.scenario, &args.catalogue) {
         (Some(path), _) => {
             let scenario = match load_scenario(path) {
                 Ok(s) => s,
-                Err(e) => return fail(e),
+                Err(e) => return invalid(e),
             };
-            if let Some(n) = args.after_step.filter(|n| *n > scenario.steps.len()) {
-                return fail(format!(
-                    "{}: --after-step {n}, but the scenario has {} steps",
-                    path.display(),
-                    scenario.steps.len()
-                ));
-            }
-            let mut runner = match Runner::for_scenario(&scenario, open.db.clone()) {
-                Ok(r) => r,
-                Err(e) => return fail(format!("{}: {e}", path.display())),
+            let upto = match args.after_step {
+                Some(n) if n > scenario.steps.len() => {
+                    return invalid(format!(
+                        "{}: --after-step {n}, but the scenario has {} steps",
+                        path.display(),
+                        scenario.steps.len()
+                    ))
+                }
+                Some(n) => n,
+                None => steps_before_first_drive_op(&scenario),
             };
-            if let Err(e) = play_steps(&mut runner, &scenario, args.after_step).await {
-                return fail(format!("{}: {e}", path.display()));
-            }
-            runner
+            Input::Scenario(Box::new(scenario), upto)
         }
-        (None, Some(path)) => {
-            let spec = match load_catalogue(path) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            match Runner::new(&spec, &SchedulerHeader::default(), DEFAULT_START_TIME, open.db.clone()) {
+        (None, Some(path)) => match load_catalogue_file(path) {
+            Ok(c) => Input::Catalogue(c),
+            Err(e) => return invalid(e),
+        },
+        (None, None) => return invalid("give --scenario FILE or --catalogue FILE"),
+    };
+    let open = match backend.open().await {
+        Ok(o) => o,
+        Err(e) => return fail(code_of(e.kind), anyhow!("{}", e.message)),
+    };
+    let path = args.scenario.as_ref().or(args.catalogue.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+    let (runner, played) = match &input {
+        Input::Scenario(scenario, upto) => {
+            let mut runner = match Runner::for_scenario(scenario, open.db.clone()) {
                 Ok(r) => r,
-                Err(e) => return fail(format!("{}: {e}", path.display())),
+                Err(e) => return invalid(format!("{path}: {e}")),
+            };
+            if let Err(e) = play_steps(&mut runner, scenario, Some(*upto)).await {
+                return invalid(format!("{path}: {e}"));
+            }
+            (runner, Some((*upto, scenario.steps.len(), args.after_step.is_none())))
+        }
+        Input::Catalogue(CatalogueFile::Scenario(scenario)) => match Runner::for_scenario(scenario, open.db.clone()) {
+            Ok(r) => (r, None),
+            Err(e) => return invalid(format!("{path}: {e}")),
+        },
+        Input::Catalogue(CatalogueFile::Catalogue(spec)) => {
+            match Runner::new(spec, &SchedulerHeader::default(), DEFAULT_START_TIME, open.db.clone()) {
+                Ok(r) => (r, None),
+                Err(e) => return invalid(format!("{path}: {e}")),
             }
         }
-        (None, None) => return fail("give --scenario FILE or --catalogue FILE"),
     };
     let decision = match runner.explain(&args.drive).await {
         Ok(d) => d,
-        Err(e) => return fail(e),
+        Err(e) => return fail(code_of(e.kind), e.into()),
     };
     let snapshot = match runner.scheduler().catalogue().snapshot().await {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return fail(code_of(e.kind), e.into()),
     };
     let library = snapshot.drives.get(&args.drive).map(|d| d.logical_library.clone()).unwrap_or_default();
     let explanation = Explanation {
         drive: args.drive.clone(),
+        played,
         at: runner.at(),
         time: runner.now(),
         library_enabled: library_enabled(&snapshot, &library),
         library,
         decision,
     };
+    drop(runner);
+    open.close().await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&explanation.to_json()).unwrap_or_default());
     } else {

@@ -1,19 +1,22 @@
 //! `tapesched`: the command line of the tape-archive scheduler.
 //!
 //! - `tapesched scenario run FILE_OR_DIR... --backend B [--trace OUT.jsonl]` plays scenarios and
-//!   checks their expectations (exit 0: all passed, 1: an expectation failed, 2: invalid file or
-//!   unavailable backend);
+//!   checks their expectations;
 //! - `tapesched scenario compare FILE_OR_DIR... --backends B1,B2` plays them on several backends
-//!   and stops at the first step whose traces differ (exit 1);
+//!   and stops at the first step whose traces differ;
 //! - `tapesched explain (--scenario FILE [--after-step N] | --catalogue FILE) --drive D [--json]`
 //!   shows why a drive gets, or does not get, a mount;
-//! - `tapesched db migrate|collect` and `tapesched catalogue load FILE` administer a PostgreSQL
-//!   instance (`database.rs`); `tapesched worker drive` runs one drive session as a process
-//!   (`worker.rs`).
+//! - `tapesched db migrate|collect|gc-runs` and `tapesched catalogue load FILE` administer a
+//!   PostgreSQL instance and the namespaces of scenario runs (`database.rs`); `tapesched worker
+//!   drive` runs one drive session as a process (`worker.rs`).
+//!
+//! Every command exits with the same codes ([`EXIT_FAILED`], [`EXIT_INVALID`],
+//! [`EXIT_INTERRUPTED`]); errors are printed as `error: ` and their chain of causes.
 
 #![warn(missing_docs)]
 
 mod database;
+mod exit;
 mod explain;
 mod scenario;
 mod table;
@@ -24,11 +27,18 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Exit status for invalid input (files, arguments, backends).
-pub const EXIT_INVALID: u8 = 2;
+pub use exit::{fail, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
 
 #[derive(Debug, Parser)]
-#[command(name = "tapesched", version, about = "Tape-archive scheduler tools")]
+#[command(
+    name = "tapesched",
+    version,
+    about = "Tape-archive scheduler tools",
+    after_help = "Exit status, the same for every command: 0 done; 1 the command ran and failed (a scenario \
+                  expectation failed, backends diverged, the database refused an operation); 2 invalid input or \
+                  usage, or a backend that cannot be reached; 130 interrupted by SIGINT or SIGTERM (the run's \
+                  namespaces are removed first)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +51,7 @@ enum Command {
     Scenario(ScenarioCommand),
     /// Explains the mount decision of a drive.
     Explain(ExplainArgs),
-    /// PostgreSQL instance administration.
+    /// Database administration: PostgreSQL instances, and what dead scenario runs left behind.
     #[command(subcommand)]
     Db(DbCommand),
     /// The shared catalogue.
@@ -58,6 +68,9 @@ enum DbCommand {
     Migrate(database::MigrateArgs),
     /// Dead-mount cleanup: one pass, or with --every a pass at that interval until stopped.
     Collect(database::CollectArgs),
+    /// Removes the namespaces (Postgres schemas, Redis key prefixes) of scenario runs whose
+    /// process is gone (killed, crashed); those of live runs and of other hosts are kept.
+    GcRuns(database::GcRunsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,7 +99,7 @@ pub struct RunArgs {
     /// Scenario files, or directories searched recursively for `*.yaml`.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<PathBuf>,
-    /// Backend: objectstore-memory, objectstore-redis, postgres, bridge.
+    /// Backend: objectstore-memory, objectstore-redis or postgres.
     #[arg(long, default_value = "objectstore-memory")]
     pub backend: String,
     /// Writes the trace (one JSON object per step) to this file.
@@ -100,27 +113,31 @@ pub struct CompareArgs {
     /// Scenario files, or directories searched recursively for `*.yaml`.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<PathBuf>,
-    /// Comma-separated backends, at least two.
+    /// Comma-separated backends, at least two (objectstore-memory, objectstore-redis, postgres).
     #[arg(long, required = true, value_name = "B1,B2[,...]")]
     pub backends: String,
 }
 
 /// Arguments of `explain`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["scenario", "catalogue"])))]
 pub struct ExplainArgs {
-    /// A scenario whose steps are played first.
-    #[arg(long, value_name = "FILE", required_unless_present = "catalogue", conflicts_with = "catalogue")]
+    /// A scenario whose steps are played first: by default up to its first drive operation
+    /// (next_mount without dry_run, pop_jobs, complete_jobs, end_mount, crash_drive), so the
+    /// queues are as the first drive found them; --after-step N chooses another point.
+    #[arg(long, value_name = "FILE", conflicts_with = "catalogue")]
     pub scenario: Option<PathBuf>,
-    /// A file holding only a catalogue mapping; explains against empty queues.
+    /// A catalogue file, or a scenario file whose catalogue is used (its steps are not played):
+    /// explains against empty queues.
     #[arg(long, value_name = "FILE")]
     pub catalogue: Option<PathBuf>,
     /// The drive asking for a mount.
     #[arg(long)]
     pub drive: String,
-    /// Plays only the first N steps of the scenario.
+    /// Plays the first N steps of the scenario (0: none; the number of steps: all of them).
     #[arg(long, value_name = "N", requires = "scenario")]
     pub after_step: Option<usize>,
-    /// Backend.
+    /// Backend: objectstore-memory, objectstore-redis or postgres.
     #[arg(long, default_value = "objectstore-memory")]
     pub backend: String,
     /// Prints JSON instead of a table.
@@ -140,8 +157,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INVALID);
+            return ExitCode::from(fail(EXIT_FAILED, anyhow::Error::new(e).context("cannot start the async runtime")))
         }
     };
     let code = runtime.block_on(async {
@@ -151,9 +167,13 @@ fn main() -> ExitCode {
             Command::Explain(args) => explain::explain(args).await,
             Command::Db(DbCommand::Migrate(args)) => database::migrate(args).await,
             Command::Db(DbCommand::Collect(args)) => database::collect(args).await,
+            Command::Db(DbCommand::GcRuns(args)) => database::gc_runs(args).await,
             Command::Catalogue(CatalogueCommand::Load(args)) => database::load(args).await,
             Command::Worker(WorkerCommand::Drive(args)) => worker::drive(args).await,
         }
     });
+    drop(runtime);
+    // Servers started as fallbacks (no server found) stop with the command.
+    tapesched_services::stop_started();
     ExitCode::from(code)
 }

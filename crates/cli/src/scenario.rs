@@ -1,21 +1,37 @@
 //! `tapesched scenario run` and `tapesched scenario compare`.
+//!
+//! SIGINT and SIGTERM stop a run: the backend instance in use is dropped, which removes its
+//! namespace (Postgres schema, Redis keys), and the command exits 130. Before the first file,
+//! the namespaces of earlier runs whose process died are removed from the servers the run uses
+//! (`tapesched db gc-runs` does the same on demand).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::anyhow;
+use tapesched_backends::namespaces::collect_dead_runs;
 use tapesched_scenario::compare::first_divergence;
 use tapesched_scenario::{collect_files, load_scenario, run_scenario, Backend, Scenario, ScenarioError};
 
-use crate::{CompareArgs, RunArgs, EXIT_INVALID};
+use crate::exit::interrupted;
+use crate::{fail, CompareArgs, RunArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
 
-fn fail(e: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {e}");
-    EXIT_INVALID
+fn invalid(e: impl std::fmt::Display) -> u8 {
+    fail(EXIT_INVALID, anyhow!("{e}"))
 }
 
 fn shown(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// `n thing` or `n things`.
+pub fn plural(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
 }
 
 /// The files named on the command line; a directory without any `*.yaml` is an error.
@@ -30,122 +46,172 @@ fn files_of(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// The backends of the command line, each checked to be reachable (exit 2 otherwise), after the
+/// namespaces that dead runs left on their servers were removed.
+async fn backends_of(names: &[&str]) -> Result<Vec<Backend>, u8> {
+    let mut out = Vec::new();
+    for name in names {
+        let backend = Backend::from_name(name).map_err(|e| invalid(e.message))?;
+        backend.check_available().map_err(|e| invalid(format!("backend {backend}: {}", e.message)))?;
+        remove_dead_runs(backend).await;
+        out.push(backend);
+    }
+    Ok(out)
+}
+
+async fn remove_dead_runs(backend: Backend) {
+    let collected = match backend {
+        Backend::Postgres => collect_dead_runs(tapesched_backends::database_url(None).ok().as_deref(), None).await,
+        Backend::ObjectstoreRedis => collect_dead_runs(None, tapesched_backends::redis_url(None).ok().as_deref()).await,
+        Backend::ObjectstoreMemory => return,
+    };
+    match collected {
+        Ok(c) => {
+            for (name, owner) in c.removed {
+                eprintln!("note: removed {name}, left by a run that died (pid {})", owner.pid);
+            }
+        }
+        // An unreachable server is reported by the run itself.
+        Err(e) if e.kind == tapesched_scheduler::ErrorKind::Unavailable => {}
+        Err(e) => eprintln!("warning: could not look for namespaces of dead runs: {e}"),
+    }
+}
+
 /// `scenario run`: exit 0 when every step passed, 1 when one failed, 2 on an invalid file or an
-/// unavailable backend. The last stdout line is always `N passed, M failed`.
+/// unavailable backend, 130 when interrupted. The last stdout line is always `N passed, M failed`.
 pub async fn run(args: RunArgs) -> u8 {
     let (mut passed, mut failed) = (0usize, 0usize);
-    let code = run_files(&args, &mut passed, &mut failed).await;
+    let stop = match interrupted() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    };
+    let code = tokio::select! {
+        code = run_files(&args, &mut passed, &mut failed) => code,
+        signal = stop => {
+            // The run's future is dropped by now, and with it its backend instance's namespace.
+            eprintln!("interrupted by {signal}: the run's namespace was removed");
+            EXIT_INTERRUPTED
+        }
+    };
     println!("{passed} passed, {failed} failed");
     code
 }
 
 async fn run_files(args: &RunArgs, passed: &mut usize, failed: &mut usize) -> u8 {
-    let backend = match Backend::from_name(&args.backend).and_then(|b| b.check_available().map(|()| b)) {
-        Ok(b) => b,
-        Err(e) => return fail(e),
+    let backend = match backends_of(&[args.backend.as_str()]).await {
+        Ok(b) => b[0],
+        Err(code) => return code,
     };
     let files = match files_of(&args.paths) {
         Ok(f) => f,
-        Err(e) => return fail(e),
+        Err(e) => return invalid(e),
     };
     let mut trace = match &args.trace {
         Some(p) => match File::create(p) {
             Ok(f) => Some(BufWriter::new(f)),
-            Err(e) => return fail(format!("{}: cannot write the trace: {e}", shown(p))),
+            Err(e) => return invalid(format!("{}: cannot write the trace: {e}", shown(p))),
         },
         None => None,
     };
     let several = files.len() > 1;
-    let mut invalid = false;
+    let mut invalid_file = false;
     for path in &files {
         let name = shown(path);
         let scenario = match load_scenario(path) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {e}");
+                invalid(e);
                 println!("INVALID {name}");
-                invalid = true;
+                invalid_file = true;
                 continue;
             }
         };
         let report = match run_scenario(path, &scenario, backend).await {
             Ok(r) => r,
-            Err(e @ ScenarioError::BackendUnavailable(_)) => {
-                eprintln!("error: {e}");
-                return EXIT_INVALID;
-            }
+            Err(e @ ScenarioError::BackendUnavailable(_)) => return invalid(e),
             Err(e) => {
-                eprintln!("error: {e}");
+                invalid(e);
                 println!("INVALID {name}");
-                invalid = true;
+                invalid_file = true;
                 continue;
             }
         };
         if let Some(out) = trace.as_mut() {
             for r in &report.records {
                 if let Err(e) = writeln!(out, "{}", r.line(several.then_some(name.as_str()))) {
-                    return fail(format!("cannot write the trace: {e}"));
+                    return invalid(format!("cannot write the trace: {e}"));
                 }
             }
         }
         for line in report.failure_lines(&name) {
-            eprintln!("{line}");
+            eprintln!("{}", tapesched_backends::clip(&line, 1000));
         }
         let (p, f) = (report.passed(), report.failed());
         *passed += p;
         *failed += f;
         if f == 0 {
-            println!("PASS {name} ({p} checked steps)");
+            println!("PASS {name} ({})", plural(p, "checked step"));
         } else {
             println!("FAIL {name} ({f} failed, {p} passed)");
         }
     }
     if let Some(mut out) = trace {
         if let Err(e) = out.flush() {
-            return fail(format!("cannot write the trace: {e}"));
+            return invalid(format!("cannot write the trace: {e}"));
         }
     }
-    if invalid {
+    if invalid_file {
         EXIT_INVALID
     } else if *failed > 0 {
-        1
+        EXIT_FAILED
     } else {
         0
     }
 }
 
 /// `scenario compare`: exit 1 at the first divergent step (both sides printed), 2 on an invalid
-/// file or an unavailable backend, 0 with a summary line otherwise.
+/// file or an unavailable backend, 130 when interrupted, 0 with a summary line otherwise.
 pub async fn compare(args: CompareArgs) -> u8 {
-    let backends = match Backend::parse_list(&args.backends) {
-        Ok(b) if b.len() >= 2 => b,
-        Ok(_) => return fail("--backends needs at least two backends, comma-separated"),
-        Err(e) => return fail(e),
+    let stop = match interrupted() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
     };
-    for b in &backends {
-        if let Err(e) = b.check_available() {
-            return fail(e);
+    tokio::select! {
+        code = compare_files(&args) => code,
+        signal = stop => {
+            eprintln!("interrupted by {signal}: the runs' namespaces were removed");
+            EXIT_INTERRUPTED
         }
     }
+}
+
+async fn compare_files(args: &CompareArgs) -> u8 {
+    let names: Vec<&str> = args.backends.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    if names.len() < 2 {
+        return invalid("--backends needs at least two backends, comma-separated");
+    }
+    let backends = match backends_of(&names).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     let files = match files_of(&args.paths) {
         Ok(f) => f,
-        Err(e) => return fail(e),
+        Err(e) => return invalid(e),
     };
     let mut scenarios: Vec<(PathBuf, Scenario)> = Vec::new();
-    let mut invalid = false;
+    let mut bad = false;
     for path in &files {
         match load_scenario(path) {
             Ok(s) => scenarios.push((path.clone(), s)),
             Err(e) => {
-                eprintln!("error: {e}");
-                invalid = true;
+                invalid(e);
+                bad = true;
             }
         }
     }
-    if invalid {
+    if bad {
         return EXIT_INVALID;
     }
-    let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     let mut steps = 0;
     for (path, scenario) in &scenarios {
         let name = shown(path);
@@ -153,7 +219,7 @@ pub async fn compare(args: CompareArgs) -> u8 {
         for backend in &backends {
             let report = match run_scenario(path, scenario, *backend).await {
                 Ok(r) => r,
-                Err(e) => return fail(e),
+                Err(e) => return invalid(e),
             };
             match &first {
                 None => first = Some(report.records),
@@ -166,14 +232,31 @@ pub async fn compare(args: CompareArgs) -> u8 {
                         println!("  {}: {}", backends[0], side(&d.left));
                         println!("  {backend}: {}", side(&d.right));
                         println!("{name}: {} and {backend} diverge at step {}", backends[0], d.step);
-                        return 1;
+                        return EXIT_FAILED;
                     }
                 }
             }
         }
         steps += scenario.steps.len();
-        println!("SAME {name} ({} steps)", scenario.steps.len());
+        println!("SAME {name} ({})", plural(scenario.steps.len(), "step"));
     }
-    println!("{} files, {steps} steps: identical traces on {}", scenarios.len(), names.join(", "));
+    println!(
+        "{}, {}: identical traces on {}",
+        plural(scenarios.len(), "file"),
+        plural(steps, "step"),
+        backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+    );
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plural;
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1, "drive"), "1 drive");
+        assert_eq!(plural(0, "drive"), "0 drives");
+        assert_eq!(plural(2, "checked step"), "2 checked steps");
+    }
 }

@@ -1,7 +1,7 @@
 //! `tapesched worker drive`: one drive session as an operating-system process.
 //!
-//! The worker opens a scheduler backend by name (`postgres` or `objectstore-redis`, see
-//! [`open_backend`]), records its mount under the id it is given (`open_mount`, as the
+//! The worker opens a scheduler backend by name (`postgres` or `objectstore-redis`, through
+//! `tapesched_backends::open`, servers found as for every command), records its mount under the id it is given (`open_mount`, as the
 //! migration bridge does), then loops: heartbeat, pop a batch, "write" it (no tape: a synthetic
 //! tape file per archive job, fSeq counting up), report the batch as transferred. It ends its
 //! mount and exits 0 once a pop comes back empty (or after `--max-batches`).
@@ -11,11 +11,12 @@
 //! requeued <n>` (ids are archive file ids, comma-separated).
 
 use std::io::Write;
-use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use tapesched_backends::{Backend, Target};
 use tapesched_scheduler::clock::{Clock, SystemClock};
-use tapesched_scheduler::db::{MountJob, MountSpec, SchedulerDb, StayRouter, TransferSuccess};
+use tapesched_scheduler::db::{MountJob, MountSpec, StayRouter, TransferSuccess};
 use tapesched_scheduler::types::{MountType, TapeFile};
 
 /// Arguments of `worker drive`.
@@ -24,7 +25,7 @@ pub struct DriveArgs {
     /// Backend: postgres or objectstore-redis.
     #[arg(long, default_value = "postgres")]
     pub backend: String,
-    /// Redis server (objectstore-redis; default: $TAPESCHED_REDIS_URL).
+    /// Redis server (objectstore-redis; default: $TAPESCHED_REDIS_URL, else 127.0.0.1:6379).
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// Key prefix of the objectstore deployment (objectstore-redis).
@@ -33,7 +34,7 @@ pub struct DriveArgs {
     /// Lock lease in milliseconds (objectstore-redis): how long a lock of a dead process blocks.
     #[arg(long, default_value_t = 30_000)]
     pub lock_lease_ms: u64,
-    /// PostgreSQL server (default: $TAPESCHED_DATABASE_URL).
+    /// PostgreSQL server (postgres; default: $TAPESCHED_DATABASE_URL, else 127.0.0.1:5432).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Schema of the scheduler instance.
@@ -71,58 +72,6 @@ pub struct DriveArgs {
     pub max_batches: Option<u64>,
 }
 
-/// Where a worker's backend lives.
-pub struct BackendTarget<'a> {
-    /// Backend name.
-    pub name: &'a str,
-    /// PostgreSQL URL (postgres).
-    pub database_url: Option<&'a str>,
-    /// PostgreSQL schema (postgres).
-    pub schema: &'a str,
-    /// Redis URL (objectstore-redis).
-    pub redis_url: Option<&'a str>,
-    /// Redis key prefix (objectstore-redis).
-    pub redis_prefix: &'a str,
-    /// Lock lease (objectstore-redis).
-    pub lock_lease: std::time::Duration,
-}
-
-/// Opens a scheduler backend by name for a worker process.
-pub async fn open_backend(target: &BackendTarget<'_>) -> Result<Arc<dyn SchedulerDb>, String> {
-    match target.name {
-        "postgres" => {
-            let url = target
-                .database_url
-                .map(String::from)
-                .or_else(|| std::env::var("TAPESCHED_DATABASE_URL").ok())
-                .ok_or("postgres needs --database-url or TAPESCHED_DATABASE_URL")?;
-            let config = tapesched_postgres::PgConfig {
-                max_connections: 2,
-                ..tapesched_postgres::PgConfig::new(url, target.schema)
-            };
-            let db = tapesched_postgres::PgSchedulerDb::connect(config).await.map_err(|e| e.to_string())?;
-            Ok(Arc::new(db))
-        }
-        "objectstore-redis" => {
-            use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
-            let url = target
-                .redis_url
-                .map(String::from)
-                .or_else(|| std::env::var("TAPESCHED_REDIS_URL").ok())
-                .ok_or("objectstore-redis needs --redis-url or TAPESCHED_REDIS_URL")?;
-            let mut settings = RedisSettings::new(url, target.redis_prefix);
-            settings.lock_lease = target.lock_lease;
-            let store = RedisStore::new(settings).map_err(|e| e.to_string())?;
-            let config = tapesched_objectstore::ObjectstoreConfig {
-                process_label: "worker".into(),
-                ..tapesched_objectstore::ObjectstoreConfig::default()
-            };
-            Ok(Arc::new(tapesched_objectstore::ObjectstoreDb::new(Arc::new(store), config)))
-        }
-        other => Err(format!("backend {other:?} is not supported by workers (supported: postgres, objectstore-redis)")),
-    }
-}
-
 fn say(line: String) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -133,30 +82,34 @@ fn ids(jobs: &[MountJob]) -> String {
     jobs.iter().map(|j| j.archive_file_id().to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// `worker drive`: exit 0 when the session ended cleanly, 1 on a backend error, 2 on bad input.
+/// `worker drive`: exit 0 when the session ended cleanly, 2 on bad input or an unreachable
+/// backend, 1 on another backend error.
 pub async fn drive(args: DriveArgs) -> u8 {
     match run(args).await {
         Ok(()) => 0,
-        Err((code, e)) => {
-            eprintln!("error: {e}");
-            code
-        }
+        Err(e) => crate::fail(crate::exit::code_of(e.kind), e.into()),
     }
 }
 
-async fn run(args: DriveArgs) -> Result<(), (u8, String)> {
-    let mount_type: MountType = args.mount_type.parse().map_err(|e: tapesched_scheduler::Error| (2, e.to_string()))?;
-    let target = BackendTarget {
-        name: &args.backend,
-        database_url: args.database_url.as_deref(),
-        schema: &args.schema,
-        redis_url: args.redis_url.as_deref(),
-        redis_prefix: &args.redis_prefix,
-        lock_lease: std::time::Duration::from_millis(args.lock_lease_ms),
+async fn run(args: DriveArgs) -> Result<(), tapesched_scheduler::Error> {
+    let mount_type: MountType = args.mount_type.parse()?;
+    let backend = Backend::from_name(&args.backend)?;
+    if backend == Backend::ObjectstoreMemory {
+        return Err(tapesched_scheduler::Error::invalid(format!(
+            "backend {backend} is not supported by workers (supported: postgres, objectstore-redis)"
+        )));
+    }
+    let target = Target {
+        database_url: args.database_url.clone(),
+        schema: args.schema.clone(),
+        redis_url: args.redis_url.clone(),
+        redis_prefix: args.redis_prefix.clone(),
+        lock_lease: Some(Duration::from_millis(args.lock_lease_ms)),
+        process_label: "worker".into(),
+        ..Target::new(backend)
     };
-    let db = open_backend(&target).await.map_err(|e| (2, e))?;
+    let db = tapesched_backends::open(&target).await?;
     let clock = SystemClock;
-    let fail = |e: tapesched_scheduler::Error| (1u8, e.to_string());
     let spec = MountSpec {
         mount_type,
         vid: args.vid.clone(),
@@ -166,13 +119,13 @@ async fn run(args: DriveArgs) -> Result<(), (u8, String)> {
         logical_library: args.logical_library.clone(),
     };
     let mount = args.mount_id;
-    db.open_mount(mount, &spec, clock.now()).await.map_err(fail)?;
+    db.open_mount(mount, &spec, clock.now()).await?;
     say(format!("open {mount}"));
     let mut fseq = 0u64;
     let mut batches = 0u64;
     while args.max_batches.is_none_or(|m| batches < m) {
-        db.heartbeat(Some(mount), clock.now()).await.map_err(fail)?;
-        let jobs = db.pop_jobs(mount, args.batch_files, args.batch_bytes, clock.now()).await.map_err(fail)?;
+        db.heartbeat(Some(mount), clock.now()).await?;
+        let jobs = db.pop_jobs(mount, args.batch_files, args.batch_bytes, clock.now()).await?;
         if jobs.is_empty() {
             break;
         }
@@ -191,10 +144,10 @@ async fn run(args: DriveArgs) -> Result<(), (u8, String)> {
                 TransferSuccess { job: j.id(), tape_file }
             })
             .collect();
-        db.transfers_succeeded(mount, &done, clock.now()).await.map_err(fail)?;
+        db.transfers_succeeded(mount, &done, clock.now()).await?;
         say(format!("completed {mount} {}", ids(&jobs)));
     }
-    let requeued = db.end_mount(mount, clock.now(), &StayRouter).await.map_err(fail)?;
+    let requeued = db.end_mount(mount, clock.now(), &StayRouter).await?;
     say(format!("end {mount} requeued {requeued}"));
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! CI machine's PostgreSQL: its first pass runs at once and puts back the jobs of an abandoned
 //! mount and of a mount whose heartbeat is older than `--mount-timeout`, leaving a live mount
 //! alone; a later pass collects a mount abandoned while the loop runs; SIGTERM stops it with
-//! exit status 0.
+//! exit status 0. Started while its server is down, the loop reports each failed pass and works
+//! once the server is back.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -78,4 +79,54 @@ async fn the_collect_loop_puts_back_dead_mounts_jobs_until_stopped() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
     let status = collector.wait().expect("the collector exits");
     assert_eq!(status.code(), Some(0), "SIGTERM ends the loop cleanly: {status}");
+}
+
+/// The loop started while its server is down reports each failed pass on stderr and keeps going;
+/// once the server is back, the next pass works. A server of the test's own, stopped and started.
+#[test]
+fn the_collect_loop_rides_out_a_server_down_at_start_up() {
+    let mut server = tapesched_testkit::PostgresServer::start().expect("a PostgreSQL server of the test's own");
+    server.kill().expect("stopped");
+    let mut collector = Command::new(env!("CARGO_BIN_EXE_tapesched"))
+        .args(["db", "collect", "--database-url", &server.url(), "--schema", "collect", "--every", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("tapesched runs");
+    let (tx, lines) = mpsc::channel::<(bool, String)>();
+    for (is_stdout, pipe) in [
+        (true, Box::new(collector.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>),
+        (false, Box::new(collector.stderr.take().expect("stderr"))),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send((is_stdout, line)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let next_line = || lines.recv_timeout(Duration::from_secs(120)).expect("the collector reports each pass");
+    // Two passes fail with the cause, and the process is still there.
+    for _ in 0..2 {
+        let (is_stdout, line) = next_line();
+        assert!(!is_stdout, "{line}");
+        assert!(line.contains("Connection refused") && line.ends_with("(next pass in 1 s)"), "{line}");
+    }
+    assert!(collector.try_wait().expect("status").is_none(), "the loop goes on");
+    server.restart().expect("started again");
+    loop {
+        match next_line() {
+            (true, line) => {
+                assert_eq!(line, "requeued 0");
+                break;
+            }
+            (false, line) => assert!(line.contains("(next pass in 1 s)"), "{line}"),
+        }
+    }
+    let pid = collector.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill runs").success());
+    assert_eq!(collector.wait().expect("exits").code(), Some(0), "SIGINT ends the loop cleanly");
 }

@@ -67,9 +67,36 @@ pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
     Ok(options)
 }
 
-/// A pool of connections to `url` whose `search_path` is `schema`.
+/// Opens one connection within `timeout`; a failure names the server and says why (connection
+/// refused, unknown host, authentication failed, no such database, no answer in time).
+pub async fn connect_once(options: &PgConnectOptions, timeout: Duration) -> Result<sqlx::postgres::PgConnection> {
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    match tokio::time::timeout(timeout, sqlx::postgres::PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let e = fatal(e);
+            Err(Error::new(e.kind, format!("cannot connect to PostgreSQL at {target}: {}", e.message)))
+        }
+        Err(_) => Err(Error::unavailable(format!(
+            "cannot connect to PostgreSQL at {target}: no answer within {} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// Opens one connection and closes it ([`connect_once`]): the server's own answer comes back at
+/// once, where a pool would retry until its acquire timeout and then say only that it timed out.
+pub async fn check_connection(options: &PgConnectOptions, timeout: Duration) -> Result<()> {
+    let conn = connect_once(options, timeout).await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// A pool of connections to `url` whose `search_path` is `schema`. One connection is opened
+/// first ([`check_connection`]), so an unreachable server fails at once with its cause.
 pub async fn connect_pool(url: &str, schema: &str, max_connections: u32, acquire_timeout: Duration) -> Result<PgPool> {
     let options = connect_options(url, schema)?;
+    check_connection(&options, acquire_timeout).await?;
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .min_connections(0)
@@ -183,6 +210,47 @@ pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
     let r = conn.execute(AssertSqlSafe(drop)).await.map(|_| ()).map_err(fatal);
     let _ = conn.close().await;
     r
+}
+
+/// Creates `schema` (it must not exist) with `comment` on it, in one transaction: a schema is
+/// never seen without its comment. Scenario runs mark their schemas with their owner this way
+/// (`tapesched-backends`' namespaces), so what a dead run left can be told from a live run's.
+pub async fn create_schema_with_comment(url: &str, schema: &str, comment: &str) -> Result<()> {
+    check_schema_name(schema)?;
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")))?;
+    let mut conn = connect_once(&options, Duration::from_secs(30)).await?;
+    let r = async {
+        let mut tx = conn.begin().await?;
+        tx.execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await?;
+        // COMMENT takes no bind parameters: the comment goes in as a dollar-quoted literal whose
+        // tag cannot occur in it.
+        let tag = "tapesched_comment";
+        if comment.contains(tag) {
+            return Err(sqlx::Error::Protocol(format!("a schema comment may not contain {tag:?}")));
+        }
+        tx.execute(AssertSqlSafe(format!("COMMENT ON SCHEMA {schema} IS ${tag}${comment}${tag}$"))).await?;
+        tx.commit().await
+    }
+    .await
+    .map_err(fatal);
+    let _ = conn.close().await;
+    r
+}
+
+/// The schemas whose name starts with `prefix`, with their comments.
+pub async fn schemas_with_prefix(url: &str, prefix: &str) -> Result<Vec<(String, Option<String>)>> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")))?;
+    let mut conn = connect_once(&options, Duration::from_secs(30)).await?;
+    let rows = sqlx::query(
+        "SELECT nspname, obj_description(oid, 'pg_namespace') AS comment FROM pg_namespace
+         WHERE left(nspname, length($1)) = $1 ORDER BY nspname",
+    )
+    .bind(prefix)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(fatal);
+    let _ = conn.close().await;
+    Ok(rows?.iter().map(|r| (r.get::<String, _>("nspname"), r.get::<Option<String>, _>("comment"))).collect())
 }
 
 /// [`drop_schema`] from synchronous code (a `Drop` implementation, a test's end): runs on a

@@ -40,15 +40,7 @@ pub enum ScenarioError {
         /// What is wrong, naming the field.
         message: String,
     },
-    /// The backend name is not known.
-    #[error("unknown backend {name:?}; known backends: {}", known.join(", "))]
-    UnknownBackend {
-        /// The name given.
-        name: String,
-        /// The names known.
-        known: Vec<String>,
-    },
-    /// The backend is known but cannot be had (not built in, unreachable).
+    /// The backend name is unknown, or its server cannot be reached.
     #[error("{0}")]
     BackendUnavailable(String),
     /// A path given on the command line is neither a file nor a directory.

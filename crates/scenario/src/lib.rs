@@ -38,7 +38,7 @@ pub mod validate;
 
 pub use backend::Backend;
 pub use error::ScenarioError;
-pub use load::{collect_files, load_catalogue, load_scenario};
+pub use load::{collect_files, load_catalogue, load_catalogue_file, load_scenario, CatalogueFile};
 pub use model::Scenario;
 pub use runner::{run_scenario, RunReport, Runner};
 pub use trace::StepRecord;

@@ -17,11 +17,20 @@ fn read(path: &Path) -> Result<String, ScenarioError> {
 
 fn yaml(text: &str, path: &Path) -> Result<Value, ScenarioError> {
     serde_yaml::from_str::<Value>(text)
-        .map_err(|e| ScenarioError::Yaml { path: path.to_path_buf(), message: e.to_string() })
+        .map_err(|e| ScenarioError::Yaml { path: path.to_path_buf(), message: clip(&e.to_string()) })
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> ScenarioError {
-    ScenarioError::Invalid { path: path.to_path_buf(), message: message.into() }
+    ScenarioError::Invalid { path: path.to_path_buf(), message: clip(&message.into()) }
+}
+
+/// The longest message about one field: quoted input beyond it is cut (a 50 MB value is not
+/// echoed back).
+pub const MAX_MESSAGE_BYTES: usize = 400;
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`].
+pub fn clip(message: &str) -> String {
+    tapesched_backends::clip(message, MAX_MESSAGE_BYTES).into_owned()
 }
 
 /// The offset of every step: `at` where given, else the previous step's (0 for the first).
@@ -99,6 +108,38 @@ pub fn load_catalogue(path: &Path) -> Result<CatalogueSpec, ScenarioError> {
     parse_catalogue(&read(path)?, path)
 }
 
+/// What a file given as a catalogue holds: a catalogue mapping, or a whole scenario.
+#[derive(Debug, Clone)]
+pub enum CatalogueFile {
+    /// A catalogue-only file.
+    Catalogue(Box<CatalogueSpec>),
+    /// A scenario file (its `catalogue:` section is the catalogue).
+    Scenario(Box<Scenario>),
+}
+
+impl CatalogueFile {
+    /// The catalogue.
+    pub fn catalogue(&self) -> &CatalogueSpec {
+        match self {
+            CatalogueFile::Catalogue(c) => c,
+            CatalogueFile::Scenario(s) => &s.catalogue,
+        }
+    }
+}
+
+/// Reads a catalogue file, or a scenario file for its `catalogue:` section (`catalogue load`,
+/// `explain --catalogue`): a mapping with `steps` or `version` is read as a scenario, any other
+/// as a catalogue, and errors are those of that reading.
+pub fn load_catalogue_file(path: &Path) -> Result<CatalogueFile, ScenarioError> {
+    let text = read(path)?;
+    let doc = yaml(&text, path)?;
+    if doc.get("steps").is_some() || doc.get("version").is_some() {
+        parse_scenario(&text, path).map(|s| CatalogueFile::Scenario(Box::new(s)))
+    } else {
+        parse_catalogue(&text, path).map(|c| CatalogueFile::Catalogue(Box::new(c)))
+    }
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScenarioError> {
     let io = |source| ScenarioError::Io { path: dir.to_path_buf(), source };
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -139,6 +180,17 @@ mod tests {
 
     fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         parse_scenario(text, Path::new("t.yaml"))
+    }
+
+    #[test]
+    fn a_huge_value_is_not_echoed_whole() {
+        // A one-line file of 5 MB: the schema error quotes the value, cut to a few hundred bytes.
+        let huge = "x".repeat(5_000_000);
+        let err = parse(&huge).expect_err("not a mapping").to_string();
+        assert!(err.len() < 1000, "{} bytes", err.len());
+        assert!(err.contains("more bytes)"), "{err}");
+        let err = parse(&format!("{HEADER}steps:\n  - {{op: show_queues, drive: {huge}}}\n")).expect_err("invalid");
+        assert!(err.to_string().len() < 2000, "{} bytes", err.to_string().len());
     }
 
     #[test]

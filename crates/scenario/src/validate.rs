@@ -92,9 +92,12 @@ fn path_of(error: &ValidationError<'_>) -> String {
     error.instance_path().as_str().trim_start_matches('/').to_string()
 }
 
+/// `path: message`, the message cut to a few hundred bytes: a schema error quotes the value it
+/// refuses, which may be a whole file.
 fn with_path(path: &str, message: impl std::fmt::Display) -> String {
+    let message = crate::load::clip(&message.to_string());
     if path.is_empty() {
-        format!("{message}")
+        message
     } else {
         format!("{path}: {message}")
     }

@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A broken invariant inside tapesched or corrupted stored data.
     Internal,
+    /// An operation this build does not implement yet (repack).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 }
