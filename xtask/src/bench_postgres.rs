@@ -14,8 +14,8 @@
 //!   queues), then once more with every session working through every queue (sessions meet on
 //!   the same queue); substrate: the same number of sessions updating the same number of job
 //!   rows by key (`UPDATE ... FROM unnest(ids)`, the columns a claim sets) in 4000-row
-//!   transactions, in a table of the job table's shape with its primary key only; `COPY` of the
-//!   job rows stays as a second reference;
+//!   transactions, in a table of the job table's shape (its indexes included); `COPY` of the
+//!   job rows (same sessions, no index) stays as a second reference;
 //! - dead-mount requeue: the sessions are abandoned and one collection pass puts every held job
 //!   back (`garbage_collect`); substrates as for claims. Claiming, requeueing and the update
 //!   substrate run `rounds` rounds over the same rows; the medians are reported with every round
@@ -254,17 +254,19 @@ async fn show(db: &PgSchedulerDb, setting: &'static str) -> Result<String> {
     Ok(row.get("v"))
 }
 
-/// The update-by-key substrate of claims and requeues: `opts.sessions` sessions update the
-/// columns a claim sets on `n` job rows, by key, one transaction per `opts.claim_batch` rows, each
-/// session working through the pools no other session works on (as claiming sessions do), in a
-/// table of the job table's shape (fill factor included) with its primary key only, filled from
-/// `plain_job`. Returns the rate of each round.
+/// The update-by-key substrate of claims and requeues: `opts.sessions` sessions set the columns
+/// a claim sets on `n` job rows, chosen by key (`UPDATE ... FROM unnest(ids)`), one transaction
+/// per `opts.claim_batch` rows, each session working through the pools no other session works
+/// on (as claiming sessions do). The table has the job table's shape: its columns, fill factor,
+/// checks, primary key and indexes (so the same index entries change), filled from `plain_job`
+/// (queued rows). Between rounds the rows are put back as a requeue leaves them (not timed;
+/// then `VACUUM` on a server without autovacuum), so that each round starts from the state a
+/// claiming round starts from. Returns the rate of each round.
 async fn update_substrate(db: &Arc<PgSchedulerDb>, opts: &Options, autovacuum: bool) -> Result<Vec<f64>> {
     let n = opts.requests;
     sqlx::raw_sql(
-        "CREATE TABLE keyed_job (LIKE archive_job INCLUDING DEFAULTS) WITH (fillfactor = 90);
-         INSERT INTO keyed_job SELECT * FROM plain_job ORDER BY archive_file_id;
-         ALTER TABLE keyed_job ADD PRIMARY KEY (archive_file_id, copy_nb)",
+        "CREATE TABLE keyed_job (LIKE archive_job INCLUDING ALL) WITH (fillfactor = 90);
+         INSERT INTO keyed_job SELECT * FROM plain_job",
     )
     .execute(db.pool())
     .await?;
@@ -310,8 +312,13 @@ async fn update_substrate(db: &Arc<PgSchedulerDb>, opts: &Options, autovacuum: b
         }
         rates.push(rate(updated, start.elapsed()));
         anyhow::ensure!(updated == n, "updated {updated} of {n} rows");
+        sqlx::query(
+            "UPDATE keyed_job SET mount_id = NULL, owned_op = NULL, owned_rank = NULL, queue_seq = archive_file_id",
+        )
+        .execute(db.pool())
+        .await?;
         if !autovacuum {
-            sqlx::query("VACUUM keyed_job").execute(db.pool()).await?;
+            sqlx::query("VACUUM ANALYZE keyed_job").execute(db.pool()).await?;
         }
     }
     sqlx::query("DROP TABLE keyed_job").execute(db.pool()).await?;

@@ -190,7 +190,7 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
     let db = open("scheduler")?;
     let frontend = open("frontend")?;
     set.check(&db.mount_info(NOW).await?).context("checking the loaded data set")?;
-    let peak_load = measure::peak_rss_mib();
+    let peak_before = measure::peak_rss_mib();
     let reset = measure::reset_peak_rss();
 
     let snap = set.catalogue();
@@ -256,7 +256,7 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
         substrate.push(t.elapsed());
         anyhow::ensure!(read.len() == 1 + keys.len().div_ceil(1000), "short substrate read");
     }
-    let memory = measure::memory_json(peak_load, reset);
+    let memory = measure::memory_json(peak_before, reset);
 
     Ok(json!({
         "pools": set.pools, "vids": set.vids, "queued_jobs": set.jobs, "queues": set.queues(),

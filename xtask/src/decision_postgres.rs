@@ -147,7 +147,6 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
         n
     };
     eprintln!("loaded: {loaded}");
-    let peak_load = measure::peak_rss_mib();
 
     // A process's first read (nothing cached: every summary row), which must see the data set.
     let mut cold = Samples::default();
@@ -161,6 +160,7 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
         }
         fresh.pool().close().await;
     }
+    let peak_before = measure::peak_rss_mib();
     let reset = measure::reset_peak_rss();
 
     let db = PgSchedulerDb::connect(PgConfig::new(url, schema)).await?;
@@ -247,7 +247,7 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
         substrate.push(t.elapsed());
         anyhow::ensure!(rows.len() == changed.len(), "read {} of {} changed summaries", rows.len(), changed.len());
     }
-    let memory = measure::memory_json(peak_load, reset);
+    let memory = measure::memory_json(peak_before, reset);
     db.pool().close().await;
     frontend.pool().close().await;
 

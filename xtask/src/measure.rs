@@ -77,9 +77,21 @@ pub fn rss_mib() -> Option<f64> {
     status_kib("VmRSS:").map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0)
 }
 
-/// Starts a new peak-RSS period (`VmHWM` restarts from the current RSS; Linux 4.0 and later).
-/// False where the kernel does not allow it.
+/// Starts a new peak-RSS period (`VmHWM` restarts from the current RSS; Linux 4.0 and later),
+/// after handing the heap's free memory back to the system (glibc keeps it otherwise, and
+/// what an earlier part of the run freed would count in the new period). False where the kernel
+/// does not allow it.
 pub fn reset_peak_rss() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the system; it takes no pointer.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
