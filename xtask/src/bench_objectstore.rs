@@ -103,7 +103,6 @@ fn store(url: &str, prefix: &str) -> Result<Arc<RedisStore>> {
 
 /// Pipelined raw SET then GET of `ops` values of `size` bytes over `conns` connections.
 async fn substrate(url: &str, prefix: &str, ops: u64, size: usize, conns: u64) -> Result<(f64, f64)> {
-    let client = redis::Client::open(url)?;
     let value = vec![b'x'; size];
     let per = ops / conns;
     let mut timings = Vec::new();
@@ -111,7 +110,7 @@ async fn substrate(url: &str, prefix: &str, ops: u64, size: usize, conns: u64) -
         let start = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..conns {
-            let mut con = client.get_multiplexed_async_connection().await?;
+            let mut con = crate::decision_objectstore::raw_connection(url).await?;
             let (value, prefix) = (value.clone(), prefix.to_string());
             tasks.push(tokio::spawn(async move {
                 for chunk in (0..per).collect::<Vec<_>>().chunks(1000) {

@@ -40,6 +40,13 @@ const QUEUES_PER_BATCH: u64 = 250;
 /// Pipelines in flight while the next batch is encoded.
 const IN_FLIGHT: usize = 3;
 
+/// A raw connection for the load and the substrate, whose large pipelines may take longer than
+/// the client's default response time-out (500 ms) on a busy machine.
+pub async fn raw_connection(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(120)));
+    Ok(redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await?)
+}
+
 /// The Redis key of an object's value, as `redis_store.rs` documents it (`PREFIX{NAME}:o`).
 /// The load checks it: the backend must then read what was written.
 fn value_key(prefix: &str, name: &str) -> String {
@@ -119,8 +126,7 @@ async fn encode<T: tapesched_objectstore::objects::Stored>(objects: &[(String, T
 
 /// Writes the data set under `prefix`; returns what the load took and the queue objects' names.
 async fn load(url: &str, prefix: &str, set: DecisionSet, shard_size: usize) -> Result<(Value, Vec<String>)> {
-    let client = redis::Client::open(url)?;
-    let con = client.get_multiplexed_async_connection().await?;
+    let con = raw_connection(url).await?;
     let start = Instant::now();
     let mut root = Root::default();
     let (mut bytes, mut objects) = (0u64, 0u64);
@@ -222,6 +228,7 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
         let (_, spec) = chosen.context("next_mount chose no mount")?;
         first_choice.get_or_insert_with(|| describe(&spec));
     }
+    eprintln!("next_mount ms: {}", whole.json());
 
     eprintln!("{samples} decisions timed in parts (mount_info, choose)");
     let (mut read, mut choose) = (Samples::default(), Samples::default());
@@ -235,10 +242,10 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
         choose.push(t.elapsed());
         anyhow::ensure!(chosen.is_some(), "the decision chose no mount");
     }
+    eprintln!("mount_info ms: {}, choose ms: {}", read.json(), choose.json());
 
     eprintln!("{samples} substrate reads (GET root, MGET every queue object, one SET)");
-    let client = redis::Client::open(url)?;
-    let mut con = client.get_multiplexed_async_connection().await?;
+    let mut con = raw_connection(url).await?;
     let keys: Vec<String> = queue_names.iter().map(|n| value_key(prefix, n)).collect();
     let (root_key, record_key) = (value_key(prefix, ROOT), value_key(prefix, "bench-substrate-mount"));
     let record = vec![b'x'; 200];
@@ -256,6 +263,7 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
         substrate.push(t.elapsed());
         anyhow::ensure!(read.len() == 1 + keys.len().div_ceil(1000), "short substrate read");
     }
+    eprintln!("substrate ms: {}", substrate.json());
     let memory = measure::memory_json(peak_before, reset);
 
     Ok(json!({

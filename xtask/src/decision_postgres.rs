@@ -199,6 +199,7 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
         let (_, spec) = chosen.context("next_mount chose no mount")?;
         first_choice.get_or_insert_with(|| describe(&spec));
     }
+    eprintln!("next_mount ms: {}", whole.json());
 
     eprintln!("{samples} decisions timed in parts (mount_info, choose)");
     let (mut read, mut choose) = (Samples::default(), Samples::default());
@@ -212,6 +213,7 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
         choose.push(t.elapsed());
         anyhow::ensure!(chosen.is_some(), "the decision chose no mount");
     }
+    eprintln!("mount_info ms: {}, choose ms: {}", read.json(), choose.json());
 
     eprintln!("{samples} substrate transactions (lock, changed summary rows by key, one insert)");
     let mut substrate = Samples::default();
@@ -247,6 +249,7 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
         substrate.push(t.elapsed());
         anyhow::ensure!(rows.len() == changed.len(), "read {} of {} changed summaries", rows.len(), changed.len());
     }
+    eprintln!("substrate ms: {}", substrate.json());
     let memory = measure::memory_json(peak_before, reset);
     db.pool().close().await;
     frontend.pool().close().await;
