@@ -3,28 +3,30 @@
 //! (pipelined raw SET and GET of values of the size of a request object).
 //!
 //! Measured: archive requests queued per second (concurrent producers, each its own agent, as
-//! separate frontends), jobs claimed per second (4000-job batches, concurrent drive sessions),
-//! mount-decision latency (p50/p99) with 1k pools x 10k VIDs x 1M queued jobs, and the garbage
-//! collector's requeue rate for the jobs of dead drive sessions. Claiming and collecting run
-//! three rounds over the same jobs; the medians are reported with every round.
+//! separate frontends), jobs claimed per second (4000-job batches, concurrent drive sessions,
+//! the mounts' opening included), the garbage collector's requeue rate for the jobs of dead
+//! drive sessions, and the mount decision on the data set the Postgres benchmark uses (see
+//! [`crate::decision_objectstore`]). Claiming and collecting run `rounds` rounds over the same
+//! jobs; the medians are reported with every round. Everything runs under a key prefix of its
+//! own, removed at the end (on failure and on SIGINT/SIGTERM too).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use tapesched_objectstore::objects::{JobPointer, Objects, Queue, QueueKey, QueueKind, Root, Shard, ShardPointer};
 use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::catalogue::CatalogueSnapshot;
 use tapesched_scheduler::clock::ManualClock;
 use tapesched_scheduler::db::SchedulerDb;
-use tapesched_scheduler::decision::{self, SchedulerConfig};
+use tapesched_scheduler::decision::SchedulerConfig;
 use tapesched_scheduler::scheduler::{ArchiveSubmission, CatalogueRouter, Scheduler};
 use tapesched_scheduler::types::*;
 
-use crate::measure::{median, rate, ROUNDS};
+use crate::decision_set::DecisionSet;
+use crate::measure::{median, rate, ratio};
 use tapesched_testkit::workload::archive_mount;
 
 const T0: i64 = 1_700_000_000;
@@ -35,6 +37,8 @@ const OBJECT_BYTES: usize = 120;
 /// What to measure, and how much.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Queueing, claiming and collection are measured (`--scale` measures the decision only).
+    pub throughput: bool,
     /// Requests queued (then claimed, then requeued by the collector).
     pub requests: u64,
     /// Concurrent producers.
@@ -47,13 +51,11 @@ pub struct Options {
     pub sessions: u64,
     /// Jobs per claim.
     pub claim_batch: u64,
-    /// Pools of the decision data set.
-    pub decision_pools: u64,
-    /// VIDs of the decision data set.
-    pub decision_vids: u64,
-    /// Queued jobs of the decision data set.
-    pub decision_jobs: u64,
-    /// Timed decisions.
+    /// Rounds of claiming and collection.
+    pub rounds: u64,
+    /// The decision data set.
+    pub decision: DecisionSet,
+    /// Timed decisions (and as many of the breakdown and of the substrate).
     pub decision_samples: usize,
     /// Operations of each substrate measurement.
     pub substrate_ops: u64,
@@ -62,18 +64,36 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            throughput: true,
             requests: 200_000,
             producers: 8,
             producer_batch: 1000,
             pools: 16,
             sessions: 8,
             claim_batch: 4000,
-            decision_pools: 1000,
-            decision_vids: 10_000,
-            decision_jobs: 1_000_000,
-            decision_samples: 100,
+            rounds: 3,
+            decision: DecisionSet::DEFAULT,
+            decision_samples: 200,
             substrate_ops: 400_000,
         }
+    }
+}
+
+impl Options {
+    /// `--quick`: a small run through every measured path (a smoke test, not a measurement).
+    pub fn quick() -> Self {
+        Options {
+            requests: 16_000,
+            rounds: 2,
+            decision: DecisionSet::QUICK,
+            decision_samples: 20,
+            substrate_ops: 50_000,
+            ..Options::default()
+        }
+    }
+    /// `--scale`: the decision alone, at 10 M queued jobs.
+    pub fn scale() -> Self {
+        Options { throughput: false, decision: DecisionSet::SCALE, decision_samples: 50, ..Options::default() }
     }
 }
 
@@ -83,7 +103,6 @@ fn store(url: &str, prefix: &str) -> Result<Arc<RedisStore>> {
 
 /// Pipelined raw SET then GET of `ops` values of `size` bytes over `conns` connections.
 async fn substrate(url: &str, prefix: &str, ops: u64, size: usize, conns: u64) -> Result<(f64, f64)> {
-    let client = redis::Client::open(url)?;
     let value = vec![b'x'; size];
     let per = ops / conns;
     let mut timings = Vec::new();
@@ -91,7 +110,7 @@ async fn substrate(url: &str, prefix: &str, ops: u64, size: usize, conns: u64) -
         let start = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..conns {
-            let mut con = client.get_multiplexed_async_connection().await?;
+            let mut con = crate::decision_objectstore::raw_connection(url).await?;
             let (value, prefix) = (value.clone(), prefix.to_string());
             tasks.push(tokio::spawn(async move {
                 for chunk in (0..per).collect::<Vec<_>>().chunks(1000) {
@@ -245,10 +264,10 @@ async fn throughput(url: &str, prefix: &str, opts: &Options) -> Result<(f64, Vec
     }
     let queued = rate(opts.requests, start.elapsed());
 
-    // Claiming, then collection, `ROUNDS` times over the same jobs (the collector puts them
+    // Claiming, then collection, `rounds` times over the same jobs (the collector puts them
     // back): the medians are reported, with every round's rate.
     let (mut claim_rates, mut gc_rates) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..opts.rounds {
         let (rate, mounts) = claim_round(&open, opts, round).await?;
         claim_rates.push(rate);
         gc_rates.push(collect_round(&open, opts, &mounts).await?);
@@ -320,134 +339,43 @@ async fn collect_round(
     Ok(gc_rate)
 }
 
-/// Writes the decision data set directly as queue objects (the decision reads queues only).
-async fn populate(objs: &Objects, opts: &Options) -> Result<()> {
-    let queues = opts.decision_pools + opts.decision_vids;
-    let per_queue = opts.decision_jobs / queues;
-    let mut root = Root::default();
-    let mut writes = Vec::new();
-    for q in 0..queues {
-        let key = if q < opts.decision_pools {
-            QueueKey::new(QueueKind::ArchiveToTransferForUser, format!("pool{q:04}"))
-        } else {
-            QueueKey::new(QueueKind::RetrieveToTransfer, format!("V{:05}", q - opts.decision_pools))
-        };
-        let name = key.object_name();
-        let mut queue = Queue::new(key.clone());
-        let jobs: Vec<JobPointer> = (0..per_queue)
-            .map(|i| JobPointer {
-                request: RequestId::Archive(q * per_queue + i + 1),
-                address: format!("ArchiveRequest-{}", q * per_queue + i + 1),
-                copy_nb: 1,
-                archive_file_id: q * per_queue + i + 1,
-                size: 1_000_000 + (q % 7),
-                priority: 1,
-                min_age: 0,
-                policy: "mp".into(),
-                created_at: T0 - 1000 + (q % 100) as i64,
-                fseq: i + 1,
-                seq: i,
-                outcome: None,
-            })
-            .collect();
-        for j in &jobs {
-            queue.summary.account(j, true);
-        }
-        let shard = format!("{name}-s0");
-        queue.shards.push(ShardPointer {
-            address: shard.clone(),
-            count: per_queue,
-            bytes: jobs.iter().map(|j| j.size).sum(),
-            oldest: jobs.iter().map(|j| j.created_at).min().unwrap_or(0),
-            youngest: jobs.iter().map(|j| j.created_at).max().unwrap_or(0),
-            min_key: (1, 0),
-            max_key: (per_queue, per_queue.saturating_sub(1)),
-        });
-        queue.next_shard = 1;
-        queue.next_seq = per_queue;
-        root.queues.push((key, name.clone()));
-        writes.push((name, queue, shard, Shard { jobs }));
-    }
-    for chunk in writes.chunks(500) {
-        let futs = chunk.iter().map(|(name, queue, shard_name, shard)| async move {
-            objs.create(shard_name, shard).await?;
-            objs.create(name, queue).await
-        });
-        for r in futures::future::join_all(futs).await {
-            r?;
-        }
-    }
-    objs.create("root", &root).await?;
-    Ok(())
-}
-
-/// Mount-decision latency (p50, p99, in ms) at the decision data set's scale: the global lock,
-/// the mount information of every queue, and the pure decision, for a drive at a time.
-async fn decisions(url: &str, prefix: &str, opts: &Options) -> Result<(f64, f64, f64)> {
-    let redis = store(url, prefix)?;
-    let db = ObjectstoreDb::new(redis.clone(), ObjectstoreConfig::default());
-    let start = Instant::now();
-    populate(db.objects(), opts).await?;
-    let populate_secs = start.elapsed().as_secs_f64();
-    let snap = catalogue(opts.decision_pools, opts.decision_vids, 4);
-    let config = SchedulerConfig::default();
-    let mut samples = Vec::with_capacity(opts.decision_samples);
-    let chosen = std::sync::atomic::AtomicU64::new(0);
-    for i in 0..opts.decision_samples {
-        let drive = format!("drive{:03}", i % 4);
-        let start = Instant::now();
-        // The whole decision; the mount is not recorded so every sample sees the same queues.
-        db.next_mount("lib", T0, &|info| {
-            let found = decision::choose(info, &snap, &drive, T0, &config).is_some();
-            chosen.fetch_add(found as u64, std::sync::atomic::Ordering::Relaxed);
-            None
-        })
-        .await?;
-        samples.push(start.elapsed().as_secs_f64() * 1000.0);
-    }
-    anyhow::ensure!(chosen.into_inner() == opts.decision_samples as u64, "every decision found a mount");
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
-    Ok((pct(0.5), pct(0.99), populate_secs))
-}
-
-/// Runs the benchmark and returns its report.
-pub async fn run(opts: Options) -> Result<Value> {
-    let url = tapesched_testkit::redis_url()?;
-    let prefix = format!("{}:", tapesched_testkit::unique_name("bench"));
-    let result = async {
-        let (set, get) = substrate(&url, &prefix, opts.substrate_ops, OBJECT_BYTES, opts.producers).await?;
-        let (queued, claim_rounds, gc_rounds) = throughput(&url, &prefix, &opts).await?;
+/// Runs the benchmark under `prefix` (empty, removed by the caller) and returns its report.
+pub async fn run(url: &str, prefix: &str, opts: Options) -> Result<Value> {
+    let mut report = json!({
+        "backend": "objectstore-redis",
+        "redis": url,
+        "settings": {
+            "requests": opts.requests, "producers": opts.producers, "producer_batch": opts.producer_batch,
+            "pools": opts.pools, "sessions": opts.sessions, "claim_batch": opts.claim_batch, "rounds": opts.rounds,
+        },
+    });
+    if opts.throughput {
+        eprintln!("substrate: pipelined SET and GET of {} values of {OBJECT_BYTES} bytes", opts.substrate_ops);
+        let (set, get) = substrate(url, prefix, opts.substrate_ops, OBJECT_BYTES, opts.producers).await?;
+        eprintln!("queueing, claiming and collecting {} requests", opts.requests);
+        let (queued, claim_rounds, gc_rounds) = throughput(url, prefix, &opts).await?;
         let (claimed, requeued) = (median(&claim_rounds), median(&gc_rounds));
-        store(&url, &prefix)?.clear().await?;
-        let (p50, p99, populate_secs) = decisions(&url, &prefix, &opts).await?;
-        Ok::<_, anyhow::Error>(json!({
-            "backend": "objectstore-redis",
-            "redis": url,
-            "settings": {
-                "requests": opts.requests, "producers": opts.producers, "producer_batch": opts.producer_batch,
-                "pools": opts.pools, "sessions": opts.sessions, "claim_batch": opts.claim_batch,
-                "decision_data": {"pools": opts.decision_pools, "vids": opts.decision_vids, "jobs": opts.decision_jobs},
-            },
-            "substrate": {
-                "pipelined_set_per_s": set, "pipelined_get_per_s": get,
-                "note": format!(
-                    "raw SET/GET of {OBJECT_BYTES}-byte values (a stored request object of this benchmark), \
-                     pipelines of 1000, same server, same run"
-                ),
-            },
-            "archive_requests_queued_per_s": {"value": queued, "target": 20000, "ratio_to_set": queued / set},
-            "jobs_claimed_per_s": {
-                "value": claimed, "rounds": claim_rounds, "target": 100000, "ratio_to_get": claimed / get,
-            },
-            "mount_decision_ms": {"p50": p50, "p99": p99, "samples": opts.decision_samples, "populate_s": populate_secs},
-            "gc_requeue_jobs_per_s": {
-                "value": requeued, "rounds": gc_rounds, "target": 10000, "reference_cta": 88,
-                "ratio_to_set": requeued / set,
-            },
-        }))
+        store(url, prefix)?.clear().await?;
+        report["substrate"] = json!({
+            "pipelined_set_per_s": set, "pipelined_get_per_s": get,
+            "note": format!(
+                "raw SET/GET of {OBJECT_BYTES}-byte values (a stored request object of this benchmark), \
+                 pipelines of 1000 over {} connections, same server, same run",
+                opts.producers
+            ),
+        });
+        report["archive_requests_queued_per_s"] =
+            json!({"value": queued, "target": 20000, "ratio_to_set": ratio(queued, set)});
+        report["jobs_claimed_per_s"] = json!({
+            "value": claimed, "rounds": claim_rounds, "target": 100000, "ratio_to_get": ratio(claimed, get),
+        });
+        report["gc_requeue_jobs_per_s"] = json!({
+            "value": requeued, "rounds": gc_rounds, "target": 10000, "reference_cta": 88,
+            "ratio_to_set": ratio(requeued, set),
+        });
     }
-    .await;
-    store(&url, &prefix)?.clear().await?;
-    result
+    let decision_prefix = format!("{prefix}decision:");
+    report["mount_decision"] =
+        crate::decision_objectstore::run(url, &decision_prefix, opts.decision, opts.decision_samples).await?;
+    Ok(report)
 }

@@ -1,19 +1,36 @@
 //! `cargo xtask`: project automation.
 //!
-//! - `cargo xtask bench --backend objectstore-redis [--quick]`: the objectstore-on-Redis
-//!   benchmark ([`bench_objectstore`]), printed as JSON;
-//! - `cargo xtask bench --backend postgres [--quick]`: the PostgreSQL backend benchmark
-//!   ([`bench_postgres`]), printed as JSON. It always runs an optimized build: a debug build
-//!   re-runs itself with `cargo run --release`.
+//! `cargo xtask bench --backend objectstore-redis|postgres [--quick | --scale]`: the backend's
+//! benchmark ([`bench_objectstore`], [`bench_postgres`]), printed as JSON on stdout, followed by
+//! the rows of the README's tables (Markdown). Progress goes to stderr.
+//!
+//! - default: queueing, claiming and requeueing with their substrates, and the mount decision on
+//!   1000 pools x 10 000 VIDs x 1 M queued jobs ([`decision_set`]); a few minutes;
+//! - `--scale`: the mount decision alone on 10 000 pools x 100 000 VIDs x 10 M queued jobs, with
+//!   the process's peak memory;
+//! - `--quick`: every measured path on a small data set, in the build that runs it (a smoke test
+//!   for CI: its timings mean nothing; well under a minute).
+//!
+//! The default and `--scale` runs always run an optimized build: a debug build re-runs itself
+//! with `cargo run --release`. Each run works in namespaces of its own (schemas, a key prefix)
+//! and removes them at the end, also when it fails or is interrupted (SIGINT, SIGTERM).
 
 mod bench_objectstore;
 mod bench_postgres;
+mod decision_objectstore;
+mod decision_postgres;
+mod decision_set;
 mod measure;
+mod table;
+
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
+use tapesched_postgres::SchemaGuard;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask bench --backend objectstore-redis|postgres [--quick]"
+    "usage: cargo xtask bench --backend objectstore-redis|postgres [--quick | --scale]"
 }
 
 fn main() -> Result<()> {
@@ -24,63 +41,116 @@ fn main() -> Result<()> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Default,
+    Quick,
+    Scale,
+}
+
+/// The server URL of a backend, from the project's service discovery (the one place the
+/// benchmarks use it).
+fn service_url(backend: Backend) -> Result<String> {
+    match backend {
+        Backend::Postgres => tapesched_testkit::postgres_url(),
+        Backend::Redis => tapesched_testkit::redis_url(),
+    }
+}
+
+/// A namespace name unique to this run.
+fn namespace(prefix: &str) -> String {
+    tapesched_testkit::unique_name(prefix)
+}
+
 fn bench(args: &[String]) -> Result<()> {
-    let mut backend = None;
-    let mut quick = false;
+    let (mut backend, mut size) = (None, Size::Default);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--backend" => backend = it.next().cloned(),
-            "--quick" => quick = true,
+            "--quick" if size == Size::Default => size = Size::Quick,
+            "--scale" if size == Size::Default => size = Size::Scale,
+            "--quick" | "--scale" => bail!("--quick and --scale exclude each other; {}", usage()),
             other => bail!("unknown argument {other:?}; {}", usage()),
         }
     }
-    match backend.as_deref() {
-        Some("postgres") | Some("objectstore-redis") => {}
+    let backend = match backend.as_deref() {
+        Some("postgres") => Backend::Postgres,
+        Some("objectstore-redis") => Backend::Redis,
         Some(other) => bail!("no benchmark for backend {other:?} (available: objectstore-redis, postgres)"),
         None => bail!("{}", usage()),
+    };
+    if cfg!(debug_assertions) && size != Size::Quick && std::env::var_os("XTASK_BENCH_OPTIMIZED").is_none() {
+        // Timings of a debug build say little: become the same command, optimized.
+        let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench"]).args(args);
+        cargo.env("XTASK_BENCH_OPTIMIZED", "1");
+        use std::os::unix::process::CommandExt;
+        return Err(cargo.exec()).context("cannot run cargo");
     }
-    if cfg!(debug_assertions) && std::env::var_os("XTASK_BENCH_OPTIMIZED").is_none() {
-        // Timings of a debug build say little: run the same command optimized.
-        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench"])
-            .args(args)
-            .env("XTASK_BENCH_OPTIMIZED", "1")
-            .status()
-            .context("cannot run cargo")?;
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    if backend.as_deref() == Some("objectstore-redis") {
-        let mut opts = bench_objectstore::Options::default();
-        if quick {
-            opts = bench_objectstore::Options {
-                requests: 20_000,
-                decision_pools: 100,
-                decision_vids: 1000,
-                decision_jobs: 100_000,
-                decision_samples: 50,
-                substrate_ops: 100_000,
-                ..opts
-            };
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let report = runtime.block_on(bench_objectstore::run(opts))?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    let mut opts = bench_postgres::Options::default();
-    if quick {
-        opts = bench_postgres::Options {
-            requests: 20_000,
-            decision_pools: 100,
-            decision_vids: 1000,
-            decision_jobs: 100_000,
-            decision_samples: 50,
-            ..opts
-        };
-    }
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let start = Instant::now();
+    let url = service_url(backend)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let report = runtime.block_on(bench_postgres::run(opts))?;
+    // The namespaces' guards outlive the runtime: on an error, a panic or a signal, the
+    // benchmark's tasks stop first, then the guards remove what they wrote.
+    let outcome = match backend {
+        Backend::Postgres => {
+            let (schema, decision_schema) = (namespace("bench"), namespace("bench_decision"));
+            let _guards = (SchemaGuard::new(&url, &schema), SchemaGuard::new(&url, &decision_schema));
+            let opts = match size {
+                Size::Default => bench_postgres::Options::default(),
+                Size::Quick => bench_postgres::Options::quick(),
+                Size::Scale => bench_postgres::Options::scale(),
+            };
+            let outcome = until_signal(&runtime, bench_postgres::run(&url, &schema, &decision_schema, opts));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            outcome
+        }
+        Backend::Redis => {
+            let prefix = format!("{}:", namespace("bench"));
+            let _guard = ClearOnDrop(RedisSettings::new(&url, &prefix));
+            let opts = match size {
+                Size::Default => bench_objectstore::Options::default(),
+                Size::Quick => bench_objectstore::Options::quick(),
+                Size::Scale => bench_objectstore::Options::scale(),
+            };
+            let outcome = until_signal(&runtime, bench_objectstore::run(&url, &prefix, opts));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            outcome
+        }
+    };
+    let Some(mut report) = outcome? else {
+        eprintln!("interrupted: the benchmark's namespaces were removed");
+        std::process::exit(130);
+    };
+    report["run"] = serde_json::json!({
+        "options": args, "build": build, "seconds": start.elapsed().as_secs_f64().round(),
+        "note": if size == Size::Quick { "--quick is a smoke test: its timings are not measurements" } else { "" },
+    });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    println!();
+    print!("{}", table::markdown(&report));
     Ok(())
+}
+
+/// Runs `bench` on `runtime` until it ends or SIGINT/SIGTERM arrives (`None`).
+fn until_signal<T>(
+    runtime: &tokio::runtime::Runtime,
+    bench: impl std::future::Future<Output = Result<T>>,
+) -> Result<Option<T>> {
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = bench => r.map(Some),
+            _ = tokio::signal::ctrl_c() => Ok(None),
+            _ = term.recv() => Ok(None),
+        }
+    })
 }

@@ -1,0 +1,129 @@
+//! The README's tables, as Markdown rows built from a report: one decision table whose rows
+//! from both backends go one under the other, and each backend's throughput table.
+
+use serde_json::Value;
+
+/// `1234567.0` -> `1 234 567`, as the README writes numbers.
+fn n(v: &Value) -> String {
+    let Some(x) = v.as_f64() else { return "-".into() };
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// A latency or a ratio as printed (up to three decimals, trailing zeros dropped).
+fn f(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) if x >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string(),
+        None => "-".into(),
+    }
+}
+
+fn rounds(v: &Value) -> String {
+    v.as_array().map(|a| a.iter().map(n).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+}
+
+fn decision(r: &Value) -> String {
+    let d = &r["mount_decision"];
+    let b = &d["breakdown_in_rounds_of_their_own"];
+    let mem = &d["memory"];
+    let load = &d["load"];
+    format!(
+        "| backend | data set (pools x VIDs x queued jobs) | next_mount p50 / p99 | substrate p50 / p99 | ratio p50 / p99 \
+         | breakdown p50: mount_info / choose | peak RSS, decisions / whole run | load | first mount chosen |\n\
+         |---|---|---|---|---|---|---|---|---|\n\
+         | {} | {} x {} x {} ({} samples, {} arrivals before each) | {} / {} ms | {} / {} ms | {} / {} | {} / {} ms \
+         | {} / {} MiB | {} s | {} |\n",
+        r["backend"].as_str().unwrap_or("?"),
+        n(&d["pools"]),
+        n(&d["vids"]),
+        n(&d["queued_jobs"]),
+        d["samples"],
+        d["arrivals_between_decisions"],
+        f(&d["next_mount_ms"]["p50"]),
+        f(&d["next_mount_ms"]["p99"]),
+        f(&d["substrate_ms"]["p50"]),
+        f(&d["substrate_ms"]["p99"]),
+        f(&d["ratio_substrate_to_next_mount"]["p50"]),
+        f(&d["ratio_substrate_to_next_mount"]["p99"]),
+        f(&b["mount_info_read_ms"]["p50"]),
+        f(&b["choose_in_memory_ms"]["p50"]),
+        f(&mem["peak_rss_mib_during_decisions"]),
+        f(&mem["peak_rss_mib_whole_run"]),
+        f(&load["seconds"]),
+        d["first_mount_chosen"].as_str().unwrap_or("-"),
+    )
+}
+
+fn postgres(r: &Value) -> String {
+    let (q, c, s, g) =
+        (&r["queueing"], &r["claiming"], &r["claiming"]["every_session_on_every_queue"], &r["dead_mount_requeue"]);
+    let sub = &c["substrate_job_rows"];
+    let subs = format!(
+        "update by key {} /s (rounds: {}) / COPY {} /s",
+        n(&sub["update_by_key_per_s"]),
+        rounds(&sub["update_by_key_rounds_per_s"]),
+        n(&sub["copy_per_s"])
+    );
+    format!(
+        "| measure | result | substrate | ratio (to update by key / to COPY; queueing: to COPY / to INSERT) | target |\n\
+         |---|---|---|---|---|\n\
+         | archive requests queued, {} producers, {} per call | {} /s | COPY {} / INSERT {} /s | {} / {} | >= 50 000 /s |\n\
+         | jobs claimed, {} sessions on their own queues, {}-job batches (rounds: {}) | {} /s | {} | {} / {} | >= 100 000 /s |\n\
+         | jobs claimed, {} sessions all on the same queues (one round) | {} /s | as above | {} / {} | - |\n\
+         | dead-mount requeue, one pass, {} jobs, {} mounts (rounds: {}) | {} /s | as above | {} / {} | >= 10 000 /s |\n",
+        q["producers"], q["batch"], n(&q["requests_per_s"]),
+        n(&q["substrate_request_and_job_rows"]["copy_per_s"]),
+        n(&q["substrate_request_and_job_rows"]["multirow_insert_per_s"]),
+        f(&q["ratio_to_copy"]), f(&q["ratio_to_multirow_insert"]),
+        c["sessions"], c["batch"], rounds(&c["rounds_jobs_per_s"]), n(&c["jobs_per_s"]),
+        subs,
+        f(&c["ratio_to_update_by_key"]), f(&c["ratio_to_copy"]),
+        s["sessions"], n(&s["jobs_per_s"]), f(&s["ratio_to_update_by_key"]), f(&s["ratio_to_copy"]),
+        n(&g["jobs"]), g["mounts"], rounds(&g["rounds_jobs_per_s"]), n(&g["jobs_per_s"]),
+        f(&g["ratio_to_update_by_key"]), f(&g["ratio_to_copy"]),
+    )
+}
+
+fn redis(r: &Value) -> String {
+    let (s, set) = (&r["settings"], &r["substrate"]);
+    let (q, c, g) = (&r["archive_requests_queued_per_s"], &r["jobs_claimed_per_s"], &r["gc_requeue_jobs_per_s"]);
+    let subs = format!("{} / {} /s", n(&set["pipelined_set_per_s"]), n(&set["pipelined_get_per_s"]));
+    format!(
+        "| measure | result | substrate (SET / GET) | ratio | target |\n\
+         |---|---|---|---|---|\n\
+         | archive requests queued, {} producers (own agents), {} per call, {} pools | {} /s | {} | {} (to SET) | >= 20 000 /s |\n\
+         | jobs claimed, {} sessions, {}-job batches (rounds: {}) | {} /s | {} | {} (to GET) | >= 100 000 /s |\n\
+         | garbage collector requeue, {} jobs of dead sessions, one pass (rounds: {}) | {} /s | {} | {} (to SET) | >= 10 000 /s |\n",
+        s["producers"], s["producer_batch"], s["pools"], n(&q["value"]), subs, f(&q["ratio_to_set"]),
+        s["sessions"], s["claim_batch"], rounds(&c["rounds"]), n(&c["value"]), subs, f(&c["ratio_to_get"]),
+        n(&s["requests"]), rounds(&g["rounds"]), n(&g["value"]), subs, f(&g["ratio_to_set"]),
+    )
+}
+
+/// The README rows of a report: the decision table, then (when measured) the throughput table.
+pub fn markdown(report: &Value) -> String {
+    let mut out = String::from("Mount decision (paste the row under the other backend's):\n\n");
+    out.push_str(&decision(report));
+    let throughput = match report["backend"].as_str() {
+        Some("postgres") if report.get("claiming").is_some() => Some(postgres(report)),
+        Some("objectstore-redis") if report.get("substrate").is_some() => Some(redis(report)),
+        _ => None,
+    };
+    if let Some(t) = throughput {
+        out.push_str("\nThroughput:\n\n");
+        out.push_str(&t);
+    }
+    out
+}
