@@ -846,7 +846,7 @@ impl SchedulerDb for ObjectstoreDb {
             out.push(QueueStats {
                 vid: vid.clone(),
                 files_queued: s.count,
-                bytes_queued: s.bytes,
+                bytes_queued: s.bytes_queued(),
                 priority: s.priorities.keys().next_back().copied().unwrap_or(0),
             });
         }
@@ -931,7 +931,7 @@ impl SchedulerDb for ObjectstoreDb {
                 tape_pool,
                 vid,
                 files_queued: q.summary.count,
-                bytes_queued: q.summary.bytes,
+                bytes_queued: q.summary.bytes_queued(),
                 oldest_job_start: q.oldest().unwrap_or(0),
                 youngest_job_start: q.youngest().unwrap_or(0),
                 priority: q.summary.priorities.keys().next_back().copied().unwrap_or(0),

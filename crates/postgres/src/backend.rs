@@ -143,7 +143,8 @@ fn json_strings(v: &[String]) -> String {
 }
 
 fn too_big(what: &str, v: u64) -> Fail {
-    Fail::Fatal(Error::invalid(format!("{what} {v} is larger than this backend stores (2^63 - 1)")))
+    // Not a limit of this backend: the scheduler core refuses such values before any backend.
+    Fail::Fatal(Error::internal(format!("{what} {v} passed the scheduler core's bound of 2^63-1")))
 }
 
 fn checked_i64(what: &str, v: u64) -> Result<i64, Fail> {
@@ -474,7 +475,8 @@ impl StatsView {
             return Ok(());
         }
         let rows = sqlx::query(
-            "SELECT container, files, bytes, priorities FROM queue_summary WHERE kind = 2 AND container = ANY($1)",
+            "SELECT container, files, least(bytes, 9223372036854775807)::int8 AS bytes, priorities FROM queue_summary
+             WHERE kind = 2 AND container = ANY($1)",
         )
         .bind(&missing)
         .fetch_all(&mut **tx)
@@ -486,7 +488,7 @@ impl StatsView {
             let vid: String = row.try_get("container")?;
             let s = self.vids.entry(vid).or_default();
             s.files += row.try_get::<i64, _>("files")?.max(0) as u64;
-            s.bytes += row.try_get::<i64, _>("bytes")?.max(0) as u64;
+            s.bytes = s.bytes.saturating_add(row.try_get::<i64, _>("bytes")?.max(0) as u64);
             for (p, n) in parse_u64_counts(&row.try_get::<serde_json::Value, _>("priorities")?) {
                 *s.priorities.entry(p).or_default() += n;
             }
@@ -511,7 +513,7 @@ impl StatsView {
     fn add(&mut self, vid: &str, size: u64, priority: u64) {
         let s = self.vids.entry(vid.to_string()).or_default();
         s.files += 1;
-        s.bytes += size;
+        s.bytes = s.bytes.saturating_add(size);
         *s.priorities.entry(priority).or_default() += 1;
     }
 
@@ -1049,7 +1051,7 @@ impl PgSchedulerDb {
                      SELECT 2::int2, active_vid, size, created_at, priority, min_request_age, policy_name
                      FROM retrieve_request WHERE queue_seq IS NOT NULL
                  ), tot AS (
-                     SELECT kind, c, count(*) AS files, sum(size)::int8 AS bytes, min(created_at) AS lo,
+                     SELECT kind, c, count(*) AS files, sum(size) AS bytes, min(created_at) AS lo,
                             max(created_at) AS hi
                      FROM j GROUP BY kind, c
                  ), pr AS (
@@ -1126,11 +1128,6 @@ impl PgSchedulerDb {
             if r.jobs.is_empty() {
                 answers[i] =
                     Some(Error::invalid(format!("archive request {} has no copy to write", r.archive_file_id)));
-            } else if i64::try_from(r.archive_file_id).is_err() || i64::try_from(r.size).is_err() {
-                answers[i] = Some(Error::invalid(format!(
-                    "archive request {}: id or size larger than this backend stores (2^63 - 1)",
-                    r.archive_file_id
-                )));
             } else if !seen.insert(r.archive_file_id) {
                 answers[i] = Some(Error::conflict(format!("archive request {} is already queued", r.archive_file_id)));
             }
@@ -1385,8 +1382,8 @@ impl PgSchedulerDb {
                     NULL::int8 AS sleep_until, NULL::text AS priorities, NULL::text AS min_ages
              FROM h
              UNION ALL
-             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
-                    s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
+             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, least(s.bytes, 9223372036854775807)::int8,
+                    s.policies::text, s.oldest, s.youngest, s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
              FROM (SELECT q.* FROM h, queue_summary q WHERE h.full_read
                    UNION ALL
                    SELECT q.* FROM h, queue_summary q WHERE NOT h.full_read AND q.writer >= $1::int8::text::xid8) s
