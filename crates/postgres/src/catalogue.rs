@@ -576,10 +576,12 @@ impl PgCatalogue {
                 if exists.is_some() {
                     return Err(Fail::Fatal(Error::conflict(format!("archive file {id} already exists"))));
                 }
-                sqlx::query("UPDATE cat_meta SET next_archive_file_id = greatest(next_archive_file_id, $1::numeric + 1)")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE cat_meta SET next_archive_file_id = greatest(next_archive_file_id, $1::numeric + 1)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 id
             }
             None => {

@@ -229,8 +229,11 @@ mod tests {
             ),
             "{err}"
         );
-        let err = parse_catalogue("tapes: [{vid: V1, tape_pool: p, logical_library: l, capacity_bytes: 1e3}]\n", Path::new("c.yaml"))
-            .expect_err("invalid");
+        let err = parse_catalogue(
+            "tapes: [{vid: V1, tape_pool: p, logical_library: l, capacity_bytes: 1e3}]\n",
+            Path::new("c.yaml"),
+        )
+        .expect_err("invalid");
         assert!(err.to_string().contains("tapes/0/capacity_bytes: 1000.0 is written with a fractional part"), "{err}");
     }
 

@@ -20,7 +20,9 @@ pub const MAX: u64 = i64::MAX as u64;
 /// Checks that `value` of `field` is at most [`MAX`].
 pub fn check(field: &str, value: u64) -> Result<()> {
     if value > MAX {
-        return Err(Error::invalid(format!("{field} {value} is larger than 2^63-1 ({MAX}), the largest value accepted")));
+        return Err(Error::invalid(format!(
+            "{field} {value} is larger than 2^63-1 ({MAX}), the largest value accepted"
+        )));
     }
     Ok(())
 }

@@ -12,7 +12,6 @@ use super::{
 use crate::error::{Error, Result};
 use crate::types::{ArchiveFile, TapeFile};
 
-
 /// Bytes per tape block, used to derive block ids of written files.
 pub const BLOCK_SIZE: u64 = 256 * 1024;
 
