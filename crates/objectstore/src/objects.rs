@@ -345,6 +345,18 @@ impl JobPointer {
     }
 }
 
+/// An exact sum of sizes: each size is at most 2^63-1, so a sum of them may pass what a `u64`
+/// holds; kept in a `u128`, which postcard encodes as the same varint as the `u64` it replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExactBytes(pub u128);
+
+impl std::iter::Sum<u64> for ExactBytes {
+    fn sum<I: Iterator<Item = u64>>(iter: I) -> Self {
+        ExactBytes(iter.map(u128::from).sum())
+    }
+}
+
 /// Where a shard is and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPointer {
@@ -352,8 +364,8 @@ pub struct ShardPointer {
     pub address: String,
     /// Jobs.
     pub count: u64,
-    /// Bytes.
-    pub bytes: u64,
+    /// Bytes, exact (a sum of sizes may pass 2^64; see [`Summary::bytes`]).
+    pub bytes: ExactBytes,
     /// Oldest creation time in the shard.
     pub oldest: Timestamp,
     /// Youngest creation time in the shard.
@@ -369,8 +381,11 @@ pub struct ShardPointer {
 pub struct Summary {
     /// Jobs.
     pub count: u64,
-    /// Bytes.
-    pub bytes: u64,
+    /// Bytes, the exact sum of the queued sizes: kept wide so that it never wraps and a removal
+    /// after a large addition stays exact; shown clamped by [`Summary::bytes_queued`]. (postcard
+    /// encodes `u64` and `u128` as the same varint, so summaries written as `u64` read as they
+    /// were.)
+    pub bytes: u128,
     /// Priority value to count.
     pub priorities: BTreeMap<u64, u64>,
     /// Minimum-age value to count.
@@ -395,14 +410,21 @@ impl Summary {
     pub fn account(&mut self, p: &JobPointer, add: bool) {
         if add {
             self.count += 1;
-            self.bytes += p.size;
+            self.bytes += u128::from(p.size);
         } else {
             self.count = self.count.saturating_sub(1);
-            self.bytes = self.bytes.saturating_sub(p.size);
+            self.bytes = self.bytes.saturating_sub(u128::from(p.size));
         }
         bump(&mut self.priorities, p.priority, add);
         bump(&mut self.min_ages, p.min_age, add);
         bump(&mut self.policies, p.policy.clone(), add);
+    }
+}
+
+impl Summary {
+    /// Bytes queued as shown: the exact total, or 2^63-1 when it passes it.
+    pub fn bytes_queued(&self) -> u64 {
+        tapesched_scheduler::bounds::clamp(self.bytes)
     }
 }
 
@@ -714,6 +736,58 @@ pub enum Write {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+
+    /// Queue totals never wrap: three sizes of 2^63-1 add up exactly, show as 2^63-1, and
+    /// removing them again gives the exact smaller totals. A summary written by a build that kept
+    /// bytes as `u64` reads unchanged.
+    #[test]
+    fn queue_bytes_are_exact_and_shown_clamped() {
+        let max = tapesched_scheduler::bounds::MAX;
+        let pointer = |size: u64| JobPointer {
+            request: RequestId::Archive(1),
+            address: "a".into(),
+            copy_nb: 1,
+            archive_file_id: 1,
+            size,
+            priority: 1,
+            min_age: 0,
+            policy: "p".into(),
+            created_at: 0,
+            fseq: 0,
+            seq: 0,
+            outcome: None,
+        };
+        let mut s = Summary::default();
+        for _ in 0..3 {
+            s.account(&pointer(max), true);
+        }
+        assert_eq!(s.bytes, 3 * u128::from(max));
+        assert_eq!(s.bytes_queued(), max);
+        s.account(&pointer(max), false);
+        s.account(&pointer(max), false);
+        s.account(&pointer(5), true);
+        assert_eq!((s.count, s.bytes_queued()), (2, max));
+        s.account(&pointer(max), false);
+        assert_eq!((s.count, s.bytes_queued()), (1, 5));
+
+        #[derive(Serialize)]
+        struct OldSummary {
+            count: u64,
+            bytes: u64,
+            priorities: BTreeMap<u64, u64>,
+            min_ages: BTreeMap<u64, u64>,
+            policies: BTreeMap<String, u64>,
+        }
+        let old = OldSummary {
+            count: 2,
+            bytes: u64::MAX - 1,
+            priorities: BTreeMap::from([(3, 2)]),
+            min_ages: BTreeMap::new(),
+            policies: BTreeMap::from([("p".to_string(), 2)]),
+        };
+        let read: Summary = postcard::from_bytes(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!((read.count, read.bytes, read.priorities.len()), (2, u128::from(u64::MAX - 1), 1));
+    }
 
     #[test]
     fn escaping_keeps_names_inside_the_scheme() {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tapesched_scheduler::Result;
 
-use crate::objects::{JobPointer, Objects, Queue, Shard, ShardPointer, Summary};
+use crate::objects::{ExactBytes, JobPointer, Objects, Queue, Shard, ShardPointer, Summary};
 use crate::store::Lock;
 
 /// A queue held under its exclusive lock, with the shards loaded so far.
@@ -128,7 +128,7 @@ impl OpenQueue {
             ShardPointer {
                 address: address.clone(),
                 count: 0,
-                bytes: 0,
+                bytes: ExactBytes(0),
                 oldest: 0,
                 youngest: 0,
                 min_key: (0, 0),
@@ -314,7 +314,7 @@ impl OpenQueue {
         }
         // The summary is kept incrementally; it must add up to the shard records. When it does
         // not (or a shard disagreed with its record), recompute it from every shard.
-        let (count, bytes) = self.queue.shards.iter().fold((0, 0), |(c, b), s| (c + s.count, b + s.bytes));
+        let (count, bytes) = self.queue.shards.iter().fold((0, 0), |(c, b), s| (c + s.count, b + s.bytes.0));
         if !self.rebuilt && (count, bytes) != (self.queue.summary.count, self.queue.summary.bytes) {
             self.rebuild(objs).await?;
         }

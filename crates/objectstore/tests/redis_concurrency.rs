@@ -212,7 +212,8 @@ async fn producers_and_drive_sessions_report_every_request_exactly_once() {
                 match s.next_mount(&drive, true).await.expect("decision") {
                     Some(mut session) => {
                         loop {
-                            let jobs = s.pop_jobs(&mut session, 500, u64::MAX).await.expect("pop");
+                            let jobs =
+                                s.pop_jobs(&mut session, 500, tapesched_scheduler::bounds::MAX).await.expect("pop");
                             if jobs.is_empty() {
                                 break;
                             }

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use tapesched_scheduler::catalogue::memory::{MemoryCatalogue, BLOCK_SIZE};
-use tapesched_scheduler::catalogue::{Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile};
+use tapesched_scheduler::catalogue::{
+    archive_file_ids_exhausted, Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile,
+};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, Result};
 
@@ -425,11 +427,13 @@ impl PgCatalogue {
         .bind(copies.iter().map(|(_, c)| c.block_id as i64).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-        let next = files.iter().map(|f| f.archive_file_id).max().map_or(1, |m| m + 1) as i64;
+        // The next id is 2^63 once 2^63-1 is taken (none left): numeric (migration 7), bound as text.
+        let next = files.iter().map(|f| u128::from(f.archive_file_id) + 1).max().unwrap_or(1);
         sqlx::query(
-            "UPDATE cat_meta SET version = version + 1, next_archive_file_id = greatest(next_archive_file_id, $1)",
+            "UPDATE cat_meta SET version = version + 1,
+                 next_archive_file_id = greatest(next_archive_file_id, $1::text::numeric)",
         )
-        .bind(next)
+        .bind(next.to_string())
         .execute(&mut *tx)
         .await?;
         tx.commit().await.map_err(commit_fail)?;
@@ -496,18 +500,7 @@ impl PgCatalogue {
     async fn record_once(&self, file: &NewTapeFile) -> Result<TapeFile, Fail> {
         let (mut tx, version, snap) = self.begin_write().await?;
         let mut new = (*snap).clone();
-        let tape = new.tapes.get_mut(&file.vid).ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
-        let written = TapeFile {
-            copy_nb: file.copy_nb,
-            vid: file.vid.clone(),
-            fseq: tape.last_fseq + 1,
-            block_id: tape.data_on_tape_bytes / BLOCK_SIZE,
-        };
-        tape.last_fseq += 1;
-        tape.data_on_tape_bytes = tape.data_on_tape_bytes.saturating_add(file.size);
-        if tape.capacity_bytes > 0 && tape.data_on_tape_bytes >= tape.capacity_bytes {
-            tape.full = true;
-        }
+        let written = new.write_tape_file(file, BLOCK_SIZE)?;
         write_diff(&mut tx, &snap, &new).await?;
         sqlx::query(
             "INSERT INTO cat_archive_file (archive_file_id, disk_instance, disk_file_id, size, storage_class)
@@ -573,7 +566,8 @@ impl PgCatalogue {
         let mut tx = self.pool.begin().await?;
         let id = match requested {
             Some(id) => {
-                let id = i64::try_from(id).map_err(|_| Error::invalid(format!("archive file id {id} is too large")))?;
+                tapesched_scheduler::bounds::check("archive_file_id", id)?;
+                let id = id as i64;
                 let exists: Option<i64> =
                     sqlx::query_scalar("SELECT archive_file_id FROM cat_archive_file WHERE archive_file_id = $1")
                         .bind(id)
@@ -582,19 +576,23 @@ impl PgCatalogue {
                 if exists.is_some() {
                     return Err(Fail::Fatal(Error::conflict(format!("archive file {id} already exists"))));
                 }
-                sqlx::query("UPDATE cat_meta SET next_archive_file_id = greatest(next_archive_file_id, $1 + 1)")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE cat_meta SET next_archive_file_id = greatest(next_archive_file_id, $1::numeric + 1)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 id
             }
             None => {
-                sqlx::query_scalar(
+                let id: Option<i64> = sqlx::query_scalar(
                     "UPDATE cat_meta SET next_archive_file_id = next_archive_file_id + 1
-                     RETURNING next_archive_file_id - 1",
+                     WHERE next_archive_file_id <= 9223372036854775807
+                     RETURNING (next_archive_file_id - 1)::int8",
                 )
-                .fetch_one(&mut *tx)
-                .await?
+                .fetch_optional(&mut *tx)
+                .await?;
+                id.ok_or_else(archive_file_ids_exhausted)?
             }
         };
         tx.commit().await.map_err(commit_fail)?;

@@ -6,7 +6,9 @@
 //! and value-count maps are adjusted, the oldest/youngest creation times of queues that lost jobs
 //! are kept when no removed job was at a bound and read again from the `*_queue_age` indexes
 //! otherwise, and queues left empty without a marker are removed. Because the summary changes in
-//! the same transaction as the jobs, a committed summary always describes the committed jobs.
+//! the same transaction as the jobs, a committed summary always describes the committed jobs. The
+//! byte total is exact (`numeric`, migration 7: a sum of sizes may pass 2^63-1) and read as
+//! `least(bytes, 2^63-1)`, so it never wraps and never fails.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +26,9 @@ pub const KIND_RETRIEVE: i16 = 2;
 #[derive(Debug, Default, Clone)]
 pub struct QueueDelta {
     files: i64,
-    bytes: i64,
+    /// Exact change of the byte total (sizes are at most 2^63-1, so their sum may pass an i64;
+    /// the column is numeric: migration 7).
+    bytes: i128,
     priorities: BTreeMap<u64, i64>,
     min_ages: BTreeMap<u64, i64>,
     policies: BTreeMap<String, i64>,
@@ -91,7 +95,7 @@ impl Delta {
     pub fn add(&mut self, kind: i16, container: &str, job: JobFacts<'_>) {
         let q = self.entry(kind, container);
         q.files += 1;
-        q.bytes += job.size as i64;
+        q.bytes += i128::from(job.size);
         bump(&mut q.priorities, job.priority, 1);
         bump(&mut q.min_ages, job.min_age, 1);
         *slot(&mut q.policies, job.policy) += 1;
@@ -103,7 +107,7 @@ impl Delta {
     pub fn remove(&mut self, kind: i16, container: &str, job: JobFacts<'_>) {
         let q = self.entry(kind, container);
         q.files -= 1;
-        q.bytes -= job.size as i64;
+        q.bytes -= i128::from(job.size);
         bump(&mut q.priorities, job.priority, -1);
         bump(&mut q.min_ages, job.min_age, -1);
         *slot(&mut q.policies, job.policy) -= 1;
@@ -147,7 +151,7 @@ impl Delta {
             kinds.push(kind);
             containers.push(container.clone());
             files.push(q.files);
-            bytes.push(q.bytes);
+            bytes.push(q.bytes.to_string());
             priorities.push(counts_json(&q.priorities));
             min_ages.push(counts_json(&q.min_ages));
             policies.push(counts_json(&q.policies));
@@ -182,7 +186,7 @@ impl Delta {
                   sleep_disk_system, sleep_until)
              SELECT kind, container, files, bytes, pr::jsonb, ma::jsonb, po::jsonb, oldest, youngest,
                     coalesce(cleanup, false), sleep_ds, sleep_until
-             FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[],
+             FROM unnest($1::int2[], $2::text[], $3::int8[], $4::text[]::numeric[], $5::text[], $6::text[], $7::text[],
                          $8::int8[], $9::int8[], $10::bool[], $11::text[], $12::int8[])
                   WITH ORDINALITY AS d(kind, container, files, bytes, pr, ma, po, oldest, youngest, cleanup,
                                        sleep_ds, sleep_until, ord)

@@ -103,7 +103,8 @@ pub fn build(spec: &CatalogueSpec, backend_name: &str) -> Result<(CatalogueSnaps
         let ds = DiskSystem {
             name: d.name.clone(),
             file_regexp: d.file_regexp.clone(),
-            free_space_bytes: d.free_space_bytes.unwrap_or(u64::MAX),
+            // No free_space_bytes: as much as any value can say (2^63-1, the bound of integers).
+            free_space_bytes: d.free_space_bytes.unwrap_or(tapesched_scheduler::bounds::MAX),
             target_free_space_bytes: d.target_free_space_bytes.unwrap_or(0),
             sleep_time: d.sleep_time.unwrap_or(0),
         };

@@ -16,7 +16,7 @@
 //! - a trace record's `ok` says whether the step passed (expectations held, no unexpected error);
 //! - a step without `expect` whose op fails counts as failed in `N passed, M failed` (the
 //!   contract: "a step without `expect.error` fails if the op errors");
-//! - a disk system without `free_space_bytes` has unlimited space, without
+//! - a disk system without `free_space_bytes` has 2^63-1 bytes free (unlimited in practice), without
 //!   `target_free_space_bytes` no target, without `sleep_time` no sleep;
 //! - a file of the catalogue without `disk_instance` belongs to the first disk instance (by name),
 //!   without `disk_file_id` has its archive file id in decimal;

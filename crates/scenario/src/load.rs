@@ -33,6 +33,42 @@ pub fn clip(message: &str) -> String {
     tapesched_backends::clip(message, MAX_MESSAGE_BYTES).into_owned()
 }
 
+/// Integers written with a fractional part (`size: 1000.0`, `1e3`). JSON Schema counts them as
+/// integers, but the contract writes integers without one; each is named with its path.
+pub fn fractional_integers(doc: &Value) -> Vec<String> {
+    fn walk(v: &Value, path: &mut Vec<String>, out: &mut Vec<String>) {
+        match v {
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.is_finite() && f.fract() == 0.0 {
+                    out.push(format!(
+                        "{}: {n} is written with a fractional part; integers are written without one ({f:.0})",
+                        path.join("/")
+                    ));
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    walk(item, path, out);
+                    path.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    path.push(k.clone());
+                    walk(item, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, &mut Vec::new(), &mut out);
+    out
+}
+
 /// The offset of every step: `at` where given, else the previous step's (0 for the first).
 /// An `at` smaller than the previous step's is an error naming the step.
 pub fn step_times(scenario: &Scenario) -> Result<Vec<u64>, String> {
@@ -67,7 +103,10 @@ pub fn check_catalogue(spec: &CatalogueSpec, backend_name: &str) -> Result<(), S
 /// Parses, validates and checks a scenario held in `text`; `path` names it in errors.
 pub fn parse_scenario(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let doc = yaml(text, path)?;
-    let errors = schema_errors(&doc, DocumentKind::Scenario);
+    let mut errors = schema_errors(&doc, DocumentKind::Scenario);
+    if errors.is_empty() {
+        errors = fractional_integers(&doc);
+    }
     if !errors.is_empty() {
         return Err(ScenarioError::Schema { path: path.to_path_buf(), errors });
     }
@@ -94,7 +133,10 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
 /// Parses a file holding only a catalogue mapping (the schema of a scenario's `catalogue:`).
 pub fn parse_catalogue(text: &str, path: &Path) -> Result<CatalogueSpec, ScenarioError> {
     let doc = yaml(text, path)?;
-    let errors = schema_errors(&doc, DocumentKind::Catalogue);
+    let mut errors = schema_errors(&doc, DocumentKind::Catalogue);
+    if errors.is_empty() {
+        errors = fractional_integers(&doc);
+    }
     if !errors.is_empty() {
         return Err(ScenarioError::Schema { path: path.to_path_buf(), errors });
     }
@@ -224,6 +266,46 @@ mod tests {
         ))
         .expect_err("invalid");
         assert!(err.to_string().contains("steps/0/size: -1 is less than the minimum of 0"), "{err}");
+    }
+
+    #[test]
+    fn integers_with_a_fractional_part_are_named() {
+        let err = parse(&format!(
+            "{HEADER}steps:\n  - {{op: queue_archive, requester: {{name: a, group: b}}, storage_class: sc, size: 1000.0}}\n"
+        ))
+        .expect_err("invalid");
+        assert!(err.is_invalid_file());
+        assert!(
+            err.to_string().contains(
+                "steps/0/size: 1000.0 is written with a fractional part; integers are written without one (1000)"
+            ),
+            "{err}"
+        );
+        let err = parse_catalogue(
+            "tapes: [{vid: V1, tape_pool: p, logical_library: l, capacity_bytes: 1e3}]\n",
+            Path::new("c.yaml"),
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("tapes/0/capacity_bytes: 1000.0 is written with a fractional part"), "{err}");
+    }
+
+    #[test]
+    fn integers_are_bounded() {
+        let step = |size: &str| {
+            format!("{HEADER}steps:\n  - {{op: queue_archive, requester: {{name: a, group: b}}, storage_class: sc, size: {size}}}\n")
+        };
+        assert!(parse(&step("9223372036854775807")).is_ok());
+        let err = parse(&step("9223372036854775808")).expect_err("invalid");
+        assert!(err.to_string().contains("steps/0/size: 9223372036854775808 is greater than the maximum"), "{err}");
+    }
+
+    #[test]
+    fn a_tape_out_of_active_needs_a_reason_at_load_time() {
+        let err = parse(
+            "version: 1\nname: t\ncatalogue:\n  virtual_organizations: [{name: vo, read_max_drives: 1, write_max_drives: 1}]\n  logical_libraries: [{name: l}]\n  tape_pools: [{name: p, vo: vo}]\n  tapes: [{vid: V1, tape_pool: p, logical_library: l, capacity_bytes: 1, state: BROKEN_PENDING}]\nsteps: []\n",
+        )
+        .expect_err("invalid");
+        assert!(err.to_string().contains("tape \"V1\" in state BROKEN_PENDING needs a state reason"), "{err}");
     }
 
     #[test]

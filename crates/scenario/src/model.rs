@@ -202,7 +202,7 @@ pub struct MountRuleSpec {
     pub mount_policy: String,
 }
 
-/// A disk system. Omitted values: unlimited free space, no target, no sleep.
+/// A disk system. Omitted values: 2^63-1 bytes free (the largest value), no target, no sleep.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskSystemSpec {

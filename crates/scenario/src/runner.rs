@@ -310,7 +310,7 @@ impl Runner {
                 let session = self.sessions.get_mut(drive).ok_or_else(|| no_session(drive))?;
                 let jobs = self.scheduler.pop_jobs(session, *max_files, *max_bytes).await?;
                 let ids: Vec<u64> = jobs.iter().map(|j| j.archive_file_id()).collect();
-                let bytes: u64 = jobs.iter().map(|j| j.size()).sum();
+                let bytes = tapesched_scheduler::bounds::total(jobs.iter().map(|j| j.size()));
                 Ok(json!({"count": jobs.len(), "bytes": bytes, "archive_file_ids": ids}))
             }
             Op::CompleteJobs { drive, archive_file_ids, outcome, reason } => {

@@ -233,6 +233,26 @@ mod tests {
         assert!(e.iter().any(|m| m.contains("'extra'")), "{e:?}");
     }
 
+    /// The embedded schema is a copy of the contract's (`../shared/compat/scenario.schema.json`
+    /// beside the repository); it must not drift from it. Skipped only where `../shared` is absent
+    /// (a clone without the contract beside it).
+    #[test]
+    fn embedded_schema_follows_the_shared_one() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let shared = root.join("../shared");
+        if !shared.is_dir() {
+            eprintln!("{} is absent: the embedded schema is not compared with the contract's", shared.display());
+            return;
+        }
+        let path = shared.join("compat/scenario.schema.json");
+        let contract = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            contract == SCHEMA,
+            "crates/scenario/scenario.schema.json differs from {}: copy it over",
+            path.display()
+        );
+    }
+
     #[test]
     fn knows_every_op() {
         let ops = known_ops();

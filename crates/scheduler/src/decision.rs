@@ -357,7 +357,7 @@ fn evaluate<'a>(
         let min_files = config.min_files_to_warrant_mount.saturating_mul(factor);
         let by_bytes = pm.bytes_queued / (1 + existing) >= min_bytes;
         let by_files = pm.files_queued / (1 + existing) >= min_files;
-        let by_age = existing == 0 && now - pm.oldest_job_start > min_age as i64;
+        let by_age = existing == 0 && now.saturating_sub(pm.oldest_job_start) > min_age as i64;
         if !(by_bytes || by_files || by_age) {
             reject(pm, Some(pool), RejectReason::CriteriaNotMet);
             continue;

@@ -6,10 +6,12 @@
 //! - [`decision`]: the mount decision, one pure function with its explanation;
 //! - [`rules`]: batch, retry, report and best-VID rules backends apply;
 //! - [`scheduler`]: the [`scheduler::Scheduler`], every workflow written once;
+//! - [`bounds`]: the integer bounds every value is checked against, and totals that never wrap;
 //! - [`clock`], [`error`], [`names`], [`resolve`]: injected time, errors, input checks, look-ups.
 
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod catalogue;
 pub mod clock;
 pub mod db;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::catalogue::{Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile};
 use crate::clock::{Clock, Timestamp};
 use crate::db::*;
@@ -280,6 +281,8 @@ impl Scheduler {
         sub: ArchiveSubmission,
         now: Timestamp,
     ) -> Result<ArchiveRequest> {
+        bounds::check_opt("archive_file_id", sub.archive_file_id)?;
+        bounds::check("size", sub.size)?;
         check_who(&sub.requester)?;
         check_name("storage class", &sub.storage_class)?;
         opt_text("disk file id", &sub.disk_file_id)?;
@@ -328,6 +331,7 @@ impl Scheduler {
 
     /// Queues a retrieve request on the best tape copy; returns the request id and the VID.
     pub async fn queue_retrieve(&self, sub: RetrieveSubmission) -> Result<(u64, String)> {
+        bounds::check("archive_file_id", sub.archive_file_id)?;
         let now = self.now();
         let who = sub.requester.clone().ok_or_else(|| Error::invalid("a retrieve request needs a requester"))?;
         check_who(&who)?;
@@ -430,11 +434,13 @@ impl Scheduler {
 
     /// Cancels a queued archive request.
     pub async fn cancel_archive(&self, archive_file_id: u64) -> Result<()> {
+        bounds::check("archive_file_id", archive_file_id)?;
         self.db.cancel_archive(archive_file_id, self.now()).await
     }
 
     /// Cancels the queued retrieves of a file (for one destination if given); returns how many.
     pub async fn cancel_retrieve(&self, archive_file_id: u64, dst_url: Option<&str>) -> Result<u64> {
+        bounds::check("archive_file_id", archive_file_id)?;
         if let Some(d) = dst_url {
             check_text("dst url", d, MAX_TEXT)?;
         }
@@ -605,6 +611,8 @@ impl Scheduler {
     /// destination disk systems; a disk system without room keeps its jobs queued and puts the
     /// queue to sleep for its `sleep_time`.
     pub async fn pop_jobs(&self, session: &mut TapeSession, max_files: u64, max_bytes: u64) -> Result<Vec<MountJob>> {
+        bounds::check("max_files", max_files)?;
+        bounds::check("max_bytes", max_bytes)?;
         if max_files == 0 || max_bytes == 0 {
             return Err(Error::invalid("max_files and max_bytes must be positive"));
         }
@@ -612,26 +620,26 @@ impl Scheduler {
         let mut jobs = self.db.pop_jobs(session.mount_id, max_files, max_bytes, now).await?;
         if session.spec.mount_type == MountType::Retrieve {
             let snap = self.catalogue.snapshot().await?;
-            let mut per_ds: BTreeMap<String, u64> = BTreeMap::new();
+            let mut per_ds: BTreeMap<String, u128> = BTreeMap::new();
             for j in &jobs {
                 if let MountJob::Retrieve { request } = j {
                     if let Some(ds) = &request.disk_system {
-                        *per_ds.entry(ds.clone()).or_default() += request.size;
+                        *per_ds.entry(ds.clone()).or_default() += u128::from(request.size);
                     }
                 }
             }
             let mut full: BTreeSet<String> = BTreeSet::new();
             for (ds, bytes) in &per_ds {
                 let Some(cfg) = snap.disk_systems.get(ds) else { continue };
-                let reserved: u64 = snap.reservations.iter().filter(|((_, d), _)| d == ds).map(|(_, b)| *b).sum();
-                if (cfg.free_space_bytes as u128)
-                    < reserved as u128 + *bytes as u128 + cfg.target_free_space_bytes as u128
-                {
+                // Exact sums: every term is at most 2^63-1, their sum fits in u128.
+                let reserved: u128 =
+                    snap.reservations.iter().filter(|((_, d), _)| d == ds).map(|(_, b)| u128::from(*b)).sum();
+                if u128::from(cfg.free_space_bytes) < reserved + *bytes + u128::from(cfg.target_free_space_bytes) {
                     full.insert(ds.clone());
                     self.db
                         .sleep_retrieve_queue(
                             &session.spec.vid,
-                            QueueSleep { disk_system: ds.clone(), until: now + cfg.sleep_time as i64 },
+                            QueueSleep { disk_system: ds.clone(), until: now.saturating_add_unsigned(cfg.sleep_time) },
                             now,
                         )
                         .await?;
@@ -640,7 +648,7 @@ impl Scheduler {
                         .apply(CatalogueEdit::Reserve {
                             drive: session.spec.drive.clone(),
                             disk_system: ds.clone(),
-                            delta: *bytes as i64,
+                            delta: bounds::clamp(*bytes) as i64,
                         })
                         .await?;
                 }
@@ -669,10 +677,10 @@ impl Scheduler {
     }
 
     async fn release(&self, session: &mut TapeSession, jobs: &[JobId]) -> Result<()> {
-        let mut per_ds: BTreeMap<String, u64> = BTreeMap::new();
+        let mut per_ds: BTreeMap<String, u128> = BTreeMap::new();
         session.reserved.retain(|(j, ds, b)| {
             if jobs.contains(j) {
-                *per_ds.entry(ds.clone()).or_default() += b;
+                *per_ds.entry(ds.clone()).or_default() += u128::from(*b);
                 false
             } else {
                 true
@@ -683,7 +691,7 @@ impl Scheduler {
                 .apply(CatalogueEdit::Reserve {
                     drive: session.spec.drive.clone(),
                     disk_system: ds,
-                    delta: -(b as i64),
+                    delta: -(bounds::clamp(b) as i64),
                 })
                 .await?;
         }
@@ -700,6 +708,11 @@ impl Scheduler {
         outcome: Outcome,
         reason: Option<&str>,
     ) -> Result<()> {
+        if let Some(ids) = archive_file_ids {
+            for id in ids {
+                bounds::check("archive_file_id", *id)?;
+            }
+        }
         let now = self.now();
         if let Some(ids) = archive_file_ids {
             for id in ids {
@@ -785,8 +798,9 @@ impl Scheduler {
 
     /// Delivers (or, with `deliver == false`, fails to deliver) up to `max` due reports.
     pub async fn report(&self, filter: ReportFilter, max: Option<u64>, deliver: bool) -> Result<Vec<ReportJob>> {
+        bounds::check_opt("max", max)?;
         let now = self.now();
-        let reports = self.db.reports_due(filter, max.unwrap_or(u64::MAX), now).await?;
+        let reports = self.db.reports_due(filter, max.unwrap_or(bounds::MAX), now).await?;
         let ids: Vec<RequestId> = reports.iter().map(|r| r.request).collect();
         if ids.is_empty() {
             return Ok(reports);
@@ -832,7 +846,7 @@ impl Scheduler {
                 files_queued: pm.files_queued,
                 bytes_queued: pm.bytes_queued,
                 current_mounts: current,
-                oldest_job_age: Some((now - pm.oldest_job_start).max(0) as u64),
+                oldest_job_age: Some(now.saturating_sub(pm.oldest_job_start).max(0) as u64),
                 sleeping: retrieve.then(|| pm.sleep.as_ref().is_some_and(|s| now < s.until)),
             });
         }

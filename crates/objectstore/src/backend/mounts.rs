@@ -29,7 +29,7 @@ impl ObjectstoreDb {
                 tape_pool,
                 vid,
                 files_queued: q.summary.count,
-                bytes_queued: q.summary.bytes,
+                bytes_queued: q.summary.bytes_queued(),
                 oldest_job_start: q.oldest().unwrap_or(0),
                 youngest_job_start: q.youngest().unwrap_or(0),
                 priority: q.summary.priorities.keys().next_back().copied().unwrap_or(0),

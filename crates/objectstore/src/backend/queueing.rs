@@ -150,7 +150,7 @@ impl ObjectstoreDb {
             out.push(QueueStats {
                 vid: vid.clone(),
                 files_queued: s.count,
-                bytes_queued: s.bytes,
+                bytes_queued: s.bytes_queued(),
                 priority: s.priorities.keys().next_back().copied().unwrap_or(0),
             });
         }

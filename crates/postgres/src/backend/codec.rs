@@ -50,7 +50,8 @@ pub(super) fn json_strings(v: &[String]) -> String {
 }
 
 pub(super) fn too_big(what: &str, v: u64) -> Fail {
-    Fail::Fatal(Error::invalid(format!("{what} {v} is larger than this backend stores (2^63 - 1)")))
+    // Not a limit of this backend: the scheduler core refuses such values before any backend.
+    Fail::Fatal(Error::internal(format!("{what} {v} passed the scheduler core's bound of 2^63-1")))
 }
 
 pub(super) fn checked_i64(what: &str, v: u64) -> Result<i64, Fail> {

@@ -207,7 +207,7 @@ impl PgSchedulerDb {
                      SELECT 2::int2, active_vid, size, created_at, priority, min_request_age, policy_name
                      FROM retrieve_request WHERE queue_seq IS NOT NULL
                  ), tot AS (
-                     SELECT kind, c, count(*) AS files, sum(size)::int8 AS bytes, min(created_at) AS lo,
+                     SELECT kind, c, count(*) AS files, sum(size) AS bytes, min(created_at) AS lo,
                             max(created_at) AS hi
                      FROM j GROUP BY kind, c
                  ), pr AS (

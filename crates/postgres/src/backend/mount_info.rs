@@ -26,7 +26,7 @@ impl PgSchedulerDb {
                     NULL::int8 AS sleep_until, NULL::text AS priorities, NULL::text AS min_ages
              FROM h
              UNION ALL
-             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, s.bytes, s.policies::text, s.oldest, s.youngest,
+             SELECT 1::int2, NULL, NULL, s.kind, s.container, s.files, least(s.bytes, 9223372036854775807)::int8, s.policies::text, s.oldest, s.youngest,
                     s.sleep_disk_system, s.sleep_until, s.priorities::text, s.min_ages::text
              FROM (SELECT q.* FROM h, queue_summary q WHERE h.full_read
                    UNION ALL

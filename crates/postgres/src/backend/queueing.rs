@@ -14,11 +14,6 @@ impl PgSchedulerDb {
             if r.jobs.is_empty() {
                 answers[i] =
                     Some(Error::invalid(format!("archive request {} has no copy to write", r.archive_file_id)));
-            } else if i64::try_from(r.archive_file_id).is_err() || i64::try_from(r.size).is_err() {
-                answers[i] = Some(Error::invalid(format!(
-                    "archive request {}: id or size larger than this backend stores (2^63 - 1)",
-                    r.archive_file_id
-                )));
             } else if !seen.insert(r.archive_file_id) {
                 answers[i] = Some(Error::conflict(format!("archive request {} is already queued", r.archive_file_id)));
             }

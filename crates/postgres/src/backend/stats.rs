@@ -42,7 +42,8 @@ impl StatsView {
             return Ok(());
         }
         let rows = sqlx::query(
-            "SELECT container, files, bytes, priorities FROM queue_summary WHERE kind = 2 AND container = ANY($1)",
+            "SELECT container, files, least(bytes, 9223372036854775807)::int8 AS bytes, priorities FROM queue_summary
+             WHERE kind = 2 AND container = ANY($1)",
         )
         .bind(&missing)
         .fetch_all(&mut **tx)
@@ -54,7 +55,7 @@ impl StatsView {
             let vid: String = row.try_get("container")?;
             let s = self.vids.entry(vid).or_default();
             s.files += row.try_get::<i64, _>("files")?.max(0) as u64;
-            s.bytes += row.try_get::<i64, _>("bytes")?.max(0) as u64;
+            s.bytes = s.bytes.saturating_add(row.try_get::<i64, _>("bytes")?.max(0) as u64);
             for (p, n) in parse_u64_counts(&row.try_get::<serde_json::Value, _>("priorities")?) {
                 *s.priorities.entry(p).or_default() += n;
             }
@@ -79,7 +80,7 @@ impl StatsView {
     pub(super) fn add(&mut self, vid: &str, size: u64, priority: u64) {
         let s = self.vids.entry(vid.to_string()).or_default();
         s.files += 1;
-        s.bytes += size;
+        s.bytes = s.bytes.saturating_add(size);
         *s.priorities.entry(priority).or_default() += 1;
     }
 

@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile};
+use super::{
+    after_archive_file_id, archive_file_ids_exhausted, check_archive_file, Catalogue, CatalogueEdit, CatalogueSnapshot,
+    NewTapeFile,
+};
 use crate::error::{Error, Result};
 use crate::types::{ArchiveFile, TapeFile};
 
@@ -15,7 +18,8 @@ pub const BLOCK_SIZE: u64 = 256 * 1024;
 struct State {
     snapshot: Arc<CatalogueSnapshot>,
     files: BTreeMap<u64, ArchiveFile>,
-    next_archive_file_id: u64,
+    /// The next id to assign; `None` once 2^63-1 was handed out.
+    next_archive_file_id: Option<u64>,
     next_request_id: u64,
 }
 
@@ -30,6 +34,7 @@ impl MemoryCatalogue {
         snapshot.validate()?;
         let mut by_id = BTreeMap::new();
         for f in files {
+            check_archive_file(&f)?;
             if !snapshot.storage_classes.contains_key(&f.storage_class) {
                 return Err(Error::not_found(format!(
                     "file {}: storage class {:?} does not exist",
@@ -48,7 +53,7 @@ impl MemoryCatalogue {
                 return Err(Error::conflict("two files share an archive_file_id"));
             }
         }
-        let next = by_id.keys().next_back().map_or(1, |k| k + 1);
+        let next = by_id.keys().next_back().map_or(Some(1), |k| after_archive_file_id(*k));
         Ok(MemoryCatalogue {
             state: Mutex::new(State {
                 snapshot: Arc::new(snapshot),
@@ -89,12 +94,15 @@ impl Catalogue for MemoryCatalogue {
                 if st.files.contains_key(&id) {
                     return Err(Error::conflict(format!("archive file {id} already exists")));
                 }
-                st.next_archive_file_id = st.next_archive_file_id.max(id + 1);
+                crate::bounds::check("archive_file_id", id)?;
+                if st.next_archive_file_id.is_some_and(|next| next <= id) {
+                    st.next_archive_file_id = after_archive_file_id(id);
+                }
                 Ok(id)
             }
             None => {
-                let id = st.next_archive_file_id;
-                st.next_archive_file_id += 1;
+                let id = st.next_archive_file_id.ok_or_else(archive_file_ids_exhausted)?;
+                st.next_archive_file_id = after_archive_file_id(id);
                 Ok(id)
             }
         }
@@ -110,18 +118,7 @@ impl Catalogue for MemoryCatalogue {
     async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile> {
         let mut st = self.lock();
         let mut snap = (*st.snapshot).clone();
-        let tape = snap.tapes.get_mut(&file.vid).ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
-        let written = TapeFile {
-            copy_nb: file.copy_nb,
-            vid: file.vid.clone(),
-            fseq: tape.last_fseq + 1,
-            block_id: tape.data_on_tape_bytes / BLOCK_SIZE,
-        };
-        tape.last_fseq += 1;
-        tape.data_on_tape_bytes = tape.data_on_tape_bytes.saturating_add(file.size);
-        if tape.capacity_bytes > 0 && tape.data_on_tape_bytes >= tape.capacity_bytes {
-            tape.full = true;
-        }
+        let written = snap.write_tape_file(&file, BLOCK_SIZE)?;
         st.snapshot = Arc::new(snap);
         let entry = st.files.entry(file.archive_file_id).or_insert_with(|| ArchiveFile {
             archive_file_id: file.archive_file_id,

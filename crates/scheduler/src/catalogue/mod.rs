@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::bounds::{self, check as check_bound, check_opt as check_bound_opt};
 use crate::db::Reservations;
 use crate::error::{Error, Result};
 use crate::names::{check_name, check_text, MAX_TEXT};
@@ -172,6 +173,59 @@ fn missing(what: &str, name: &str) -> Error {
     Error::not_found(format!("{what} {name:?} does not exist"))
 }
 
+/// Every state but ACTIVE needs a reason: refused with the same message when a tape is added and
+/// when a catalogue is loaded.
+fn check_state_reason(t: &Tape) -> Result<()> {
+    if t.state != TapeState::Active && t.state_reason.as_deref().unwrap_or("").is_empty() {
+        return Err(Error::invalid(format!("tape {:?} in state {} needs a state reason", t.vid, t.state)));
+    }
+    Ok(())
+}
+
+fn check_vo_quotas(vo: &VirtualOrganization) -> Result<()> {
+    check_bound("read_max_drives", vo.read_max_drives)?;
+    check_bound("write_max_drives", vo.write_max_drives)
+}
+
+fn check_policy_values(p: &MountPolicy) -> Result<()> {
+    check_bound("archive_priority", p.archive_priority)?;
+    check_bound("archive_min_request_age", p.archive_min_request_age)?;
+    check_bound("retrieve_priority", p.retrieve_priority)?;
+    check_bound("retrieve_min_request_age", p.retrieve_min_request_age)
+}
+
+fn check_disk_system_values(d: &DiskSystem) -> Result<()> {
+    check_bound("free_space_bytes", d.free_space_bytes)?;
+    check_bound("target_free_space_bytes", d.target_free_space_bytes)?;
+    check_bound("sleep_time", d.sleep_time)
+}
+
+/// Checks the integers of an archive file of the catalogue (id, size, fSeqs, block ids) against
+/// [`bounds::MAX`]; every catalogue implementation calls it before storing a file.
+pub fn check_archive_file(f: &ArchiveFile) -> Result<()> {
+    check_bound("archive_file_id", f.archive_file_id)?;
+    check_bound(&format!("archive file {} size", f.archive_file_id), f.size)?;
+    for c in &f.copies {
+        check_bound(&format!("archive file {} copy {} fseq", f.archive_file_id, c.copy_nb), c.fseq)?;
+        check_bound(&format!("archive file {} copy {} block_id", f.archive_file_id, c.copy_nb), c.block_id)?;
+    }
+    Ok(())
+}
+
+/// The next archive file id after `id` is handed out (ids go up to [`bounds::MAX`]); `None` when
+/// `id` is the last one.
+pub fn after_archive_file_id(id: u64) -> Option<u64> {
+    id.checked_add(1).filter(|n| *n <= bounds::MAX)
+}
+
+/// The error of an archive file id requested when every id up to [`bounds::MAX`] was handed out.
+pub fn archive_file_ids_exhausted() -> Error {
+    Error::invalid(format!(
+        "archive_file_id: no id is left to assign (the largest, 2^63-1 = {}, was handed out)",
+        bounds::MAX
+    ))
+}
+
 impl CatalogueSnapshot {
     /// The VO of a pool.
     pub fn pool_vo(&self, pool: &str) -> Option<&VirtualOrganization> {
@@ -191,6 +245,7 @@ impl CatalogueSnapshot {
         let mut repack_vos = 0;
         for vo in self.vos.values() {
             check_name("virtual organization", &vo.name)?;
+            check_vo_quotas(vo)?;
             repack_vos += vo.is_repack_vo as u32;
         }
         if repack_vos > 1 {
@@ -239,6 +294,7 @@ impl CatalogueSnapshot {
         }
         for p in self.mount_policies.values() {
             check_name("mount policy", &p.name)?;
+            check_policy_values(p)?;
         }
         for r in &self.mount_rules {
             if !self.mount_policies.contains_key(&r.mount_policy) {
@@ -252,12 +308,17 @@ impl CatalogueSnapshot {
         }
         for d in self.disk_systems.values() {
             check_name("disk system", &d.name)?;
+            check_disk_system_values(d)?;
             regex::Regex::new(&d.file_regexp).map_err(|e| {
                 Error::invalid(format!("disk system {:?} file_regexp is not a regular expression: {e}", d.name))
             })?;
         }
         for t in self.tapes.values() {
             self.check_tape(t)?;
+            check_state_reason(t)?;
+        }
+        for ((drive, ds), bytes) in &self.reservations {
+            check_bound(&format!("reservation of drive {drive:?} on disk system {ds:?}"), *bytes)?;
         }
         for d in self.drives.values() {
             check_name("drive", &d.name)?;
@@ -279,7 +340,38 @@ impl CatalogueSnapshot {
         if let Some(r) = &t.state_reason {
             check_text("state reason", r, MAX_TEXT)?;
         }
-        Ok(())
+        check_bound("capacity_bytes", t.capacity_bytes)?;
+        check_bound("data_on_tape_bytes", t.data_on_tape_bytes)?;
+        check_bound("last_fseq", t.last_fseq)
+    }
+
+    /// Records a copy written on tape `file.vid`: its fSeq is the tape's next, its block id
+    /// follows the data on tape, the tape's data grows by the file's size (shown as
+    /// [`bounds::MAX`] when it would pass it) and the tape is full once it reaches its capacity or
+    /// its last fSeq, [`bounds::MAX`]; a tape at that fSeq takes no more files (`invalid_argument`,
+    /// should a writer still hold a mount on it). Every
+    /// catalogue implementation records tape files through this.
+    pub fn write_tape_file(&mut self, file: &NewTapeFile, block_size: u64) -> Result<TapeFile> {
+        let tape = self.tapes.get_mut(&file.vid).ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
+        let fseq = tape.last_fseq.checked_add(1).filter(|f| *f <= bounds::MAX).ok_or_else(|| {
+            Error::invalid(format!(
+                "tape {:?}: last_fseq {} is the largest fSeq (2^63-1); no file can be written after it",
+                file.vid, tape.last_fseq
+            ))
+        })?;
+        let written = TapeFile {
+            copy_nb: file.copy_nb,
+            vid: file.vid.clone(),
+            fseq,
+            block_id: tape.data_on_tape_bytes / block_size.max(1),
+        };
+        tape.last_fseq = fseq;
+        tape.data_on_tape_bytes = bounds::total([tape.data_on_tape_bytes, file.size]);
+        // Full at its capacity, or with no fSeq left.
+        if (tape.capacity_bytes > 0 && tape.data_on_tape_bytes >= tape.capacity_bytes) || fseq == bounds::MAX {
+            tape.full = true;
+        }
+        Ok(written)
     }
 
     /// Validates and applies one edit.
@@ -287,6 +379,8 @@ impl CatalogueSnapshot {
         match edit {
             CatalogueEdit::SetVo { name, read_max_drives, write_max_drives } => {
                 check_name("virtual organization", &name)?;
+                check_bound_opt("read_max_drives", read_max_drives)?;
+                check_bound_opt("write_max_drives", write_max_drives)?;
                 let vo = self.vos.get_mut(&name).ok_or_else(|| missing("virtual organization", &name))?;
                 if let Some(r) = read_max_drives {
                     vo.read_max_drives = r;
@@ -303,6 +397,10 @@ impl CatalogueSnapshot {
                 retrieve_min_request_age,
             } => {
                 check_name("mount policy", &name)?;
+                check_bound_opt("archive_priority", archive_priority)?;
+                check_bound_opt("archive_min_request_age", archive_min_request_age)?;
+                check_bound_opt("retrieve_priority", retrieve_priority)?;
+                check_bound_opt("retrieve_min_request_age", retrieve_min_request_age)?;
                 match self.mount_policies.get_mut(&name) {
                     Some(p) => {
                         if let Some(v) = archive_priority {
@@ -368,12 +466,7 @@ impl CatalogueSnapshot {
                 if self.tapes.contains_key(&tape.vid) {
                     return Err(Error::conflict(format!("tape {:?} already exists", tape.vid)));
                 }
-                if tape.state != TapeState::Active && tape.state_reason.as_deref().unwrap_or("").is_empty() {
-                    return Err(Error::invalid(format!(
-                        "tape {:?} in state {} needs a state reason",
-                        tape.vid, tape.state
-                    )));
-                }
+                check_state_reason(&tape)?;
                 self.tapes.insert(tape.vid.clone(), tape);
             }
             CatalogueEdit::EditTape {
@@ -434,6 +527,9 @@ impl CatalogueSnapshot {
             }
             CatalogueEdit::SetDiskSystem { name, free_space_bytes, target_free_space_bytes, sleep_time } => {
                 check_name("disk system", &name)?;
+                check_bound_opt("free_space_bytes", free_space_bytes)?;
+                check_bound_opt("target_free_space_bytes", target_free_space_bytes)?;
+                check_bound_opt("sleep_time", sleep_time)?;
                 let ds = self.disk_systems.get_mut(&name).ok_or_else(|| missing("disk system", &name))?;
                 if let Some(v) = free_space_bytes {
                     ds.free_space_bytes = v;
@@ -462,8 +558,9 @@ impl CatalogueSnapshot {
                 self.drives.insert(state.name.clone(), state);
             }
             CatalogueEdit::Reserve { drive, disk_system, delta } => {
+                // A reservation is a total: kept within [0, 2^63-1], never wrapped.
                 let entry = self.reservations.entry((drive.clone(), disk_system.clone())).or_insert(0);
-                *entry = (*entry as i64 + delta).max(0) as u64;
+                *entry = (*entry as i128 + delta as i128).clamp(0, bounds::MAX as i128) as u64;
                 if *entry == 0 {
                     self.reservations.remove(&(drive, disk_system));
                 }
