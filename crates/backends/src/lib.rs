@@ -88,7 +88,11 @@ impl Backend {
     /// Redis key prefix, named `tapesched_run_<pid>_...`), marked with this process as its owner
     /// ([`namespaces`]) and removed by [`OpenBackend::close`] or when the instance is dropped.
     pub async fn open(self) -> Result<OpenBackend> {
-        let in_context = |e: Error| Error::new(e.kind, format!("backend {}: {}", self.name(), e.message));
+        let in_context = |e: Error| {
+            let message = format!("backend {}: {}", self.name(), e.message);
+            let kind = e.kind;
+            e.rephrased(kind, message)
+        };
         let (db, cleanup, namespace): (Arc<dyn SchedulerDb>, Option<Cleanup>, Option<String>) = match self {
             Backend::ObjectstoreMemory => {
                 (tapesched_objectstore::memory_backend(ObjectstoreConfig::default()), None, None)

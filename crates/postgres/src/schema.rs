@@ -75,7 +75,9 @@ pub async fn connect_once(options: &PgConnectOptions, timeout: Duration) -> Resu
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => {
             let e = fatal(e);
-            Err(Error::new(e.kind, format!("cannot connect to PostgreSQL at {target}: {}", e.message)))
+            let message = format!("cannot connect to PostgreSQL at {target}: {}", e.message);
+            let kind = e.kind;
+            Err(e.rephrased(kind, message))
         }
         Err(_) => Err(Error::unavailable(format!(
             "cannot connect to PostgreSQL at {target}: no answer within {} s",
