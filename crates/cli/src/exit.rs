@@ -33,14 +33,43 @@ pub fn code_of(kind: ErrorKind) -> u8 {
     }
 }
 
-/// Prints `error: ` and the error with its causes (`{:#}`), each line cut to a few hundred
-/// bytes, and returns `code`.
+/// Prints `error: ` and the error with its causes (`error: context: cause`), each line cut to a
+/// few hundred bytes, and returns `code`. A cause whose text the message already says (scheduler
+/// errors quote their cause) is not repeated.
 pub fn fail(code: u8, e: anyhow::Error) -> u8 {
-    let text = format!("{e:#}");
+    let text = chain_text(&e);
     for line in text.lines() {
         eprintln!("error: {}", tapesched_backends::clip(line, MAX_LINE_BYTES));
     }
     code
+}
+
+/// The error and each cause not already said, joined with `: `.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for link in e.chain() {
+        let said = link.to_string();
+        let said = without_server_line(&said);
+        // A cause that only wraps what is already said ("error returned from database: X").
+        let wraps_said = said.rsplit_once(": ").is_some_and(|(_, tail)| tail.len() >= 8 && text.contains(tail));
+        if said.is_empty() || text.contains(said) || wraps_said {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(said);
+    }
+    text
+}
+
+/// A database error's text without the server's own source position (` at line N`), which
+/// names a line of PostgreSQL's C code and means nothing to an operator.
+fn without_server_line(text: &str) -> &str {
+    match text.rfind(" at line ") {
+        Some(i) if text[i + 9..].bytes().all(|b| b.is_ascii_digit()) && text.len() > i + 9 => &text[..i],
+        _ => text,
+    }
 }
 
 /// Waits for SIGINT or SIGTERM, registered when this is called (not when first polled), and
@@ -60,6 +89,29 @@ pub fn interrupted() -> anyhow::Result<impl std::future::Future<Output = &'stati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_already_said_are_not_repeated() {
+        #[derive(Debug)]
+        struct Server;
+        impl std::fmt::Display for Server {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error returned from database: role \"x\" does not exist at line 768")
+            }
+        }
+        impl std::error::Error for Server {}
+        let e = tapesched_scheduler::Error::with_source(
+            ErrorKind::InvalidArgument,
+            "cannot connect: role \"x\" does not exist",
+            Server,
+        );
+        let e = anyhow::Error::new(e).context("db migrate");
+        assert_eq!(chain_text(&e), "db migrate: invalid_argument: cannot connect: role \"x\" does not exist");
+        let e = anyhow::anyhow!("reading a.yaml").context("scenario run");
+        assert_eq!(chain_text(&e), "scenario run: reading a.yaml");
+        assert_eq!(without_server_line("boom at line 12"), "boom");
+        assert_eq!(without_server_line("boom at line twelve"), "boom at line twelve");
+    }
 
     #[test]
     fn kinds_map_onto_the_table() {
