@@ -32,7 +32,7 @@ use tapesched_scheduler::db::{MountInfo, SchedulerDb};
 use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_scheduler::types::RequestId;
 
-use crate::decision_set::{describe, DecisionSet, Job, ARRIVALS, DRIVE, LIBRARY, MIN_AGE, NOW};
+use crate::decision_set::{time_decisions, Arrivals, DecisionSet, Job, TimedDecisions, ARRIVALS, DRIVE, MIN_AGE, NOW};
 use crate::measure::{self, ratio, Samples};
 
 /// Queues encoded and sent per pipeline.
@@ -202,47 +202,10 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
     let snap = set.catalogue();
     let sched = SchedulerConfig::default();
     let decide = |info: &MountInfo| decision::choose(info, &snap, DRIVE, NOW, &sched);
-    let mut next_id = set.jobs + 1;
-    let mut arrive = || {
-        let first = next_id;
-        next_id += ARRIVALS;
-        first
-    };
-    let queue = |first: u64| {
-        let frontend = &frontend;
-        async move {
-            for r in frontend.queue_archives(set.arrivals(first), NOW).await {
-                r?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }
-    };
+    let mut arrivals = Arrivals::new(&frontend, set);
 
-    eprintln!("{samples} decisions (next_mount), {ARRIVALS} arrivals before each");
-    let (mut whole, mut first_choice) = (Samples::default(), None);
-    for _ in 0..samples {
-        queue(arrive()).await?;
-        let t = Instant::now();
-        let chosen = db.next_mount(LIBRARY, NOW, &decide).await?;
-        whole.push(t.elapsed());
-        let (_, spec) = chosen.context("next_mount chose no mount")?;
-        first_choice.get_or_insert_with(|| describe(&spec));
-    }
-    eprintln!("next_mount ms: {}", whole.json());
-
-    eprintln!("{samples} decisions timed in parts (mount_info, choose)");
-    let (mut read, mut choose) = (Samples::default(), Samples::default());
-    for _ in 0..samples {
-        queue(arrive()).await?;
-        let t = Instant::now();
-        let info = db.mount_info(NOW).await?;
-        read.push(t.elapsed());
-        let t = Instant::now();
-        let chosen = decide(&info);
-        choose.push(t.elapsed());
-        anyhow::ensure!(chosen.is_some(), "the decision chose no mount");
-    }
-    eprintln!("mount_info ms: {}, choose ms: {}", read.json(), choose.json());
+    let TimedDecisions { whole, read, choose, first_choice } =
+        time_decisions(&db, &mut arrivals, &decide, samples).await?;
 
     eprintln!("{samples} substrate reads (GET root, MGET every queue object, one SET)");
     let mut con = raw_connection(url).await?;
@@ -251,7 +214,7 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
     let record = vec![b'x'; 200];
     let mut substrate = Samples::default();
     for _ in 0..samples {
-        queue(arrive()).await?;
+        arrivals.arrive().await?;
         let t = Instant::now();
         let mut pipe = redis::pipe();
         pipe.get(&root_key);

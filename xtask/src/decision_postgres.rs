@@ -25,7 +25,7 @@ use tapesched_postgres::{PgConfig, PgSchedulerDb};
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::decision::{self, SchedulerConfig};
 
-use crate::decision_set::{describe, DecisionSet, ARRIVALS, DRIVE, LIBRARY, NOW, T0};
+use crate::decision_set::{time_decisions, Arrivals, DecisionSet, TimedDecisions, ARRIVALS, DRIVE, LIBRARY, NOW, T0};
 use crate::measure::{self, ratio, Samples};
 
 /// Tables the loader writes.
@@ -171,55 +171,17 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
     let snap = set.catalogue();
     let config = SchedulerConfig::default();
     let decide = |info: &_| decision::choose(info, &snap, DRIVE, NOW, &config);
-    let mut next_id = set.jobs + 1;
-    let mut arrive = || {
-        let first = next_id;
-        next_id += ARRIVALS;
-        first
-    };
-    let queue = |first: u64| {
-        let frontend = &frontend;
-        async move {
-            for r in frontend.queue_archives(set.arrivals(first), NOW).await {
-                r?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }
-    };
+    let mut arrivals = Arrivals::new(&frontend, set);
     // The deciding process's cache starts from a full read, as after its first decision.
     db.mount_info(NOW).await?;
 
-    eprintln!("{samples} decisions (next_mount), {ARRIVALS} arrivals before each");
-    let (mut whole, mut first_choice) = (Samples::default(), None);
-    for _ in 0..samples {
-        queue(arrive()).await?;
-        let t = Instant::now();
-        let chosen = db.next_mount(LIBRARY, NOW, &decide).await?;
-        whole.push(t.elapsed());
-        let (_, spec) = chosen.context("next_mount chose no mount")?;
-        first_choice.get_or_insert_with(|| describe(&spec));
-    }
-    eprintln!("next_mount ms: {}", whole.json());
-
-    eprintln!("{samples} decisions timed in parts (mount_info, choose)");
-    let (mut read, mut choose) = (Samples::default(), Samples::default());
-    for _ in 0..samples {
-        queue(arrive()).await?;
-        let t = Instant::now();
-        let info = db.mount_info(NOW).await?;
-        read.push(t.elapsed());
-        let t = Instant::now();
-        let chosen = decide(&info);
-        choose.push(t.elapsed());
-        anyhow::ensure!(chosen.is_some(), "the decision chose no mount");
-    }
-    eprintln!("mount_info ms: {}, choose ms: {}", read.json(), choose.json());
+    let TimedDecisions { whole, read, choose, first_choice } =
+        time_decisions(&db, &mut arrivals, &decide, samples).await?;
 
     eprintln!("{samples} substrate transactions (lock, changed summary rows by key, one insert)");
     let mut substrate = Samples::default();
     for i in 0..samples {
-        let first = arrive();
-        queue(first).await?;
+        let first = arrivals.arrive().await?;
         let mut changed = set.arrival_pools(first);
         changed.sort();
         changed.dedup();

@@ -12,10 +12,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
 use tapesched_scheduler::catalogue::CatalogueSnapshot;
-use tapesched_scheduler::db::{MountInfo, PotentialMount};
+use tapesched_scheduler::db::{DecideFn, MountInfo, PotentialMount, SchedulerDb};
 use tapesched_scheduler::types::*;
+
+use crate::measure::Samples;
 
 /// Creation times count from here.
 pub const T0: i64 = 1_700_000_000;
@@ -284,4 +288,78 @@ pub fn describe(spec: &tapesched_scheduler::db::MountSpec) -> String {
         MountType::Retrieve => format!("{:?} {}", spec.mount_type, spec.vid),
         t => format!("{t:?} {} on {}", spec.tape_pool, spec.vid),
     }
+}
+
+/// Archive requests arriving between decisions: each call queues [`ARRIVALS`] requests of the data
+/// set on 100 different pools through `frontend` (a second backend instance, as a frontend process
+/// would queue them), untimed, and returns the first one's id.
+pub struct Arrivals<'a> {
+    frontend: &'a dyn SchedulerDb,
+    set: DecisionSet,
+    next_id: u64,
+}
+
+impl<'a> Arrivals<'a> {
+    /// Arrivals after the data set's own jobs.
+    pub fn new(frontend: &'a dyn SchedulerDb, set: DecisionSet) -> Self {
+        Arrivals { frontend, set, next_id: set.jobs + 1 }
+    }
+
+    /// Queues the next [`ARRIVALS`] requests.
+    pub async fn arrive(&mut self) -> Result<u64> {
+        let first = self.next_id;
+        self.next_id += ARRIVALS;
+        for r in self.frontend.queue_archives(self.set.arrivals(first), NOW).await {
+            r?;
+        }
+        Ok(first)
+    }
+}
+
+/// What [`time_decisions`] measured.
+pub struct TimedDecisions {
+    /// The whole `next_mount`, right after the arrivals.
+    pub whole: Samples,
+    /// `mount_info` alone, in rounds of its own.
+    pub read: Samples,
+    /// `decide` alone on what that read returned.
+    pub choose: Samples,
+    /// The first chosen mount, described.
+    pub first_choice: String,
+}
+
+/// The timed decisions both backends run: `samples` whole `next_mount` calls, each right after
+/// the arrivals (so its catch-up is timed), then `samples` more timed in parts (read, choose).
+pub async fn time_decisions(
+    db: &dyn SchedulerDb,
+    arrivals: &mut Arrivals<'_>,
+    decide: &DecideFn<'_>,
+    samples: usize,
+) -> Result<TimedDecisions> {
+    eprintln!("{samples} decisions (next_mount), {ARRIVALS} arrivals before each");
+    let (mut whole, mut first_choice) = (Samples::default(), None);
+    for _ in 0..samples {
+        arrivals.arrive().await?;
+        let t = Instant::now();
+        let chosen = db.next_mount(LIBRARY, NOW, decide).await?;
+        whole.push(t.elapsed());
+        let (_, spec) = chosen.context("next_mount chose no mount")?;
+        first_choice.get_or_insert_with(|| describe(&spec));
+    }
+    eprintln!("next_mount ms: {}", whole.json());
+
+    eprintln!("{samples} decisions timed in parts (mount_info, choose)");
+    let (mut read, mut choose) = (Samples::default(), Samples::default());
+    for _ in 0..samples {
+        arrivals.arrive().await?;
+        let t = Instant::now();
+        let info = db.mount_info(NOW).await?;
+        read.push(t.elapsed());
+        let t = Instant::now();
+        let chosen = decide(&info);
+        choose.push(t.elapsed());
+        anyhow::ensure!(chosen.is_some(), "the decision chose no mount");
+    }
+    eprintln!("mount_info ms: {}, choose ms: {}", read.json(), choose.json());
+    Ok(TimedDecisions { whole, read, choose, first_choice: first_choice.unwrap_or_default() })
 }
