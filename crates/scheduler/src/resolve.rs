@@ -1,10 +1,14 @@
 //! Catalogue look-ups that turn a request into queue criteria: the mount policy from the mount
-//! rules, the destination pools from the archive routes, the disk system from the destination URL.
+//! rules, the destination pools from the archive routes, the disk system from the destination URL;
+//! and the retrieve router that picks a tape by the catalogue's tape states.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::catalogue::CatalogueSnapshot;
+use crate::clock::Timestamp;
+use crate::db::{QueueStats, RetrieveRouter};
 use crate::error::{Error, Result};
+use crate::rules;
 use crate::types::*;
 
 fn rule<'a>(cat: &'a CatalogueSnapshot, kind: MountRuleKind, instance: &str, name: &str) -> Option<&'a MountPolicy> {
@@ -99,4 +103,32 @@ pub fn disk_system(cat: &CatalogueSnapshot, dst_url: &str) -> Option<String> {
         .values()
         .find(|d| regex::Regex::new(&d.file_regexp).is_ok_and(|re| re.is_match(dst_url)))
         .map(|d| d.name.clone())
+}
+
+/// Routes retrieves by the catalogue's tape states and the backend's queue totals.
+pub struct CatalogueRouter {
+    states: HashMap<String, TapeState>,
+    now: Timestamp,
+}
+
+impl CatalogueRouter {
+    /// A router for the tape states of `cat` at `now`.
+    pub fn new(cat: &CatalogueSnapshot, now: Timestamp) -> Self {
+        CatalogueRouter { states: cat.tapes.values().map(|t| (t.vid.clone(), t.state)).collect(), now }
+    }
+}
+
+impl RetrieveRouter for CatalogueRouter {
+    fn candidates(&self, request: &RetrieveRequest) -> Vec<String> {
+        let (pref, fallback) = rules::retrieve_states(false);
+        request
+            .copies
+            .iter()
+            .filter(|c| self.states.get(&c.vid).is_some_and(|s| pref.contains(s) || fallback.contains(s)))
+            .map(|c| c.vid.clone())
+            .collect()
+    }
+    fn choose(&self, _request: &RetrieveRequest, stats: &[QueueStats]) -> Option<String> {
+        rules::best_vid(stats, &self.states, false, self.now)
+    }
 }

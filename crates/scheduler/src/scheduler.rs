@@ -4,7 +4,7 @@
 //! A tape daemon's side of a mount is a [`TapeSession`]; the scheduler hands it jobs, records the
 //! tape side's results in the catalogue and the backend, and reports the drive's status.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use crate::decision::{self, Decision, SchedulerConfig};
 use crate::error::{Error, Result};
 use crate::names::{check_name, check_requester, check_text, MAX_TEXT};
 use crate::resolve;
-use crate::rules;
+pub use crate::resolve::CatalogueRouter;
 use crate::types::*;
 
 /// An archive request as a disk system submits it.
@@ -124,34 +124,6 @@ pub struct TapeSession {
     pub popped: Vec<MountJob>,
     /// Disk-space reservations held for popped retrieve jobs: job, disk system, bytes.
     pub reserved: Vec<(JobId, String, u64)>,
-}
-
-/// Routes retrieves by the catalogue's tape states and the backend's queue totals.
-pub struct CatalogueRouter {
-    states: HashMap<String, TapeState>,
-    now: Timestamp,
-}
-
-impl CatalogueRouter {
-    /// A router for the tape states of `cat` at `now`.
-    pub fn new(cat: &CatalogueSnapshot, now: Timestamp) -> Self {
-        CatalogueRouter { states: cat.tapes.values().map(|t| (t.vid.clone(), t.state)).collect(), now }
-    }
-}
-
-impl RetrieveRouter for CatalogueRouter {
-    fn candidates(&self, request: &RetrieveRequest) -> Vec<String> {
-        let (pref, fallback) = rules::retrieve_states(false);
-        request
-            .copies
-            .iter()
-            .filter(|c| self.states.get(&c.vid).is_some_and(|s| pref.contains(s) || fallback.contains(s)))
-            .map(|c| c.vid.clone())
-            .collect()
-    }
-    fn choose(&self, _request: &RetrieveRequest, stats: &[QueueStats]) -> Option<String> {
-        rules::best_vid(stats, &self.states, false, self.now)
-    }
 }
 
 /// The scheduler.
