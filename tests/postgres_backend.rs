@@ -243,6 +243,7 @@ fn hostile_request(id: u64, pool: &str) -> ArchiveRequest {
             written: None,
         }],
         report_decided: false,
+        repack: None,
     }
 }
 

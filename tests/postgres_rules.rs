@@ -93,6 +93,7 @@ fn retrieve_request(id: u64, vid: &str, size: u64, fseq: u64) -> RetrieveRequest
         active_vid: vid.into(),
         status: RetrieveStatus::ToTransfer,
         failure_reasons: vec![],
+        repack: None,
     }
 }
 

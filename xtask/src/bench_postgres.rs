@@ -120,6 +120,7 @@ fn request(id: u64) -> ArchiveRequest {
         policy: QueuedPolicy { name: format!("policy{}", id % 4), priority: id % 4, min_request_age: 60 },
         jobs: vec![ArchiveJob::new(1, format!("pool{}", id % POOLS))],
         report_decided: false,
+        repack: None,
     }
 }
 

@@ -199,6 +199,7 @@ impl DecisionSet {
                     policy: QueuedPolicy { name: Self::policy(policy), priority: policy, min_request_age: MIN_AGE },
                     jobs: vec![ArchiveJob::new(1, Self::pool((first_id + k * 7) % self.pools))],
                     report_decided: false,
+                    repack: None,
                 }
             })
             .collect()

@@ -124,6 +124,7 @@ pub fn request_name(id: RequestId) -> String {
     match id {
         RequestId::Archive(afid) => archive_request_name(afid),
         RequestId::Retrieve(rid) => retrieve_request_name(rid),
+        RequestId::RepackArchive(sid) => format!("RepackArchiveRequest-{sid}"),
     }
 }
 

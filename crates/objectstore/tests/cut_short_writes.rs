@@ -128,6 +128,7 @@ fn retrieve(k: u64) -> RetrieveRequest {
         active_vid: "R1".into(),
         status: RetrieveStatus::ToTransfer,
         failure_reasons: vec![],
+        repack: None,
     }
 }
 

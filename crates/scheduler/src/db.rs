@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
 use crate::types::*;
 
 /// A retrieve queue put to sleep because its destination disk system was full.
@@ -119,9 +120,7 @@ impl MountJob {
     /// The job's identity.
     pub fn id(&self) -> JobId {
         match self {
-            MountJob::Archive { request, copy_nb } => {
-                JobId { request: RequestId::Archive(request.archive_file_id), copy_nb: *copy_nb }
-            }
+            MountJob::Archive { request, copy_nb } => JobId { request: request.id(), copy_nb: *copy_nb },
             MountJob::Retrieve { request } => JobId {
                 request: RequestId::Retrieve(request.request_id),
                 copy_nb: request.active_copy().map(|c| c.copy_nb).unwrap_or(0),
@@ -211,7 +210,7 @@ impl ReportJob {
     /// test, `tests/postgres_rules.rs`, checks its order equals this one).
     pub fn order_of(archive_file_id: u64, request: RequestId) -> (u64, JobKind, RequestId) {
         let kind = match request {
-            RequestId::Archive(_) => JobKind::Archive,
+            RequestId::Archive(_) | RequestId::RepackArchive(_) => JobKind::Archive,
             RequestId::Retrieve(_) => JobKind::Retrieve,
         };
         (archive_file_id, kind, request)
@@ -417,6 +416,81 @@ pub trait SchedulerDb: Send + Sync {
 
     /// Archive file ids of failed requests, ascending.
     async fn list_failed(&self, kind: JobKind) -> Result<Vec<u64>>;
+
+    // --- repack -------------------------------------------------------------------------------
+    //
+    // Repack subrequests are ordinary requests carrying a `RepackLink`: retrieves queue in the
+    // repacked tape's queue, archives in their pools' ArchiveForRepack queues, and every rule of
+    // `crate::rules` applies to them. They never appear in `reports_due` or `list_failed`: their
+    // outcome goes to their repack through `repack_reports_due` / `repack_reports_processed`.
+
+    /// Stores a new repack request. A repack of the same VID already stored: `conflict`.
+    async fn queue_repack(&self, request: RepackRequest, now: Timestamp) -> Result<()> {
+        let _ = (request, now);
+        Err(repack_unsupported())
+    }
+
+    /// Every repack request, sorted by VID.
+    async fn repacks(&self) -> Result<Vec<RepackRequest>> {
+        Err(repack_unsupported())
+    }
+
+    /// The repack request of `vid`, if any.
+    async fn repack(&self, vid: &str) -> Result<Option<RepackRequest>> {
+        Ok(self.repacks().await?.into_iter().find(|r| r.vid == vid))
+    }
+
+    /// Applies `update` to the repack of `vid` atomically ([`RepackUpdate::apply`], which
+    /// refuses with `conflict` when the request is no longer in `update.expected_status`) and
+    /// returns the request as stored. No repack of `vid`: `not_found`.
+    async fn update_repack(&self, vid: &str, update: &RepackUpdate, now: Timestamp) -> Result<RepackRequest> {
+        let _ = (vid, update, now);
+        Err(repack_unsupported())
+    }
+
+    /// Stores and queues one expansion pass of the repack of `vid`: the retrieve subrequests
+    /// (each in the queue of its `active_vid` if `ToTransfer`, or due to its repack if already
+    /// `ToReportForTransfer`: a file an operator provided) and `update` (the new cursor and
+    /// counters), all or nothing: after a crash either all of it is there or none of it is
+    /// visible (the collector removes what an unfinished pass left). No repack of `vid`:
+    /// `not_found`.
+    async fn queue_repack_subrequests(
+        &self,
+        vid: &str,
+        subrequests: Vec<RetrieveRequest>,
+        update: &RepackUpdate,
+        now: Timestamp,
+    ) -> Result<()> {
+        let _ = (vid, subrequests, update, now);
+        Err(repack_unsupported())
+    }
+
+    /// Up to `max` repack subrequests whose outcome is due to their repack, in canonical order
+    /// ([`RepackReport::order_key`]): retrieves in `ToReportForTransfer` / `ToReportForFailure`,
+    /// archive requests with a job in `ToReportForTransfer` / `ToReportForFailure`.
+    async fn repack_reports_due(&self, max: u64, now: Timestamp) -> Result<Vec<RepackReport>> {
+        let _ = (max, now);
+        Err(repack_unsupported())
+    }
+
+    /// Applies what processing repack reports decided ([`RepackReportBatch`]), all or nothing.
+    async fn repack_reports_processed(&self, batch: &RepackReportBatch, now: Timestamp) -> Result<()> {
+        let _ = (batch, now);
+        Err(repack_unsupported())
+    }
+
+    /// Deletes the repack of `vid` and every one of its subrequests, retrieve or archive,
+    /// wherever they are (queued, held by a mount, due to the repack); returns how many
+    /// subrequests. A mount holding one later reports on it in vain (ignored). No repack of
+    /// `vid`: `not_found`.
+    async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
+        let _ = (vid, now);
+        Err(repack_unsupported())
+    }
+}
+
+fn repack_unsupported() -> Error {
+    Error::new(ErrorKind::Unsupported, "repack is not supported by this backend yet")
 }
 
 /// Per-drive reservations of disk-system space, bytes, as the catalogue keeps them.

@@ -4,6 +4,7 @@
 //! - [`catalogue`]: the [`catalogue::Catalogue`] trait and the in-memory catalogue;
 //! - [`db`]: the [`db::SchedulerDb`] trait every queue backend implements;
 //! - [`decision`]: the mount decision, one pure function with its explanation;
+//! - [`repack`]: repack requests, their subrequests' links, counters and the repack buffer;
 //! - [`rules`]: batch, retry, report and best-VID rules backends apply;
 //! - [`scheduler`]: the [`scheduler::Scheduler`], every workflow written once;
 //! - [`bounds`]: the integer bounds every value is checked against, and totals that never wrap;
@@ -18,6 +19,7 @@ pub mod db;
 pub mod decision;
 pub mod error;
 pub mod names;
+pub mod repack;
 pub mod resolve;
 pub mod rules;
 pub mod scheduler;

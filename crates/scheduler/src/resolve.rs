@@ -105,7 +105,8 @@ pub fn disk_system(cat: &CatalogueSnapshot, dst_url: &str) -> Option<String> {
         .map(|d| d.name.clone())
 }
 
-/// Routes retrieves by the catalogue's tape states and the backend's queue totals.
+/// Routes retrieves by the catalogue's tape states and the backend's queue totals (a repack's
+/// recall only to a REPACKING tape, or REPACKING_DISABLED as a fallback).
 pub struct CatalogueRouter {
     states: HashMap<String, TapeState>,
     now: Timestamp,
@@ -120,7 +121,7 @@ impl CatalogueRouter {
 
 impl RetrieveRouter for CatalogueRouter {
     fn candidates(&self, request: &RetrieveRequest) -> Vec<String> {
-        let (pref, fallback) = rules::retrieve_states(false);
+        let (pref, fallback) = rules::retrieve_states(request.repack.is_some());
         request
             .copies
             .iter()
@@ -128,7 +129,7 @@ impl RetrieveRouter for CatalogueRouter {
             .map(|c| c.vid.clone())
             .collect()
     }
-    fn choose(&self, _request: &RetrieveRequest, stats: &[QueueStats]) -> Option<String> {
-        rules::best_vid(stats, &self.states, false, self.now)
+    fn choose(&self, request: &RetrieveRequest, stats: &[QueueStats]) -> Option<String> {
+        rules::best_vid(stats, &self.states, request.repack.is_some(), self.now)
     }
 }

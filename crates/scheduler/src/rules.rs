@@ -29,6 +29,19 @@ pub const ARCHIVE_LIMITS: RetryLimits =
 pub const USER_RETRIEVE_LIMITS: RetryLimits =
     RetryLimits { max_retries_within_mount: 3, max_total_retries: 6, max_report_retries: 2 };
 
+/// Repack retrieves: 1 per mount, 1 in total, 2 report retries (a recall that fails once fails).
+pub const REPACK_RETRIEVE_LIMITS: RetryLimits =
+    RetryLimits { max_retries_within_mount: 1, max_total_retries: 1, max_report_retries: 2 };
+
+/// The retry limits of a retrieve request: a repack's or a user's.
+pub fn retrieve_limits(request: &RetrieveRequest) -> RetryLimits {
+    if request.repack.is_some() {
+        REPACK_RETRIEVE_LIMITS
+    } else {
+        USER_RETRIEVE_LIMITS
+    }
+}
+
 /// How many jobs of a queue, taken in order with the given sizes, make a batch: while fewer than
 /// `max_files` are taken and the next job still fits in `max_bytes`. A single first job larger
 /// than the budget is taken alone, so a non-empty queue always yields at least one job (unless
@@ -107,8 +120,11 @@ fn decide(retries: &RetryCounters, limits: RetryLimits) -> FailureOutcome {
 
 /// Applies a failed transfer of copy `copy_nb` in `mount` to an archive request and says where
 /// the job goes. The request's job status is updated accordingly.
+///
+/// A repack's archive reports each copy to its repack on its own: a copy failing for good is
+/// always `ReportFailure`, whatever the other copies did.
 pub fn on_archive_failure(request: &mut ArchiveRequest, copy_nb: u32, mount: MountId, reason: &str) -> FailureOutcome {
-    let decided = request.report_decided;
+    let decided = request.report_decided && request.repack.is_none();
     let Some(job) = request.job_mut(copy_nb) else { return FailureOutcome::Failed };
     count_failure(&mut job.retries, mount);
     job.failure_reasons.push(reason.to_string());
@@ -136,12 +152,20 @@ pub enum ArchiveSuccessOutcome {
     Complete,
 }
 
-/// Applies a successful write of copy `copy_nb` to an archive request.
+/// Applies a successful write of copy `copy_nb` to an archive request. A user's request reports
+/// once, with its last copy; a repack's archive reports every copy to its repack.
 pub fn on_archive_success(
     request: &mut ArchiveRequest,
     copy_nb: u32,
     written: Option<TapeFile>,
 ) -> ArchiveSuccessOutcome {
+    if request.repack.is_some() {
+        if let Some(job) = request.job_mut(copy_nb) {
+            job.written = written;
+            job.status = ArchiveJobStatus::ToReportForTransfer;
+        }
+        return ArchiveSuccessOutcome::Report;
+    }
     let others_pending = request.jobs.iter().any(|j| j.copy_nb != copy_nb && j.status == ArchiveJobStatus::ToTransfer);
     let report = !others_pending && !request.report_decided;
     if let Some(job) = request.job_mut(copy_nb) {
@@ -156,18 +180,38 @@ pub fn on_archive_success(
     }
 }
 
-/// Applies a failed recall in `mount` to a retrieve request (counters of its active copy).
-/// Verify-only requests never retry.
+/// What happens to a retrieve request after its recall succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrieveSuccessOutcome {
+    /// The success report is due (to the disk side, or to the repack for a repack's recall).
+    Report,
+    /// No report is wanted (a user's retrieve without a report URL): the request is deleted.
+    Delete,
+}
+
+/// Applies a successful recall to a retrieve request. A repack's recall always reports to its
+/// repack; a user's retrieve without `report_url` is deleted without a report.
+pub fn on_retrieve_success(request: &mut RetrieveRequest) -> RetrieveSuccessOutcome {
+    if request.repack.is_none() && request.report_url.is_none() {
+        return RetrieveSuccessOutcome::Delete;
+    }
+    request.status = RetrieveStatus::ToReportForTransfer;
+    RetrieveSuccessOutcome::Report
+}
+
+/// Applies a failed recall in `mount` to a retrieve request (counters of its active copy, with
+/// the limits of [`retrieve_limits`]). Verify-only requests never retry.
 pub fn on_retrieve_failure(request: &mut RetrieveRequest, mount: MountId, reason: &str) -> FailureOutcome {
     request.failure_reasons.push(reason.to_string());
     let verify_only = request.verify_only;
+    let limits = retrieve_limits(request);
     let outcome = match request.active_copy_mut() {
         Some(copy) => {
             count_failure(&mut copy.retries, mount);
             if verify_only {
                 FailureOutcome::ReportFailure
             } else {
-                decide(&copy.retries, USER_RETRIEVE_LIMITS)
+                decide(&copy.retries, limits)
             }
         }
         None => FailureOutcome::ReportFailure,
@@ -273,6 +317,7 @@ mod tests {
             policy: QueuedPolicy { name: "p".into(), priority: 1, min_request_age: 0 },
             jobs: (1..=copies).map(|c| ArchiveJob::new(c, format!("pool{c}"))).collect(),
             report_decided: false,
+            repack: None,
         }
     }
 

@@ -298,6 +298,7 @@ impl Scheduler {
             },
             jobs: routes.into_iter().map(|(copy_nb, tape_pool)| ArchiveJob::new(copy_nb, tape_pool)).collect(),
             report_decided: false,
+            repack: None,
         })
     }
 
@@ -384,6 +385,7 @@ impl Scheduler {
             active_vid: String::new(),
             status: RetrieveStatus::ToTransfer,
             failure_reasons: vec![],
+            repack: None,
         };
         let candidates = router.candidates(&request);
         if candidates.is_empty() {

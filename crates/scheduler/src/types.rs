@@ -35,6 +35,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum!(
     /// The kind of a tape mount.
@@ -490,9 +491,19 @@ pub struct ArchiveRequest {
     pub jobs: Vec<ArchiveJob>,
     /// A report (success or failure) has been decided for the request.
     pub report_decided: bool,
+    /// The repack this request re-archives a file for (`None`: a user's archive).
+    #[serde(default)]
+    pub repack: Option<crate::repack::RepackLink>,
 }
 
 impl ArchiveRequest {
+    /// The request's identity: its archive file id, or for a repack's archive, its subrequest id.
+    pub fn id(&self) -> RequestId {
+        match &self.repack {
+            Some(link) => RequestId::RepackArchive(link.subrequest_id),
+            None => RequestId::Archive(self.archive_file_id),
+        }
+    }
     /// The job of copy `copy_nb`.
     pub fn job(&self, copy_nb: u32) -> Option<&ArchiveJob> {
         self.jobs.iter().find(|j| j.copy_nb == copy_nb)
@@ -568,9 +579,16 @@ pub struct RetrieveRequest {
     pub status: RetrieveStatus,
     /// Failure messages, oldest first.
     pub failure_reasons: Vec<String>,
+    /// The repack this request recalls a file for (`None`: a user's retrieve).
+    #[serde(default)]
+    pub repack: Option<crate::repack::RepackLink>,
 }
 
 impl RetrieveRequest {
+    /// The request's identity.
+    pub fn id(&self) -> RequestId {
+        RequestId::Retrieve(self.request_id)
+    }
     /// The copy on the active VID.
     pub fn active_copy(&self) -> Option<&RetrieveCopy> {
         self.copies.iter().find(|c| c.vid == self.active_vid)
@@ -589,6 +607,9 @@ pub enum RequestId {
     Archive(u64),
     /// A retrieve request, by request id.
     Retrieve(u64),
+    /// A repack's archive request, by the id of the repack subrequest it was made from (two
+    /// repacks may re-archive the same file at once, so the archive file id cannot be its key).
+    RepackArchive(u64),
 }
 
 /// A job's identity: request and copy number.

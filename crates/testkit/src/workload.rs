@@ -24,6 +24,7 @@ pub fn archive_request(id: u64, pool: &str, created_at: i64) -> ArchiveRequest {
         policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
         jobs: vec![ArchiveJob::new(1, pool)],
         report_decided: false,
+        repack: None,
     }
 }
 

@@ -99,6 +99,7 @@ impl ObjectstoreDb {
         let mut out = Vec::new();
         for id in jobs {
             let (name, owner) = match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     let name = archive_request_name(afid);
                     let Some(s) = self.objs.read::<StoredArchive>(&name).await? else { continue };
@@ -124,6 +125,7 @@ impl ObjectstoreDb {
             self.log(&agent, std::slice::from_ref(&name), true, now).await?;
             let (qk, me2) = (Owner::Queue(key.clone()), me.clone());
             let job = match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => self
                     .update_archive(afid, |s| {
                         if s.owners.get(&id.copy_nb) != Some(&qk) {

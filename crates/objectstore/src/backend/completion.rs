@@ -81,6 +81,7 @@ impl ObjectstoreDb {
         let mut released = Vec::new();
         for id in jobs {
             match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     let me2 = me.clone();
                     let moved = self
@@ -183,6 +184,7 @@ impl ObjectstoreDb {
         for id in jobs {
             let me2 = me.clone();
             let moved = match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => self
                     .update_archive(afid, |st| {
                         if st.owners.get(&id.copy_nb) != Some(&me2) {

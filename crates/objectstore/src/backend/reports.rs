@@ -43,6 +43,7 @@ impl ObjectstoreDb {
                 let Some(bytes) = bytes else { continue };
                 let owner = Owner::Queue(key.clone());
                 let (owned, report_url, error_url) = match p.request {
+                    RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                     RequestId::Archive(_) => {
                         let s: StoredArchive = self.objs.decode_named(&p.address, &bytes)?;
                         (s.owners.get(&p.copy_nb) == Some(&owner), s.request.report_url, s.request.error_report_url)
@@ -71,6 +72,7 @@ impl ObjectstoreDb {
             .map(|r| match r {
                 RequestId::Archive(a) => archive_request_name(*a),
                 RequestId::Retrieve(i) => retrieve_request_name(*i),
+                RequestId::RepackArchive(_) => request_name(*r),
             })
             .collect();
         self.log_own(&names, true, now).await?;
@@ -129,6 +131,7 @@ impl ObjectstoreDb {
                         .flatten();
                     out
                 }
+                RequestId::RepackArchive(_) => None,
             };
             Ok::<_, Error>(out.map(|(from, copy, to)| (from, (name.clone(), copy), to)))
         }))
@@ -157,11 +160,13 @@ impl ObjectstoreDb {
             .map(|r| match r {
                 RequestId::Archive(a) => archive_request_name(*a),
                 RequestId::Retrieve(i) => retrieve_request_name(*i),
+                RequestId::RepackArchive(_) => request_name(*r),
             })
             .collect();
         self.log_own(&names, true, now).await?;
         for (r, name) in reports.iter().zip(&names) {
             match *r {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     let out = self
                         .update_archive(afid, |st| {

@@ -233,6 +233,7 @@ impl PgSchedulerDb {
         let (mut a_ids, mut a_copies, mut a_ord, mut r_ids, mut r_ord) = (vec![], vec![], vec![], vec![], vec![]);
         for (i, id) in ids.iter().enumerate() {
             let key = match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(a) => (0u8, a, id.copy_nb),
                 RequestId::Retrieve(r) => (1u8, r, 0),
             };
@@ -240,6 +241,7 @@ impl PgSchedulerDb {
                 continue;
             }
             match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(a) => {
                     a_ids.push(a as i64);
                     a_copies.push(id.copy_nb as i32);

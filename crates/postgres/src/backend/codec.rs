@@ -193,6 +193,7 @@ pub(super) fn archive_request_at(row: &PgRow, b: usize) -> Result<ArchiveRequest
         },
         jobs: vec![],
         report_decided: row.try_get(b + 13)?,
+        repack: None,
     })
 }
 
@@ -298,6 +299,7 @@ pub(super) fn retrieve_of(row: &PgRow) -> Result<RetrieveState, Fail> {
         active_vid: row.try_get("active_vid")?,
         status: retrieve_status(row.try_get("status")?)?,
         failure_reasons: row.try_get("failure_reasons")?,
+        repack: None,
     };
     Ok(RetrieveState { request, loc: loc_of(row)?, dirty: false })
 }

@@ -31,6 +31,7 @@ impl PgSchedulerDb {
         w.load_retrieves(&mut tx, &rids).await?;
         for s in jobs {
             match s.job.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     let Some(st) = w.archives.get_mut(&afid) else { continue };
                     let Some(i) = st.index(s.job.copy_nb) else { continue };
@@ -94,6 +95,7 @@ impl PgSchedulerDb {
         let mut view = StatsView::default();
         for id in jobs {
             match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     let Some(st) = w.archives.get_mut(&afid) else { continue };
                     let Some(i) = st.index(id.copy_nb) else { continue };
@@ -163,6 +165,7 @@ impl PgSchedulerDb {
         let mut n = 0;
         for id in jobs {
             match id.request {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     let Some(st) = w.archives.get_mut(&afid) else { continue };
                     let Some(i) = st.index(id.copy_nb) else { continue };

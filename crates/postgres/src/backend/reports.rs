@@ -68,6 +68,7 @@ impl PgSchedulerDb {
         w.load_retrieves(&mut tx, &rids).await?;
         for r in reports {
             match *r {
+                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
                 RequestId::Archive(afid) => {
                     if w.delete_archives.contains(&afid) {
                         continue;

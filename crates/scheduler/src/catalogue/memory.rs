@@ -1,6 +1,6 @@
 //! The in-memory catalogue, used by the embedded default backend, scenarios and tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -18,6 +18,8 @@ pub const BLOCK_SIZE: u64 = 256 * 1024;
 struct State {
     snapshot: Arc<CatalogueSnapshot>,
     files: BTreeMap<u64, ArchiveFile>,
+    /// (vid, fSeq) -> archive file id: the tape-ordered index repack reads.
+    by_tape: BTreeMap<(String, u64), u64>,
     /// The next id to assign; `None` once 2^63-1 was handed out.
     next_archive_file_id: Option<u64>,
     next_request_id: u64,
@@ -54,10 +56,15 @@ impl MemoryCatalogue {
             }
         }
         let next = by_id.keys().next_back().map_or(Some(1), |k| after_archive_file_id(*k));
+        let by_tape = by_id
+            .values()
+            .flat_map(|f: &ArchiveFile| f.copies.iter().map(|c| ((c.vid.clone(), c.fseq), f.archive_file_id)))
+            .collect();
         Ok(MemoryCatalogue {
             state: Mutex::new(State {
                 snapshot: Arc::new(snapshot),
                 files: by_id,
+                by_tape,
                 next_archive_file_id: next,
                 next_request_id: 1,
             }),
@@ -128,9 +135,39 @@ impl Catalogue for MemoryCatalogue {
             storage_class: file.storage_class.clone(),
             copies: vec![],
         });
+        let replaced: Vec<(String, u64)> =
+            entry.copies.iter().filter(|c| c.copy_nb == file.copy_nb).map(|c| (c.vid.clone(), c.fseq)).collect();
         entry.copies.retain(|c| c.copy_nb != file.copy_nb);
         entry.copies.push(written.clone());
         entry.copies.sort_by_key(|c| c.copy_nb);
+        for key in replaced {
+            st.by_tape.remove(&key);
+        }
+        st.by_tape.insert((written.vid.clone(), written.fseq), file.archive_file_id);
         Ok(written)
+    }
+
+    async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {
+        let st = self.lock();
+        let Some(start) = after_fseq.checked_add(1) else { return Ok(vec![]) };
+        Ok(st
+            .by_tape
+            .range((vid.to_string(), start)..=(vid.to_string(), u64::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .filter_map(|(_, id)| st.files.get(id).cloned())
+            .collect())
+    }
+
+    async fn tape_copy_classes(&self, vid: &str) -> Result<Vec<(String, u32)>> {
+        let st = self.lock();
+        let mut out: BTreeSet<(String, u32)> = BTreeSet::new();
+        for (_, id) in st.by_tape.range((vid.to_string(), 0)..=(vid.to_string(), u64::MAX)) {
+            if let Some(f) = st.files.get(id) {
+                for c in f.copies.iter().filter(|c| c.vid == vid) {
+                    out.insert((f.storage_class.clone(), c.copy_nb));
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 }

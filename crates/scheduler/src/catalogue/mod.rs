@@ -586,4 +586,24 @@ pub trait Catalogue: Send + Sync {
     async fn next_request_id(&self) -> Result<u64>;
     /// Records a copy written on tape: next fSeq, block id, tape fill, the file's copy list.
     async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile>;
+    /// `n` fresh retrieve request ids (repack expansion takes one per file, a pass at a time).
+    async fn next_request_ids(&self, n: u64) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(n.min(1 << 16) as usize);
+        for _ in 0..n {
+            out.push(self.next_request_id().await?);
+        }
+        Ok(out)
+    }
+    /// Up to `limit` files with a copy on `vid` at an fSeq above `after_fseq`, by that fSeq,
+    /// each with all its copies (repack expansion reads a tape this way, a pass at a time).
+    async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {
+        let _ = (vid, after_fseq, limit);
+        Err(Error::new(crate::ErrorKind::Unsupported, "this catalogue cannot list a tape's files yet"))
+    }
+    /// The distinct (storage class, copy number) pairs of the copies on `vid`, sorted (repack
+    /// checks its routes against them before queueing anything).
+    async fn tape_copy_classes(&self, vid: &str) -> Result<Vec<(String, u32)>> {
+        let _ = vid;
+        Err(Error::new(crate::ErrorKind::Unsupported, "this catalogue cannot list a tape's files yet"))
+    }
 }
