@@ -13,9 +13,11 @@ use serde_json::{json, Map, Value};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::clock::ManualClock;
-use tapesched_scheduler::db::{JobKind, Outcome, ReportFilter, SchedulerDb};
+use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
 use tapesched_scheduler::decision::{Decision, SchedulerConfig};
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission, Scheduler, StateChangeMode, TapeSession};
+use tapesched_scheduler::scheduler::{
+    ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode, TapeSession,
+};
 use tapesched_scheduler::types::{DriveState, Requester};
 use tapesched_scheduler::{Error, Result};
 
@@ -27,13 +29,6 @@ use crate::load::{created_at, step_times};
 use crate::model::*;
 use crate::trace::StepRecord;
 
-/// The message of the repack ops until repack is implemented (error kind `unsupported`).
-pub const REPACK_UNSUPPORTED: &str = "repack is not supported by this build yet";
-
-fn repack_unsupported() -> Error {
-    Error::new(tapesched_scheduler::ErrorKind::Unsupported, REPACK_UNSUPPORTED)
-}
-
 /// The scheduler settings of a `scheduler:` header.
 pub fn scheduler_config(header: &SchedulerHeader) -> SchedulerConfig {
     let d = SchedulerConfig::default();
@@ -41,6 +36,7 @@ pub fn scheduler_config(header: &SchedulerHeader) -> SchedulerConfig {
         min_files_to_warrant_mount: header.min_files_to_warrant_mount.unwrap_or(d.min_files_to_warrant_mount),
         min_bytes_to_warrant_mount: header.min_bytes_to_warrant_mount.unwrap_or(d.min_bytes_to_warrant_mount),
         backend_name: header.backend_name.clone().unwrap_or(d.backend_name),
+        ..d
     }
 }
 
@@ -281,8 +277,44 @@ impl Runner {
             Op::CancelRetrieve { archive_file_id, dst_url } => {
                 s.cancel_retrieve(*archive_file_id, dst_url.as_deref()).await.map(|_| json!({}))
             }
-            Op::QueueRepack { .. } | Op::ExpandRepack { .. } | Op::CancelRepack { .. } | Op::ShowRepacks {} => {
-                Err(repack_unsupported())
+            Op::QueueRepack { vid, repack_type, mount_policy, buffer_url, no_recall, max_files, storage_class } => {
+                s.queue_repack(RepackSubmission {
+                    vid: vid.clone(),
+                    repack_type: match repack_type {
+                        RepackType::Move => tapesched_scheduler::repack::RepackType::Move,
+                        RepackType::AddCopies => tapesched_scheduler::repack::RepackType::AddCopies,
+                        RepackType::MoveAndAddCopies => tapesched_scheduler::repack::RepackType::MoveAndAddCopies,
+                    },
+                    mount_policy: mount_policy.clone(),
+                    buffer_url: buffer_url.clone(),
+                    no_recall: no_recall.unwrap_or(false),
+                    max_files: *max_files,
+                    storage_class: storage_class.clone(),
+                })
+                .await?;
+                Ok(json!({}))
+            }
+            Op::ExpandRepack { max_requests } => Ok(json!({"expanded": s.expand_repacks(*max_requests).await?})),
+            Op::CancelRepack { vid } => s.cancel_repack(vid).await.map(|_| json!({})),
+            Op::ShowRepacks {} => {
+                let repacks: Vec<Value> = s
+                    .show_repacks()
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let c = &r.counters;
+                        json!({
+                            "vid": r.vid,
+                            "status": r.status.as_str(),
+                            "files_to_retrieve": c.files_to_retrieve,
+                            "files_to_archive": c.files_to_archive,
+                            "files_retrieved": c.files_retrieved,
+                            "files_archived": c.files_archived,
+                            "files_failed": c.files_failed(),
+                        })
+                    })
+                    .collect();
+                Ok(json!({"repacks": repacks}))
             }
             Op::NextMount { drive, dry_run: true, .. } => {
                 Ok(json!({"would_mount": s.next_mount_dry_run(drive).await?}))
@@ -319,7 +351,26 @@ impl Runner {
                     OutcomeSpec::Failure => Outcome::Failure,
                 };
                 let session = self.sessions.get_mut(drive).ok_or_else(|| no_session(drive))?;
+                // Playing the tape daemon: a repack's recall that succeeds leaves its file in the
+                // repack buffer.
+                let recalled: Vec<(String, u64)> = match outcome {
+                    Outcome::Success => session
+                        .popped
+                        .iter()
+                        .filter(|j| archive_file_ids.as_ref().is_none_or(|ids| ids.contains(&j.archive_file_id())))
+                        .filter_map(|j| match j {
+                            MountJob::Retrieve { request } if request.repack.is_some() => {
+                                Some((request.dst_url.clone(), request.size))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    Outcome::Failure => vec![],
+                };
                 self.scheduler.complete_jobs(session, archive_file_ids.as_deref(), outcome, reason.as_deref()).await?;
+                for (url, size) in recalled {
+                    self.scheduler.buffer().put(&url, size).await?;
+                }
                 Ok(json!({}))
             }
             Op::EndMount { drive } => {
@@ -335,18 +386,21 @@ impl Runner {
             }
             Op::GarbageCollect {} => Ok(json!({"requeued": s.garbage_collect().await?})),
             Op::Report { kind, max, delivery } => {
-                let filter = match kind {
-                    ReportKind::Archive => ReportFilter::Archive,
-                    ReportKind::Retrieve => ReportFilter::Retrieve,
-                    ReportKind::All => ReportFilter::All,
-                    ReportKind::Repack => return Err(repack_unsupported()),
+                let deliver = *delivery == Delivery::Ok;
+                let done = match kind {
+                    ReportKind::Archive => s.report(ReportFilter::Archive, *max, deliver).await?,
+                    ReportKind::Retrieve => s.report(ReportFilter::Retrieve, *max, deliver).await?,
+                    ReportKind::All => s.report_all(*max, deliver).await?,
+                    ReportKind::Repack if !deliver => {
+                        return Err(Error::invalid(
+                            "repack reports are processed by the scheduler, not delivered to a disk side: \
+                             delivery: fail applies to archive and retrieve reports",
+                        ))
+                    }
+                    ReportKind::Repack => s.process_repack_reports(*max).await?,
                 };
-                let mut reports: Vec<(u64, JobKind, Outcome)> = s
-                    .report(filter, *max, *delivery == Delivery::Ok)
-                    .await?
-                    .iter()
-                    .map(|r| (r.archive_file_id, r.kind(), r.outcome))
-                    .collect();
+                let mut reports: Vec<(u64, JobKind, Outcome)> =
+                    done.iter().map(|r| (r.archive_file_id, r.kind(), r.outcome)).collect();
                 reports.sort();
                 let reports: Vec<Value> = reports
                     .into_iter()
@@ -565,7 +619,7 @@ catalogue:
   tapes: [{vid: V1, tape_pool: pool, logical_library: lib, capacity_bytes: 1000000}]
   drives: [{name: drive0, logical_library: lib}]
 steps:
-  - {op: queue_repack, vid: V1, type: move, mount_policy: mp, expect: {error: any}}
+  - {op: queue_repack, vid: V1, type: move, mount_policy: mp, expect: {error: invalid_argument}}
   - {op: pop_jobs, drive: drive0, max_files: 1, max_bytes: 1, expect: {error: not_found}}
   - {op: end_mount, drive: drive0, expect: {error: not_found}}
   - {op: crash_drive, drive: drive0}
@@ -576,8 +630,8 @@ steps:
   - {op: next_mount, drive: drive0, expect: {mount: {type: ArchiveForUser, vid: V1}}}
   - {op: pop_jobs, drive: drive0, max_files: 5, max_bytes: 100, expect: {count: 1, bytes: 10}}
   - {op: next_mount, drive: drive0, expect: {error: invalid_argument}}
-  - {op: report, kind: repack, expect: {error: any}}
-  - {op: show_repacks}
+  - {op: report, kind: repack, expect: {reports: []}}
+  - {op: cancel_repack, vid: V1}
 ";
 
     #[tokio::test]
@@ -586,17 +640,14 @@ steps:
         let report = run_scenario(Path::new("runner.yaml"), &scenario, Backend::ObjectstoreMemory)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            report.failure_lines("runner.yaml"),
-            vec![format!(
-                "runner.yaml: step 13 (show_repacks): expected success, got error unsupported ({REPACK_UNSUPPORTED})"
-            )]
-        );
-        // Repack is refused with its own kind until it exists, `report kind: repack` included.
+        let lines = report.failure_lines("runner.yaml");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("runner.yaml: step 13 (cancel_repack): expected success, got error not_found"));
+        // An ACTIVE tape cannot be repacked; the message says why.
         let first = &report.records[0];
-        assert_eq!(first.result, json!({"error": "unsupported"}));
-        assert_eq!(report.records[11].result, json!({"error": "unsupported"}));
-        assert_eq!(first.message.as_deref(), Some(REPACK_UNSUPPORTED));
+        assert_eq!(first.result, json!({"error": "invalid_argument"}));
+        assert!(first.message.as_deref().is_some_and(|m| m.contains("only a REPACKING tape")), "{first:?}");
+        assert_eq!(report.records[11].result, json!({"reports": []}));
         // A step without expect whose op fails counts as failed.
         let last = report.records.last().expect("records");
         assert!(!last.ok && !last.checked);

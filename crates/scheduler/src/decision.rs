@@ -26,6 +26,12 @@ pub struct SchedulerConfig {
     pub min_bytes_to_warrant_mount: u64,
     /// This scheduler's backend name; drives configured with another are invisible.
     pub backend_name: String,
+    /// Files one repack expansion pass reads from the catalogue (and queues) per request.
+    pub repack_files_per_pass: u64,
+    /// Repack requests expanded at once (Pending ones are promoted up to this many).
+    pub repack_max_to_expand: u64,
+    /// Base URL of the repack buffer when a repack names none.
+    pub repack_buffer_url: String,
 }
 
 impl Default for SchedulerConfig {
@@ -34,6 +40,9 @@ impl Default for SchedulerConfig {
             min_files_to_warrant_mount: 5,
             min_bytes_to_warrant_mount: 2_000_000,
             backend_name: "default".into(),
+            repack_files_per_pass: 500,
+            repack_max_to_expand: 2,
+            repack_buffer_url: "file:///var/tmp/tapesched-repack".into(),
         }
     }
 }

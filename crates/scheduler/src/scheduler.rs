@@ -16,9 +16,13 @@ use crate::db::*;
 use crate::decision::{self, Decision, SchedulerConfig};
 use crate::error::{Error, Result};
 use crate::names::{check_name, check_requester, check_text, MAX_TEXT};
+use crate::repack::{MemoryBuffer, RepackBuffer};
 use crate::resolve;
 pub use crate::resolve::CatalogueRouter;
+
+mod repack_flow;
 use crate::types::*;
+pub use repack_flow::{repack_requester, RepackSubmission};
 
 /// An archive request as a disk system submits it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +136,7 @@ pub struct Scheduler {
     catalogue: Arc<dyn Catalogue>,
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
+    buffer: Arc<dyn RepackBuffer>,
 }
 
 fn opt_text(field: &str, v: &Option<String>) -> Result<()> {
@@ -151,7 +156,18 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
         config: SchedulerConfig,
     ) -> Self {
-        Scheduler { db, catalogue, clock, config }
+        Scheduler { db, catalogue, clock, config, buffer: Arc::new(MemoryBuffer::default()) }
+    }
+
+    /// The same scheduler with `buffer` as the repack buffer (default: one in memory).
+    pub fn with_buffer(mut self, buffer: Arc<dyn RepackBuffer>) -> Self {
+        self.buffer = buffer;
+        self
+    }
+
+    /// The repack buffer.
+    pub fn buffer(&self) -> &Arc<dyn RepackBuffer> {
+        &self.buffer
     }
 
     /// The backend.
@@ -487,6 +503,9 @@ impl Scheduler {
             return refuse("from REPACKING_DISABLED only REPACKING, BROKEN or EXPORTED");
         }
         let from_repack = matches!(current, Repacking | RepackingDisabled);
+        if from_repack && !matches!(wanted, Repacking | RepackingDisabled) && self.db.repack(vid).await?.is_some() {
+            return refuse("a repack request exists for the tape (cancel it, or let it finish and remove it, first)");
+        }
         let applied = match wanted {
             Broken if !from_repack => BrokenPending,
             Exported if !from_repack => ExportedPending,
