@@ -3,7 +3,10 @@
 //! `Scheduler` (queue contents, batches, ownership across crashes, reports, claims by id).
 
 use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter};
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission};
+use tapesched_scheduler::catalogue::NewTapeFile;
+use tapesched_scheduler::decision::SchedulerConfig;
+use tapesched_scheduler::repack::{RepackStatus, RepackType};
+use tapesched_scheduler::scheduler::{ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_tests::{Fixture, T0};
@@ -210,13 +213,111 @@ async fn cancel_removes_queued_work(f: Fixture) {
     assert!(f.db.mount_info(T0).await.unwrap().potential_mounts.is_empty());
 }
 
+/// Writes `n` one-copy files of class sc1 on T3 (after its fSeq 10), makes T3 REPACKING and
+/// queues a move repack of its sc1 files (file 100's copy 2 on T3 is of class sc2: left out).
+async fn repack_t3(f: &Fixture, n: u64) -> Vec<u64> {
+    let cat = f.scheduler.catalogue();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = 1000 + i;
+        cat.record_tape_file(NewTapeFile {
+            archive_file_id: id,
+            disk_instance: "eos".into(),
+            disk_file_id: format!("{id}"),
+            size: 10,
+            storage_class: "sc1".into(),
+            copy_nb: 1,
+            vid: "T3".into(),
+        })
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    f.scheduler.change_tape_state("T3", TapeState::Repacking, Some("repack"), StateChangeMode::All).await.unwrap();
+    f.scheduler.cleanup_queues().await.unwrap();
+    f.scheduler
+        .queue_repack(RepackSubmission {
+            vid: "T3".into(),
+            repack_type: RepackType::Move,
+            mount_policy: "mp".into(),
+            buffer_url: Some("file:///buffer".into()),
+            no_recall: false,
+            max_files: None,
+            storage_class: Some("sc1".into()),
+        })
+        .await
+        .unwrap();
+    ids
+}
+
+/// A repack expands a pass at a time; a second scheduler over the same backend (a restarted
+/// maintenance process) carries on from the cursor without duplicates; recalls become re-archives
+/// to the copy's route (p1), and the repack ends Complete with the copies moved in the catalogue.
+async fn repack_expands_by_passes_and_completes(f: Fixture) {
+    let files = repack_t3(&f, 5).await;
+    assert_eq!(f.scheduler.expand_repacks(None).await.unwrap(), vec!["T3".to_string()]);
+    let r = f.db.repack("T3").await.unwrap().expect("stored");
+    assert_eq!((r.status, r.counters.files_to_retrieve, r.expansion_done), (RepackStatus::Starting, 2, false));
+    // A restarted process: same backend and catalogue, a new scheduler.
+    let again = Scheduler::new(f.db.clone(), f.scheduler.catalogue().clone(), f.clock.clone(), f.scheduler.config().clone());
+    while again.expand_repacks(None).await.unwrap() == vec!["T3".to_string()] {}
+    let r = f.db.repack("T3").await.unwrap().expect("stored");
+    assert_eq!((r.counters.files_to_retrieve, r.counters.files_to_archive, r.expansion_done), (5, 5, true));
+    assert_eq!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T3")).await.unwrap(), files);
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a recall mount");
+    assert_eq!((s.spec.mount_type, s.spec.vid.as_str()), (MountType::Retrieve, "T3"));
+    assert_eq!(ids(&f.scheduler.pop_jobs(&mut s, 100, 1 << 40).await.unwrap()), files);
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    f.scheduler.end_mount(s).await.unwrap();
+    assert!(f.scheduler.report(ReportFilter::All, None, true).await.unwrap().is_empty(), "no user report");
+    let processed = f.scheduler.process_repack_reports(None).await.unwrap();
+    assert_eq!(processed.len(), 5);
+    assert!(processed.iter().all(|r| r.kind() == JobKind::Retrieve && r.outcome == Outcome::Success));
+    assert_eq!(f.scheduler.list_pending(JobKind::Archive, Some("p1"), None).await.unwrap(), files);
+    f.at(20);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a re-archive mount");
+    assert_eq!((s.spec.mount_type, s.spec.tape_pool.as_str()), (MountType::ArchiveForRepack, "p1"));
+    let vid = s.spec.vid.clone();
+    assert_eq!(ids(&f.scheduler.pop_jobs(&mut s, 100, 1 << 40).await.unwrap()), files);
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    f.scheduler.end_mount(s).await.unwrap();
+    assert_eq!(f.scheduler.process_repack_reports(None).await.unwrap().len(), 5);
+    let r = f.db.repack("T3").await.unwrap().expect("stored");
+    assert_eq!((r.status, r.counters.files_archived, r.counters.files_failed()), (RepackStatus::Complete, 5, 0));
+    let moved = f.scheduler.catalogue().archive_file(1000).await.unwrap().expect("file");
+    assert_eq!(moved.copies.iter().map(|c| c.vid.as_str()).collect::<Vec<_>>(), vec![vid.as_str()]);
+    assert!(f.db.repack_reports_due(100, T0 + 20).await.unwrap().is_empty());
+    assert!(f.db.mount_info(T0 + 20).await.unwrap().potential_mounts.is_empty());
+}
+
+/// Cancelling a repack deletes its queued and its mounted subrequests; what the mount reports
+/// afterwards on them is ignored; a second cancel is not_found.
+async fn cancel_repack_removes_every_subrequest(f: Fixture) {
+    repack_t3(&f, 3).await;
+    while !f.scheduler.expand_repacks(None).await.unwrap().is_empty() {}
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a recall mount");
+    assert_eq!(f.scheduler.pop_jobs(&mut s, 1, 1 << 40).await.unwrap().len(), 1);
+    assert_eq!(f.scheduler.cancel_repack("T3").await.unwrap(), 3);
+    assert!(f.db.mount_info(T0 + 10).await.unwrap().potential_mounts.is_empty());
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    assert_eq!(f.scheduler.end_mount(s).await.unwrap(), 0);
+    assert!(f.db.repack_reports_due(100, T0 + 10).await.unwrap().is_empty());
+    assert!(f.scheduler.show_repacks().await.unwrap().is_empty());
+    assert_eq!(f.scheduler.cancel_repack("T3").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T3")).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($module:ident, $backend:literal, $($case:ident),* $(,)?) => {
         mod $module {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(tapesched_tests::Fixture::new($backend).await).await;
+                    // Repack passes of two files, so a five-file tape takes three.
+                    let config = super::SchedulerConfig { repack_files_per_pass: 2, ..super::SchedulerConfig::default() };
+                    super::$case(tapesched_tests::Fixture::with_config($backend, config).await).await;
                 }
             )*
         }
@@ -239,6 +340,8 @@ macro_rules! every_case {
             failures_retry_then_report_then_fail,
             tape_leaving_service_drains_its_queue,
             cancel_removes_queued_work,
+            repack_expands_by_passes_and_completes,
+            cancel_repack_removes_every_subrequest,
         );
     };
 }

@@ -38,12 +38,16 @@ pub struct Fixture {
 impl Fixture {
     /// A fixture on a fresh backend of the named kind.
     pub async fn new(backend_name: &str) -> Fixture {
+        Fixture::with_config(backend_name, SchedulerConfig::default()).await
+    }
+    /// A fixture with scheduler settings of its own.
+    pub async fn with_config(backend_name: &str, config: SchedulerConfig) -> Fixture {
         let open = backend(backend_name).await;
         let db = open.db.clone();
         let (snapshot, files) = catalogue();
         let catalogue = Arc::new(MemoryCatalogue::new(snapshot, files).expect("valid catalogue"));
         let clock = Arc::new(ManualClock::new(T0));
-        let scheduler = Scheduler::new(db.clone(), catalogue, clock.clone(), SchedulerConfig::default());
+        let scheduler = Scheduler::new(db.clone(), catalogue, clock.clone(), config);
         Fixture { scheduler, clock, db, _namespace: open }
     }
     /// Moves the clock `secs` past [`T0`].
