@@ -514,8 +514,8 @@ on_each_store!(
     a_delivered_retrieve_failure_is_deleted,
 );
 
-/// Expansion throughput on Redis: passes of 5 000 subrequests into one VID queue. Prints the rate
-/// (no timed assertion). `cargo test -p tapesched-objectstore --release --test repack -- --ignored
+/// Expansion throughput on Redis: passes of 5 000 subrequests into one VID queue (sizes from
+/// `TAPESCHED_REPACK_PASSES` and `TAPESCHED_REPACK_PER_PASS`). Prints the rate (no timed assertion). `cargo test -p tapesched-objectstore --release --test repack -- --ignored
 /// --nocapture expansion_throughput`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
@@ -523,7 +523,8 @@ async fn expansion_throughput() {
     let (s, _clear) = store("redis", "throughput");
     let db = db(s);
     db.queue_repack(repack_request(VID), T).await.unwrap();
-    let (passes, per_pass) = (10u64, 5000u64);
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (passes, per_pass) = (env("TAPESCHED_REPACK_PASSES", 10), env("TAPESCHED_REPACK_PER_PASS", 5000));
     let start = std::time::Instant::now();
     for p in 0..passes {
         let subs: Vec<RetrieveRequest> =

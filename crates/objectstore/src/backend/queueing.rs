@@ -191,7 +191,11 @@ impl ObjectstoreDb {
             let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
             for p in jobs.iter().filter(|p| p.archive_file_id == archive_file_id) {
                 let Some(stored) = self.objs.read::<StoredRetrieve>(&p.address).await? else { continue };
-                if dst_url.is_some_and(|d| d != stored.request.dst_url) || stored.owner != Owner::Queue(key.clone()) {
+                // A repack's recall of the same file is not the user's to cancel.
+                if dst_url.is_some_and(|d| d != stored.request.dst_url)
+                    || stored.owner != Owner::Queue(key.clone())
+                    || stored.request.repack.is_some()
+                {
                     continue;
                 }
                 self.remove_pointers(&key, &[(p.address.clone(), p.copy_nb)], now).await?;
