@@ -114,11 +114,8 @@ impl PgSchedulerDb {
                         continue;
                     }
                     match failed {
-                        None if st.request.status == RetrieveStatus::ToReportForFailure => {
-                            // A delivered failure report keeps the request in the failed list.
-                            st.request.status = RetrieveStatus::Failed;
-                            st.dirty = true;
-                        }
+                        // A delivered report, success or failure, ends a retrieve request (as in
+                        // CTA); only archive failures are kept in the failed list.
                         None => {
                             w.delete_retrieves.insert(id);
                         }
