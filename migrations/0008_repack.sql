@@ -12,14 +12,15 @@ CREATE TABLE repack_request (
     value  jsonb NOT NULL
 );
 
--- Repack subrequests are ordinary requests carrying their `RepackLink` (jsonb, `repack`) and the
+-- Repack subrequests are ordinary requests carrying their `RepackLink` (`repack`) and the
 -- repacked tape (`repack_vid`, a column so that cancelling a repack finds its subrequests by
--- index). Every rule and every mount path treats them as other requests; only reports differ:
+-- index). The link is json, not jsonb: it is only ever read back whole, and an expansion pass
+-- writes thousands of them (parsing jsonb cost a tenth of a pass's insert; json is only checked). Every rule and every mount path treats them as other requests; only reports differ:
 -- their outcome goes to their repack, never to the disk side nor to the failed lists.
 --
 -- Retrieve subrequests are keyed by their request id (the subrequest id) as any retrieve and
 -- queue in the ordinary per-VID retrieve queues.
-ALTER TABLE retrieve_request ADD COLUMN repack jsonb, ADD COLUMN repack_vid text COLLATE "C";
+ALTER TABLE retrieve_request ADD COLUMN repack json, ADD COLUMN repack_vid text COLLATE "C";
 ALTER TABLE retrieve_request ADD CHECK ((repack IS NULL) = (repack_vid IS NULL));
 
 -- A repack's archive request is keyed by its subrequest id, not by its archive file id: two
@@ -31,7 +32,7 @@ ALTER TABLE retrieve_request ADD CHECK ((repack IS NULL) = (repack_vid IS NULL))
 -- key at or above 2^63 is a repack's. Listings and reports read `file_id` for those rows.
 ALTER TABLE archive_request
     ADD COLUMN file_id bigint,
-    ADD COLUMN repack jsonb,
+    ADD COLUMN repack json,
     ADD COLUMN repack_vid text COLLATE "C";
 ALTER TABLE archive_request ADD CHECK (
     (archive_file_id < 0) = (repack IS NOT NULL) AND (repack IS NULL) = (repack_vid IS NULL)

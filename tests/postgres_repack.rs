@@ -106,13 +106,7 @@ fn sub(vid: &str, id: u64, afid: u64, fseq: u64, provided: bool) -> RetrieveRequ
         disk_system: None,
         policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
         copies: vec![
-            RetrieveCopy {
-                copy_nb: 1,
-                vid: vid.into(),
-                fseq,
-                block_id: fseq * 2,
-                retries: RetryCounters::default(),
-            },
+            RetrieveCopy { copy_nb: 1, vid: vid.into(), fseq, block_id: fseq * 2, retries: RetryCounters::default() },
             RetrieveCopy { copy_nb: 2, vid: "OTHER".into(), fseq: 7, block_id: 9, retries: RetryCounters::default() },
         ],
         active_vid: vid.into(),
@@ -205,14 +199,14 @@ async fn a_repack_goes_from_expansion_to_written_copies() {
     db.queue_repack_subrequests(V, subs.clone(), &start, T).await.unwrap();
     assert_eq!(db.repack(V).await.unwrap().unwrap().counters.files_to_retrieve, 3);
     let pending = db.list_pending(JobKind::Retrieve, None).await.unwrap();
-    assert_eq!(pending.iter().map(|p| p.job.request).collect::<Vec<_>>(), vec![
-        RequestId::Retrieve(11),
-        RequestId::Retrieve(12)
-    ]);
-    assert_eq!(queues(&db.mount_info(T).await.unwrap()), vec![
-        (MountType::ArchiveForUser, POOL.into(), 1),
-        (MountType::Retrieve, V.into(), 2)
-    ]);
+    assert_eq!(
+        pending.iter().map(|p| p.job.request).collect::<Vec<_>>(),
+        vec![RequestId::Retrieve(11), RequestId::Retrieve(12)]
+    );
+    assert_eq!(
+        queues(&db.mount_info(T).await.unwrap()),
+        vec![(MountType::ArchiveForUser, POOL.into(), 1), (MountType::Retrieve, V.into(), 2)]
+    );
     // The provided file is due to its repack at once, never to a user.
     let due = db.repack_reports_due(100, T).await.unwrap();
     assert_eq!(due, vec![RepackReport::Retrieve(subs[2].clone())]);
@@ -238,11 +232,14 @@ async fn a_repack_goes_from_expansion_to_written_copies() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(statuses, vec![
-        (12, RetrieveStatus::ToReportForFailure),
-        (13, RetrieveStatus::ToReportForTransfer),
-        (11, RetrieveStatus::ToReportForTransfer)
-    ]);
+    assert_eq!(
+        statuses,
+        vec![
+            (12, RetrieveStatus::ToReportForFailure),
+            (13, RetrieveStatus::ToReportForTransfer),
+            (11, RetrieveStatus::ToReportForTransfer)
+        ]
+    );
     assert_eq!(db.repack_reports_due(2, T).await.unwrap(), due[..2].to_vec());
     assert!(db.reports_due(ReportFilter::All, 100, T).await.unwrap().is_empty());
     assert!(db.list_failed(JobKind::Retrieve).await.unwrap().is_empty());
@@ -250,7 +247,12 @@ async fn a_repack_goes_from_expansion_to_written_copies() {
     // The reports are processed: recalled files become archive requests.
     let archives = vec![archive_of(&subs[0]), archive_of(&subs[2])];
     let retrieved = RepackUpdate {
-        counters: RepackCounters { files_retrieved: 2, files_failed_retrieve: 1, archives_abandoned: 1, ..Default::default() },
+        counters: RepackCounters {
+            files_retrieved: 2,
+            files_failed_retrieve: 1,
+            archives_abandoned: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let batch = RepackReportBatch {
@@ -267,24 +269,26 @@ async fn a_repack_goes_from_expansion_to_written_copies() {
     assert!(db.repack_reports_due(100, T).await.unwrap().is_empty());
     let pending = db.list_pending(JobKind::Archive, None).await.unwrap();
     let shown: Vec<(RequestId, u64)> = pending.iter().map(|p| (p.job.request, p.archive_file_id)).collect();
-    assert_eq!(shown, vec![
-        (RequestId::Archive(900), 900),
-        (RequestId::RepackArchive(11), 3),
-        (RequestId::RepackArchive(13), 2)
-    ]);
-    assert_eq!(queues(&db.mount_info(T).await.unwrap()), vec![
-        (MountType::ArchiveForUser, POOL.into(), 1),
-        (MountType::ArchiveForRepack, POOL.into(), 2)
-    ]);
+    assert_eq!(
+        shown,
+        vec![(RequestId::Archive(900), 900), (RequestId::RepackArchive(11), 3), (RequestId::RepackArchive(13), 2)]
+    );
+    assert_eq!(
+        queues(&db.mount_info(T).await.unwrap()),
+        vec![(MountType::ArchiveForUser, POOL.into(), 1), (MountType::ArchiveForRepack, POOL.into(), 2)]
+    );
     assert_summaries_whole(&db).await;
 
     // A repack archive mount takes only the repack's jobs; every copy reports to the repack.
     db.open_mount(2, &mount(MountType::ArchiveForRepack, "W1"), T).await.unwrap();
     let popped = db.pop_jobs(2, 10, u64::MAX, T).await.unwrap();
-    assert_eq!(popped.iter().map(MountJob::id).collect::<Vec<_>>(), vec![
-        JobId { request: RequestId::RepackArchive(11), copy_nb: 1 },
-        JobId { request: RequestId::RepackArchive(13), copy_nb: 1 }
-    ]);
+    assert_eq!(
+        popped.iter().map(MountJob::id).collect::<Vec<_>>(),
+        vec![
+            JobId { request: RequestId::RepackArchive(11), copy_nb: 1 },
+            JobId { request: RequestId::RepackArchive(13), copy_nb: 1 }
+        ]
+    );
     assert!(db.pop_jobs(2, 10, u64::MAX, T).await.unwrap().is_empty());
     db.transfers_succeeded(2, &tapesched_testkit::workload::written(&popped, "W1", 1), T).await.unwrap();
     db.end_mount(2, T, &StayRouter).await.unwrap();
@@ -364,7 +368,10 @@ async fn an_expansion_pass_is_all_or_nothing() {
     assert_eq!(db.queue_repack_subrequests(V, pass, &counted(5), T).await.unwrap_err().kind, ErrorKind::Conflict);
     // A subrequest of another repack, or one not on its tape, is refused before anything is written.
     let stray = vec![sub("V9", 7, 7, 7, false)];
-    assert_eq!(db.queue_repack_subrequests(V, stray, &counted(1), T).await.unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(
+        db.queue_repack_subrequests(V, stray, &counted(1), T).await.unwrap_err().kind,
+        ErrorKind::InvalidArgument
+    );
     let r = db.repack(V).await.unwrap().unwrap();
     assert_eq!((r.counters.files_to_retrieve, r.last_expanded_fseq), (1, 1));
     assert_eq!(db.list_pending(JobKind::Retrieve, None).await.unwrap().len(), 1);
@@ -421,8 +428,7 @@ async fn a_pass_killed_mid_transaction_leaves_nothing() {
     let update = counted(2000);
     let (out, ()) = tokio::join!(db.queue_repack_subrequests(V, pass.clone(), &update, T), interrupt);
     assert_eq!(out.unwrap_err().kind, ErrorKind::Unavailable, "one attempt only");
-    let stored: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM retrieve_request").fetch_one(db.pool()).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM retrieve_request").fetch_one(db.pool()).await.unwrap();
     assert_eq!(stored, 1, "nothing of the pass");
     assert_eq!(db.repack(V).await.unwrap().unwrap().counters.files_to_retrieve, 1);
     assert_eq!(db.mount_info(T).await.unwrap(), before);
@@ -440,7 +446,9 @@ async fn expansion_passes_throughput() {
     db.queue_repack(repack(V), T).await.unwrap();
     let (passes, per_pass) = (4u64, 5000u64);
     let all: Vec<Vec<RetrieveRequest>> = (0..passes)
-        .map(|p| (1..=per_pass).map(|i| sub(V, p * per_pass + i, p * per_pass + i, p * per_pass + i, i % 50 == 0)).collect())
+        .map(|p| {
+            (1..=per_pass).map(|i| sub(V, p * per_pass + i, p * per_pass + i, p * per_pass + i, i % 50 == 0)).collect()
+        })
         .collect();
     let start = Instant::now();
     for pass in all {
@@ -514,7 +522,9 @@ fn file(id: u64) -> ArchiveFile {
 #[tokio::test]
 async fn tape_files_list_a_tape_by_fseq_with_every_copy() {
     let (pg, mem, _g) = catalogue_with((1..=40).map(file).collect()).await;
-    for (vid, after, limit) in [("T1", 0, 7), ("T1", 3, 7), ("T1", 10, 100), ("T1", 120, 5), ("T2", 0, 9), ("T2", 99_980, 3)] {
+    for (vid, after, limit) in
+        [("T1", 0, 7), ("T1", 3, 7), ("T1", 10, 100), ("T1", 120, 5), ("T2", 0, 9), ("T2", 99_980, 3)]
+    {
         let got = pg.tape_files(vid, after, limit).await.unwrap();
         assert_eq!(got, mem.tape_files(vid, after, limit).await.unwrap(), "{vid} after {after} limit {limit}");
     }

@@ -67,7 +67,7 @@ impl PgSchedulerDb {
                  total_retries, last_mount_with_failure, report_retries, active_vid, active_copy_nb, active_fseq,
                  status, failure_reasons, queue_seq, repack, repack_vid)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-                 $22, $23, $24, $25, $26, $27, $28, $29, CASE WHEN $30 THEN nextval('queue_seq') END, $31, $32)
+                 $22, $23, $24, $25, $26, $27, $28, $29, CASE WHEN $30 THEN nextval('queue_seq') END, $31::json, $32)
              ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(checked_i64("request id", r.request_id)?)
@@ -100,7 +100,7 @@ impl PgSchedulerDb {
         .bind(retrieve_code(r.status))
         .bind(&r.failure_reasons)
         .bind(queued)
-        .bind(r.repack.as_ref().map(Json))
+        .bind(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()))
         .bind(r.repack.as_ref().map(|l| l.vid.as_str()))
         .execute(&mut *tx)
         .await?
@@ -181,7 +181,7 @@ pub(super) async fn insert_archives(
                  requester_group, storage_class, size, created_at, report_url, error_report_url, policy_name,
                  priority, min_request_age, report_decided, copies, file_id, repack, repack_vid)
              SELECT afid, di, dfid, rn, rg, sc, size, created, rurl, eurl, pn, prio, age, decided, copies, file_id,
-                    link::jsonb, link_vid
+                    link::json, link_vid
              FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                  $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::int8[],
                  $14::bool[], $15::int4[], $16::int8[], $17::text[], $18::text[])
