@@ -25,7 +25,7 @@ const MAX_LINE_BYTES: usize = 1000;
 
 /// The status for a scheduler error: refused input (invalid, or naming something that does not
 /// exist) and unreachable backends are 2, anything else (a conflict, corrupted data, a broken
-/// invariant, an unsupported operation) is 1.
+/// invariant) is 1.
 pub fn code_of(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::InvalidArgument | ErrorKind::NotFound | ErrorKind::Unavailable => EXIT_INVALID,

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
 use crate::types::*;
 
@@ -425,15 +425,10 @@ pub trait SchedulerDb: Send + Sync {
     // outcome goes to their repack through `repack_reports_due` / `repack_reports_processed`.
 
     /// Stores a new repack request. A repack of the same VID already stored: `conflict`.
-    async fn queue_repack(&self, request: RepackRequest, now: Timestamp) -> Result<()> {
-        let _ = (request, now);
-        Err(repack_unsupported())
-    }
+    async fn queue_repack(&self, request: RepackRequest, now: Timestamp) -> Result<()>;
 
     /// Every repack request, sorted by VID.
-    async fn repacks(&self) -> Result<Vec<RepackRequest>> {
-        Err(repack_unsupported())
-    }
+    async fn repacks(&self) -> Result<Vec<RepackRequest>>;
 
     /// The repack request of `vid`, if any.
     async fn repack(&self, vid: &str) -> Result<Option<RepackRequest>> {
@@ -443,10 +438,7 @@ pub trait SchedulerDb: Send + Sync {
     /// Applies `update` to the repack of `vid` atomically ([`RepackUpdate::apply`], which
     /// refuses with `conflict` when the request is no longer in `update.expected_status`) and
     /// returns the request as stored. No repack of `vid`: `not_found`.
-    async fn update_repack(&self, vid: &str, update: &RepackUpdate, now: Timestamp) -> Result<RepackRequest> {
-        let _ = (vid, update, now);
-        Err(repack_unsupported())
-    }
+    async fn update_repack(&self, vid: &str, update: &RepackUpdate, now: Timestamp) -> Result<RepackRequest>;
 
     /// Stores and queues one expansion pass of the repack of `vid`: the retrieve subrequests
     /// (each in the queue of its `active_vid` if `ToTransfer`, or due to its repack if already
@@ -460,37 +452,21 @@ pub trait SchedulerDb: Send + Sync {
         subrequests: Vec<RetrieveRequest>,
         update: &RepackUpdate,
         now: Timestamp,
-    ) -> Result<()> {
-        let _ = (vid, subrequests, update, now);
-        Err(repack_unsupported())
-    }
+    ) -> Result<()>;
 
     /// Up to `max` repack subrequests whose outcome is due to their repack, in canonical order
     /// ([`RepackReport::order_key`]): retrieves in `ToReportForTransfer` / `ToReportForFailure`,
     /// archive requests with a job in `ToReportForTransfer` / `ToReportForFailure`.
-    async fn repack_reports_due(&self, max: u64, now: Timestamp) -> Result<Vec<RepackReport>> {
-        let _ = (max, now);
-        Err(repack_unsupported())
-    }
+    async fn repack_reports_due(&self, max: u64, now: Timestamp) -> Result<Vec<RepackReport>>;
 
     /// Applies what processing repack reports decided ([`RepackReportBatch`]), all or nothing.
-    async fn repack_reports_processed(&self, batch: &RepackReportBatch, now: Timestamp) -> Result<()> {
-        let _ = (batch, now);
-        Err(repack_unsupported())
-    }
+    async fn repack_reports_processed(&self, batch: &RepackReportBatch, now: Timestamp) -> Result<()>;
 
     /// Deletes the repack of `vid` and every one of its subrequests, retrieve or archive,
     /// wherever they are (queued, held by a mount, due to the repack); returns how many
     /// subrequests. A mount holding one later reports on it in vain (ignored). No repack of
     /// `vid`: `not_found`.
-    async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
-        let _ = (vid, now);
-        Err(repack_unsupported())
-    }
-}
-
-fn repack_unsupported() -> Error {
-    Error::new(ErrorKind::Unsupported, "repack is not supported by this backend yet")
+    async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64>;
 }
 
 /// Per-drive reservations of disk-system space, bytes, as the catalogue keeps them.

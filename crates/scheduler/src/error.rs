@@ -30,8 +30,6 @@ pub enum ErrorKind {
     Unavailable,
     /// A broken invariant inside tapesched or corrupted stored data.
     Internal,
-    /// An operation this build does not implement yet (repack).
-    Unsupported,
 }
 
 impl ErrorKind {
@@ -45,7 +43,6 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
-            ErrorKind::Unsupported => "unsupported",
         }
     }
 }

@@ -596,14 +596,8 @@ pub trait Catalogue: Send + Sync {
     }
     /// Up to `limit` files with a copy on `vid` at an fSeq above `after_fseq`, by that fSeq,
     /// each with all its copies (repack expansion reads a tape this way, a pass at a time).
-    async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {
-        let _ = (vid, after_fseq, limit);
-        Err(Error::new(crate::ErrorKind::Unsupported, "this catalogue cannot list a tape's files yet"))
-    }
+    async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>>;
     /// The distinct (storage class, copy number) pairs of the copies on `vid`, sorted (repack
     /// checks its routes against them before queueing anything).
-    async fn tape_copy_classes(&self, vid: &str) -> Result<Vec<(String, u32)>> {
-        let _ = vid;
-        Err(Error::new(crate::ErrorKind::Unsupported, "this catalogue cannot list a tape's files yet"))
-    }
+    async fn tape_copy_classes(&self, vid: &str) -> Result<Vec<(String, u32)>>;
 }
