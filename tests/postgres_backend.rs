@@ -1,8 +1,8 @@
 //! PostgreSQL backend tests beyond the conformance suite:
 //!
-//! - a differential test: seeded random workloads played through the `Scheduler` on
-//!   `objectstore-memory` and on `postgres` must give identical answers at every step (errors
-//!   compared on their kind);
+//! - a differential test: seeded random workloads (repack included) played through the
+//!   `Scheduler` on `objectstore-memory`, `postgres` and `objectstore-redis` must give identical
+//!   answers at every step (errors compared on their kind);
 //! - the incrementally kept queue summaries equal a rebuild from the job rows, after a whole
 //!   workload and after each claim (oldest/youngest kept or read again as jobs leave);
 //! - a process's cached summaries follow every change other processes commit, in whatever order
@@ -19,7 +19,8 @@ use tapesched_scheduler::clock::{Clock, ManualClock};
 use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
 use tapesched_scheduler::decision::SchedulerConfig;
 use tapesched_scheduler::scheduler::Scheduler;
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission, TapeSession};
+use tapesched_scheduler::repack::RepackType;
+use tapesched_scheduler::scheduler::{ArchiveSubmission, RepackSubmission, RetrieveSubmission, StateChangeMode, TapeSession};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_tests::Fixture;
@@ -121,9 +122,40 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
         18 => shown(s.show_queues().await),
         19 => shown(s.cancel_archive(1 + b % next_id.max(1)).await),
         20 => shown(s.cancel_retrieve(100 + b % 6, None).await),
-        _ => {
+        21 => {
             side.f.clock.set(side.f.clock.now() + (b % 50) as i64);
             shown(s.explain_mount(&format!("d{drive}")).await.map(|d| d.chosen))
+        }
+        // Repack of T1 (files 101-105 only there, file 100's copy 1): REPACKING, then queued.
+        22 => {
+            let state = s.change_tape_state("T1", TapeState::Repacking, Some("repack"), StateChangeMode::All).await;
+            let cleaned = s.cleanup_queues().await;
+            let sub = RepackSubmission {
+                vid: "T1".into(),
+                repack_type: if b.is_multiple_of(2) { RepackType::Move } else { RepackType::MoveAndAddCopies },
+                mount_policy: "mp".into(),
+                buffer_url: Some("file:///buffer".into()),
+                no_recall: false,
+                max_files: (b % 3 == 0).then_some(1 + b % 4),
+                storage_class: None,
+            };
+            format!("{} {} {}", shown(state.map(|c| c.state)), shown(cleaned), shown(s.queue_repack(sub).await))
+        }
+        23 => shown(s.expand_repacks(Some(1 + b % 2)).await),
+        24 => {
+            let done = s.process_repack_reports(Some(1 + b % 4)).await;
+            shown(done.map(|r| r.iter().map(|r| (r.archive_file_id, r.kind(), r.outcome)).collect::<Vec<_>>()))
+        }
+        25 => {
+            let cancelled = s.cancel_repack("T1").await;
+            let state = s.change_tape_state("T1", TapeState::Active, None, StateChangeMode::All).await;
+            format!("{} {}", shown(cancelled), shown(state.map(|c| c.state)))
+        }
+        _ => {
+            let repacks = s.show_repacks().await;
+            shown(repacks.map(|all| {
+                all.iter().map(|r| (r.vid.clone(), r.status, r.counters, r.last_expanded_fseq)).collect::<Vec<_>>()
+            }))
         }
     }
 }
@@ -138,6 +170,8 @@ struct Work {
     completed: u64,
     failed: u64,
     reported: u64,
+    repacks: u64,
+    repack_reports: u64,
 }
 
 impl Work {
@@ -149,6 +183,8 @@ impl Work {
             11..=13 if answer == "Ok(())" && b.is_multiple_of(3) => self.failed += 1,
             11..=13 if answer == "Ok(())" => self.completed += 1,
             16 if answer.starts_with("Ok([(") => self.reported += 1,
+            22 if answer.ends_with("Ok(())") => self.repacks += 1,
+            24 if answer.starts_with("Ok([(") => self.repack_reports += 1,
             _ => {}
         }
     }
@@ -160,6 +196,8 @@ impl Work {
         self.completed += o.completed;
         self.failed += o.failed;
         self.reported += o.reported;
+        self.repacks += o.repacks;
+        self.repack_reports += o.repack_reports;
     }
 }
 
@@ -170,12 +208,14 @@ async fn random_workloads_give_identical_answers_on_every_backend() {
         let mut work = Work::default();
         let mut sides = Vec::new();
         for backend in ["objectstore-memory", "postgres", "objectstore-redis"] {
-            sides.push((backend, Side { f: Fixture::new(backend).await, sessions: [None, None, None] }));
+            // Repack passes of two files, so expansion takes several.
+            let config = SchedulerConfig { repack_files_per_pass: 2, ..SchedulerConfig::default() };
+            sides.push((backend, Side { f: Fixture::with_config(backend, config).await, sessions: [None, None, None] }));
         }
         let mut rng = tapesched_testkit::SeededRng(seed);
         let mut next_id = 1;
         for step in 0..250 {
-            let (op, a, b) = (rng.below(22), rng.next_u64(), rng.next_u64());
+            let (op, a, b) = (rng.below(27), rng.next_u64(), rng.next_u64());
             let mut answers = Vec::new();
             for (backend, side) in sides.iter_mut() {
                 answers.push((*backend, play(side, op, a, b, next_id).await));
@@ -200,9 +240,9 @@ async fn random_workloads_give_identical_answers_on_every_backend() {
             assert_eq!(reference, side.f.db.mount_info(0).await.unwrap(), "seed {seed}, {backend}");
         }
     }
-    let Work { queued, mounted, claimed, completed, failed, reported } = total;
+    let Work { queued, mounted, claimed, completed, failed, reported, repacks, repack_reports } = total;
     assert!(
-        [queued, mounted, claimed, completed, failed, reported].iter().all(|n| *n > 0),
+        [queued, mounted, claimed, completed, failed, reported, repacks, repack_reports].iter().all(|n| *n > 0),
         "the workloads did too little real work to compare: {total:?}"
     );
 }
