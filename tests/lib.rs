@@ -124,6 +124,17 @@ pub fn catalogue() -> (CatalogueSnapshot, Vec<ArchiveFile>) {
             retrieve_min_request_age: 0,
         },
     );
+    // Repack work is urgent in the tests that use it (it then wins mounts over user work).
+    s.mount_policies.insert(
+        "repack".into(),
+        MountPolicy {
+            name: "repack".into(),
+            archive_priority: 5,
+            archive_min_request_age: 0,
+            retrieve_priority: 5,
+            retrieve_min_request_age: 0,
+        },
+    );
     s.mount_rules = vec![MountRule {
         kind: MountRuleKind::Requester,
         disk_instance: "eos".into(),

@@ -18,9 +18,11 @@ use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::clock::{Clock, ManualClock};
 use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
 use tapesched_scheduler::decision::SchedulerConfig;
-use tapesched_scheduler::scheduler::Scheduler;
 use tapesched_scheduler::repack::RepackType;
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RepackSubmission, RetrieveSubmission, StateChangeMode, TapeSession};
+use tapesched_scheduler::scheduler::Scheduler;
+use tapesched_scheduler::scheduler::{
+    ArchiveSubmission, RepackSubmission, RetrieveSubmission, StateChangeMode, TapeSession,
+};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_tests::Fixture;
@@ -133,7 +135,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
             let sub = RepackSubmission {
                 vid: "T1".into(),
                 repack_type: if b.is_multiple_of(2) { RepackType::Move } else { RepackType::MoveAndAddCopies },
-                mount_policy: "mp".into(),
+                mount_policy: "repack".into(),
                 buffer_url: Some("file:///buffer".into()),
                 no_recall: false,
                 max_files: (b % 3 == 0).then_some(1 + b % 4),
@@ -141,12 +143,17 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
             };
             format!("{} {} {}", shown(state.map(|c| c.state)), shown(cleaned), shown(s.queue_repack(sub).await))
         }
-        23 => shown(s.expand_repacks(Some(1 + b % 2)).await),
+        23 => {
+            // Time passes, so the subrequests grow old enough to warrant a mount.
+            side.f.clock.set(side.f.clock.now() + 1 + (b % 20) as i64);
+            shown(s.expand_repacks(Some(1 + b % 2)).await)
+        }
         24 => {
             let done = s.process_repack_reports(Some(1 + b % 4)).await;
             shown(done.map(|r| r.iter().map(|r| (r.archive_file_id, r.kind(), r.outcome)).collect::<Vec<_>>()))
         }
-        25 => {
+        // Cancelled one time in five (else the repack seldom lives long enough to report).
+        25 if b.is_multiple_of(5) => {
             let cancelled = s.cancel_repack("T1").await;
             let state = s.change_tape_state("T1", TapeState::Active, None, StateChangeMode::All).await;
             format!("{} {}", shown(cancelled), shown(state.map(|c| c.state)))
@@ -210,7 +217,8 @@ async fn random_workloads_give_identical_answers_on_every_backend() {
         for backend in ["objectstore-memory", "postgres", "objectstore-redis"] {
             // Repack passes of two files, so expansion takes several.
             let config = SchedulerConfig { repack_files_per_pass: 2, ..SchedulerConfig::default() };
-            sides.push((backend, Side { f: Fixture::with_config(backend, config).await, sessions: [None, None, None] }));
+            sides
+                .push((backend, Side { f: Fixture::with_config(backend, config).await, sessions: [None, None, None] }));
         }
         let mut rng = tapesched_testkit::SeededRng(seed);
         let mut next_id = 1;
