@@ -123,9 +123,11 @@ async fn scheduler(target: &Target, config: SchedulerConfig) -> Result<Scheduler
 pub async fn run(command: RepackCommand) -> u8 {
     match command {
         RepackCommand::Add(a) => {
-            let repack_type: RepackType = match a.repack_type.parse() {
-                Ok(t) => t,
-                Err(e) => return failed(e),
+            let Ok(repack_type) = a.repack_type.parse::<RepackType>() else {
+                return failed(Error::invalid(format!(
+                    "--type {:?}: expected move, add_copies or move_and_add_copies",
+                    a.repack_type
+                )));
             };
             let s = match scheduler(&a.target, SchedulerConfig::default()).await {
                 Ok(s) => s,
