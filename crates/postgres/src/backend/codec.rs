@@ -201,6 +201,17 @@ impl ArchiveState {
     }
 }
 
+/// What a queue summary counts of a retrieve request.
+pub(super) fn retrieve_facts(request: &RetrieveRequest) -> JobFacts<'_> {
+    JobFacts {
+        size: request.size,
+        created_at: request.created_at,
+        priority: request.policy.priority,
+        min_age: request.policy.min_request_age,
+        policy: &request.policy.name,
+    }
+}
+
 /// What a queue summary counts of an archive request's job.
 pub(super) fn archive_facts(request: &ArchiveRequest) -> JobFacts<'_> {
     JobFacts {
@@ -281,13 +292,7 @@ pub(super) struct RetrieveState {
 
 impl RetrieveState {
     pub(super) fn facts(&self) -> JobFacts<'_> {
-        JobFacts {
-            size: self.request.size,
-            created_at: self.request.created_at,
-            priority: self.request.policy.priority,
-            min_age: self.request.policy.min_request_age,
-            policy: &self.request.policy.name,
-        }
+        retrieve_facts(&self.request)
     }
 }
 

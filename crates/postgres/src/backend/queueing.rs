@@ -110,17 +110,7 @@ impl PgSchedulerDb {
         }
         if queued {
             let mut delta = Delta::default();
-            delta.add(
-                KIND_RETRIEVE,
-                &r.active_vid,
-                JobFacts {
-                    size: r.size,
-                    created_at: r.created_at,
-                    priority: r.policy.priority,
-                    min_age: r.policy.min_request_age,
-                    policy: &r.policy.name,
-                },
-            );
+            delta.add(KIND_RETRIEVE, &r.active_vid, retrieve_facts(r));
             delta.apply(&mut tx, now).await?;
         }
         Self::commit(tx).await
@@ -218,13 +208,7 @@ pub(super) async fn insert_archives(
         (Vec::new(), Vec::new(), Vec::<Option<i64>>::new(), Vec::new(), Vec::new());
     for r in requests.iter().filter(|r| stored.contains(&key_of(r))) {
         let (key, kind) = (key_of(r) as i64, archive_kind(r));
-        let facts = JobFacts {
-            size: r.size,
-            created_at: r.created_at,
-            priority: r.policy.priority,
-            min_age: r.policy.min_request_age,
-            policy: &r.policy.name,
-        };
+        let facts = archive_facts(r);
         for (pos, j) in r.jobs.iter().enumerate() {
             j_afid.push(key);
             j_copy.push(j.copy_nb as i32);

@@ -135,17 +135,7 @@ async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut D
         link.push(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()));
         link_vid.push(r.repack.as_ref().map(|l| l.vid.as_str()));
         if q {
-            delta.add(
-                KIND_RETRIEVE,
-                &r.active_vid,
-                JobFacts {
-                    size: r.size,
-                    created_at: r.created_at,
-                    priority: r.policy.priority,
-                    min_age: r.policy.min_request_age,
-                    policy: &r.policy.name,
-                },
-            );
+            delta.add(KIND_RETRIEVE, &r.active_vid, retrieve_facts(r));
         }
     }
     let inserted = sqlx::query(
