@@ -51,27 +51,14 @@ async fn fresh() -> (PgSchedulerDb, SchemaGuard) {
 }
 
 fn repack(vid: &str) -> RepackRequest {
-    let policy = QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 };
-    RepackRequest {
-        vid: vid.into(),
-        seq: 1,
-        repack_type: RepackType::Move,
-        mount_policy: "mp".into(),
-        archive_policy: policy.clone(),
-        retrieve_policy: policy,
-        buffer_url: "file:///buffer".into(),
-        no_recall: false,
-        max_files: None,
-        storage_class: None,
-        status: RepackStatus::Pending,
-        created_at: T,
-        expansion_started: false,
-        expansion_done: false,
-        last_expanded_fseq: 0,
-        all_files_selected: true,
-        counters: RepackCounters::default(),
-        failure: None,
-    }
+    let policy = MountPolicy {
+        name: "mp".into(),
+        archive_priority: 1,
+        archive_min_request_age: 0,
+        retrieve_priority: 1,
+        retrieve_min_request_age: 0,
+    };
+    RepackRequest::new(vid, 1, RepackType::Move, &policy, "file:///buffer", T)
 }
 
 fn link(vid: &str, id: u64, fseq: u64, user_provided: bool) -> RepackLink {

@@ -110,27 +110,18 @@ fn policy() -> QueuedPolicy {
     QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 }
 }
 
-fn repack_request(vid: &str) -> RepackRequest {
-    RepackRequest {
-        vid: vid.into(),
-        seq: 1,
-        repack_type: RepackType::Move,
-        mount_policy: "mp".into(),
-        archive_policy: policy(),
-        retrieve_policy: policy(),
-        buffer_url: "file:///buffer".into(),
-        no_recall: false,
-        max_files: None,
-        storage_class: None,
-        status: RepackStatus::Pending,
-        created_at: T,
-        expansion_started: false,
-        expansion_done: false,
-        last_expanded_fseq: 0,
-        all_files_selected: true,
-        counters: RepackCounters::default(),
-        failure: None,
+fn mount_policy() -> MountPolicy {
+    MountPolicy {
+        name: "mp".into(),
+        archive_priority: 1,
+        archive_min_request_age: 0,
+        retrieve_priority: 1,
+        retrieve_min_request_age: 0,
     }
+}
+
+fn repack_request(vid: &str) -> RepackRequest {
+    RepackRequest::new(vid, 1, RepackType::Move, &mount_policy(), "file:///buffer", T)
 }
 
 fn link(vid: &str, id: u64, fseq: u64, user_provided: bool) -> RepackLink {

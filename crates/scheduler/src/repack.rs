@@ -215,6 +215,39 @@ pub struct RepackRequest {
 }
 
 impl RepackRequest {
+    /// A Pending request of `repack_type` for `vid`, with `policy`'s values, created at `now`,
+    /// selecting every file (callers set `no_recall`, `max_files`, `storage_class`).
+    pub fn new(
+        vid: &str,
+        seq: u64,
+        repack_type: RepackType,
+        policy: &MountPolicy,
+        buffer_url: &str,
+        now: Timestamp,
+    ) -> Self {
+        let queued = |priority, min_request_age| QueuedPolicy { name: policy.name.clone(), priority, min_request_age };
+        RepackRequest {
+            vid: vid.to_string(),
+            seq,
+            repack_type,
+            mount_policy: policy.name.clone(),
+            archive_policy: queued(policy.archive_priority, policy.archive_min_request_age),
+            retrieve_policy: queued(policy.retrieve_priority, policy.retrieve_min_request_age),
+            buffer_url: buffer_url.to_string(),
+            no_recall: false,
+            max_files: None,
+            storage_class: None,
+            status: RepackStatus::Pending,
+            created_at: now,
+            expansion_started: false,
+            expansion_done: false,
+            last_expanded_fseq: 0,
+            all_files_selected: true,
+            counters: RepackCounters::default(),
+            failure: None,
+        }
+    }
+
     /// The buffer folder of the tape: `<buffer_url>/<vid>/`.
     pub fn buffer_dir(&self) -> String {
         buffer_dir(&self.buffer_url, &self.vid)
@@ -521,26 +554,14 @@ mod tests {
     use super::*;
 
     fn request() -> RepackRequest {
-        RepackRequest {
-            vid: "V1".into(),
-            seq: 1,
-            repack_type: RepackType::Move,
-            mount_policy: "mp".into(),
-            archive_policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-            retrieve_policy: QueuedPolicy { name: "mp".into(), priority: 1, min_request_age: 0 },
-            buffer_url: "file:///b/".into(),
-            no_recall: false,
-            max_files: None,
-            storage_class: None,
-            status: RepackStatus::Pending,
-            created_at: 0,
-            expansion_started: false,
-            expansion_done: false,
-            last_expanded_fseq: 0,
-            all_files_selected: true,
-            counters: RepackCounters::default(),
-            failure: None,
-        }
+        let policy = MountPolicy {
+            name: "mp".into(),
+            archive_priority: 1,
+            archive_min_request_age: 0,
+            retrieve_priority: 1,
+            retrieve_min_request_age: 0,
+        };
+        RepackRequest::new("V1", 1, RepackType::Move, &policy, "file:///b/", 0)
     }
 
     #[test]

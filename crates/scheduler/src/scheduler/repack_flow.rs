@@ -103,33 +103,12 @@ impl Scheduler {
             classes.retain(|(c, _)| c == sc);
         }
         check_routes(&snap, sub.repack_type, &classes)?;
+        let seq = self.catalogue.next_request_id().await?;
         let request = RepackRequest {
-            vid: sub.vid.clone(),
-            seq: self.catalogue.next_request_id().await?,
-            repack_type: sub.repack_type,
-            mount_policy: policy.name.clone(),
-            archive_policy: QueuedPolicy {
-                name: policy.name.clone(),
-                priority: policy.archive_priority,
-                min_request_age: policy.archive_min_request_age,
-            },
-            retrieve_policy: QueuedPolicy {
-                name: policy.name.clone(),
-                priority: policy.retrieve_priority,
-                min_request_age: policy.retrieve_min_request_age,
-            },
-            buffer_url,
             no_recall: sub.no_recall,
             max_files: sub.max_files,
             storage_class: sub.storage_class,
-            status: RepackStatus::Pending,
-            created_at: now,
-            expansion_started: false,
-            expansion_done: false,
-            last_expanded_fseq: 0,
-            all_files_selected: true,
-            counters: RepackCounters::default(),
-            failure: None,
+            ..RepackRequest::new(&sub.vid, seq, sub.repack_type, policy, &buffer_url, now)
         };
         self.db.queue_repack(request, now).await
     }
