@@ -2,11 +2,13 @@
 //! fresh namespace. A backend passes when it gives the canonical answers through the
 //! `Scheduler` (queue contents, batches, ownership across crashes, reports, claims by id).
 
-use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter};
 use tapesched_scheduler::catalogue::NewTapeFile;
+use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter};
 use tapesched_scheduler::decision::SchedulerConfig;
 use tapesched_scheduler::repack::{RepackStatus, RepackType};
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode};
+use tapesched_scheduler::scheduler::{
+    ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode,
+};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_tests::{Fixture, T0};
@@ -259,7 +261,8 @@ async fn repack_expands_by_passes_and_completes(f: Fixture) {
     let r = f.db.repack("T3").await.unwrap().expect("stored");
     assert_eq!((r.status, r.counters.files_to_retrieve, r.expansion_done), (RepackStatus::Starting, 2, false));
     // A restarted process: same backend and catalogue, a new scheduler.
-    let again = Scheduler::new(f.db.clone(), f.scheduler.catalogue().clone(), f.clock.clone(), f.scheduler.config().clone());
+    let again =
+        Scheduler::new(f.db.clone(), f.scheduler.catalogue().clone(), f.clock.clone(), f.scheduler.config().clone());
     while again.expand_repacks(None).await.unwrap() == vec!["T3".to_string()] {}
     let r = f.db.repack("T3").await.unwrap().expect("stored");
     assert_eq!((r.counters.files_to_retrieve, r.counters.files_to_archive, r.expansion_done), (5, 5, true));

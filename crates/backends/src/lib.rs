@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod buffer;
 pub mod namespaces;
 
 use std::fmt;

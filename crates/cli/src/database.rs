@@ -50,7 +50,8 @@ impl Target {
         tapesched_backends::database_url(self.database_url.as_deref())
     }
 
-    fn backend(&self, mount_timeout: Option<i64>) -> tapesched_backends::Target {
+    /// The backend target of the instance.
+    pub fn backend(&self, mount_timeout: Option<i64>) -> tapesched_backends::Target {
         tapesched_backends::Target {
             database_url: self.database_url.clone(),
             schema: self.schema.clone(),

@@ -18,6 +18,7 @@
 mod database;
 mod exit;
 mod explain;
+mod repack;
 mod scenario;
 mod table;
 mod worker;
@@ -57,6 +58,9 @@ enum Command {
     /// The shared catalogue.
     #[command(subcommand)]
     Catalogue(CatalogueCommand),
+    /// Repack requests of a PostgreSQL instance: add, list, remove, expand, process reports.
+    #[command(subcommand)]
+    Repack(repack::RepackCommand),
     /// Processes that run scheduler work.
     #[command(subcommand)]
     Worker(WorkerCommand),
@@ -170,6 +174,7 @@ fn main() -> ExitCode {
             Command::Db(DbCommand::GcRuns(args)) => database::gc_runs(args).await,
             Command::Catalogue(CatalogueCommand::Load(args)) => database::load(args).await,
             Command::Worker(WorkerCommand::Drive(args)) => worker::drive(args).await,
+            Command::Repack(c) => repack::run(c).await,
         }
     });
     drop(runtime);

@@ -23,8 +23,10 @@ use tapesched_scheduler::{Error, ErrorKind, Result};
 
 use crate::store::{Lock, LockMode, ObjectStore, StoreError, Swap};
 
-/// The version of the stored format this build reads and writes. Version 1 was JSON; version 2
-/// is the binary layout described at `Objects::encode`.
+/// The base version of the stored format this build reads and writes. Version 1 was JSON; version
+/// 2 is the binary layout described at `Objects::encode`. A kind whose layout changed since has
+/// its own, higher, [`Stored::VERSION`] (request objects: 3, since requests carry a repack link)
+/// and may still read its older layouts ([`Stored::decode_older`]).
 pub const FORMAT_VERSION: u32 = 2;
 
 /// First bytes of every stored object.
@@ -59,10 +61,18 @@ pub enum Kind {
     Queue,
     /// A queue shard: job pointers.
     Shard,
+    /// The index of repack requests (their VIDs).
+    RepackIndex,
+    /// A repack request.
+    RepackRequest,
+    /// The subrequest ids of one committed (or in-flight) expansion pass of a repack.
+    RepackPass,
+    /// The journal of a batch of processed repack reports, until it is fully applied.
+    RepackBatch,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 12] = [
         Kind::Root,
         Kind::AgentRegister,
         Kind::Agent,
@@ -71,6 +81,10 @@ impl Kind {
         Kind::RetrieveRequest,
         Kind::Queue,
         Kind::Shard,
+        Kind::RepackIndex,
+        Kind::RepackRequest,
+        Kind::RepackPass,
+        Kind::RepackBatch,
     ];
 
     /// The kind's byte in an object's header.
@@ -87,6 +101,14 @@ impl Kind {
 pub trait Stored: Serialize + DeserializeOwned + Send + Sync {
     /// Its kind.
     const KIND: Kind;
+    /// The format version this build writes for the kind.
+    const VERSION: u32 = FORMAT_VERSION;
+    /// Decodes the payload of an older `version` of the kind, for a kind that can still read it
+    /// (`None`: that version is refused). Answers the value and the bytes left after it.
+    fn decode_older(version: u32, payload: &[u8]) -> Option<postcard::Result<(Self, &[u8])>> {
+        let _ = (version, payload);
+        None
+    }
 }
 
 /// Escapes a name taken from a request for use inside an object name: every byte outside
@@ -124,7 +146,7 @@ pub fn request_name(id: RequestId) -> String {
     match id {
         RequestId::Archive(afid) => archive_request_name(afid),
         RequestId::Retrieve(rid) => retrieve_request_name(rid),
-        RequestId::RepackArchive(sid) => format!("RepackArchiveRequest-{sid}"),
+        RequestId::RepackArchive(sid) => repack::repack_archive_request_name(sid),
     }
 }
 
@@ -150,6 +172,9 @@ pub enum QueueKind {
     RetrieveToReport,
     /// Failed retrieve jobs kept for operators, per VID.
     RetrieveFailed,
+    /// Repack subrequests (retrieves and archives) whose outcome is due to their repack, per
+    /// repacked VID.
+    RepackToReport,
 }
 
 impl QueueKind {
@@ -173,6 +198,7 @@ impl QueueKind {
             QueueKind::RetrieveToTransfer => "RetrieveToTransfer",
             QueueKind::RetrieveToReport => "RetrieveToReport",
             QueueKind::RetrieveFailed => "RetrieveFailed",
+            QueueKind::RepackToReport => "RepackToReport",
         }
     }
 }
@@ -283,6 +309,10 @@ pub struct StoredArchive {
 }
 impl Stored for StoredArchive {
     const KIND: Kind = Kind::ArchiveRequest;
+    const VERSION: u32 = 3;
+    fn decode_older(version: u32, payload: &[u8]) -> Option<postcard::Result<(Self, &[u8])>> {
+        (version == 2).then(|| legacy::archive_v2(payload))
+    }
 }
 
 /// A retrieve request as stored, with its owner.
@@ -292,9 +322,16 @@ pub struct StoredRetrieve {
     pub request: RetrieveRequest,
     /// Owner.
     pub owner: Owner,
+    /// For a repack subrequest, the token of the expansion pass that created it: the subrequest
+    /// exists for its repack only once the repack records the pass as committed.
+    pub pass: Option<u64>,
 }
 impl Stored for StoredRetrieve {
     const KIND: Kind = Kind::RetrieveRequest;
+    const VERSION: u32 = 3;
+    fn decode_older(version: u32, payload: &[u8]) -> Option<postcard::Result<(Self, &[u8])>> {
+        (version == 2).then(|| legacy::retrieve_v2(payload))
+    }
 }
 
 /// A pointer from a queue to a job, with what the queue summary needs. Shards hold many of
@@ -522,7 +559,7 @@ impl Objects {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(MAGIC);
         out.push(T::KIND.code());
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&T::VERSION.to_le_bytes());
         out.extend_from_slice(&write_stamp().to_le_bytes());
         postcard::to_io(value, out)
             .map_err(|e| Error::internal(format!("cannot encode a {:?}: {e}", T::KIND)).caused_by(e))
@@ -539,9 +576,12 @@ impl Objects {
             return Err(Error::internal(format!("object {name:?} is corrupted (not a tapesched object)")));
         }
         let version = u32::from_le_bytes(bytes[MAGIC.len() + 1..MAGIC.len() + 5].try_into().expect("four bytes"));
-        if version != FORMAT_VERSION {
+        let older = if version == T::VERSION { None } else { T::decode_older(version, &bytes[HEADER..]) };
+        if version != T::VERSION && older.is_none() {
             return Err(Error::internal(format!(
-                "object {name:?} has format version {version}, this build reads version {FORMAT_VERSION}"
+                "object {name:?} has format version {version}, this build reads version {} of a {:?}",
+                T::VERSION,
+                T::KIND
             )));
         }
         match Kind::of_code(bytes[MAGIC.len()]) {
@@ -551,7 +591,7 @@ impl Objects {
             }
             None => return Err(Error::internal(format!("object {name:?} is corrupted (unknown kind)"))),
         }
-        match postcard::take_from_bytes::<T>(&bytes[HEADER..]) {
+        match older.unwrap_or_else(|| postcard::take_from_bytes::<T>(&bytes[HEADER..])) {
             Ok((value, [])) => Ok(value),
             Ok((_, rest)) => {
                 Err(Error::internal(format!("object {name:?} is corrupted ({} bytes after its value)", rest.len())))
@@ -733,98 +773,12 @@ pub enum Write {
     Delete,
 }
 
+#[path = "objects_legacy.rs"]
+mod legacy;
+#[path = "objects_repack.rs"]
+mod repack;
+pub use repack::*;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::MemoryStore;
-
-    /// Queue totals never wrap: three sizes of 2^63-1 add up exactly, show as 2^63-1, and
-    /// removing them again gives the exact smaller totals. A summary written by a build that kept
-    /// bytes as `u64` reads unchanged.
-    #[test]
-    fn queue_bytes_are_exact_and_shown_clamped() {
-        let max = tapesched_scheduler::bounds::MAX;
-        let pointer = |size: u64| JobPointer {
-            request: RequestId::Archive(1),
-            address: "a".into(),
-            copy_nb: 1,
-            archive_file_id: 1,
-            size,
-            priority: 1,
-            min_age: 0,
-            policy: "p".into(),
-            created_at: 0,
-            fseq: 0,
-            seq: 0,
-            outcome: None,
-        };
-        let mut s = Summary::default();
-        for _ in 0..3 {
-            s.account(&pointer(max), true);
-        }
-        assert_eq!(s.bytes, 3 * u128::from(max));
-        assert_eq!(s.bytes_queued(), max);
-        s.account(&pointer(max), false);
-        s.account(&pointer(max), false);
-        s.account(&pointer(5), true);
-        assert_eq!((s.count, s.bytes_queued()), (2, max));
-        s.account(&pointer(max), false);
-        assert_eq!((s.count, s.bytes_queued()), (1, 5));
-
-        #[derive(Serialize)]
-        struct OldSummary {
-            count: u64,
-            bytes: u64,
-            priorities: BTreeMap<u64, u64>,
-            min_ages: BTreeMap<u64, u64>,
-            policies: BTreeMap<String, u64>,
-        }
-        let old = OldSummary {
-            count: 2,
-            bytes: u64::MAX - 1,
-            priorities: BTreeMap::from([(3, 2)]),
-            min_ages: BTreeMap::new(),
-            policies: BTreeMap::from([("p".to_string(), 2)]),
-        };
-        let read: Summary = postcard::from_bytes(&postcard::to_allocvec(&old).unwrap()).unwrap();
-        assert_eq!((read.count, read.bytes, read.priorities.len()), (2, u128::from(u64::MAX - 1), 1));
-    }
-
-    #[test]
-    fn escaping_keeps_names_inside_the_scheme() {
-        assert_eq!(escape("pool_1.a-b"), "pool_1.a-b");
-        assert_eq!(escape("a:b{c}\n/"), "a%3Ab%7Bc%7D%0A%2F");
-        assert_ne!(QueueKey::new(QueueKind::RetrieveToTransfer, "a-b").object_name(), "Queue-RetrieveToTransfer-a");
-    }
-
-    #[tokio::test]
-    async fn wrong_kind_and_version_are_refused() {
-        let objs = Objects::new(Arc::new(MemoryStore::new()), Duration::from_millis(50));
-        objs.create("g", &GlobalLock { next_mount_id: 1 }).await.unwrap();
-        let e = objs.read::<Root>("g").await.unwrap_err();
-        assert!(e.message.contains("expected a Root"), "{e}");
-        let mut bad = Objects::encode(&Root::default()).unwrap();
-        bad[4..8].copy_from_slice(&99u32.to_le_bytes());
-        objs.store().create("bad", bad).await.unwrap();
-        let e = objs.read::<Root>("bad").await.unwrap_err();
-        assert!(e.message.contains("version 99"), "{e}");
-        objs.store().create("old", b"{\"kind\":\"Root\",\"version\":1,\"payload\":{}}".to_vec()).await.unwrap();
-        let e = objs.read::<Root>("old").await.unwrap_err();
-        assert!(e.message.contains("format version 1 (JSON"), "{e}");
-        let mut long = Objects::encode(&Root::default()).unwrap();
-        long.push(0);
-        objs.store().create("long", long).await.unwrap();
-        assert!(objs.read::<Root>("long").await.unwrap_err().message.contains("1 bytes after its value"));
-        let mut cut = Objects::encode(&GlobalLock { next_mount_id: 1 << 40 }).unwrap();
-        cut.pop();
-        objs.store().create("cut", cut).await.unwrap();
-        assert!(objs.read::<GlobalLock>("cut").await.unwrap_err().message.contains("corrupted"));
-        for junk in [&b"\xff\x00"[..], b"", b"TSO", b"TSO\x63\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"] {
-            objs.store().create("junk", junk.to_vec()).await.unwrap();
-            let e = objs.read::<Root>("junk").await.unwrap_err();
-            assert!(e.message.contains("corrupted"), "{junk:?}: {e}");
-            let lock = objs.store().lock("junk", LockMode::Exclusive, Duration::from_secs(1)).await.unwrap();
-            objs.store().remove("junk", &lock).await.unwrap();
-        }
-    }
-}
+#[path = "objects_tests.rs"]
+mod tests;

@@ -1,6 +1,8 @@
 //! The thin `SchedulerDb` adapter: each trait method calls the operation of the same name
 //! (`*_op`) in the module of its area.
 
+use tapesched_scheduler::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
+
 use super::*;
 
 #[async_trait]
@@ -142,5 +144,43 @@ impl SchedulerDb for ObjectstoreDb {
 
     async fn list_failed(&self, kind: JobKind) -> Result<Vec<u64>> {
         self.list_failed_op(kind).await
+    }
+
+    async fn queue_repack(&self, request: RepackRequest, now: Timestamp) -> Result<()> {
+        self.queue_repack_op(request, now).await
+    }
+
+    async fn repacks(&self) -> Result<Vec<RepackRequest>> {
+        self.repacks_op().await
+    }
+
+    async fn repack(&self, vid: &str) -> Result<Option<RepackRequest>> {
+        self.repack_op(vid).await
+    }
+
+    async fn update_repack(&self, vid: &str, update: &RepackUpdate, now: Timestamp) -> Result<RepackRequest> {
+        self.update_repack_op(vid, update, now).await
+    }
+
+    async fn queue_repack_subrequests(
+        &self,
+        vid: &str,
+        subrequests: Vec<RetrieveRequest>,
+        update: &RepackUpdate,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.queue_repack_subrequests_op(vid, subrequests, update, now).await
+    }
+
+    async fn repack_reports_due(&self, max: u64, now: Timestamp) -> Result<Vec<RepackReport>> {
+        self.repack_reports_due_op(max, now).await
+    }
+
+    async fn repack_reports_processed(&self, batch: &RepackReportBatch, now: Timestamp) -> Result<()> {
+        self.repack_reports_processed_op(batch, now).await
+    }
+
+    async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
+        self.cancel_repack_op(vid, now).await
     }
 }

@@ -99,9 +99,8 @@ impl ObjectstoreDb {
         let mut out = Vec::new();
         for id in jobs {
             let (name, owner) = match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => {
-                    let name = archive_request_name(afid);
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
+                    let name = request_name(id.request);
                     let Some(s) = self.objs.read::<StoredArchive>(&name).await? else { continue };
                     let Some(job) = s.request.job(id.copy_nb) else { continue };
                     if job.status != ArchiveJobStatus::ToTransfer {
@@ -125,9 +124,8 @@ impl ObjectstoreDb {
             self.log(&agent, std::slice::from_ref(&name), true, now).await?;
             let (qk, me2) = (Owner::Queue(key.clone()), me.clone());
             let job = match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => self
-                    .update_archive(afid, |s| {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => self
+                    .update_archive(&name, |s| {
                         if s.owners.get(&id.copy_nb) != Some(&qk) {
                             return Ok((None, Write::Keep));
                         }

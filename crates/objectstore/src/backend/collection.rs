@@ -26,7 +26,19 @@ impl ObjectstoreDb {
         router: &dyn RetrieveRouter,
     ) -> Result<u64> {
         let me = Owner::Agent(agent_name.to_string());
-        let found = join_all(agent.owned.iter().map(|name| self.requeue_one(name, &me, router))).await;
+        // Journals of processed repack reports first: finishing one may create the archive
+        // requests it names (it is the only name such an operation logs).
+        for name in agent.owned.iter().filter(|n| n.starts_with(REPACK_BATCH_PREFIX)) {
+            self.finish_repack_batch(name, now).await?;
+        }
+        let found = join_all(
+            agent
+                .owned
+                .iter()
+                .filter(|n| !n.starts_with(REPACK_BATCH_PREFIX))
+                .map(|name| self.requeue_one(name, &me, router, now)),
+        )
+        .await;
         let mut requeued = 0;
         let mut moves = Moves::new();
         let mut ensure = Moves::new();
@@ -53,14 +65,24 @@ impl ObjectstoreDb {
         name: &str,
         me: &Owner,
         router: &dyn RetrieveRouter,
+        now: Timestamp,
     ) -> Result<Vec<(bool, QueueKey, JobPointer, bool)>> {
         let mut out = Vec::new();
-        if name.starts_with("ArchiveRequest-") {
+        if name.starts_with(REPACK_PASS_PREFIX) {
+            self.drop_uncommitted_pass(name).await?;
+        } else if name.starts_with("ArchiveRequest-") || name.starts_with("RepackArchiveRequest-") {
             let Some(stored) = self.objs.read::<StoredArchive>(name).await? else { return Ok(out) };
-            let afid = stored.request.archive_file_id;
+            if let Some(link) = &stored.request.repack {
+                if self.objs.read::<StoredRepack>(&repack_name(&link.vid)).await?.is_none() {
+                    // Its repack was cancelled: the subrequest goes with it.
+                    let queues = queue_owners(stored.owners.iter().map(|(c, o)| (*c, o)));
+                    self.delete_requests(vec![(name.to_string(), queues)], now).await?;
+                    return Ok(out);
+                }
+            }
             let me2 = me.clone();
             let moved = self
-                .update_archive(afid, move |s| {
+                .update_archive(name, move |s| {
                     let mut out = Vec::new();
                     for job in s.request.jobs.clone() {
                         let owner = s.owners.get(&job.copy_nb).cloned().unwrap_or(Owner::Nobody);
@@ -95,6 +117,12 @@ impl ObjectstoreDb {
             }
         } else if name.starts_with("RetrieveRequest-") {
             let Some(stored) = self.objs.read::<StoredRetrieve>(name).await? else { return Ok(out) };
+            if !self.repack_subrequest_committed(&stored).await? {
+                // Left by an expansion pass that never committed, or its repack was cancelled.
+                let queues = queue_owners([(stored.request.active_copy().map_or(0, |c| c.copy_nb), &stored.owner)]);
+                self.delete_requests(vec![(name.to_string(), queues)], now).await?;
+                return Ok(out);
+            }
             let mut request = stored.request.clone();
             if stored.owner == *me && request.status == RetrieveStatus::ToTransfer {
                 match self.route(&request, router).await? {

@@ -47,10 +47,11 @@ impl ObjectstoreDb {
                     if st.owner != *me {
                         return Ok((None, Write::Keep));
                     }
-                    if st.request.report_url.is_none() {
+                    let mut request = st.request.clone();
+                    if rules::on_retrieve_success(&mut request) == RetrieveSuccessOutcome::Delete {
                         return Ok((None, Write::Delete));
                     }
-                    st.request.status = RetrieveStatus::ToReportForTransfer;
+                    st.request = request;
                     let (key, outcome) = retrieve_home(&st.request);
                     st.owner = Owner::Queue(key.clone());
                     Ok((Some((key, retrieve_pointer(&st.request, outcome))), Write::Commit))
@@ -81,11 +82,11 @@ impl ObjectstoreDb {
         let mut released = Vec::new();
         for id in jobs {
             match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
+                    let name = request_name(id.request);
                     let me2 = me.clone();
                     let moved = self
-                        .update_archive(afid, |st| {
+                        .update_archive(&name, |st| {
                             if st.owners.get(&id.copy_nb) != Some(&me2) {
                                 return Ok((None, Write::Keep));
                             }
@@ -110,10 +111,10 @@ impl ObjectstoreDb {
                     if let Some(m) = moved {
                         if let Some((key, ptr)) = m {
                             moves.entry(key).or_default().push(ptr);
-                            released.push(archive_request_name(afid));
+                            released.push(name);
                         }
                     } else {
-                        released.push(archive_request_name(afid));
+                        released.push(name);
                     }
                 }
                 RequestId::Retrieve(rid) => {
@@ -184,9 +185,8 @@ impl ObjectstoreDb {
         for id in jobs {
             let me2 = me.clone();
             let moved = match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => self
-                    .update_archive(afid, |st| {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => self
+                    .update_archive(&request_name(id.request), |st| {
                         if st.owners.get(&id.copy_nb) != Some(&me2) {
                             return Ok((None, Write::Keep));
                         }
@@ -201,7 +201,7 @@ impl ObjectstoreDb {
                     })
                     .await?
                     .flatten()
-                    .map(|m| (archive_request_name(afid), m)),
+                    .map(|m| (request_name(id.request), m)),
                 RequestId::Retrieve(rid) => self
                     .update_retrieve(rid, |st| {
                         if st.owner != me2 {

@@ -17,8 +17,9 @@
 //! This module holds the settings, the handle and the pointer helpers; the operations are in the
 //! submodules: `agents` (agents and intent logs), `queues` (queue access and locked request
 //! updates), `queueing`, `mounts` (mount decisions), `claims`, `completion`, `collection`
-//! (requeueing what agents owned, the collector, drains, markers), `reports`, and `adapter` (the
-//! `SchedulerDb` trait, each method calling its `*_op`).
+//! (requeueing what agents owned, the collector, drains, markers), `reports`, `repack` (repack
+//! requests, expansion passes, repack reports, cancellation), `repack_batch` (processed repack
+//! reports, journaled), and `adapter` (the `SchedulerDb` trait, each method calling its `*_op`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
-use tapesched_scheduler::rules::{self, ArchiveSuccessOutcome, FailureOutcome};
+use tapesched_scheduler::rules::{self, ArchiveSuccessOutcome, FailureOutcome, RetrieveSuccessOutcome};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, Result};
 use tokio::sync::OnceCell;
@@ -86,8 +87,8 @@ fn archive_queue_kind(t: MountType) -> QueueKind {
 
 fn archive_pointer(r: &ArchiveRequest, copy_nb: u32, outcome: Option<Outcome>) -> JobPointer {
     JobPointer {
-        request: RequestId::Archive(r.archive_file_id),
-        address: archive_request_name(r.archive_file_id),
+        request: r.id(),
+        address: request_name(r.id()),
         copy_nb,
         archive_file_id: r.archive_file_id,
         size: r.size,
@@ -119,8 +120,24 @@ fn retrieve_pointer(r: &RetrieveRequest, outcome: Option<Outcome>) -> JobPointer
     }
 }
 
-/// The queue an archive job belongs in, given its status.
+/// The queue an archive job belongs in, given its status. A repack's archive job is written from
+/// its pool's ArchiveForRepack queue and reports to its repack's report queue; once accounted
+/// for (Complete or Failed) it belongs nowhere.
 fn archive_home(r: &ArchiveRequest, job: &ArchiveJob) -> Option<(QueueKey, Option<Outcome>)> {
+    if let Some(link) = &r.repack {
+        return match job.status {
+            ArchiveJobStatus::ToTransfer => {
+                Some((QueueKey::new(QueueKind::ArchiveToTransferForRepack, &job.tape_pool), None))
+            }
+            ArchiveJobStatus::ToReportForTransfer => {
+                Some((QueueKey::new(QueueKind::RepackToReport, &link.vid), Some(Outcome::Success)))
+            }
+            ArchiveJobStatus::ToReportForFailure => {
+                Some((QueueKey::new(QueueKind::RepackToReport, &link.vid), Some(Outcome::Failure)))
+            }
+            ArchiveJobStatus::Complete | ArchiveJobStatus::Failed => None,
+        };
+    }
     match job.status {
         ArchiveJobStatus::ToTransfer => {
             Some((QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool), None))
@@ -140,8 +157,14 @@ fn archive_home(r: &ArchiveRequest, job: &ArchiveJob) -> Option<(QueueKey, Optio
     }
 }
 
-/// The queue a retrieve request belongs in, given its status (transfers use its active VID).
+/// The queue a retrieve request belongs in, given its status (transfers use its active VID). A
+/// repack's retrieve shares the VID's transfer queue with user recalls and reports to its
+/// repack's report queue.
 fn retrieve_home(r: &RetrieveRequest) -> (QueueKey, Option<Outcome>) {
+    if let (Some(link), false) = (&r.repack, r.status == RetrieveStatus::ToTransfer) {
+        let outcome = if r.status == RetrieveStatus::ToReportForTransfer { Outcome::Success } else { Outcome::Failure };
+        return (QueueKey::new(QueueKind::RepackToReport, &link.vid), Some(outcome));
+    }
     match r.status {
         RetrieveStatus::ToTransfer => (QueueKey::new(QueueKind::RetrieveToTransfer, &r.active_vid), None),
         RetrieveStatus::ToReportForTransfer => {
@@ -152,6 +175,18 @@ fn retrieve_home(r: &RetrieveRequest) -> (QueueKey, Option<Outcome>) {
         }
         RetrieveStatus::Failed => (QueueKey::new(QueueKind::RetrieveFailed, &r.active_vid), None),
     }
+}
+
+/// The queues among the owners of a request's jobs, with the copy each holds (what must leave
+/// those queues when the request is deleted).
+fn queue_owners<'a>(owners: impl IntoIterator<Item = (u32, &'a Owner)>) -> Vec<(QueueKey, u32)> {
+    owners
+        .into_iter()
+        .filter_map(|(copy, o)| match o {
+            Owner::Queue(k) => Some((k.clone(), copy)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Pointers to add, grouped by queue.
@@ -165,6 +200,8 @@ mod completion;
 mod mounts;
 mod queueing;
 mod queues;
+mod repack;
+mod repack_batch;
 mod reports;
 
 impl ObjectstoreDb {

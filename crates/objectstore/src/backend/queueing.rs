@@ -12,7 +12,7 @@ impl ObjectstoreDb {
         now: Timestamp,
     ) -> Result<Vec<Result<()>>> {
         self.ready().await?;
-        let names: Vec<String> = requests.iter().map(|r| archive_request_name(r.archive_file_id)).collect();
+        let names: Vec<String> = requests.iter().map(|r| request_name(r.id())).collect();
         // Requests still in our log were being queued by an attempt that failed midway (the
         // store became unavailable): a retry resumes them instead of calling them duplicates.
         let in_flight = self.in_flight().await?;
@@ -26,9 +26,7 @@ impl ObjectstoreDb {
                 owners: request
                     .jobs
                     .iter()
-                    .map(|j| {
-                        (j.copy_nb, Owner::Queue(QueueKey::new(QueueKind::ArchiveToTransferForUser, &j.tape_pool)))
-                    })
+                    .map(|j| (j.copy_nb, archive_home(request, j).map_or(Owner::Nobody, |(k, _)| Owner::Queue(k))))
                     .collect(),
                 request: request.clone(),
             };
@@ -64,10 +62,9 @@ impl ObjectstoreDb {
             let Ok(resume) = ok else { continue };
             for job in &request.jobs {
                 let target = if *resume { &mut resumed } else { &mut moves };
-                target
-                    .entry(QueueKey::new(QueueKind::ArchiveToTransferForUser, &job.tape_pool))
-                    .or_default()
-                    .push(archive_pointer(request, job.copy_nb, None));
+                if let Some((key, outcome)) = archive_home(request, job) {
+                    target.entry(key).or_default().push(archive_pointer(request, job.copy_nb, outcome));
+                }
             }
         }
         self.add_pointers(moves, now).await?;
@@ -110,7 +107,7 @@ impl ObjectstoreDb {
         let in_flight = self.in_flight().await?.contains(&name);
         self.log_own(std::slice::from_ref(&name), true, now).await?;
         let owner = Owner::Queue(key.clone());
-        let stored = StoredRetrieve { request: request.clone(), owner: owner.clone() };
+        let stored = StoredRetrieve { request: request.clone(), owner: owner.clone(), pass: None };
         let pointer = Moves::from([(key, vec![retrieve_pointer(&request, None)])]);
         match self.objs.create(&name, &stored).await {
             Ok(()) => self.add_pointers(pointer, now).await?,
@@ -194,7 +191,11 @@ impl ObjectstoreDb {
             let Some((_, jobs)) = self.read_queue_jobs(&address).await? else { continue };
             for p in jobs.iter().filter(|p| p.archive_file_id == archive_file_id) {
                 let Some(stored) = self.objs.read::<StoredRetrieve>(&p.address).await? else { continue };
-                if dst_url.is_some_and(|d| d != stored.request.dst_url) || stored.owner != Owner::Queue(key.clone()) {
+                // A repack's recall of the same file is not the user's to cancel.
+                if dst_url.is_some_and(|d| d != stored.request.dst_url)
+                    || stored.owner != Owner::Queue(key.clone())
+                    || stored.request.repack.is_some()
+                {
                     continue;
                 }
                 self.remove_pointers(&key, &[(p.address.clone(), p.copy_nb)], now).await?;

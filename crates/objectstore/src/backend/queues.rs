@@ -130,7 +130,8 @@ impl ObjectstoreDb {
         now: Timestamp,
     ) -> Result<()> {
         let Some(mut q) = self.open(key, false).await? else { return Ok(()) };
-        let r = q.remove(&self.objs, |j| targets.iter().any(|(a, c)| *a == j.address && *c == j.copy_nb)).await;
+        let targets: HashSet<(&str, u32)> = targets.iter().map(|(a, c)| (a.as_str(), *c)).collect();
+        let r = q.remove(&self.objs, |j| targets.contains(&(j.address.as_str(), j.copy_nb))).await;
         match r {
             Ok(_) => self.close(q, now).await,
             Err(e) => {
@@ -159,14 +160,14 @@ impl ObjectstoreDb {
 
     // --- moving jobs -----------------------------------------------------------------------------
 
-    /// Sets the owner of archive jobs and applies `change` to the request under its lock; returns
-    /// the request after the change, or `None` if it vanished.
+    /// Applies `change` to the archive request object `name` (a user's or a repack's, see
+    /// [`request_name`]) under its lock; `None` if it vanished.
     pub(super) async fn update_archive<R>(
         &self,
-        afid: u64,
+        name: &str,
         change: impl FnOnce(&mut StoredArchive) -> Result<(R, Write)>,
     ) -> Result<Option<R>> {
-        self.objs.update::<StoredArchive, R>(&archive_request_name(afid), change).await
+        self.objs.update::<StoredArchive, R>(name, change).await
     }
 
     pub(super) async fn update_retrieve<R>(
@@ -187,7 +188,7 @@ impl ObjectstoreDb {
         retrieve: impl Fn(usize, &mut StoredRetrieve) -> Result<(R, Write)>,
     ) -> Result<Vec<Option<R>>> {
         let (archives, retrieves): (Vec<usize>, Vec<usize>) =
-            (0..ids.len()).partition(|i| matches!(ids[*i], RequestId::Archive(_)));
+            (0..ids.len()).partition(|i| !matches!(ids[*i], RequestId::Retrieve(_)));
         let names = |of: &[usize]| -> Vec<String> { of.iter().map(|i| request_name(ids[*i])).collect() };
         let archived = self.objs.update_many(&names(&archives), |k, s| archive(archives[k], s)).await?;
         let retrieved = self.objs.update_many(&names(&retrieves), |k, s| retrieve(retrieves[k], s)).await?;

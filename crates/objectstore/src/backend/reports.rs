@@ -42,15 +42,20 @@ impl ObjectstoreDb {
             for ((key, p, outcome), bytes) in chunk.iter().zip(raw) {
                 let Some(bytes) = bytes else { continue };
                 let owner = Owner::Queue(key.clone());
+                // Repack subrequests report to their repack (`repack_reports_due`), never here.
                 let (owned, report_url, error_url) = match p.request {
-                    RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                    RequestId::Archive(_) => {
+                    RequestId::Archive(_) | RequestId::RepackArchive(_) => {
                         let s: StoredArchive = self.objs.decode_named(&p.address, &bytes)?;
-                        (s.owners.get(&p.copy_nb) == Some(&owner), s.request.report_url, s.request.error_report_url)
+                        let owned = s.owners.get(&p.copy_nb) == Some(&owner) && s.request.repack.is_none();
+                        (owned, s.request.report_url, s.request.error_report_url)
                     }
                     RequestId::Retrieve(_) => {
                         let s: StoredRetrieve = self.objs.decode_named(&p.address, &bytes)?;
-                        (s.owner == owner, s.request.report_url, s.request.error_report_url)
+                        (
+                            s.owner == owner && s.request.repack.is_none(),
+                            s.request.report_url,
+                            s.request.error_report_url,
+                        )
                     }
                 };
                 if !owned || due.len() >= max {
@@ -67,20 +72,17 @@ impl ObjectstoreDb {
         self.ready().await?;
         let mut moves = Moves::new();
         let mut removals: BTreeMap<QueueKey, Vec<(String, u32)>> = BTreeMap::new();
-        let names: Vec<String> = reports
-            .iter()
-            .map(|r| match r {
-                RequestId::Archive(a) => archive_request_name(*a),
-                RequestId::Retrieve(i) => retrieve_request_name(*i),
-                RequestId::RepackArchive(_) => request_name(*r),
-            })
-            .collect();
+        let names: Vec<String> = reports.iter().map(|r| request_name(*r)).collect();
         self.log_own(&names, true, now).await?;
         let outcomes = join_all(reports.iter().zip(&names).map(|(r, name)| async move {
             let out = match *r {
-                RequestId::Archive(afid) => {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
                     let out = self
-                        .update_archive(afid, |st| {
+                        .update_archive(name, |st| {
+                            if st.request.repack.is_some() {
+                                // A repack's archive reports to its repack, not through here.
+                                return Ok((None, Write::Keep));
+                            }
                             let Some(job) = st.request.jobs.iter().find(|j| {
                                 matches!(
                                     j.status,
@@ -117,21 +119,15 @@ impl ObjectstoreDb {
                             if from.kind != QueueKind::RetrieveToReport {
                                 return Ok((None, Write::Keep));
                             }
+                            // A delivered report ends the request, success or failure (as CTA
+                            // does); only archive failures are kept in the failed list.
                             let copy = st.request.active_copy().map_or(0, |c| c.copy_nb);
-                            if st.request.status != RetrieveStatus::ToReportForFailure {
-                                return Ok((Some((from, copy, None)), Write::Delete));
-                            }
-                            // A delivered failure report keeps the request in the failed list.
-                            st.request.status = RetrieveStatus::Failed;
-                            let (key, o) = retrieve_home(&st.request);
-                            st.owner = Owner::Queue(key.clone());
-                            Ok((Some((from, copy, Some((key, retrieve_pointer(&st.request, o))))), Write::Commit))
+                            Ok((Some((from, copy, None)), Write::Delete))
                         })
                         .await?
                         .flatten();
                     out
                 }
-                RequestId::RepackArchive(_) => None,
             };
             Ok::<_, Error>(out.map(|(from, copy, to)| (from, (name.clone(), copy), to)))
         }))
@@ -155,21 +151,16 @@ impl ObjectstoreDb {
         self.ready().await?;
         let mut moves = Moves::new();
         let mut removals: BTreeMap<QueueKey, Vec<(String, u32)>> = BTreeMap::new();
-        let names: Vec<String> = reports
-            .iter()
-            .map(|r| match r {
-                RequestId::Archive(a) => archive_request_name(*a),
-                RequestId::Retrieve(i) => retrieve_request_name(*i),
-                RequestId::RepackArchive(_) => request_name(*r),
-            })
-            .collect();
+        let names: Vec<String> = reports.iter().map(|r| request_name(*r)).collect();
         self.log_own(&names, true, now).await?;
         for (r, name) in reports.iter().zip(&names) {
             match *r {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
                     let out = self
-                        .update_archive(afid, |st| {
+                        .update_archive(name, |st| {
+                            if st.request.repack.is_some() {
+                                return Ok((None, Write::Keep));
+                            }
                             let Some(job) = st.request.jobs.iter_mut().find(|j| {
                                 matches!(
                                     j.status,
