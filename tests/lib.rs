@@ -72,7 +72,7 @@ fn tape(vid: &str, pool: &str, data: u64) -> Tape {
     }
 }
 
-/// A small catalogue: VO `vo`, pools `p1` and `p:{2}` (a name with characters a key scheme must
+/// A small catalogue: VO `vo` and the repack VO `repack_vo`, pools `p1` and `p:{2}` (a name with characters a key scheme must
 /// escape), storage classes `sc1` (one copy to p1) and `sc2` (p1 and `p:{2}`), tapes `T1`, `T2`
 /// (p1) and `T3` (`p:{2}`), drives `d0`..`d2`, and file 100 with copies on T1 (fSeq 5) and T3
 /// (fSeq 3), files 101..=105 on T1 (fSeq 9 down to 5).
@@ -86,6 +86,16 @@ pub fn catalogue() -> (CatalogueSnapshot, Vec<ArchiveFile>) {
             read_max_drives: 5,
             write_max_drives: 5,
             is_repack_vo: false,
+            disk_instance: None,
+        },
+    );
+    s.vos.insert(
+        "repack_vo".into(),
+        VirtualOrganization {
+            name: "repack_vo".into(),
+            read_max_drives: 1,
+            write_max_drives: 1,
+            is_repack_vo: true,
             disk_instance: None,
         },
     );

@@ -562,6 +562,81 @@ impl PgCatalogue {
         Ok(Some(file))
     }
 
+    async fn tape_files_once(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>, Fail> {
+        // fSeqs are at most 2^63-1: nothing lies above that.
+        let Ok(after) = i64::try_from(after_fseq) else { return Ok(vec![]) };
+        let limit = limit.min(i64::MAX as u64) as i64;
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let mut conn = self.pool.acquire().await?;
+        // One statement: the files' copies on the tape by fSeq (index `cat_tape_file_vid`), each
+        // with its file and all its copies in copy order.
+        let rows = sqlx::query(
+            "WITH f AS (
+                 SELECT archive_file_id, fseq FROM cat_tape_file WHERE vid = $1 AND fseq > $2
+                 ORDER BY fseq LIMIT $3
+             )
+             SELECT f.fseq AS at_fseq, a.archive_file_id, a.disk_instance, a.disk_file_id, a.size, a.storage_class,
+                    c.copy_nbs, c.vids, c.fseqs, c.block_ids
+             FROM f JOIN cat_archive_file a ON a.archive_file_id = f.archive_file_id
+             CROSS JOIN LATERAL (
+                 SELECT array_agg(t.copy_nb ORDER BY t.copy_nb) AS copy_nbs, array_agg(t.vid ORDER BY t.copy_nb) AS vids,
+                        array_agg(t.fseq ORDER BY t.copy_nb) AS fseqs,
+                        array_agg(t.block_id ORDER BY t.copy_nb) AS block_ids
+                 FROM cat_tape_file t WHERE t.archive_file_id = f.archive_file_id
+             ) c
+             ORDER BY f.fseq",
+        )
+        .bind(vid)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let copy_nbs: Vec<i32> = row.try_get("copy_nbs")?;
+            let vids: Vec<String> = row.try_get("vids")?;
+            let fseqs: Vec<i64> = row.try_get("fseqs")?;
+            let blocks: Vec<i64> = row.try_get("block_ids")?;
+            out.push(ArchiveFile {
+                archive_file_id: row.try_get::<i64, _>("archive_file_id")? as u64,
+                disk_instance: row.try_get("disk_instance")?,
+                disk_file_id: row.try_get("disk_file_id")?,
+                size: row.try_get::<i64, _>("size")? as u64,
+                storage_class: row.try_get("storage_class")?,
+                copies: copy_nbs
+                    .into_iter()
+                    .zip(vids)
+                    .zip(fseqs.into_iter().zip(blocks))
+                    .map(|((copy_nb, vid), (fseq, block_id))| TapeFile {
+                        copy_nb: copy_nb as u32,
+                        vid,
+                        fseq: fseq as u64,
+                        block_id: block_id as u64,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn tape_copy_classes_once(&self, vid: &str) -> Result<Vec<(String, u32)>, Fail> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT DISTINCT a.storage_class, t.copy_nb
+             FROM cat_tape_file t JOIN cat_archive_file a ON a.archive_file_id = t.archive_file_id
+             WHERE t.vid = $1",
+        )
+        .bind(vid)
+        .fetch_all(&mut *conn)
+        .await?;
+        // Sorted here: names compare byte-wise, whatever the database's collation.
+        let mut out: Vec<(String, u32)> = rows.into_iter().map(|(sc, c)| (sc, c as u32)).collect();
+        out.sort();
+        Ok(out)
+    }
+
     async fn reserve_once(&self, requested: Option<u64>) -> Result<u64, Fail> {
         let mut tx = self.pool.begin().await?;
         let id = match requested {
@@ -629,5 +704,31 @@ impl Catalogue for PgCatalogue {
 
     async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile> {
         retry(self.max_attempts, || self.record_once(&file)).await
+    }
+
+    async fn next_request_ids(&self, n: u64) -> Result<Vec<u64>> {
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        let n = i64::try_from(n).map_err(|_| Error::invalid(format!("cannot hand out {n} request ids at once")))?;
+        retry(self.max_attempts, || async move {
+            let mut conn = self.pool.acquire().await?;
+            let mut ids: Vec<i64> =
+                sqlx::query_scalar("SELECT nextval('cat_request_id_seq') FROM generate_series(1, $1::int8)")
+                    .bind(n)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            ids.sort_unstable();
+            Ok(ids.into_iter().map(|i| i as u64).collect())
+        })
+        .await
+    }
+
+    async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {
+        retry(self.max_attempts, || self.tape_files_once(vid, after_fseq, limit)).await
+    }
+
+    async fn tape_copy_classes(&self, vid: &str) -> Result<Vec<(String, u32)>> {
+        retry(self.max_attempts, || self.tape_copy_classes_once(vid)).await
     }
 }

@@ -256,15 +256,23 @@ impl Delta {
                          WHEN k.lo > s.oldest THEN s.oldest
                          WHEN k.kind = 2 THEN (SELECT min(r.created_at) FROM retrieve_request r
                                                WHERE r.active_vid = k.container AND r.queue_seq IS NOT NULL)
+                         WHEN k.kind = 1 THEN (SELECT min(a.created_at) FROM archive_job a
+                                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL
+                                                 AND a.archive_file_id < 0)
                          ELSE (SELECT min(a.created_at) FROM archive_job a
-                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL) END,
+                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL
+                                 AND a.archive_file_id >= 0) END,
                      youngest = CASE
                          WHEN s.files <= 0 THEN NULL
                          WHEN k.hi < s.youngest THEN s.youngest
                          WHEN k.kind = 2 THEN (SELECT max(r.created_at) FROM retrieve_request r
                                                WHERE r.active_vid = k.container AND r.queue_seq IS NOT NULL)
+                         WHEN k.kind = 1 THEN (SELECT max(a.created_at) FROM archive_job a
+                                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL
+                                                 AND a.archive_file_id < 0)
                          ELSE (SELECT max(a.created_at) FROM archive_job a
-                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL) END
+                               WHERE a.tape_pool = k.container AND a.queue_seq IS NOT NULL
+                                 AND a.archive_file_id >= 0) END
                  FROM unnest($1::int2[], $2::text[], $3::int8[], $4::int8[]) AS k(kind, container, lo, hi)
                  WHERE s.kind = k.kind AND s.container = k.container",
             )

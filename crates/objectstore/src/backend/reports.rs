@@ -228,12 +228,19 @@ impl ObjectstoreDb {
 
     pub(super) async fn list_pending_op(&self, kind: JobKind, queue: Option<&str>) -> Result<Vec<PendingJob>> {
         self.ready().await?;
-        let qkind = match kind {
-            JobKind::Archive => QueueKind::ArchiveToTransferForUser,
-            JobKind::Retrieve => QueueKind::RetrieveToTransfer,
+        // A pool's user queue comes before its repack queue (a repack's archive jobs are pending
+        // in the pool too); queues in name order.
+        let kinds: &[QueueKind] = match kind {
+            JobKind::Archive => &[QueueKind::ArchiveToTransferForUser, QueueKind::ArchiveToTransferForRepack],
+            JobKind::Retrieve => &[QueueKind::RetrieveToTransfer],
         };
+        let mut queues = self.queues_of(kinds).await?;
+        queues.sort_by(|(a, _), (b, _)| {
+            let rank = |k: &QueueKind| kinds.iter().position(|x| x == k);
+            (&a.container, rank(&a.kind)).cmp(&(&b.container, rank(&b.kind)))
+        });
         let mut out = Vec::new();
-        for (key, address) in self.queues_of(&[qkind]).await? {
+        for (key, address) in queues {
             if queue.is_some_and(|q| q != key.container) {
                 continue;
             }

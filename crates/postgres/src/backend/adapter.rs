@@ -201,13 +201,13 @@ impl SchedulerDb for PgSchedulerDb {
             let mut conn = self.pool.acquire().await?;
             let ids: Vec<i64> = match kind {
                 JobKind::Archive => {
-                    sqlx::query_scalar("SELECT DISTINCT archive_file_id FROM archive_job WHERE status = 4 ORDER BY 1")
+                    sqlx::query_scalar("SELECT DISTINCT archive_file_id FROM archive_job WHERE status = 4 AND archive_file_id >= 0 ORDER BY 1",)
                         .fetch_all(&mut *conn)
                         .await?
                 }
                 JobKind::Retrieve => {
                     sqlx::query_scalar(
-                        "SELECT DISTINCT archive_file_id FROM retrieve_request WHERE status = 3 ORDER BY 1",
+                        "SELECT DISTINCT archive_file_id FROM retrieve_request WHERE status = 3 AND repack_vid IS NULL ORDER BY 1",
                     )
                     .fetch_all(&mut *conn)
                     .await?
@@ -216,5 +216,43 @@ impl SchedulerDb for PgSchedulerDb {
             Ok(ids.into_iter().map(|i| i as u64).collect())
         })
         .await
+    }
+
+    async fn queue_repack(&self, request: RepackRequest, _now: Timestamp) -> Result<()> {
+        retry(self.config.max_attempts, || self.queue_repack_once(&request)).await
+    }
+
+    async fn repacks(&self) -> Result<Vec<RepackRequest>> {
+        retry(self.config.max_attempts, || self.repacks_once(None)).await
+    }
+
+    async fn repack(&self, vid: &str) -> Result<Option<RepackRequest>> {
+        Ok(retry(self.config.max_attempts, || self.repacks_once(Some(vid))).await?.pop())
+    }
+
+    async fn update_repack(&self, vid: &str, update: &RepackUpdate, _now: Timestamp) -> Result<RepackRequest> {
+        retry(self.config.max_attempts, || self.update_repack_once(vid, update)).await
+    }
+
+    async fn queue_repack_subrequests(
+        &self,
+        vid: &str,
+        subrequests: Vec<RetrieveRequest>,
+        update: &RepackUpdate,
+        now: Timestamp,
+    ) -> Result<()> {
+        retry(self.config.max_attempts, || self.queue_repack_subrequests_once(vid, &subrequests, update, now)).await
+    }
+
+    async fn repack_reports_due(&self, max: u64, _now: Timestamp) -> Result<Vec<RepackReport>> {
+        retry(self.config.max_attempts, || self.repack_reports_due_once(max)).await
+    }
+
+    async fn repack_reports_processed(&self, batch: &RepackReportBatch, now: Timestamp) -> Result<()> {
+        retry(self.config.max_attempts, || self.repack_reports_processed_once(batch, now)).await
+    }
+
+    async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
+        retry(self.config.max_attempts, || self.cancel_repack_once(vid, now)).await
     }
 }

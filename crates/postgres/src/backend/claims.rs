@@ -23,12 +23,12 @@ pub(super) async fn archive_jobs_of_claim(
     for row in rows {
         let request = archive_request_at(row, ar)?;
         let (job, _, loc) = archive_job_at(row, aj)?;
-        let afid = checked_i64("archive file id", request.archive_file_id)?;
+        let key = key_of(&request) as i64;
         if row.try_get::<i32, _>(ar + 14)? > 1 {
-            multi.push(afid);
+            multi.push(key);
         }
-        claim.archive(afid, job.copy_nb, loc.owned_op);
-        delta.remove(KIND_ARCHIVE, &job.tape_pool, archive_facts(&request));
+        claim.archive(key, job.copy_nb, loc.owned_op);
+        delta.remove(archive_kind(&request), &job.tape_pool, archive_facts(&request));
         claimed.push((row.try_get::<i32, _>(rank)?, request, job));
     }
     let mut siblings: HashMap<u64, Vec<ArchiveJob>> = HashMap::new();
@@ -55,7 +55,7 @@ pub(super) async fn archive_jobs_of_claim(
         .into_iter()
         .map(|(rank, mut request, job)| {
             let copy_nb = job.copy_nb;
-            request.jobs = match siblings.get(&request.archive_file_id) {
+            request.jobs = match siblings.get(&key_of(&request)) {
                 Some(all) => all.clone(),
                 None => vec![job],
             };
@@ -75,9 +75,9 @@ pub(super) struct Claim {
 }
 
 impl Claim {
-    pub(super) fn archive(&mut self, archive_file_id: i64, copy_nb: u32, op: Option<i64>) {
+    pub(super) fn archive(&mut self, key: i64, copy_nb: u32, op: Option<i64>) {
         self.op = self.op.or(op);
-        self.archive_ids.push(archive_file_id);
+        self.archive_ids.push(key);
         self.archive_copies.push(copy_nb as i32);
     }
 
@@ -102,6 +102,38 @@ impl Claim {
         .await?;
         Ok(())
     }
+}
+
+/// The claim of an archive queue's front, for the queue kind whose jobs match `$pred` (the
+/// sign of the key: user archives `>= 0`, repack archives `< 0`, migration 8).
+macro_rules! archive_pop_sql {
+    ($pred:literal) => {
+        concat!(
+            "WITH cand AS (
+                             SELECT ctid AS row_tid, size, queue_seq FROM archive_job
+                             WHERE tape_pool = $1 AND queue_seq IS NOT NULL AND ",
+            $pred,
+            "
+                             ORDER BY queue_seq
+                             LIMIT $2
+                             FOR UPDATE SKIP LOCKED
+                         ), win AS (
+                             SELECT row_tid, row_number() OVER w AS rn, sum(size) OVER w AS cum
+                             FROM cand WINDOW w AS (ORDER BY queue_seq)
+                         ), op AS (SELECT nextval('op_seq') AS op)
+                         UPDATE archive_job j
+                         SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = win.rn::int4,
+                             times_claimed = j.times_claimed + 1
+                         FROM win, op, archive_request r
+                         WHERE j.ctid = win.row_tid
+                           AND r.archive_file_id = j.archive_file_id AND (win.rn = 1 OR win.cum <= $3)
+                         RETURNING ",
+            aj_cols!(),
+            ", ",
+            ar_cols!(),
+            ", win.rn::int4 AS rank"
+        )
+    };
 }
 
 impl PgSchedulerDb {
@@ -179,37 +211,19 @@ impl PgSchedulerDb {
                 }
                 claim.record(&mut tx, mount).await?;
             }
-            MountType::ArchiveForRepack => {}
             _ => {
-                let rows = sqlx::query(concat!(
-                    "WITH cand AS (
-                         SELECT ctid AS row_tid, size, queue_seq FROM archive_job
-                         WHERE tape_pool = $1 AND queue_seq IS NOT NULL
-                         ORDER BY queue_seq
-                         LIMIT $2
-                         FOR UPDATE SKIP LOCKED
-                     ), win AS (
-                         SELECT row_tid, row_number() OVER w AS rn, sum(size) OVER w AS cum
-                         FROM cand WINDOW w AS (ORDER BY queue_seq)
-                     ), op AS (SELECT nextval('op_seq') AS op)
-                     UPDATE archive_job j
-                     SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = win.rn::int4,
-                         times_claimed = j.times_claimed + 1
-                     FROM win, op, archive_request r
-                     WHERE j.ctid = win.row_tid
-                       AND r.archive_file_id = j.archive_file_id AND (win.rn = 1 OR win.cum <= $3)
-                     RETURNING ",
-                    aj_cols!(),
-                    ", ",
-                    ar_cols!(),
-                    ", win.rn::int4 AS rank"
-                ))
-                .bind(&pool)
-                .bind(limit)
-                .bind(budget)
-                .bind(mount as i64)
-                .fetch_all(&mut *tx)
-                .await?;
+                let sql = if mount_type == MountType::ArchiveForRepack {
+                    archive_pop_sql!("archive_file_id < 0")
+                } else {
+                    archive_pop_sql!("archive_file_id >= 0")
+                };
+                let rows = sqlx::query(sql)
+                    .bind(&pool)
+                    .bind(limit)
+                    .bind(budget)
+                    .bind(mount as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 let mut claim = Claim::default();
                 jobs = archive_jobs_of_claim(&mut tx, &rows, &mut claim, &mut delta).await?;
                 claim.record(&mut tx, mount).await?;
@@ -233,23 +247,21 @@ impl PgSchedulerDb {
         let (mut a_ids, mut a_copies, mut a_ord, mut r_ids, mut r_ord) = (vec![], vec![], vec![], vec![], vec![]);
         for (i, id) in ids.iter().enumerate() {
             let key = match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(a) => (0u8, a, id.copy_nb),
                 RequestId::Retrieve(r) => (1u8, r, 0),
+                other => (0u8, archive_key(other).expect("an archive id"), id.copy_nb),
             };
             if !seen.insert(key) {
                 continue;
             }
             match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(a) => {
-                    a_ids.push(a as i64);
-                    a_copies.push(id.copy_nb as i32);
-                    a_ord.push(i as i32);
-                }
                 RequestId::Retrieve(r) => {
                     r_ids.push(r as i64);
                     r_ord.push(i as i32);
+                }
+                _ => {
+                    a_ids.push(key.1 as i64);
+                    a_copies.push(id.copy_nb as i32);
+                    a_ord.push(i as i32);
                 }
             }
         }

@@ -83,7 +83,8 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(concat!(
             "DELETE FROM retrieve_request r
-             WHERE r.archive_file_id = $1 AND r.queue_seq IS NOT NULL AND ($2::text IS NULL OR r.dst_url = $2)
+             WHERE r.archive_file_id = $1 AND r.queue_seq IS NOT NULL AND r.repack_vid IS NULL
+               AND ($2::text IS NULL OR r.dst_url = $2)
              RETURNING ",
             rr_cols!()
         ))

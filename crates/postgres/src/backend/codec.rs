@@ -45,6 +45,42 @@ pub(super) fn retrieve_status(c: i16) -> Result<RetrieveStatus, Fail> {
     })
 }
 
+// --- archive request keys ----------------------------------------------------------------------
+
+/// The key of an archive request in `archive_request.archive_file_id` and `archive_job`, as u64
+/// (stored bit-cast): a user's archive file id, or `u64::MAX - subrequest_id` for a repack's
+/// archive (stored as -(subrequest_id + 1): migration 8). `None` for a retrieve.
+pub(super) fn archive_key(id: RequestId) -> Option<u64> {
+    match id {
+        RequestId::Archive(afid) => Some(afid),
+        RequestId::RepackArchive(sid) => Some(u64::MAX - sid),
+        RequestId::Retrieve(_) => None,
+    }
+}
+
+/// The key of an archive request (see [`archive_key`]).
+pub(super) fn key_of(request: &ArchiveRequest) -> u64 {
+    archive_key(request.id()).expect("an archive request's id")
+}
+
+/// The request id of an archive key (the inverse of [`archive_key`]).
+pub(super) fn archive_id_of_key(key: u64) -> RequestId {
+    if key > i64::MAX as u64 {
+        RequestId::RepackArchive(u64::MAX - key)
+    } else {
+        RequestId::Archive(key)
+    }
+}
+
+/// The summary kind of an archive request's queues: ArchiveForUser or ArchiveForRepack.
+pub(super) fn archive_kind(request: &ArchiveRequest) -> i16 {
+    if request.repack.is_some() {
+        KIND_REPACK
+    } else {
+        KIND_ARCHIVE
+    }
+}
+
 pub(super) fn json_strings(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
@@ -81,7 +117,7 @@ pub(super) const AJ_NAMES: [&str; 18] = [
 ];
 
 /// Output names of `ar_cols!`, in order.
-pub(super) const AR_NAMES: [&str; 15] = [
+pub(super) const AR_NAMES: [&str; 17] = [
     "r_afid",
     "r_disk_instance",
     "r_disk_file_id",
@@ -97,6 +133,8 @@ pub(super) const AR_NAMES: [&str; 15] = [
     "r_min_request_age",
     "r_report_decided",
     "r_copies",
+    "r_file_id",
+    "r_repack",
 ];
 
 /// Where the columns `names` (one of the lists above) start in the rows of a result set. Found
@@ -176,8 +214,11 @@ pub(super) fn archive_facts(request: &ArchiveRequest) -> JobFacts<'_> {
 
 /// The archive request of a row whose `ar_cols!` start at column `b`.
 pub(super) fn archive_request_at(row: &PgRow, b: usize) -> Result<ArchiveRequest, Fail> {
+    let key = row.try_get::<i64, _>(b)? as u64;
+    let file_id: Option<i64> = row.try_get(b + 15)?;
+    let repack: Option<Json<RepackLink>> = row.try_get(b + 16)?;
     Ok(ArchiveRequest {
-        archive_file_id: row.try_get::<i64, _>(b)? as u64,
+        archive_file_id: file_id.map_or(key, |f| f as u64),
         disk_instance: row.try_get(b + 1)?,
         disk_file_id: row.try_get(b + 2)?,
         requester: Requester { name: row.try_get(b + 3)?, group: row.try_get(b + 4)? },
@@ -193,7 +234,7 @@ pub(super) fn archive_request_at(row: &PgRow, b: usize) -> Result<ArchiveRequest
         },
         jobs: vec![],
         report_decided: row.try_get(b + 13)?,
-        repack: None,
+        repack: repack.map(|j| j.0),
     })
 }
 
@@ -299,7 +340,7 @@ pub(super) fn retrieve_of(row: &PgRow) -> Result<RetrieveState, Fail> {
         active_vid: row.try_get("active_vid")?,
         status: retrieve_status(row.try_get("status")?)?,
         failure_reasons: row.try_get("failure_reasons")?,
-        repack: None,
+        repack: row.try_get::<Option<Json<RepackLink>>, _>("repack")?.map(|j| j.0),
     };
     Ok(RetrieveState { request, loc: loc_of(row)?, dirty: false })
 }

@@ -13,13 +13,7 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = jobs
-            .iter()
-            .filter_map(|s| match s.job.request {
-                RequestId::Archive(a) => Some(a),
-                _ => None,
-            })
-            .collect();
+        let afids: Vec<u64> = jobs.iter().filter_map(|s| archive_key(s.job.request)).collect();
         let rids: Vec<u64> = jobs
             .iter()
             .filter_map(|s| match s.job.request {
@@ -31,9 +25,9 @@ impl PgSchedulerDb {
         w.load_retrieves(&mut tx, &rids).await?;
         for s in jobs {
             match s.job.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => {
-                    let Some(st) = w.archives.get_mut(&afid) else { continue };
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
+                    let key = archive_key(s.job.request).expect("an archive id");
+                    let Some(st) = w.archives.get_mut(&key) else { continue };
                     let Some(i) = st.index(s.job.copy_nb) else { continue };
                     if !st.locs[i].held_by(mount) {
                         continue;
@@ -49,13 +43,15 @@ impl PgSchedulerDb {
                     if !st.loc.held_by(mount) {
                         continue;
                     }
-                    if st.request.report_url.is_none() {
-                        w.delete_retrieves.insert(id);
-                        continue;
+                    match rules::on_retrieve_success(&mut st.request) {
+                        rules::RetrieveSuccessOutcome::Delete => {
+                            w.delete_retrieves.insert(id);
+                        }
+                        rules::RetrieveSuccessOutcome::Report => {
+                            st.loc = Loc::idle();
+                            st.dirty = true;
+                        }
                     }
-                    st.request.status = RetrieveStatus::ToReportForTransfer;
-                    st.loc = Loc::idle();
-                    st.dirty = true;
                 }
             }
         }
@@ -74,13 +70,7 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = jobs
-            .iter()
-            .filter_map(|j| match j.request {
-                RequestId::Archive(a) => Some(a),
-                _ => None,
-            })
-            .collect();
+        let afids: Vec<u64> = jobs.iter().filter_map(|j| archive_key(j.request)).collect();
         let rids: Vec<u64> = jobs
             .iter()
             .filter_map(|j| match j.request {
@@ -95,8 +85,8 @@ impl PgSchedulerDb {
         let mut view = StatsView::default();
         for id in jobs {
             match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
+                    let afid = archive_key(id.request).expect("an archive id");
                     let Some(st) = w.archives.get_mut(&afid) else { continue };
                     let Some(i) = st.index(id.copy_nb) else { continue };
                     if !st.locs[i].held_by(mount) {
@@ -146,13 +136,7 @@ impl PgSchedulerDb {
         let mut tx = self.begin().await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut w = Work::default();
-        let afids: Vec<u64> = jobs
-            .iter()
-            .filter_map(|j| match j.request {
-                RequestId::Archive(a) => Some(a),
-                _ => None,
-            })
-            .collect();
+        let afids: Vec<u64> = jobs.iter().filter_map(|j| archive_key(j.request)).collect();
         let rids: Vec<u64> = jobs
             .iter()
             .filter_map(|j| match j.request {
@@ -165,8 +149,8 @@ impl PgSchedulerDb {
         let mut n = 0;
         for id in jobs {
             match id.request {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
-                RequestId::Archive(afid) => {
+                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
+                    let afid = archive_key(id.request).expect("an archive id");
                     let Some(st) = w.archives.get_mut(&afid) else { continue };
                     let Some(i) = st.index(id.copy_nb) else { continue };
                     if !st.locs[i].held_by(mount) {

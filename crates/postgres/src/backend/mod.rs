@@ -32,9 +32,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
+use sqlx::types::Json;
 use sqlx::{Column, Postgres, Row, Transaction};
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
+use tapesched_scheduler::repack::{RepackLink, RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
 use tapesched_scheduler::rules::{self, FailureOutcome};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, Result};
@@ -119,7 +121,7 @@ macro_rules! ar_cols {
          r.storage_class AS r_storage_class, r.size AS r_size, r.created_at AS r_created_at, \
          r.report_url AS r_report_url, r.error_report_url AS r_error_report_url, r.policy_name AS r_policy_name, \
          r.priority AS r_priority, r.min_request_age AS r_min_request_age, r.report_decided AS r_report_decided, \
-         r.copies AS r_copies"
+         r.copies AS r_copies, r.file_id AS r_file_id, r.repack AS r_repack"
     };
 }
 
@@ -129,7 +131,7 @@ macro_rules! rr_cols {
          r.report_url, r.error_report_url, r.created_at, r.activity, r.verify_only, r.disk_system, r.policy_name, \
          r.priority, r.min_request_age, r.copy_nbs, r.vids, r.fseqs, r.block_ids, r.retries_within_mount, \
          r.total_retries, r.last_mount_with_failure, r.report_retries, r.active_vid, r.status, r.failure_reasons, \
-         r.queue_seq, r.mount_id, r.owned_op, r.owned_rank"
+         r.queue_seq, r.mount_id, r.owned_op, r.owned_rank, r.repack"
     };
 }
 
@@ -140,6 +142,7 @@ mod codec;
 mod completion;
 mod mount_info;
 mod queueing;
+mod repack;
 mod reports;
 mod stats;
 mod work;
@@ -199,7 +202,7 @@ impl PgSchedulerDb {
             sqlx::query("LOCK TABLE queue_summary IN EXCLUSIVE MODE").execute(&mut *tx).await?;
             sqlx::query(
                 "WITH j AS (
-                     SELECT 0::int2 AS kind, a.tape_pool AS c, a.size, a.created_at, r.priority, r.min_request_age,
+                     SELECT (CASE WHEN a.archive_file_id < 0 THEN 1 ELSE 0 END)::int2 AS kind, a.tape_pool AS c, a.size, a.created_at, r.priority, r.min_request_age,
                             r.policy_name
                      FROM archive_job a JOIN archive_request r ON r.archive_file_id = a.archive_file_id
                      WHERE a.queue_seq IS NOT NULL

@@ -14,7 +14,7 @@ impl PgSchedulerDb {
             if r.jobs.is_empty() {
                 answers[i] =
                     Some(Error::invalid(format!("archive request {} has no copy to write", r.archive_file_id)));
-            } else if !seen.insert(r.archive_file_id) {
+            } else if !seen.insert(key_of(r)) {
                 answers[i] = Some(Error::conflict(format!("archive request {} is already queued", r.archive_file_id)));
             }
         }
@@ -26,7 +26,7 @@ impl PgSchedulerDb {
             .zip(answers)
             .map(|(r, a)| match a {
                 Some(e) => Err(e),
-                None if stored.contains(&r.archive_file_id) => Ok(()),
+                None if stored.contains(&key_of(r)) => Ok(()),
                 None => Err(Error::conflict(format!("archive request {} is already queued", r.archive_file_id))),
             })
             .collect())
@@ -41,140 +41,13 @@ impl PgSchedulerDb {
         if requests.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let n = requests.len();
-        let mut afid = Vec::with_capacity(n);
-        let mut instance = Vec::with_capacity(n);
-        let mut disk_file = Vec::with_capacity(n);
-        let mut rname = Vec::with_capacity(n);
-        let mut rgroup = Vec::with_capacity(n);
-        let mut sc = Vec::with_capacity(n);
-        let mut size = Vec::with_capacity(n);
-        let mut created = Vec::with_capacity(n);
-        let mut rurl = Vec::with_capacity(n);
-        let mut eurl = Vec::with_capacity(n);
-        let mut pname = Vec::with_capacity(n);
-        let mut prio = Vec::with_capacity(n);
-        let mut age = Vec::with_capacity(n);
-        let mut decided = Vec::with_capacity(n);
-        let mut copies = Vec::with_capacity(n);
-        for r in requests {
-            afid.push(checked_i64("archive file id", r.archive_file_id)?);
-            instance.push(r.disk_instance.as_str());
-            disk_file.push(r.disk_file_id.as_str());
-            rname.push(r.requester.name.as_str());
-            rgroup.push(r.requester.group.as_str());
-            sc.push(r.storage_class.as_str());
-            size.push(checked_i64("size", r.size)?);
-            created.push(r.created_at);
-            rurl.push(r.report_url.as_deref());
-            eurl.push(r.error_report_url.as_deref());
-            pname.push(r.policy.name.as_str());
-            prio.push(r.policy.priority as i64);
-            age.push(r.policy.min_request_age as i64);
-            decided.push(r.report_decided);
-            copies.push(r.jobs.len() as i32);
-        }
         let mut tx = self.begin().await?;
-        let inserted: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO archive_request (archive_file_id, disk_instance, disk_file_id, requester_name,
-                 requester_group, storage_class, size, created_at, report_url, error_report_url, policy_name,
-                 priority, min_request_age, report_decided, copies)
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                 $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::int8[],
-                 $14::bool[], $15::int4[])
-             ON CONFLICT (archive_file_id) DO NOTHING
-             RETURNING archive_file_id",
-        )
-        .bind(&afid)
-        .bind(&instance)
-        .bind(&disk_file)
-        .bind(&rname)
-        .bind(&rgroup)
-        .bind(&sc)
-        .bind(&size)
-        .bind(&created)
-        .bind(&rurl)
-        .bind(&eurl)
-        .bind(&pname)
-        .bind(&prio)
-        .bind(&age)
-        .bind(&decided)
-        .bind(&copies)
-        .fetch_all(&mut *tx)
-        .await?;
-        let stored: BTreeSet<u64> = inserted.into_iter().map(|i| i as u64).collect();
-        let (mut j_afid, mut j_copy, mut j_pos, mut j_pool, mut j_status, mut j_size, mut j_created) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut queued = Vec::new();
-        let (mut j_rwm, mut j_tr, mut j_lm, mut j_rr, mut j_reasons) =
-            (Vec::new(), Vec::new(), Vec::<Option<i64>>::new(), Vec::new(), Vec::new());
         let mut delta = Delta::default();
-        for r in requests.iter().filter(|r| stored.contains(&r.archive_file_id)) {
-            let facts = JobFacts {
-                size: r.size,
-                created_at: r.created_at,
-                priority: r.policy.priority,
-                min_age: r.policy.min_request_age,
-                policy: &r.policy.name,
-            };
-            for (pos, j) in r.jobs.iter().enumerate() {
-                j_afid.push(r.archive_file_id as i64);
-                j_copy.push(j.copy_nb as i32);
-                j_pos.push(pos as i32);
-                j_pool.push(j.tape_pool.as_str());
-                j_status.push(archive_code(j.status));
-                j_size.push(r.size as i64);
-                j_created.push(r.created_at);
-                j_rwm.push(j.retries.retries_within_mount as i32);
-                j_tr.push(j.retries.total_retries as i32);
-                j_lm.push(j.retries.last_mount_with_failure.map(|m| m as i64));
-                j_rr.push(j.retries.report_retries as i32);
-                j_reasons.push(json_strings(&j.failure_reasons));
-                let q = j.status == ArchiveJobStatus::ToTransfer;
-                queued.push(q);
-                if q {
-                    delta.add(KIND_ARCHIVE, &j.tape_pool, facts);
-                }
-            }
-        }
-        if !j_afid.is_empty() {
-            // Queue positions follow the order of the jobs in the batch.
-            sqlx::query(
-                "INSERT INTO archive_job (archive_file_id, copy_nb, position, tape_pool, status, size, created_at,
-                     queue_seq, retries_within_mount, total_retries, last_mount_with_failure, report_retries,
-                     failure_reasons)
-                 SELECT afid, copy_nb, pos, pool, status, size, created, CASE WHEN queued THEN nextval('queue_seq') END,
-                        rwm, tr, lm, rr,
-                        CASE WHEN reasons = '[]' THEN '{}'::text[]
-                             ELSE ARRAY(SELECT e FROM jsonb_array_elements_text(reasons::jsonb)
-                                        WITH ORDINALITY AS x(e, n) ORDER BY n) END
-                 FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[], $5::int2[], $6::int8[], $7::int8[],
-                             $8::bool[], $9::int4[], $10::int4[], $11::int8[], $12::int4[], $13::text[])
-                      WITH ORDINALITY AS u(afid, copy_nb, pos, pool, status, size, created, queued, rwm, tr, lm, rr,
-                                           reasons, ord)
-                 ORDER BY ord",
-            )
-            .bind(&j_afid)
-            .bind(&j_copy)
-            .bind(&j_pos)
-            .bind(&j_pool)
-            .bind(&j_status)
-            .bind(&j_size)
-            .bind(&j_created)
-            .bind(&queued)
-            .bind(&j_rwm)
-            .bind(&j_tr)
-            .bind(&j_lm)
-            .bind(&j_rr)
-            .bind(&j_reasons)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let stored = insert_archives(&mut tx, requests, &mut delta).await?;
         delta.apply(&mut tx, now).await?;
         Self::commit(tx).await?;
         Ok(stored)
     }
-
     pub(super) async fn queue_retrieve_once(&self, r: &RetrieveRequest, now: Timestamp) -> Result<(), Fail> {
         let mut tx = self.begin().await?;
         let copy_nbs: Vec<i32> = r.copies.iter().map(|c| c.copy_nb as i32).collect();
@@ -192,9 +65,9 @@ impl PgSchedulerDb {
                  size, dst_url, report_url, error_report_url, created_at, activity, verify_only, disk_system,
                  policy_name, priority, min_request_age, copy_nbs, vids, fseqs, block_ids, retries_within_mount,
                  total_retries, last_mount_with_failure, report_retries, active_vid, active_copy_nb, active_fseq,
-                 status, failure_reasons, queue_seq)
+                 status, failure_reasons, queue_seq, repack, repack_vid)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-                 $22, $23, $24, $25, $26, $27, $28, $29, CASE WHEN $30 THEN nextval('queue_seq') END)
+                 $22, $23, $24, $25, $26, $27, $28, $29, CASE WHEN $30 THEN nextval('queue_seq') END, $31, $32)
              ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(checked_i64("request id", r.request_id)?)
@@ -227,6 +100,8 @@ impl PgSchedulerDb {
         .bind(retrieve_code(r.status))
         .bind(&r.failure_reasons)
         .bind(queued)
+        .bind(r.repack.as_ref().map(Json))
+        .bind(r.repack.as_ref().map(|l| l.vid.as_str()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -250,4 +125,158 @@ impl PgSchedulerDb {
         }
         Self::commit(tx).await
     }
+}
+
+/// Inserts the archive requests (user's or repack's) that are not stored yet (bulk `UNNEST`
+/// inserts; jobs `ToTransfer` are queued in the order of the batch) and records their queueing
+/// in `delta`; returns the keys ([`archive_key`]) of those it stored.
+pub(super) async fn insert_archives(
+    tx: &mut Tx,
+    requests: &[&ArchiveRequest],
+    delta: &mut Delta,
+) -> Result<BTreeSet<u64>, Fail> {
+    if requests.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let n = requests.len();
+    let mut afid = Vec::with_capacity(n);
+    let mut instance = Vec::with_capacity(n);
+    let mut disk_file = Vec::with_capacity(n);
+    let mut rname = Vec::with_capacity(n);
+    let mut rgroup = Vec::with_capacity(n);
+    let mut sc = Vec::with_capacity(n);
+    let mut size = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut rurl = Vec::with_capacity(n);
+    let mut eurl = Vec::with_capacity(n);
+    let mut pname = Vec::with_capacity(n);
+    let mut prio = Vec::with_capacity(n);
+    let mut age = Vec::with_capacity(n);
+    let mut decided = Vec::with_capacity(n);
+    let mut copies = Vec::with_capacity(n);
+    let (mut file_id, mut link, mut link_vid) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in requests {
+        checked_i64("archive file id", r.archive_file_id)?;
+        afid.push(key_of(r) as i64);
+        file_id.push(r.repack.as_ref().map(|_| r.archive_file_id as i64));
+        link.push(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()));
+        link_vid.push(r.repack.as_ref().map(|l| l.vid.as_str()));
+        instance.push(r.disk_instance.as_str());
+        disk_file.push(r.disk_file_id.as_str());
+        rname.push(r.requester.name.as_str());
+        rgroup.push(r.requester.group.as_str());
+        sc.push(r.storage_class.as_str());
+        size.push(checked_i64("size", r.size)?);
+        created.push(r.created_at);
+        rurl.push(r.report_url.as_deref());
+        eurl.push(r.error_report_url.as_deref());
+        pname.push(r.policy.name.as_str());
+        prio.push(r.policy.priority as i64);
+        age.push(r.policy.min_request_age as i64);
+        decided.push(r.report_decided);
+        copies.push(r.jobs.len() as i32);
+    }
+    let inserted: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO archive_request (archive_file_id, disk_instance, disk_file_id, requester_name,
+                 requester_group, storage_class, size, created_at, report_url, error_report_url, policy_name,
+                 priority, min_request_age, report_decided, copies, file_id, repack, repack_vid)
+             SELECT afid, di, dfid, rn, rg, sc, size, created, rurl, eurl, pn, prio, age, decided, copies, file_id,
+                    link::jsonb, link_vid
+             FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::int8[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::int8[],
+                 $14::bool[], $15::int4[], $16::int8[], $17::text[], $18::text[])
+                 AS u(afid, di, dfid, rn, rg, sc, size, created, rurl, eurl, pn, prio, age, decided, copies, file_id,
+                      link, link_vid)
+             ON CONFLICT (archive_file_id) DO NOTHING
+             RETURNING archive_file_id",
+    )
+    .bind(&afid)
+    .bind(&instance)
+    .bind(&disk_file)
+    .bind(&rname)
+    .bind(&rgroup)
+    .bind(&sc)
+    .bind(&size)
+    .bind(&created)
+    .bind(&rurl)
+    .bind(&eurl)
+    .bind(&pname)
+    .bind(&prio)
+    .bind(&age)
+    .bind(&decided)
+    .bind(&copies)
+    .bind(&file_id)
+    .bind(&link)
+    .bind(&link_vid)
+    .fetch_all(&mut **tx)
+    .await?;
+    let stored: BTreeSet<u64> = inserted.into_iter().map(|i| i as u64).collect();
+    let (mut j_afid, mut j_copy, mut j_pos, mut j_pool, mut j_status, mut j_size, mut j_created) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut queued = Vec::new();
+    let (mut j_rwm, mut j_tr, mut j_lm, mut j_rr, mut j_reasons) =
+        (Vec::new(), Vec::new(), Vec::<Option<i64>>::new(), Vec::new(), Vec::new());
+    for r in requests.iter().filter(|r| stored.contains(&key_of(r))) {
+        let (key, kind) = (key_of(r) as i64, archive_kind(r));
+        let facts = JobFacts {
+            size: r.size,
+            created_at: r.created_at,
+            priority: r.policy.priority,
+            min_age: r.policy.min_request_age,
+            policy: &r.policy.name,
+        };
+        for (pos, j) in r.jobs.iter().enumerate() {
+            j_afid.push(key);
+            j_copy.push(j.copy_nb as i32);
+            j_pos.push(pos as i32);
+            j_pool.push(j.tape_pool.as_str());
+            j_status.push(archive_code(j.status));
+            j_size.push(r.size as i64);
+            j_created.push(r.created_at);
+            j_rwm.push(j.retries.retries_within_mount as i32);
+            j_tr.push(j.retries.total_retries as i32);
+            j_lm.push(j.retries.last_mount_with_failure.map(|m| m as i64));
+            j_rr.push(j.retries.report_retries as i32);
+            j_reasons.push(json_strings(&j.failure_reasons));
+            let q = j.status == ArchiveJobStatus::ToTransfer;
+            queued.push(q);
+            if q {
+                delta.add(kind, &j.tape_pool, facts);
+            }
+        }
+    }
+    if !j_afid.is_empty() {
+        // Queue positions follow the order of the jobs in the batch.
+        sqlx::query(
+            "INSERT INTO archive_job (archive_file_id, copy_nb, position, tape_pool, status, size, created_at,
+                     queue_seq, retries_within_mount, total_retries, last_mount_with_failure, report_retries,
+                     failure_reasons)
+                 SELECT afid, copy_nb, pos, pool, status, size, created, CASE WHEN queued THEN nextval('queue_seq') END,
+                        rwm, tr, lm, rr,
+                        CASE WHEN reasons = '[]' THEN '{}'::text[]
+                             ELSE ARRAY(SELECT e FROM jsonb_array_elements_text(reasons::jsonb)
+                                        WITH ORDINALITY AS x(e, n) ORDER BY n) END
+                 FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::text[], $5::int2[], $6::int8[], $7::int8[],
+                             $8::bool[], $9::int4[], $10::int4[], $11::int8[], $12::int4[], $13::text[])
+                      WITH ORDINALITY AS u(afid, copy_nb, pos, pool, status, size, created, queued, rwm, tr, lm, rr,
+                                           reasons, ord)
+                 ORDER BY ord",
+        )
+        .bind(&j_afid)
+        .bind(&j_copy)
+        .bind(&j_pos)
+        .bind(&j_pool)
+        .bind(&j_status)
+        .bind(&j_size)
+        .bind(&j_created)
+        .bind(&queued)
+        .bind(&j_rwm)
+        .bind(&j_tr)
+        .bind(&j_lm)
+        .bind(&j_rr)
+        .bind(&j_reasons)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(stored)
 }

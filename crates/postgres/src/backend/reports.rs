@@ -12,13 +12,13 @@ impl PgSchedulerDb {
                  SELECT DISTINCT ON (j.archive_file_id) j.archive_file_id AS afid, 0 AS kind, j.archive_file_id AS id,
                         j.status, CASE WHEN j.status = 1 THEN r.report_url ELSE r.error_report_url END AS url
                  FROM archive_job j JOIN archive_request r ON r.archive_file_id = j.archive_file_id
-                 WHERE j.status IN (1, 2) AND $1
+                 WHERE j.status IN (1, 2) AND j.archive_file_id >= 0 AND $1
                  ORDER BY j.archive_file_id, j.position
              ) a
              UNION ALL
              SELECT archive_file_id, 1, request_id, status,
                     CASE WHEN status = 1 THEN report_url ELSE error_report_url END
-             FROM retrieve_request WHERE status IN (1, 2) AND $2
+             FROM retrieve_request WHERE status IN (1, 2) AND repack_vid IS NULL AND $2
              ORDER BY afid, kind, id
              LIMIT $3",
         )
@@ -68,7 +68,8 @@ impl PgSchedulerDb {
         w.load_retrieves(&mut tx, &rids).await?;
         for r in reports {
             match *r {
-                RequestId::RepackArchive(_) => continue, // repack: not yet in this backend
+                // Repack subrequests report to their repack (`repack_reports_processed`).
+                RequestId::RepackArchive(_) => continue,
                 RequestId::Archive(afid) => {
                     if w.delete_archives.contains(&afid) {
                         continue;
@@ -103,6 +104,9 @@ impl PgSchedulerDb {
                         continue;
                     }
                     let Some(st) = w.retrieves.get_mut(&id) else { continue };
+                    if st.request.repack.is_some() {
+                        continue;
+                    }
                     if !matches!(
                         st.request.status,
                         RetrieveStatus::ToReportForTransfer | RetrieveStatus::ToReportForFailure
@@ -110,11 +114,8 @@ impl PgSchedulerDb {
                         continue;
                     }
                     match failed {
-                        None if st.request.status == RetrieveStatus::ToReportForFailure => {
-                            // A delivered failure report keeps the request in the failed list.
-                            st.request.status = RetrieveStatus::Failed;
-                            st.dirty = true;
-                        }
+                        // A delivered report, success or failure, ends a retrieve request (as in
+                        // CTA); only archive failures are kept in the failed list.
                         None => {
                             w.delete_retrieves.insert(id);
                         }
@@ -142,10 +143,16 @@ impl PgSchedulerDb {
         let rows =
             match kind {
                 JobKind::Archive => {
+                    // A repack's archive shows its real archive file id (`file_id`, migration 8);
+                    // a pool's user queue comes before its repack queue.
                     sqlx::query(
-                        "SELECT archive_file_id AS afid, archive_file_id AS id, copy_nb, tape_pool AS queue, size
-                     FROM archive_job WHERE queue_seq IS NOT NULL AND ($1::text IS NULL OR tape_pool = $1)
-                     ORDER BY tape_pool, queue_seq",
+                        "SELECT CASE WHEN j.archive_file_id < 0
+                                     THEN (SELECT r.file_id FROM archive_request r
+                                           WHERE r.archive_file_id = j.archive_file_id)
+                                     ELSE j.archive_file_id END AS afid,
+                                j.archive_file_id AS id, j.copy_nb, j.tape_pool AS queue, j.size
+                         FROM archive_job j WHERE j.queue_seq IS NOT NULL AND ($1::text IS NULL OR j.tape_pool = $1)
+                         ORDER BY j.tape_pool, j.archive_file_id < 0, j.queue_seq",
                     )
                     .bind(queue)
                     .fetch_all(&mut *conn)
@@ -167,7 +174,7 @@ impl PgSchedulerDb {
             out.push(PendingJob {
                 job: JobId {
                     request: match kind {
-                        JobKind::Archive => RequestId::Archive(id),
+                        JobKind::Archive => archive_id_of_key(id),
                         JobKind::Retrieve => RequestId::Retrieve(id),
                     },
                     copy_nb: row.try_get::<i32, _>("copy_nb")? as u32,

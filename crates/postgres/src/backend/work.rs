@@ -24,8 +24,14 @@ pub(super) struct Work {
 }
 
 impl Work {
-    /// Loads (and locks, in id order) archive requests with all their jobs.
+    /// Loads (and locks, in key order) archive requests with all their jobs, by key
+    /// ([`archive_key`]).
     pub(super) async fn load_archives(&mut self, tx: &mut Tx, ids: &[u64]) -> Result<(), Fail> {
+        self.load_archives_with(tx, ids, true).await
+    }
+
+    /// Loads archive requests with all their jobs, by key, locking them or not.
+    pub(super) async fn load_archives_with(&mut self, tx: &mut Tx, ids: &[u64], lock: bool) -> Result<(), Fail> {
         let ids: Vec<i64> = ids
             .iter()
             .filter(|i| !self.archives.contains_key(i))
@@ -36,14 +42,16 @@ impl Work {
         if ids.is_empty() {
             return Ok(());
         }
-        let reqs = sqlx::query(concat!(
-            "SELECT ",
-            ar_cols!(),
-            " FROM archive_request r WHERE r.archive_file_id = ANY($1) ORDER BY r.archive_file_id FOR UPDATE"
-        ))
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
+        let sql = if lock {
+            concat!(
+                "SELECT ",
+                ar_cols!(),
+                " FROM archive_request r WHERE r.archive_file_id = ANY($1) ORDER BY r.archive_file_id FOR UPDATE"
+            )
+        } else {
+            concat!("SELECT ", ar_cols!(), " FROM archive_request r WHERE r.archive_file_id = ANY($1)")
+        };
+        let reqs = sqlx::query(sql).bind(&ids).fetch_all(&mut **tx).await?;
         let jobs = sqlx::query(concat!(
             "SELECT ",
             aj_cols!(),
@@ -59,7 +67,7 @@ impl Work {
         for row in &reqs {
             let request = archive_request_at(row, ar)?;
             self.archives.insert(
-                request.archive_file_id,
+                key_of(&request),
                 ArchiveState {
                     request,
                     locs: vec![],
@@ -74,9 +82,9 @@ impl Work {
             None => 0,
         };
         for row in &jobs {
-            let afid = row.try_get::<i64, _>(aj)? as u64;
+            let key = row.try_get::<i64, _>(aj)? as u64;
             let (job, position, loc) = archive_job_at(row, aj)?;
-            if let Some(st) = self.archives.get_mut(&afid) {
+            if let Some(st) = self.archives.get_mut(&key) {
                 st.request.jobs.push(job);
                 st.positions.push(position);
                 st.locs.push(loc);
@@ -112,14 +120,14 @@ impl Work {
         Ok(())
     }
 
-    /// Moves an archive job to the tail of its pool's queue.
-    pub(super) fn enqueue_archive(&mut self, afid: u64, index: usize) {
-        let st = self.archives.get_mut(&afid).expect("loaded");
+    /// Moves an archive job (request by key) to the tail of its pool's queue of its kind.
+    pub(super) fn enqueue_archive(&mut self, key: u64, index: usize) {
+        let st = self.archives.get_mut(&key).expect("loaded");
         st.locs[index] = Loc::idle();
         st.dirty_jobs.insert(index);
         let pool = st.request.jobs[index].tape_pool.clone();
-        self.delta.add(KIND_ARCHIVE, &pool, st.facts());
-        self.enqueue.push(Enqueue::Archive(afid, index));
+        self.delta.add(archive_kind(&st.request), &pool, st.facts());
+        self.enqueue.push(Enqueue::Archive(key, index));
     }
 
     /// Moves a retrieve request to the tail of its active VID's queue.
