@@ -143,8 +143,8 @@ fn repack_expansion(r: &Value) -> Option<String> {
     let e = r.get("repack_expansion")?;
     let s = &e["substrate"];
     let substrate = match r["backend"].as_str() {
-        Some("postgres") => format!("UNNEST insert {} rows/s ({} B rows)", n(&s["rows_per_s"]), s["row_bytes"]),
-        _ => format!("pipelined SET {} keys/s ({} B values)", n(&s["sets_per_s"]), s["value_bytes"]),
+        Some("postgres") => format!("UNNEST insert {} rows/s ({} B rows)", n(&s["rows_per_s"]), n(&s["row_bytes"])),
+        _ => format!("pipelined SET {} keys/s ({} B values)", n(&s["sets_per_s"]), n(&s["value_bytes"])),
     };
     Some(format!(
         "| backend | tape (files, per pass, passes) | expansion | substrate | ratio | catalogue read alone \
