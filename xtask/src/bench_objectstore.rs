@@ -27,6 +27,8 @@ use tapesched_scheduler::types::*;
 
 use crate::decision_set::DecisionSet;
 use crate::measure::{median, rate, ratio};
+use crate::repack_decision::RepackWork;
+use crate::repack_expansion::{Expansion, Target};
 use tapesched_testkit::workload::archive_mount;
 
 const T0: i64 = 1_700_000_000;
@@ -59,6 +61,10 @@ pub struct Options {
     pub decision_samples: usize,
     /// Operations of each substrate measurement.
     pub substrate_ops: u64,
+    /// Repack work queued beside the decision set for a second timed run of the decisions.
+    pub repack_work: Option<RepackWork>,
+    /// The repack expansion benchmark ([`crate::repack_expansion`]).
+    pub expansion: Option<Expansion>,
 }
 
 impl Default for Options {
@@ -75,6 +81,8 @@ impl Default for Options {
             decision: DecisionSet::DEFAULT,
             decision_samples: 200,
             substrate_ops: 400_000,
+            repack_work: Some(RepackWork::DEFAULT),
+            expansion: Some(Expansion::DEFAULT),
         }
     }
 }
@@ -88,12 +96,21 @@ impl Options {
             decision: DecisionSet::QUICK,
             decision_samples: 20,
             substrate_ops: 50_000,
+            repack_work: Some(RepackWork::QUICK),
+            expansion: Some(Expansion::QUICK),
             ..Options::default()
         }
     }
     /// `--scale`: the decision alone, at 10 M queued jobs.
     pub fn scale() -> Self {
-        Options { throughput: false, decision: DecisionSet::SCALE, decision_samples: 50, ..Options::default() }
+        Options {
+            throughput: false,
+            decision: DecisionSet::SCALE,
+            decision_samples: 50,
+            repack_work: None,
+            expansion: None,
+            ..Options::default()
+        }
     }
 }
 
@@ -339,8 +356,10 @@ async fn collect_round(
     Ok(gc_rate)
 }
 
-/// Runs the benchmark under `prefix` (empty, removed by the caller) and returns its report.
-pub async fn run(url: &str, prefix: &str, opts: Options) -> Result<Value> {
+/// Runs the benchmark under `prefix` (empty, removed by the caller) and returns its report. The
+/// repack expansion's catalogue goes to `repack_catalogue` (a new schema on the PostgreSQL server
+/// `pg_url`, dropped by the caller).
+pub async fn run(url: &str, prefix: &str, pg_url: &str, repack_catalogue: &str, opts: Options) -> Result<Value> {
     let mut report = json!({
         "backend": "objectstore-redis",
         "redis": url,
@@ -376,6 +395,12 @@ pub async fn run(url: &str, prefix: &str, opts: Options) -> Result<Value> {
     }
     let decision_prefix = format!("{prefix}decision:");
     report["mount_decision"] =
-        crate::decision_objectstore::run(url, &decision_prefix, opts.decision, opts.decision_samples).await?;
+        crate::decision_objectstore::run(url, &decision_prefix, opts.decision, opts.decision_samples, opts.repack_work)
+            .await?;
+    if let Some(size) = opts.expansion {
+        let repack_prefix = format!("{prefix}repack:");
+        let target = Target::Redis { url, prefix: &repack_prefix };
+        report["repack_expansion"] = crate::repack_expansion::run(pg_url, repack_catalogue, target, size).await?;
+    }
     Ok(report)
 }

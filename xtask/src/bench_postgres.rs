@@ -35,6 +35,8 @@ use tapesched_scheduler::types::*;
 
 use crate::decision_set::DecisionSet;
 use crate::measure::{median, rate, ratio};
+use crate::repack_decision::RepackWork;
+use crate::repack_expansion::{Expansion, Target};
 use tapesched_testkit::workload::archive_mount;
 
 /// Sizes of one run.
@@ -58,6 +60,10 @@ pub struct Options {
     pub decision: DecisionSet,
     /// Timed decisions (and as many of the breakdown and of the substrate).
     pub decision_samples: usize,
+    /// Repack work queued beside the decision set for a second timed run of the decisions.
+    pub repack_work: Option<RepackWork>,
+    /// The repack expansion benchmark ([`crate::repack_expansion`]).
+    pub expansion: Option<Expansion>,
 }
 
 impl Default for Options {
@@ -72,6 +78,8 @@ impl Default for Options {
             rounds: 3,
             decision: DecisionSet::DEFAULT,
             decision_samples: 200,
+            repack_work: Some(RepackWork::DEFAULT),
+            expansion: Some(Expansion::DEFAULT),
         }
     }
 }
@@ -84,12 +92,21 @@ impl Options {
             rounds: 2,
             decision: DecisionSet::QUICK,
             decision_samples: 20,
+            repack_work: Some(RepackWork::QUICK),
+            expansion: Some(Expansion::QUICK),
             ..Options::default()
         }
     }
     /// `--scale`: the decision alone, at 10 M queued jobs.
     pub fn scale() -> Self {
-        Options { throughput: false, decision: DecisionSet::SCALE, decision_samples: 100, ..Options::default() }
+        Options {
+            throughput: false,
+            decision: DecisionSet::SCALE,
+            decision_samples: 100,
+            repack_work: None,
+            expansion: None,
+            ..Options::default()
+        }
     }
 }
 
@@ -326,9 +343,22 @@ async fn update_substrate(db: &Arc<PgSchedulerDb>, opts: &Options, autovacuum: b
     Ok(rates)
 }
 
-/// Runs the benchmark in `schema` (and the decision in `decision_schema`), both new and dropped
-/// by the caller; the JSON document it returns is what `cargo xtask bench` prints.
-pub async fn run(url: &str, schema: &str, decision_schema: &str, opts: Options) -> Result<Value> {
+/// The schemas of a run, all new and dropped by the caller.
+pub struct Schemas<'a> {
+    /// Queueing, claiming, requeueing.
+    pub throughput: &'a str,
+    /// The mount decision (and the repack work beside it).
+    pub decision: &'a str,
+    /// The repack expansion's catalogue.
+    pub repack_catalogue: &'a str,
+    /// The repack expansion's scheduler tables.
+    pub repack: &'a str,
+}
+
+/// Runs the benchmark in `schemas`; the JSON document it returns is what `cargo xtask bench`
+/// prints.
+pub async fn run(url: &str, schemas: Schemas<'_>, opts: Options) -> Result<Value> {
+    let (schema, decision_schema) = (schemas.throughput, schemas.decision);
     let mut report = json!({"backend": "postgres"});
     {
         let db = PgSchedulerDb::connect(PgConfig::new(url, schema)).await.context("connecting")?;
@@ -350,7 +380,12 @@ pub async fn run(url: &str, schema: &str, decision_schema: &str, opts: Options) 
         }
     }
     report["mount_decision"] =
-        crate::decision_postgres::run(url, decision_schema, opts.decision, opts.decision_samples).await?;
+        crate::decision_postgres::run(url, decision_schema, opts.decision, opts.decision_samples, opts.repack_work)
+            .await?;
+    if let Some(size) = opts.expansion {
+        let target = Target::Postgres { url, schema: schemas.repack };
+        report["repack_expansion"] = crate::repack_expansion::run(url, schemas.repack_catalogue, target, size).await?;
+    }
     Ok(report)
 }
 

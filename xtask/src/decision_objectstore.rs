@@ -34,6 +34,7 @@ use tapesched_scheduler::types::RequestId;
 
 use crate::decision_set::{time_decisions, Arrivals, DecisionSet, Job, TimedDecisions, ARRIVALS, DRIVE, MIN_AGE, NOW};
 use crate::measure::{self, ratio, Samples};
+use crate::repack_decision::RepackWork;
 
 /// Queues encoded and sent per pipeline.
 const QUEUES_PER_BATCH: u64 = 250;
@@ -182,8 +183,16 @@ async fn load(url: &str, prefix: &str, set: DecisionSet, shard_size: usize) -> R
     ))
 }
 
-/// Runs the decision benchmark under `prefix` (empty; cleared by the caller's guard).
-pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> Result<Value> {
+/// Runs the decision benchmark under `prefix` (empty; cleared by the caller's guard); with
+/// `repack`, then queues that repack work and times the decisions again
+/// ([`crate::repack_decision`]).
+pub async fn run(
+    url: &str,
+    prefix: &str,
+    set: DecisionSet,
+    samples: usize,
+    repack: Option<RepackWork>,
+) -> Result<Value> {
     eprintln!("decision data set: {} pools, {} VIDs, {} queued jobs (pipelined load)", set.pools, set.vids, set.jobs);
     let config = ObjectstoreConfig::default();
     let (loaded, queue_names) = load(url, prefix, set, config.shard_size).await?;
@@ -229,7 +238,23 @@ pub async fn run(url: &str, prefix: &str, set: DecisionSet, samples: usize) -> R
     eprintln!("substrate ms: {}", substrate.json());
     let memory = measure::memory_json(peak_before, reset);
 
+    let with_repack = match repack {
+        None => Value::Null,
+        Some(work) => {
+            // A maintenance process (its own agent) queues the work.
+            let maintenance = open("maintd")?;
+            let before = db.mount_info(NOW).await?;
+            let queued = work.queue(&maintenance, &set).await?;
+            let after = db.mount_info(NOW).await?;
+            work.check(&set, &before, &after).context("checking the queued repack work")?;
+            let timed = time_decisions(&db, &mut arrivals, &decide, samples).await?;
+            let extra = after.potential_mounts.len() - before.potential_mounts.len();
+            crate::repack_decision::report(queued, extra, &whole, &timed)
+        }
+    };
+
     Ok(json!({
+        "with_repack_work": with_repack,
         "pools": set.pools, "vids": set.vids, "queued_jobs": set.jobs, "queues": set.queues(),
         "samples": samples, "arrivals_between_decisions": ARRIVALS, "load": loaded,
         "first_mount_chosen": first_choice,

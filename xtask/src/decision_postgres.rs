@@ -27,6 +27,7 @@ use tapesched_scheduler::decision::{self, SchedulerConfig};
 
 use crate::decision_set::{time_decisions, Arrivals, DecisionSet, TimedDecisions, ARRIVALS, DRIVE, LIBRARY, NOW, T0};
 use crate::measure::{self, ratio, Samples};
+use crate::repack_decision::RepackWork;
 
 /// Tables the loader writes.
 const TABLES: [&str; 3] = ["archive_request", "archive_job", "retrieve_request"];
@@ -136,8 +137,15 @@ async fn load(url: &str, schema: &str, set: DecisionSet) -> Result<Value> {
     }))
 }
 
-/// Runs the decision benchmark in `schema` (new, dropped by the caller's guard).
-pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> Result<Value> {
+/// Runs the decision benchmark in `schema` (new, dropped by the caller's guard); with `repack`,
+/// then queues that repack work and times the decisions again ([`crate::repack_decision`]).
+pub async fn run(
+    url: &str,
+    schema: &str,
+    set: DecisionSet,
+    samples: usize,
+    repack: Option<RepackWork>,
+) -> Result<Value> {
     eprintln!("decision data set: {} pools, {} VIDs, {} queued jobs (bulk load)", set.pools, set.vids, set.jobs);
     let loaded = load(url, schema, set).await?;
     let queues: i64 = {
@@ -213,10 +221,31 @@ pub async fn run(url: &str, schema: &str, set: DecisionSet, samples: usize) -> R
     }
     eprintln!("substrate ms: {}", substrate.json());
     let memory = measure::memory_json(peak_before, reset);
+
+    let with_repack = match repack {
+        None => Value::Null,
+        Some(work) => {
+            // A maintenance process queues the work; the deciding process catches up with it.
+            let maintenance = PgSchedulerDb::connect(PgConfig::new(url, schema)).await?;
+            let before = db.mount_info(NOW).await?;
+            let queued = work.queue(&maintenance, &set).await?;
+            let after = db.mount_info(NOW).await?;
+            work.check(&set, &before, &after).context("checking the queued repack work")?;
+            // As after the data set's load: statistics, and no checkpoint left for the decisions.
+            sqlx::query("ANALYZE").execute(maintenance.pool()).await?;
+            let _ = sqlx::query("CHECKPOINT").execute(maintenance.pool()).await;
+            maintenance.pool().close().await;
+            db.mount_info(NOW).await?;
+            let timed = time_decisions(&db, &mut arrivals, &decide, samples).await?;
+            let extra = after.potential_mounts.len() - before.potential_mounts.len();
+            crate::repack_decision::report(queued, extra, &whole, &timed)
+        }
+    };
     db.pool().close().await;
     frontend.pool().close().await;
 
     Ok(json!({
+        "with_repack_work": with_repack,
         "pools": set.pools, "vids": set.vids, "queued_jobs": set.jobs, "queues": queues,
         "samples": samples, "arrivals_between_decisions": ARRIVALS, "load": loaded,
         "first_mount_chosen": first_choice,

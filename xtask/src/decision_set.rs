@@ -211,7 +211,8 @@ impl DecisionSet {
     }
 
     /// A catalogue matching the data set: one VO, one library, `vids / pools` tapes per pool,
-    /// the four policies, and the drive.
+    /// the four policies, the drive, and the repack VO with its REPACKING tapes
+    /// ([`crate::repack_decision`]).
     pub fn catalogue(&self) -> CatalogueSnapshot {
         let mut s = CatalogueSnapshot::default();
         s.disk_instances.insert("eos".into());
@@ -278,6 +279,7 @@ impl DecisionSet {
                 next_tape_pool: None,
             },
         );
+        crate::repack_decision::RepackWork::add_to_catalogue(self, &mut s);
         s
     }
 }

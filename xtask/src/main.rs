@@ -4,8 +4,10 @@
 //! benchmark ([`bench_objectstore`], [`bench_postgres`]), printed as JSON on stdout, followed by
 //! the rows of the README's tables (Markdown). Progress goes to stderr.
 //!
-//! - default: queueing, claiming and requeueing with their substrates, and the mount decision on
-//!   1000 pools x 10 000 VIDs x 1 M queued jobs ([`decision_set`]); a few minutes;
+//! - default: queueing, claiming and requeueing with their substrates, the mount decision on
+//!   1000 pools x 10 000 VIDs x 1 M queued jobs ([`decision_set`]), then again with 1 M repack
+//!   jobs queued beside them ([`repack_decision`]), and the repack expansion of a 1 M-file tape
+//!   with its substrate ([`repack_expansion`]); several minutes;
 //! - `--scale`: the mount decision alone on 10 000 pools x 100 000 VIDs x 10 M queued jobs, with
 //!   the process's peak memory;
 //! - `--quick`: every measured path on a small data set, in the build that runs it (a smoke test
@@ -21,6 +23,8 @@ mod decision_objectstore;
 mod decision_postgres;
 mod decision_set;
 mod measure;
+mod repack_decision;
+mod repack_expansion;
 mod table;
 
 use std::time::Instant;
@@ -102,26 +106,39 @@ fn bench(args: &[String]) -> Result<()> {
     // benchmark's tasks stop first, then the guards remove what they wrote.
     let outcome = match backend {
         Backend::Postgres => {
-            let (schema, decision_schema) = (namespace("bench"), namespace("bench_decision"));
-            let _guards = (SchemaGuard::new(&url, &schema), SchemaGuard::new(&url, &decision_schema));
+            let names = [
+                namespace("bench"),
+                namespace("bench_decision"),
+                namespace("bench_repack_cat"),
+                namespace("bench_repack"),
+            ];
+            let _guards: Vec<SchemaGuard> = names.iter().map(|n| SchemaGuard::new(&url, n)).collect();
+            let schemas = bench_postgres::Schemas {
+                throughput: &names[0],
+                decision: &names[1],
+                repack_catalogue: &names[2],
+                repack: &names[3],
+            };
             let opts = match size {
                 Size::Default => bench_postgres::Options::default(),
                 Size::Quick => bench_postgres::Options::quick(),
                 Size::Scale => bench_postgres::Options::scale(),
             };
-            let outcome = until_signal(&runtime, bench_postgres::run(&url, &schema, &decision_schema, opts));
+            let outcome = until_signal(&runtime, bench_postgres::run(&url, schemas, opts));
             runtime.shutdown_timeout(std::time::Duration::from_secs(10));
             outcome
         }
         Backend::Redis => {
             let prefix = format!("{}:", namespace("bench"));
-            let _guard = ClearOnDrop(RedisSettings::new(&url, &prefix));
+            // The repack expansion's catalogue is PostgreSQL's, in a schema of its own.
+            let (pg_url, cat_schema) = (service_url(Backend::Postgres)?, namespace("bench_repack_cat"));
+            let _guards = (ClearOnDrop(RedisSettings::new(&url, &prefix)), SchemaGuard::new(&pg_url, &cat_schema));
             let opts = match size {
                 Size::Default => bench_objectstore::Options::default(),
                 Size::Quick => bench_objectstore::Options::quick(),
                 Size::Scale => bench_objectstore::Options::scale(),
             };
-            let outcome = until_signal(&runtime, bench_objectstore::run(&url, &prefix, opts));
+            let outcome = until_signal(&runtime, bench_objectstore::run(&url, &prefix, &pg_url, &cat_schema, opts));
             runtime.shutdown_timeout(std::time::Duration::from_secs(10));
             outcome
         }

@@ -112,10 +112,72 @@ fn redis(r: &Value) -> String {
     )
 }
 
+fn decision_with_repack(r: &Value) -> Option<String> {
+    let d = &r["mount_decision"];
+    let w = d.get("with_repack_work").filter(|w| !w.is_null())?;
+    let q = &w["queued"];
+    Some(format!(
+        "| backend | data set (user jobs; repack jobs queued beside them) | next_mount p50 / p99 without | \
+         with | ratio p99 with / without (target <= 1.2) | extra potential mounts |\n\
+         |---|---|---|---|---|---|\n\
+         | {} | {} x {} x {}; {} retrieve subrequests on {} REPACKING tapes + {} ArchiveForRepack jobs on {} pools \
+         | {} / {} ms | {} / {} ms | {} | {} |\n",
+        r["backend"].as_str().unwrap_or("?"),
+        n(&d["pools"]),
+        n(&d["vids"]),
+        n(&d["queued_jobs"]),
+        n(&q["retrieve_subrequests"]),
+        q["repacking_tapes"],
+        n(&q["archive_for_repack_jobs"]),
+        q["pools"],
+        f(&w["next_mount_ms_without_repack_work"]["p50"]),
+        f(&w["next_mount_ms_without_repack_work"]["p99"]),
+        f(&w["next_mount_ms"]["p50"]),
+        f(&w["next_mount_ms"]["p99"]),
+        f(&w["ratio_p99_with_to_without"]),
+        w["extra_potential_mounts"],
+    ))
+}
+
+fn repack_expansion(r: &Value) -> Option<String> {
+    let e = r.get("repack_expansion")?;
+    let s = &e["substrate"];
+    let substrate = match r["backend"].as_str() {
+        Some("postgres") => format!("UNNEST insert {} rows/s ({} B rows)", n(&s["rows_per_s"]), n(&s["row_bytes"])),
+        _ => format!("pipelined SET {} keys/s ({} B values)", n(&s["sets_per_s"]), n(&s["value_bytes"])),
+    };
+    Some(format!(
+        "| backend | tape (files, per pass, passes) | expansion | substrate | ratio | catalogue read alone \
+         | request ids alone | peak RSS during expansion | target |\n\
+         |---|---|---|---|---|---|---|---|---|\n\
+         | {} | {}, {}, {} | {} files/s ({} s) | {} | {} | {} files/s | {} ids/s | {} MiB | >= {} files/s |\n",
+        r["backend"].as_str().unwrap_or("?"),
+        n(&e["files"]),
+        n(&e["files_per_pass"]),
+        e["passes"],
+        n(&e["files_per_s"]),
+        f(&e["seconds"]),
+        substrate,
+        f(&e["ratio_to_substrate"]),
+        n(&e["catalogue_read_alone"]["files_per_s"]),
+        n(&e["request_ids_alone"]["ids_per_s"]),
+        f(&e["memory"]["peak_rss_mib_during_expansion"]),
+        n(&e["target_per_s"]),
+    ))
+}
+
 /// The README rows of a report: the decision table, then (when measured) the throughput table.
 pub fn markdown(report: &Value) -> String {
     let mut out = String::from("Mount decision (paste the row under the other backend's):\n\n");
     out.push_str(&decision(report));
+    if let Some(t) = decision_with_repack(report) {
+        out.push_str("\nMount decision with repack work queued:\n\n");
+        out.push_str(&t);
+    }
+    if let Some(t) = repack_expansion(report) {
+        out.push_str("\nRepack expansion:\n\n");
+        out.push_str(&t);
+    }
     let throughput = match report["backend"].as_str() {
         Some("postgres") if report.get("claiming").is_some() => Some(postgres(report)),
         Some("objectstore-redis") if report.get("substrate").is_some() => Some(redis(report)),
