@@ -312,7 +312,12 @@ pub async fn run(pg_url: &str, cat_schema: &str, target: Target<'_>, size: Expan
             (Arc::new(ObjectstoreDb::new(Arc::new(store), config)), None)
         }
     };
-    let config = SchedulerConfig { repack_files_per_pass: size.files_per_pass, ..SchedulerConfig::default() };
+    // Every pass in one call, so reading the next page overlaps writing the current one.
+    let config = SchedulerConfig {
+        repack_files_per_pass: size.files_per_pass,
+        repack_passes_per_call: u64::MAX,
+        ..SchedulerConfig::default()
+    };
     let clock = Arc::new(ManualClock::new(T0));
     let scheduler = Scheduler::new(db.clone(), catalogue.clone(), clock, config);
 

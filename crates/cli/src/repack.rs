@@ -5,8 +5,8 @@
 //!   [--storage-class SC]` queues a repack of a REPACKING tape;
 //! - `repack ls` lists the repacks with their counters;
 //! - `repack rm VID` cancels a repack (or removes a finished one) with every subrequest;
-//! - `repack expand [--max-requests N]` runs one promotion and expansion pass (the maintenance
-//!   process runs it in a loop);
+//! - `repack expand [--max-requests N] [--files-per-pass N] [--passes N]` promotes and expands
+//!   (the maintenance process runs it in a loop);
 //! - `repack report [--max N]` processes the reports of repack subrequests (recalls become
 //!   re-archives, copies are counted).
 
@@ -35,7 +35,7 @@ pub enum RepackCommand {
     Ls(TargetArgs),
     /// Cancels a repack, or removes a finished one, with every subrequest it still has.
     Rm(RmArgs),
-    /// One maintenance pass: promotes Pending repacks and expands a pass of each.
+    /// One maintenance run: promotes Pending repacks and expands some passes of each.
     Expand(ExpandArgs),
     /// Processes repack reports: recalled files become re-archives, written copies are counted.
     Report(ReportArgs),
@@ -90,9 +90,12 @@ pub struct ExpandArgs {
     /// Repacks expanded at once (Pending ones are promoted up to this many).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_requests: u64,
-    /// Files read from the catalogue per repack in this pass.
+    /// Files read from the catalogue per pass.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub files_per_pass: u64,
+    /// Passes per repack in this run (pipelined: a pass is read while the one before is written).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub passes: u64,
     #[command(flatten)]
     target: Target,
 }
@@ -207,10 +210,14 @@ pub async fn run(command: RepackCommand) -> u8 {
             }
         }
         RepackCommand::Expand(a) => {
-            if a.files_per_pass == 0 {
-                return failed(Error::invalid("--files-per-pass must be positive"));
+            if a.files_per_pass == 0 || a.passes == 0 {
+                return failed(Error::invalid("--files-per-pass and --passes must be positive"));
             }
-            let config = SchedulerConfig { repack_files_per_pass: a.files_per_pass, ..SchedulerConfig::default() };
+            let config = SchedulerConfig {
+                repack_files_per_pass: a.files_per_pass,
+                repack_passes_per_call: a.passes,
+                ..SchedulerConfig::default()
+            };
             let s = match scheduler(&a.target, config).await {
                 Ok(s) => s,
                 Err(e) => return failed(e),
@@ -221,7 +228,7 @@ pub async fn run(command: RepackCommand) -> u8 {
                     0
                 }
                 Ok(v) => {
-                    println!("expanded a pass of {}", v.join(", "));
+                    println!("expanded {}", v.join(", "));
                     0
                 }
                 Err(e) => failed(e),

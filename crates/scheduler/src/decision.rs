@@ -28,6 +28,9 @@ pub struct SchedulerConfig {
     pub backend_name: String,
     /// Files one repack expansion pass reads from the catalogue (and queues) per request.
     pub repack_files_per_pass: u64,
+    /// Expansion passes one `expand_repacks` call runs per request (pipelined: the next pass is
+    /// read while the current one is written).
+    pub repack_passes_per_call: u64,
     /// Repack requests expanded at once (Pending ones are promoted up to this many).
     pub repack_max_to_expand: u64,
     /// Base URL of the repack buffer when a repack names none.
@@ -41,6 +44,7 @@ impl Default for SchedulerConfig {
             min_bytes_to_warrant_mount: 2_000_000,
             backend_name: "default".into(),
             repack_files_per_pass: 500,
+            repack_passes_per_call: 1,
             repack_max_to_expand: 2,
             repack_buffer_url: "file:///var/tmp/tapesched-repack".into(),
         }

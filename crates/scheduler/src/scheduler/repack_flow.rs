@@ -115,8 +115,9 @@ impl Scheduler {
 
     /// The maintenance pass of repack expansion: promotes Pending requests (oldest first) while
     /// fewer than `max_requests` (default [`crate::decision::SchedulerConfig::repack_max_to_expand`])
-    /// are being expanded, then runs one expansion pass (at most `repack_files_per_pass` files)
-    /// of every request being expanded, oldest first. Returns the VIDs a pass ran for.
+    /// are being expanded, then expands every request being expanded, oldest first:
+    /// `repack_passes_per_call` passes (1 by default) of at most `repack_files_per_pass` files
+    /// each, or fewer when the tape ends. Returns the VIDs a pass ran for.
     pub async fn expand_repacks(&self, max_requests: Option<u64>) -> Result<Vec<String>> {
         bounds::check_opt("max_requests", max_requests)?;
         let now = self.now();
@@ -155,9 +156,13 @@ impl Scheduler {
         Ok(expanded)
     }
 
-    /// One expansion pass of `r`: the next files of the tape after its cursor become retrieve
-    /// subrequests, stored with the new cursor and counters in one backend call. Returns false
-    /// when another process had already started the same pass.
+    /// Expansion of `r` for one call: up to `repack_passes_per_call` passes, each the next files
+    /// of the tape after the cursor turned into retrieve subrequests and stored with the new
+    /// cursor and counters in one backend call. Passes are pipelined: the next pass is read from
+    /// the catalogue while the current one is written (the cursor it starts from is known once
+    /// the current one is planned); a pass is only written after the one before it committed, so
+    /// the stored cursor always covers exactly what is stored. Returns false when another
+    /// process had already started the expansion.
     async fn expansion_pass(&self, r: &RepackRequest) -> Result<bool> {
         let now = self.now();
         let mut r = r.clone();
@@ -176,23 +181,39 @@ impl Scheduler {
                 Err(e) => return Err(e),
             };
         }
-        match self.plan_pass(&r).await {
-            Ok((subrequests, update)) => {
-                self.db.queue_repack_subrequests(&r.vid, subrequests, &update, now).await?;
+        let mut planned = self.plan_pass(&r).await;
+        let mut left = self.config.repack_passes_per_call.max(1);
+        loop {
+            let (subrequests, update) = match planned {
+                Ok(p) => p,
+                Err(e) if e.kind == crate::ErrorKind::InvalidArgument || e.kind == crate::ErrorKind::NotFound => {
+                    // The repack cannot go on (a route or the buffer folder went away): it
+                    // fails, and what earlier passes queued runs to its end.
+                    let fail = RepackUpdate {
+                        expansion_done: true,
+                        failure: Some(format!("expansion failed: {}", e.message)),
+                        ..Default::default()
+                    };
+                    self.db.update_repack(&r.vid, &fail, now).await?;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            };
+            left -= 1;
+            let done = update.expansion_done;
+            // What the request will be once this pass is stored: the next pass starts there.
+            let mut after = r.clone();
+            update.apply(&mut after)?;
+            let write = self.db.queue_repack_subrequests(&r.vid, subrequests, &update, now);
+            if done || left == 0 {
+                write.await?;
+                return Ok(true);
             }
-            Err(e) if e.kind == crate::ErrorKind::InvalidArgument || e.kind == crate::ErrorKind::NotFound => {
-                // The repack cannot go on (a route or the buffer folder went away): it fails,
-                // and what earlier passes queued runs to its end.
-                let fail = RepackUpdate {
-                    expansion_done: true,
-                    failure: Some(format!("expansion failed: {}", e.message)),
-                    ..Default::default()
-                };
-                self.db.update_repack(&r.vid, &fail, now).await?;
-            }
-            Err(e) => return Err(e),
+            let (written, next) = tokio::join!(write, self.plan_pass(&after));
+            written?;
+            r = after;
+            planned = next;
         }
-        Ok(true)
     }
 
     /// Reads the next files of the tape and builds the pass's subrequests and update.
