@@ -241,15 +241,28 @@ pub async fn run(
     let with_repack = match repack {
         None => Value::Null,
         Some(work) => {
-            // A maintenance process (its own agent) queues the work.
-            let maintenance = open("maintd")?;
-            let before = db.mount_info(NOW).await?;
+            // A second copy of the data set under its own prefix (inside the guarded one), the
+            // repack work queued there by a maintenance process (its own agent); then decisions
+            // on the two copies in alternation.
+            let prefix_b = format!("{prefix}b:");
+            load(url, &prefix_b, set, config.shard_size).await?;
+            let open_b = |label: &str| -> Result<ObjectstoreDb> {
+                let store = RedisStore::new(RedisSettings::new(url, &prefix_b)).context("redis store")?;
+                let config = ObjectstoreConfig { process_label: label.into(), ..config.clone() };
+                Ok(ObjectstoreDb::new(Arc::new(store), config))
+            };
+            let (db_b, frontend_b, maintenance) = (open_b("scheduler")?, open_b("frontend")?, open_b("maintd")?);
+            let before = db_b.mount_info(NOW).await?;
             let queued = work.queue(&maintenance, &set).await?;
-            let after = db.mount_info(NOW).await?;
+            let after = db_b.mount_info(NOW).await?;
             work.check(&set, &before, &after).context("checking the queued repack work")?;
-            let timed = time_decisions(&db, &mut arrivals, &decide, samples).await?;
+            let mut a = crate::repack_decision::Side { db: &db, arrivals };
+            let mut b = crate::repack_decision::Side { db: &db_b, arrivals: Arrivals::new(&frontend_b, set) };
+            eprintln!("{samples} decisions on each copy, in alternation (without / with repack work)");
+            let (without, with) = crate::repack_decision::interleaved(&mut a, &mut b, &decide, samples).await?;
+            eprintln!("next_mount ms without: {}, with: {}", without.json(), with.json());
             let extra = after.potential_mounts.len() - before.potential_mounts.len();
-            crate::repack_decision::report(queued, extra, &whole, &timed)
+            crate::repack_decision::report_interleaved(queued, extra, &without, &with)
         }
     };
 

@@ -363,3 +363,51 @@ pub fn report(
                  each) in the same process, after the repack work was queued; ratio: p99 with / p99 without",
     })
 }
+
+/// One side of an interleaved comparison: a backend, the process queueing its arrivals, and the
+/// decision it makes.
+pub struct Side<'a> {
+    /// The deciding process.
+    pub db: &'a dyn SchedulerDb,
+    /// Arrivals queued by another process before each decision.
+    pub arrivals: crate::decision_set::Arrivals<'a>,
+}
+
+/// Times `samples` decisions on each of two data sets in alternation (A B, B A, A B...), so a
+/// change of the machine's load during the run weighs on both sides alike: the comparison of
+/// "without" and "with repack work" is then a ratio of two measurements taken together.
+pub async fn interleaved<'s>(
+    a: &mut Side<'s>,
+    b: &mut Side<'s>,
+    decide: &tapesched_scheduler::db::DecideFn<'_>,
+    samples: usize,
+) -> Result<(Samples, Samples)> {
+    let (mut sa, mut sb) = (Samples::default(), Samples::default());
+    for i in 0..samples {
+        for first_a in [i % 2 == 0, i % 2 != 0] {
+            let (side, out) = if first_a { (&mut *a, &mut sa) } else { (&mut *b, &mut sb) };
+            side.arrivals.arrive().await?;
+            let t = std::time::Instant::now();
+            let chosen = side.db.next_mount(crate::decision_set::LIBRARY, crate::decision_set::NOW, decide).await?;
+            out.push(t.elapsed());
+            anyhow::ensure!(chosen.is_some(), "next_mount chose no mount");
+        }
+    }
+    Ok((sa, sb))
+}
+
+/// The report of an interleaved comparison ([`interleaved`]).
+pub fn report_interleaved(queued: Value, extra_mounts: usize, without: &Samples, with: &Samples) -> Value {
+    json!({
+        "queued": queued,
+        "extra_potential_mounts": extra_mounts,
+        "next_mount_ms": with.json(),
+        "next_mount_ms_without_repack_work": without.json(),
+        "ratio_p99_with_to_without": ratio(with.pct(0.99), without.pct(0.99)),
+        "ratio_p50_with_to_without": ratio(with.pct(0.5), without.pct(0.5)),
+        "target_ratio_p99": 1.2,
+        "what": "two copies of the data set (same catalogue with the repack VO and REPACKING tapes), the repack \
+                 work queued in the second only; decisions timed in alternation on the two (each after its own \
+                 arrivals), so load changes weigh on both; ratio: p99 with / p99 without",
+    })
+}
