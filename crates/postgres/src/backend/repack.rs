@@ -62,6 +62,110 @@ async fn write_repack(tx: &mut Tx, r: &RepackRequest) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Whether a subrequest is as expansion makes them: one copy, the active one (on the repacked
+/// tape), no retry or
+/// failure recorded yet.
+fn fresh_single_copy(r: &RetrieveRequest) -> bool {
+    r.copies.len() == 1
+        && r.copies[0].vid == r.active_vid
+        && r.copies[0].retries == RetryCounters::default()
+        && r.failure_reasons.is_empty()
+}
+
+/// [`insert_subrequests`] for passes of fresh one-copy subrequests (what expansion makes): the
+/// copy arrays are built per row from scalars, no per-request grouping of copies, no ordering,
+/// and a duplicate id is refused by the primary key (`conflict`) rather than skipped. This is
+/// the expansion hot path.
+async fn insert_fresh_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut Delta) -> Result<u64, Fail> {
+    let n = subs.len();
+    let (mut id, mut afid, mut size, mut created, mut prio, mut age) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), vec![], vec![], vec![]);
+    let (mut instance, mut rname, mut rgroup, mut dst) = (Vec::with_capacity(n), vec![], vec![], vec![]);
+    let (mut rurl, mut eurl, mut activity, mut verify, mut dsys, mut pname) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut cnb, mut cvid, mut cfseq, mut cblock, mut status, mut queued) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut link, mut link_vid) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in subs {
+        let c = &r.copies[0];
+        id.push(checked_i64("request id", r.request_id)?);
+        afid.push(checked_i64("archive file id", r.archive_file_id)?);
+        size.push(checked_i64("size", r.size)?);
+        created.push(r.created_at);
+        prio.push(r.policy.priority as i64);
+        age.push(r.policy.min_request_age as i64);
+        instance.push(r.disk_instance.as_str());
+        rname.push(r.requester.name.as_str());
+        rgroup.push(r.requester.group.as_str());
+        dst.push(r.dst_url.as_str());
+        rurl.push(r.report_url.as_deref());
+        eurl.push(r.error_report_url.as_deref());
+        activity.push(r.activity.as_deref());
+        verify.push(r.verify_only);
+        dsys.push(r.disk_system.as_deref());
+        pname.push(r.policy.name.as_str());
+        cnb.push(c.copy_nb as i32);
+        cvid.push(c.vid.as_str());
+        cfseq.push(checked_i64("fseq", c.fseq)?);
+        cblock.push(checked_i64("block id", c.block_id)?);
+        status.push(retrieve_code(r.status));
+        let q = r.status == RetrieveStatus::ToTransfer;
+        queued.push(q);
+        link.push(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()));
+        link_vid.push(r.repack.as_ref().map(|l| l.vid.as_str()));
+        if q {
+            delta.add(KIND_RETRIEVE, &r.active_vid, retrieve_facts(r));
+        }
+    }
+    // The active copy is the only copy: active_vid/copy/fseq come from it.
+    let inserted = sqlx::query(
+        "INSERT INTO retrieve_request (request_id, archive_file_id, disk_instance, requester_name, requester_group,
+             size, dst_url, report_url, error_report_url, created_at, activity, verify_only, disk_system,
+             policy_name, priority, min_request_age, copy_nbs, vids, fseqs, block_ids, retries_within_mount,
+             total_retries, last_mount_with_failure, report_retries, active_vid, active_copy_nb, active_fseq,
+             status, failure_reasons, queue_seq, repack, repack_vid)
+         SELECT u.id, u.afid, u.di, u.rn, u.rg, u.size, u.dst, u.rurl, u.eurl, u.created, u.activity, u.verify,
+                u.ds, u.pn, u.prio, u.age, ARRAY[u.nb], ARRAY[u.vid], ARRAY[u.fseq], ARRAY[u.block],
+                '{0}'::int4[], '{0}'::int4[], '{NULL}'::int8[], '{0}'::int4[], u.vid, u.nb, u.fseq, u.status,
+                '{}'::text[], CASE WHEN u.queued THEN s.seq END, u.link::json, u.link_vid
+         FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[],
+                     $8::text[], $9::text[], $10::int8[], $11::text[], $12::bool[], $13::text[], $14::text[],
+                     $15::int8[], $16::int8[], $17::int4[], $18::text[], $19::int8[], $20::int8[], $21::int2[],
+                     $22::bool[], $23::text[], $24::text[])
+                  AS u(id, afid, di, rn, rg, size, dst, rurl, eurl, created, activity, verify, ds, pn, prio, age,
+                       nb, vid, fseq, block, status, queued, link, link_vid)
+              CROSS JOIN (SELECT nextval('queue_seq') AS seq) s",
+    )
+    .bind(&id)
+    .bind(&afid)
+    .bind(&instance)
+    .bind(&rname)
+    .bind(&rgroup)
+    .bind(&size)
+    .bind(&dst)
+    .bind(&rurl)
+    .bind(&eurl)
+    .bind(&created)
+    .bind(&activity)
+    .bind(&verify)
+    .bind(&dsys)
+    .bind(&pname)
+    .bind(&prio)
+    .bind(&age)
+    .bind(&cnb)
+    .bind(&cvid)
+    .bind(&cfseq)
+    .bind(&cblock)
+    .bind(&status)
+    .bind(&queued)
+    .bind(&link)
+    .bind(&link_vid)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted)
+}
+
 /// Inserts retrieve subrequests in one statement (`UNNEST`; the copies of every request come as
 /// flat arrays grouped back per request), queueing those `ToTransfer` and recording them in
 /// `delta`; returns how many rows were inserted (an id already stored is skipped).
@@ -70,6 +174,9 @@ async fn write_repack(tx: &mut Tx, r: &RepackRequest) -> Result<(), Fail> {
 /// the files of a pass have distinct fSeqs on their tape, so one `nextval` per pass orders them
 /// as one per row would (`nextval` per row was a seventh of the insert).
 async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut Delta) -> Result<u64, Fail> {
+    if subs.iter().all(fresh_single_copy) {
+        return insert_fresh_subrequests(tx, subs, delta).await;
+    }
     let n = subs.len();
     let (mut c_row, mut c_nb, mut c_vid, mut c_fseq, mut c_block) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut c_rwm, mut c_tr, mut c_lm, mut c_rr) = (vec![], vec![], Vec::<Option<i64>>::new(), vec![]);
