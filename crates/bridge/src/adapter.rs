@@ -6,7 +6,7 @@ use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
 use tapesched_scheduler::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
 use tapesched_scheduler::types::*;
-use tapesched_scheduler::Result;
+use tapesched_scheduler::{Error, Result};
 
 use crate::db::{read_op, timed, write_op, BridgeDb};
 use crate::divergence::{Answer, Concern};
@@ -52,7 +52,10 @@ impl SchedulerDb for BridgeDb {
         self.log.answered(OP, route.authority.other(), lo, o.iter().any(Result::is_err));
         for (i, id) in ids.iter().enumerate() {
             self.log.count_call(OP);
-            let (x, y) = (a.get(i).cloned().unwrap_or(Ok(())), o.get(i).cloned().unwrap_or(Ok(())));
+            let answer = |all: &[Result<()>]| {
+                all.get(i).cloned().unwrap_or_else(|| Err(Error::internal("no answer for this request")))
+            };
+            let (x, y) = (answer(&a), answer(&o));
             if crate::db::same(&x, &y) && a.len() == o.len() {
                 self.log.matched(OP);
             } else {
