@@ -45,7 +45,7 @@ impl SchedulerDb for BridgeDb {
         let ids: Vec<RequestId> = requests.iter().map(ArchiveRequest::id).collect();
         let ((a, la), (o, lo)) = tokio::join!(
             timed(route.auth.queue_archives(requests.clone(), now)),
-            timed(other.queue_archives(requests, now))
+            timed(self.bounded_batch(other.queue_archives(requests, now), ids.len()))
         );
         // One batch is one call per side; each request's answer is one comparison.
         self.log.answered(OP, route.authority, la, a.iter().any(Result::is_err));

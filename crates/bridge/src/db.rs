@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::SchedulerDb;
-use tapesched_scheduler::Result;
+use tapesched_scheduler::{Error, Result};
 
 use crate::divergence::{Answer, Concern, Divergence, DivergenceLog};
 use crate::stage::{Side, Stage};
@@ -92,6 +92,8 @@ pub struct BridgeDb {
     pub(crate) log: Arc<DivergenceLog>,
     /// The latest "now" a caller gave: the time of divergences of operations that take none.
     last_now: AtomicI64,
+    /// How long the non-authoritative side may take before its answer counts as `unavailable`.
+    other_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for BridgeDb {
@@ -134,7 +136,27 @@ impl BridgeDb {
         stage: Arc<dyn StageSource>,
         log: Arc<DivergenceLog>,
     ) -> BridgeDb {
-        BridgeDb { legacy, target, stage, log, last_now: AtomicI64::new(0) }
+        BridgeDb { legacy, target, stage, log, last_now: AtomicI64::new(0), other_timeout: None }
+    }
+
+    /// The bridge with a bound on the non-authoritative side: an answer later than `timeout` is
+    /// taken as `unavailable` (a divergence; what that side did is unknown, to be verified and
+    /// repaired), so a slow or hung side delays callers by at most `timeout`. None (the default)
+    /// waits for it: scenario runs and tests stay deterministic. The bound is measured on the
+    /// tokio clock; it never changes what the authoritative side decides.
+    pub fn with_other_timeout(mut self, timeout: Option<Duration>) -> BridgeDb {
+        self.other_timeout = timeout;
+        self
+    }
+
+    /// `f`, the non-authoritative side's call, bounded by the timeout if one is set.
+    pub(crate) async fn bounded<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        match self.other_timeout {
+            None => f.await,
+            Some(limit) => tokio::time::timeout(limit, f).await.unwrap_or_else(|_| {
+                Err(Error::unavailable(format!("no answer within {} ms: outcome unknown", limit.as_millis())))
+            }),
+        }
     }
 
     /// A bridge in one fixed stage with a fresh log comparing every call.
@@ -184,6 +206,15 @@ impl BridgeDb {
         Ok(Route { stage, authority, auth: self.side(authority), other, now })
     }
 
+    /// A batch's answers from the non-authoritative side, bounded like [`BridgeDb::bounded`]:
+    /// past the timeout, `n` answers `unavailable`.
+    pub(crate) async fn bounded_batch(&self, f: impl Future<Output = Vec<Result<()>>>, n: usize) -> Vec<Result<()>> {
+        match self.bounded(async { Ok(f.await) }).await {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
     /// Records a divergence of `op`: `auth` and `other` are the two sides' answers.
     pub(crate) fn diverge(
         &self,
@@ -222,7 +253,7 @@ impl BridgeDb {
         A: Future<Output = Result<T>>,
         O: Future<Output = Result<T>>,
     {
-        let ((a, la), (o, lo)) = tokio::join!(timed(auth), timed(other));
+        let ((a, la), (o, lo)) = tokio::join!(timed(auth), timed(self.bounded(other)));
         self.log.answered(op, route.authority, la, a.is_err());
         self.log.answered(op, route.authority.other(), lo, o.is_err());
         if same(&a, &o) {

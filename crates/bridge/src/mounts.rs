@@ -44,7 +44,7 @@ impl BridgeDb {
         };
         let decided = timed(route.auth.next_mount(logical_library, now, &watched));
         let ((chosen, la), other_info) = if compare {
-            let (d, o) = tokio::join!(decided, timed(other.mount_info(now)));
+            let (d, o) = tokio::join!(decided, timed(self.bounded(other.mount_info(now))));
             (d, Some(o))
         } else {
             (decided.await, None)
@@ -123,7 +123,7 @@ impl BridgeDb {
         }
         self.log.count_call(OP);
         let ids: Vec<JobId> = jobs.iter().map(MountJob::id).collect();
-        let (claimed, lo) = timed(other.claim_jobs(mount, &ids, now)).await;
+        let (claimed, lo) = timed(self.bounded(other.claim_jobs(mount, &ids, now))).await;
         self.log.answered(OP, route.authority.other(), lo, claimed.is_err());
         let concerns = |jobs: &[JobId]| {
             std::iter::once(Concern::Mount(mount)).chain(jobs.iter().copied().map(Concern::Job)).collect()
