@@ -362,7 +362,7 @@ impl DivergenceLog {
         stats.calls += 1;
         match self.sampling.every(op) {
             0 => false,
-            k => stats.calls % k == 0,
+            k => stats.calls.checked_rem(k) == Some(0),
         }
     }
 
