@@ -18,9 +18,11 @@ use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
 use tapesched_scheduler::clock::{Clock, ManualClock};
 use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter, SchedulerDb};
 use tapesched_scheduler::decision::SchedulerConfig;
-use tapesched_scheduler::scheduler::Scheduler;
 use tapesched_scheduler::repack::RepackType;
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RepackSubmission, RetrieveSubmission, StateChangeMode, TapeSession};
+use tapesched_scheduler::scheduler::Scheduler;
+use tapesched_scheduler::scheduler::{
+    ArchiveSubmission, RepackSubmission, RetrieveSubmission, StateChangeMode, TapeSession,
+};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_tests::Fixture;
@@ -136,7 +138,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
                 mount_policy: "mp".into(),
                 buffer_url: Some("file:///buffer".into()),
                 no_recall: false,
-                max_files: (b % 3 == 0).then_some(1 + b % 4),
+                max_files: b.is_multiple_of(3).then_some(1 + b % 4),
                 storage_class: None,
             };
             format!("{} {} {}", shown(state.map(|c| c.state)), shown(cleaned), shown(s.queue_repack(sub).await))
@@ -210,7 +212,8 @@ async fn random_workloads_give_identical_answers_on_every_backend() {
         for backend in ["objectstore-memory", "postgres", "objectstore-redis"] {
             // Repack passes of two files, so expansion takes several.
             let config = SchedulerConfig { repack_files_per_pass: 2, ..SchedulerConfig::default() };
-            sides.push((backend, Side { f: Fixture::with_config(backend, config).await, sessions: [None, None, None] }));
+            sides
+                .push((backend, Side { f: Fixture::with_config(backend, config).await, sessions: [None, None, None] }));
         }
         let mut rng = tapesched_testkit::SeededRng(seed);
         let mut next_id = 1;
