@@ -3,7 +3,10 @@
 //! the snapshot `snapshots/<relative path with / as __>.snap`.
 //!
 //! Snapshots are shared by all backends: each backend gets a test calling [`run_compat`] with its
-//! name, and every one of them is checked against the same files. Regenerate them with
+//! name, and every one of them is checked against the same files. The migration bridge runs the
+//! corpus in every stage (`bridge:objectstore-memory:postgres:STAGE`, and shadow and live with
+//! Redis as legacy): its traces must equal the same snapshots and its two sides must never
+//! diverge. Regenerate them with
 //! `INSTA_UPDATE=always cargo test -p tapesched-tests --test compat` (or `cargo insta review`);
 //! under `CI=true` a missing or different snapshot fails.
 
@@ -51,6 +54,9 @@ async fn run_compat(backend_name: &str) {
                 continue;
             }
         };
+        for d in &report.divergences {
+            failures.push(format!("{shown}: {d}"));
+        }
         if report.failed() > 0 {
             failures.extend(report.failure_lines(&shown));
             continue;
@@ -86,6 +92,46 @@ async fn compat_objectstore_redis() {
 #[tokio::test]
 async fn compat_postgres() {
     run_compat("postgres").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_off() {
+    run_compat("bridge:objectstore-memory:postgres:off").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_dual_write() {
+    run_compat("bridge:objectstore-memory:postgres:dual-write").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_shadow() {
+    run_compat("bridge:objectstore-memory:postgres:shadow").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_live() {
+    run_compat("bridge:objectstore-memory:postgres:live").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_rampdown() {
+    run_compat("bridge:objectstore-memory:postgres:rampdown").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_complete() {
+    run_compat("bridge:objectstore-memory:postgres:complete").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_redis_shadow() {
+    run_compat("bridge:objectstore-redis:postgres:shadow").await;
+}
+
+#[tokio::test]
+async fn compat_bridge_redis_live() {
+    run_compat("bridge:objectstore-redis:postgres:live").await;
 }
 
 #[test]

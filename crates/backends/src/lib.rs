@@ -1,7 +1,8 @@
 //! Scheduler backends by name: the one place that builds them, for every binary.
 //!
 //! - [`Backend`]: the backends that exist (`objectstore-memory`, `objectstore-redis`,
-//!   `postgres`), by command-line name;
+//!   `postgres`), by command-line name, and the migration bridge over two of them
+//!   (`bridge:LEGACY:TARGET:STAGE`, [`BridgeSpec`]);
 //! - [`database_url`] / [`redis_url`]: where a server is, in one order for every command (the URL
 //!   given on the command line, then `TAPESCHED_DATABASE_URL` / `TAPESCHED_REDIS_URL`, then the
 //!   standard local port, then an ephemeral server: `tapesched-services`);
@@ -9,7 +10,8 @@
 //!   processes use it (`tapesched worker drive`, `db collect`); [`open_postgres`] and
 //!   [`redis_store`] are the only places the two server backends are connected;
 //! - [`Backend::open`]: a fresh, empty instance in a namespace of its own (a scenario run, a
-//!   test), marked with its owner and removed by [`OpenBackend::close`] or on drop;
+//!   test), marked with its owner and removed by [`OpenBackend::close`] or on drop (a bridge
+//!   opens both of its sides so, and [`OpenBackend::divergences`] gives what they disagreed on);
 //!   [`namespaces`] finds and removes the namespaces of runs whose process died.
 //!
 //! Every error is a [`tapesched_scheduler::Error`]: `invalid_argument` for a name or URL that
@@ -32,6 +34,8 @@ use tapesched_postgres::{PgConfig, PgSchedulerDb};
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::{Error, Result};
 
+pub use tapesched_bridge as bridge;
+use tapesched_bridge::{BridgeDb, Divergence, DivergenceLog, Stage};
 pub use tapesched_services::{DATABASE_URL_VAR, REDIS_URL_VAR};
 
 /// A scheduler backend.
@@ -43,32 +47,108 @@ pub enum Backend {
     ObjectstoreRedis,
     /// The PostgreSQL backend.
     Postgres,
+    /// The migration bridge over two of the others, in one stage (`bridge:LEGACY:TARGET:STAGE`).
+    Bridge(BridgeSpec),
 }
 
+/// The two sides and the stage of a bridge backend. The sides are backends of
+/// [`Backend::ALL`] (never bridges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BridgeSpec {
+    legacy: &'static Backend,
+    target: &'static Backend,
+    /// The stage every operation of a run goes through.
+    pub stage: Stage,
+}
+
+impl BridgeSpec {
+    /// The legacy side.
+    pub fn legacy(&self) -> Backend {
+        *self.legacy
+    }
+    /// The target side.
+    pub fn target(&self) -> Backend {
+        *self.target
+    }
+}
+
+/// The expected form of a bridge backend's name, for messages.
+pub const BRIDGE_FORM: &str = "bridge:LEGACY:TARGET:STAGE";
+
 impl Backend {
-    /// Every backend, in the order of the contract.
+    /// Every backend that stores the scheduler's state itself, in the order of the contract (a
+    /// bridge is built over two of them).
     pub const ALL: &'static [Backend] = &[Backend::ObjectstoreMemory, Backend::ObjectstoreRedis, Backend::Postgres];
 
-    /// The backend's command-line name.
-    pub fn name(self) -> &'static str {
+    /// The backend's command-line name (`bridge:objectstore-memory:postgres:shadow` for a
+    /// bridge).
+    pub fn name(self) -> String {
         match self {
-            Backend::ObjectstoreMemory => "objectstore-memory",
-            Backend::ObjectstoreRedis => "objectstore-redis",
-            Backend::Postgres => "postgres",
+            Backend::ObjectstoreMemory => "objectstore-memory".into(),
+            Backend::ObjectstoreRedis => "objectstore-redis".into(),
+            Backend::Postgres => "postgres".into(),
+            Backend::Bridge(b) => format!("bridge:{}:{}:{}", b.legacy.name(), b.target.name(), b.stage),
         }
     }
 
-    /// The names of every backend, comma-separated (for help texts and messages).
+    /// The names of every backend, comma-separated, and the bridge's form (for help texts and
+    /// messages).
     pub fn names() -> String {
-        Backend::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+        let mut names: Vec<String> = Backend::ALL.iter().map(|b| b.name()).collect();
+        names.push(BRIDGE_FORM.into());
+        names.join(", ")
     }
 
     /// The backend of a command-line name; an unknown name is an `invalid_argument` error listing
-    /// the known ones.
+    /// the known ones, a malformed bridge name one naming the expected form.
     pub fn from_name(name: &str) -> Result<Backend> {
-        Backend::ALL.iter().copied().find(|b| b.name() == name).ok_or_else(|| {
+        if let Some(rest) = name.strip_prefix("bridge") {
+            return Backend::bridge_from(name, rest);
+        }
+        Backend::plain(name).copied().ok_or_else(|| {
             Error::invalid(format!("unknown backend {:?}; known backends: {}", clip(name, 100), Backend::names()))
         })
+    }
+
+    fn plain(name: &str) -> Option<&'static Backend> {
+        Backend::ALL.iter().find(|b| b.name() == name)
+    }
+
+    /// `bridge:LEGACY:TARGET:STAGE` (`rest` is what follows `bridge`).
+    fn bridge_from(name: &str, rest: &str) -> Result<Backend> {
+        let malformed = |why: String| {
+            let plain: Vec<String> = Backend::ALL.iter().map(|b| b.name()).collect();
+            Error::invalid(format!(
+                "bad bridge backend {:?}: {why}; expected {BRIDGE_FORM}, LEGACY and TARGET two different backends of {}, STAGE one of {}",
+                clip(name, 100),
+                plain.join(", "),
+                Stage::names()
+            ))
+        };
+        let parts: Vec<&str> = match rest.strip_prefix(':') {
+            Some(r) => r.split(':').collect(),
+            None => return Err(malformed("no sides and stage".into())),
+        };
+        let [legacy, target, stage] = parts[..] else {
+            return Err(malformed(format!("{} parts after \"bridge:\", not 3", parts.len())));
+        };
+        let side = |n: &str, what: &str| {
+            Backend::plain(n).ok_or_else(|| malformed(format!("unknown {what} backend {:?}", clip(n, 100))))
+        };
+        let (legacy, target) = (side(legacy, "legacy")?, side(target, "target")?);
+        if legacy == target {
+            return Err(malformed(format!("both sides are {legacy}")));
+        }
+        let stage = Stage::parse(stage).map_err(|e| malformed(e.message))?;
+        Ok(Backend::Bridge(BridgeSpec { legacy, target, stage }))
+    }
+
+    /// The backends that store state in this one: itself, or a bridge's two sides.
+    pub fn stores(self) -> Vec<Backend> {
+        match self {
+            Backend::Bridge(b) => vec![b.legacy(), b.target()],
+            plain => vec![plain],
+        }
     }
 
     /// Parses a comma-separated list of names (`compare --backends a,b`).
@@ -82,13 +162,20 @@ impl Backend {
             Backend::ObjectstoreMemory => Ok(()),
             Backend::ObjectstoreRedis => redis_url(None).map(|_| ()),
             Backend::Postgres => database_url(None).map(|_| ()),
+            Backend::Bridge(b) => b.legacy().check_available().and_then(|()| b.target().check_available()),
         }
     }
 
     /// A fresh, empty instance of the backend in a namespace of its own (a Postgres schema, a
     /// Redis key prefix, named `tapesched_run_<pid>_...`), marked with this process as its owner
     /// ([`namespaces`]) and removed by [`OpenBackend::close`] or when the instance is dropped.
+    ///
+    /// A bridge opens both of its sides so (both namespaces are removed at close) and records
+    /// its divergences for [`OpenBackend::divergences`].
     pub async fn open(self) -> Result<OpenBackend> {
+        if let Backend::Bridge(spec) = self {
+            return Backend::open_bridge(spec).await;
+        }
         let in_context = |e: Error| {
             let message = format!("backend {}: {}", self.name(), e.message);
             let kind = e.kind;
@@ -145,17 +232,42 @@ impl Backend {
                     }
                 }
             }
+            Backend::Bridge(_) => unreachable!("bridges are opened by open_bridge"),
         };
         if let Some(ns) = &namespace {
-            tracing::info!(backend = self.name(), namespace = %ns, "opened a run namespace");
+            tracing::info!(backend = %self, namespace = %ns, "opened a run namespace");
         }
-        Ok(OpenBackend { backend: self, db, namespace, cleanup })
+        Ok(OpenBackend { backend: self, db, namespace, cleanup, divergences: None })
+    }
+
+    async fn open_bridge(spec: BridgeSpec) -> Result<OpenBackend> {
+        let backend = Backend::Bridge(spec);
+        let mut legacy = Box::pin(spec.legacy().open()).await?;
+        // On failure `legacy` is dropped, which removes its namespace.
+        let mut target = Box::pin(spec.target().open()).await?;
+        let db = BridgeDb::fixed(legacy.db.clone(), target.db.clone(), spec.stage);
+        let log = db.log().clone();
+        let namespace = match (legacy.namespace(), target.namespace()) {
+            (None, None) => None,
+            (l, t) => Some(format!("{}+{}", l.unwrap_or("memory"), t.unwrap_or("memory"))),
+        };
+        let (l, t) = (legacy.cleanup.take(), target.cleanup.take());
+        let cleanup: Option<Cleanup> = (l.is_some() || t.is_some()).then(|| -> Cleanup {
+            Box::new(move || {
+                Box::pin(async move {
+                    for c in [l, t].into_iter().flatten() {
+                        c().await;
+                    }
+                })
+            })
+        });
+        Ok(OpenBackend { backend, db: Arc::new(db), namespace, cleanup, divergences: Some(log) })
     }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -178,6 +290,7 @@ pub struct OpenBackend {
     pub db: Arc<dyn SchedulerDb>,
     namespace: Option<String>,
     cleanup: Option<Cleanup>,
+    divergences: Option<Arc<DivergenceLog>>,
 }
 
 impl Drop for OpenBackend {
@@ -199,7 +312,18 @@ impl OpenBackend {
         self.backend
     }
 
-    /// The Postgres schema or Redis key prefix of the instance (none for the memory backend).
+    /// What the two sides of a bridge disagreed on so far (empty for other backends).
+    pub fn divergences(&self) -> Vec<Divergence> {
+        self.divergences.as_ref().map(|l| l.divergences()).unwrap_or_default()
+    }
+
+    /// The divergence log of a bridge (counters and divergences), `None` for other backends.
+    pub fn divergence_log(&self) -> Option<&Arc<DivergenceLog>> {
+        self.divergences.as_ref()
+    }
+
+    /// The Postgres schema or Redis key prefix of the instance (none for the memory backend;
+    /// `LEGACY+TARGET` for a bridge, `memory` standing for a side without one).
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
     }
@@ -318,6 +442,9 @@ pub async fn open(target: &Target) -> Result<Arc<dyn SchedulerDb>> {
         Backend::ObjectstoreMemory => Err(Error::invalid(
             "backend objectstore-memory lives inside one process: a separate process needs postgres or objectstore-redis",
         )),
+        Backend::Bridge(_) => Err(Error::invalid(
+            "a bridge backend is for scenario runs and tests only so far: a separate process needs postgres or objectstore-redis",
+        )),
     }
 }
 
@@ -341,18 +468,48 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for b in Backend::ALL {
-            assert_eq!(Backend::from_name(b.name()).ok(), Some(*b));
+            assert_eq!(Backend::from_name(&b.name()).ok(), Some(*b));
         }
     }
 
     #[test]
     fn unknown_name_lists_the_known_ones_only() {
-        let e = Backend::from_name("bridge").expect_err("unknown");
+        let e = Backend::from_name("mysql").expect_err("unknown");
         assert_eq!(e.kind, tapesched_scheduler::ErrorKind::InvalidArgument);
         assert_eq!(
             e.message,
-            "unknown backend \"bridge\"; known backends: objectstore-memory, objectstore-redis, postgres"
+            "unknown backend \"mysql\"; known backends: objectstore-memory, objectstore-redis, postgres, bridge:LEGACY:TARGET:STAGE"
         );
+    }
+
+    #[test]
+    fn bridge_names_round_trip_and_malformed_ones_name_the_form() {
+        let b = Backend::from_name("bridge:objectstore-memory:postgres:shadow").expect("bridge");
+        let Backend::Bridge(spec) = b else { panic!("{b:?}") };
+        assert_eq!(
+            (spec.legacy(), spec.target(), spec.stage),
+            (Backend::ObjectstoreMemory, Backend::Postgres, Stage::Shadow)
+        );
+        assert_eq!(b.name(), "bridge:objectstore-memory:postgres:shadow");
+        assert_eq!(b.stores(), vec![Backend::ObjectstoreMemory, Backend::Postgres]);
+        for stage in Stage::ALL {
+            let name = format!("bridge:objectstore-redis:postgres:{stage}");
+            assert_eq!(Backend::from_name(&name).map(Backend::name).ok(), Some(name));
+        }
+        for (bad, why) in [
+            ("bridge", "no sides and stage"),
+            ("bridge:postgres", "1 parts after \"bridge:\", not 3"),
+            ("bridge:objectstore-memory:postgres:live:x", "4 parts"),
+            ("bridge:mysql:postgres:live", "unknown legacy backend \"mysql\""),
+            ("bridge:postgres:bridge:live", "unknown target backend \"bridge\""),
+            ("bridge:postgres:postgres:live", "both sides are postgres"),
+            ("bridge:objectstore-memory:postgres:dualwrite", "unknown migration stage \"dualwrite\""),
+        ] {
+            let e = Backend::from_name(bad).expect_err(bad);
+            assert_eq!(e.kind, tapesched_scheduler::ErrorKind::InvalidArgument);
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
+            assert!(e.message.contains("expected bridge:LEGACY:TARGET:STAGE"), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

@@ -103,7 +103,9 @@ pub struct RunArgs {
     /// Scenario files, or directories searched recursively for `*.yaml`.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<PathBuf>,
-    /// Backend: objectstore-memory, objectstore-redis or postgres.
+    /// Backend: objectstore-memory, objectstore-redis, postgres, or the migration bridge
+    /// bridge:LEGACY:TARGET:STAGE (e.g. bridge:objectstore-redis:postgres:shadow; stages off,
+    /// dual-write, shadow, live, rampdown, complete), whose run fails if its two sides diverge.
     #[arg(long, default_value = "objectstore-memory")]
     pub backend: String,
     /// Writes the trace (one JSON object per step) to this file.
@@ -117,7 +119,8 @@ pub struct CompareArgs {
     /// Scenario files, or directories searched recursively for `*.yaml`.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<PathBuf>,
-    /// Comma-separated backends, at least two (objectstore-memory, objectstore-redis, postgres).
+    /// Comma-separated backends, at least two (objectstore-memory, objectstore-redis, postgres,
+    /// bridge:LEGACY:TARGET:STAGE).
     #[arg(long, required = true, value_name = "B1,B2[,...]")]
     pub backends: String,
 }
@@ -141,7 +144,7 @@ pub struct ExplainArgs {
     /// Plays the first N steps of the scenario (0: none; the number of steps: all of them).
     #[arg(long, value_name = "N", requires = "scenario")]
     pub after_step: Option<usize>,
-    /// Backend: objectstore-memory, objectstore-redis or postgres.
+    /// Backend: objectstore-memory, objectstore-redis, postgres or bridge:LEGACY:TARGET:STAGE.
     #[arg(long, default_value = "objectstore-memory")]
     pub backend: String,
     /// Prints JSON instead of a table.

@@ -60,10 +60,16 @@ async fn backends_of(names: &[&str]) -> Result<Vec<Backend>, u8> {
 }
 
 async fn remove_dead_runs(backend: Backend) {
+    for store in backend.stores() {
+        remove_dead_runs_of(store).await;
+    }
+}
+
+async fn remove_dead_runs_of(backend: Backend) {
     let collected = match backend {
         Backend::Postgres => collect_dead_runs(tapesched_backends::database_url(None).ok().as_deref(), None).await,
         Backend::ObjectstoreRedis => collect_dead_runs(None, tapesched_backends::redis_url(None).ok().as_deref()).await,
-        Backend::ObjectstoreMemory => return,
+        Backend::ObjectstoreMemory | Backend::Bridge(_) => return,
     };
     match collected {
         Ok(c) => {
@@ -77,8 +83,17 @@ async fn remove_dead_runs(backend: Backend) {
     }
 }
 
-/// `scenario run`: exit 0 when every step passed, 1 when one failed, 2 on an invalid file or an
-/// unavailable backend, 130 when interrupted. The last stdout line is always `N passed, M failed`.
+/// Prints the divergences of a bridge run (stderr), clipped; returns how many.
+fn print_divergences(name: &str, report: &tapesched_scenario::RunReport) -> usize {
+    for d in &report.divergences {
+        eprintln!("{name}: {}", tapesched_backends::clip(&d.to_string(), 4000));
+    }
+    report.divergences.len()
+}
+
+/// `scenario run`: exit 0 when every step passed, 1 when one failed or the two sides of a bridge
+/// diverged (the divergences are printed), 2 on an invalid file or an unavailable backend, 130
+/// when interrupted. The last stdout line is always `N passed, M failed`.
 pub async fn run(args: RunArgs) -> u8 {
     let (mut passed, mut failed) = (0usize, 0usize);
     let stop = match interrupted() {
@@ -115,6 +130,7 @@ async fn run_files(args: &RunArgs, passed: &mut usize, failed: &mut usize) -> u8
     };
     let several = files.len() > 1;
     let mut invalid_file = false;
+    let divergences = &mut 0usize;
     for path in &files {
         let name = shown(path);
         let scenario = match load_scenario(path) {
@@ -149,8 +165,12 @@ async fn run_files(args: &RunArgs, passed: &mut usize, failed: &mut usize) -> u8
         let (p, f) = (report.passed(), report.failed());
         *passed += p;
         *failed += f;
-        if f == 0 {
+        let diverged = print_divergences(&name, &report);
+        *divergences += diverged;
+        if f == 0 && diverged == 0 {
             println!("PASS {name} ({})", plural(p, "checked step"));
+        } else if diverged > 0 {
+            println!("FAIL {name} ({f} failed, {p} passed, {})", plural(diverged, "divergence"));
         } else {
             println!("FAIL {name} ({f} failed, {p} passed)");
         }
@@ -160,9 +180,12 @@ async fn run_files(args: &RunArgs, passed: &mut usize, failed: &mut usize) -> u8
             return invalid(format!("cannot write the trace: {e}"));
         }
     }
+    if *divergences > 0 {
+        println!("{} between the two sides of {backend}", plural(*divergences, "divergence"));
+    }
     if invalid_file {
         EXIT_INVALID
-    } else if *failed > 0 {
+    } else if *failed > 0 || *divergences > 0 {
         EXIT_FAILED
     } else {
         0
@@ -221,6 +244,10 @@ async fn compare_files(args: &CompareArgs) -> u8 {
                 Ok(r) => r,
                 Err(e) => return invalid(e),
             };
+            if print_divergences(&name, &report) > 0 {
+                println!("{name}: the two sides of {backend} diverged");
+                return EXIT_FAILED;
+            }
             match &first {
                 None => first = Some(report.records),
                 Some(reference) => {

@@ -94,7 +94,7 @@ pub async fn drive(args: DriveArgs) -> u8 {
 async fn run(args: DriveArgs) -> Result<(), tapesched_scheduler::Error> {
     let mount_type: MountType = args.mount_type.parse()?;
     let backend = Backend::from_name(&args.backend)?;
-    if backend == Backend::ObjectstoreMemory {
+    if matches!(backend, Backend::ObjectstoreMemory | Backend::Bridge(_)) {
         return Err(tapesched_scheduler::Error::invalid(format!(
             "backend {backend} is not supported by workers (supported: postgres, objectstore-redis)"
         )));

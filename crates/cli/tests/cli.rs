@@ -77,6 +77,32 @@ fn examples_compare_equal_on_one_backend_twice() {
 }
 
 #[test]
+fn the_bridge_gives_the_legacy_trace_in_every_stage() {
+    let dir = examples().to_string_lossy().into_owned();
+    let tmp = temp_dir("bridge");
+    let trace_of = |backend: &str, file: &str| {
+        let path = tmp.join(file).to_string_lossy().into_owned();
+        let out = tapesched(&["scenario", "run", &dir, "--backend", backend, "--trace", &path]);
+        assert_eq!(out.status.code(), Some(0), "{backend}: stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+        assert_eq!(last_line(&out), "14 passed, 0 failed", "{backend}");
+        std::fs::read_to_string(&path).expect("trace written")
+    };
+    let legacy = trace_of("objectstore-memory", "legacy.jsonl");
+    for stage in ["dual-write", "shadow", "live", "complete"] {
+        let bridge = format!("bridge:objectstore-memory:postgres:{stage}");
+        assert_eq!(trace_of(&bridge, &format!("{stage}.jsonl")), legacy, "{bridge}");
+    }
+}
+
+#[test]
+fn a_malformed_bridge_name_exits_2_naming_the_form() {
+    let out =
+        tapesched(&["scenario", "run", &examples().to_string_lossy(), "--backend", "bridge:objectstore-memory:live"]);
+    assert_eq!(out.status.code(), Some(2), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("expected bridge:LEGACY:TARGET:STAGE"), "{}", stderr(&out));
+}
+
+#[test]
 fn failed_expectation_exits_1() {
     let tmp = temp_dir("failing");
     let file = tmp.join("failing.yaml");
@@ -141,19 +167,32 @@ fn backends_unknown_or_unavailable_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out)
-            .contains("unknown backend \"oracle\"; known backends: objectstore-memory, objectstore-redis, postgres\n"),
+            .contains("unknown backend \"oracle\"; known backends: objectstore-memory, objectstore-redis, postgres, bridge:LEGACY:TARGET:STAGE\n"),
         "{}",
         stderr(&out)
     );
-    // The bridge does not exist yet: it is unknown, and no help lists it.
+    // A bridge needs its two sides and a stage.
     let out = tapesched(&["scenario", "run", &file, "--backend", "bridge"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown backend \"bridge\""), "{}", stderr(&out));
-    let out = tapesched(&["scenario", "compare", &file, "--backends", "objectstore-memory,bridge"]);
+    assert!(
+        stderr(&out).contains("bad bridge backend \"bridge\": no sides and stage; expected bridge:LEGACY:TARGET:STAGE"),
+        "{}",
+        stderr(&out)
+    );
+    let out =
+        tapesched(&["scenario", "compare", &file, "--backends", "objectstore-memory,bridge:postgres:postgres:live"]);
     assert_eq!(out.status.code(), Some(2));
-    for help in [&["scenario", "run", "--help"][..], &["explain", "--help"], &["worker", "drive", "--help"]] {
-        assert!(!stdout(&tapesched(help)).contains("bridge"), "{help:?}");
+    assert!(stderr(&out).contains("both sides are postgres"), "{}", stderr(&out));
+    for help in [&["scenario", "run", "--help"][..], &["scenario", "compare", "--help"], &["explain", "--help"]] {
+        assert!(stdout(&tapesched(help)).contains("bridge:LEGACY:TARGET:STAGE"), "{help:?}");
     }
+    // Drive sessions are separate processes: not through a bridge yet.
+    let bridge = "bridge:objectstore-redis:postgres:live";
+    let args =
+        ["worker", "drive", "--backend", bridge, "--drive", "d0", "--mount-id", "1", "--tape-pool", "p", "--vid", "V"];
+    let out = tapesched(&args);
+    assert_eq!(out.status.code(), Some(2), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("not supported by workers"), "{}", stderr(&out));
 }
 
 #[test]

@@ -28,6 +28,7 @@ use crate::expect::{check, Observed};
 use crate::load::{created_at, step_times};
 use crate::model::*;
 use crate::trace::StepRecord;
+use tapesched_backends::bridge::Divergence;
 
 /// The scheduler settings of a `scheduler:` header.
 pub fn scheduler_config(header: &SchedulerHeader) -> SchedulerConfig {
@@ -522,6 +523,9 @@ pub fn decision_json(d: &Decision) -> Value {
 pub struct RunReport {
     /// One record per step, in file order.
     pub records: Vec<StepRecord>,
+    /// What the two sides of a bridge backend disagreed on (always empty for other backends).
+    /// A run with any divergence fails, whatever its steps did.
+    pub divergences: Vec<Divergence>,
 }
 
 impl RunReport {
@@ -592,8 +596,9 @@ pub async fn run_scenario(
     let mut runner = Runner::for_scenario(scenario, open.db.clone()).map_err(invalid)?;
     let records = play_steps(&mut runner, scenario, None).await.map_err(invalid)?;
     drop(runner);
+    let divergences = open.divergences();
     open.close().await;
-    Ok(RunReport { records })
+    Ok(RunReport { records, divergences })
 }
 
 #[cfg(test)]

@@ -86,9 +86,11 @@ impl ObjectstoreDb {
     }
 
     pub(super) async fn queue_archives_op(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        // One answer per request, as the trait says, even when the whole batch failed.
+        let n = requests.len();
         match self.queue_archive_batch(requests, now).await {
             Ok(answers) => answers,
-            Err(e) => vec![Err(e)],
+            Err(e) => vec![Err(e); n],
         }
     }
 

@@ -1,0 +1,322 @@
+//! [`BridgeDb`]: the handle, where the stage comes from, and the two ways an operation goes
+//! through the bridge.
+//!
+//! - A **write** in a stage that mirrors writes runs on both sides at once (`tokio::join!`, so
+//!   latencies do not add); the caller gets the authoritative side's answer, and any difference
+//!   (value, or error kind) or failure of the other side is recorded as a divergence. It never
+//!   fails the caller.
+//! - A **read** comes from the authoritative side; in shadow and live it is also asked of the
+//!   other side, concurrently, on the calls [`crate::Sampling`] picks, and compared.
+//!
+//! In `off` only legacy is used; in `complete` only the target. The `SchedulerDb` methods
+//! themselves are in `adapter.rs`; mount decisions and pops, which need more than a second call,
+//! in `mounts.rs`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tapesched_scheduler::clock::Timestamp;
+use tapesched_scheduler::db::SchedulerDb;
+use tapesched_scheduler::{Error, Result};
+
+use crate::divergence::{Answer, Concern, Divergence, DivergenceLog};
+use crate::stage::{Side, Stage};
+
+/// Where the bridge learns the stage. Each operation asks once and runs wholly in that stage.
+#[async_trait]
+pub trait StageSource: Send + Sync {
+    /// The stage of an operation starting now (a database-backed source reads or refreshes it
+    /// here). An error fails the operation: without a stage, authority is unknown.
+    async fn stage(&self) -> Result<Stage>;
+
+    /// The stage last known, without I/O (for names and logs).
+    fn last_known(&self) -> Stage;
+}
+
+/// A stage that never changes: scenario runs and tests of one stage.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedStage(pub Stage);
+
+#[async_trait]
+impl StageSource for FixedStage {
+    async fn stage(&self) -> Result<Stage> {
+        Ok(self.0)
+    }
+    fn last_known(&self) -> Stage {
+        self.0
+    }
+}
+
+/// A stage changed in process by [`ManualStage::set`], which enforces
+/// [`Stage::check_transition`]: tests that walk a migration through its stages.
+#[derive(Debug)]
+pub struct ManualStage(RwLock<Stage>);
+
+impl ManualStage {
+    /// Starts at `stage`.
+    pub fn new(stage: Stage) -> ManualStage {
+        ManualStage(RwLock::new(stage))
+    }
+
+    /// Moves to `to` if [`Stage::check_transition`] allows it (`state_transition_refused`
+    /// otherwise, unchanged).
+    pub fn set(&self, to: Stage) -> Result<()> {
+        let mut stage = self.0.write().unwrap_or_else(|p| p.into_inner());
+        Stage::check_transition(*stage, to)?;
+        *stage = to;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StageSource for ManualStage {
+    async fn stage(&self) -> Result<Stage> {
+        Ok(self.last_known())
+    }
+    fn last_known(&self) -> Stage {
+        *self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A `SchedulerDb` over a legacy and a target backend, routed by the stage (see the crate
+/// documentation).
+pub struct BridgeDb {
+    pub(crate) legacy: Arc<dyn SchedulerDb>,
+    pub(crate) target: Arc<dyn SchedulerDb>,
+    stage: Arc<dyn StageSource>,
+    pub(crate) log: Arc<DivergenceLog>,
+    /// The latest "now" a caller gave: the time of divergences of operations that take none.
+    last_now: AtomicI64,
+    /// How long the non-authoritative side may take before its answer counts as `unavailable`.
+    other_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for BridgeDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// How one operation is routed: its stage, the authoritative side, and the other side when the
+/// stage uses both.
+pub(crate) struct Route<'a> {
+    pub stage: Stage,
+    pub authority: Side,
+    pub auth: &'a dyn SchedulerDb,
+    pub other: Option<&'a dyn SchedulerDb>,
+    pub now: Timestamp,
+}
+
+/// `f`'s output and how long it took.
+pub(crate) async fn timed<F: Future>(f: F) -> (F::Output, Duration) {
+    let start = Instant::now();
+    let out = f.await;
+    (out, start.elapsed())
+}
+
+/// Two answers are the same when both are equal values or both errors of the same kind.
+pub(crate) fn same<T: PartialEq>(a: &Result<T>, b: &Result<T>) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a.kind == b.kind,
+        _ => false,
+    }
+}
+
+impl BridgeDb {
+    /// A bridge over `legacy` and `target`, in the stages `stage` gives, recording into `log`.
+    pub fn new(
+        legacy: Arc<dyn SchedulerDb>,
+        target: Arc<dyn SchedulerDb>,
+        stage: Arc<dyn StageSource>,
+        log: Arc<DivergenceLog>,
+    ) -> BridgeDb {
+        BridgeDb { legacy, target, stage, log, last_now: AtomicI64::new(0), other_timeout: None }
+    }
+
+    /// The bridge with a bound on the non-authoritative side: an answer later than `timeout` is
+    /// taken as `unavailable` (a divergence; what that side did is unknown, to be verified and
+    /// repaired), so a slow or hung side delays callers by at most `timeout`. None (the default)
+    /// waits for it: scenario runs and tests stay deterministic. The bound is measured on the
+    /// tokio clock; it never changes what the authoritative side decides.
+    pub fn with_other_timeout(mut self, timeout: Option<Duration>) -> BridgeDb {
+        self.other_timeout = timeout;
+        self
+    }
+
+    /// `f`, the non-authoritative side's call, bounded by the timeout if one is set.
+    pub(crate) async fn bounded<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        match self.other_timeout {
+            None => f.await,
+            Some(limit) => tokio::time::timeout(limit, f).await.unwrap_or_else(|_| {
+                Err(Error::unavailable(format!("no answer within {} ms: outcome unknown", limit.as_millis())))
+            }),
+        }
+    }
+
+    /// A bridge in one fixed stage with a fresh log comparing every call.
+    pub fn fixed(legacy: Arc<dyn SchedulerDb>, target: Arc<dyn SchedulerDb>, stage: Stage) -> BridgeDb {
+        BridgeDb::new(legacy, target, Arc::new(FixedStage(stage)), Arc::new(DivergenceLog::new()))
+    }
+
+    /// The divergence log (shared: readers may keep it after the bridge is gone).
+    pub fn log(&self) -> &Arc<DivergenceLog> {
+        &self.log
+    }
+
+    /// The legacy backend.
+    pub fn legacy(&self) -> &Arc<dyn SchedulerDb> {
+        &self.legacy
+    }
+
+    /// The target backend.
+    pub fn target(&self) -> &Arc<dyn SchedulerDb> {
+        &self.target
+    }
+
+    /// `bridge(LEGACY->TARGET, STAGE)` with the stage last known.
+    pub fn describe(&self) -> String {
+        format!("bridge({}->{}, {})", self.legacy.name(), self.target.name(), self.stage.last_known())
+    }
+
+    fn side(&self, side: Side) -> &dyn SchedulerDb {
+        match side {
+            Side::Legacy => &*self.legacy,
+            Side::Target => &*self.target,
+        }
+    }
+
+    /// The route of an operation starting now; `now` is the caller's (None: the latest seen).
+    pub(crate) async fn route(&self, now: Option<Timestamp>) -> Result<Route<'_>> {
+        let stage = self.stage.stage().await?;
+        let now = match now {
+            Some(t) => {
+                self.last_now.store(t, Ordering::Relaxed);
+                t
+            }
+            None => self.last_now.load(Ordering::Relaxed),
+        };
+        let authority = stage.authority();
+        let other = stage.mirrors_writes().then(|| self.side(authority.other()));
+        Ok(Route { stage, authority, auth: self.side(authority), other, now })
+    }
+
+    /// A batch's answers from the non-authoritative side, bounded like [`BridgeDb::bounded`]:
+    /// past the timeout, `n` answers `unavailable`.
+    pub(crate) async fn bounded_batch(&self, f: impl Future<Output = Vec<Result<()>>>, n: usize) -> Vec<Result<()>> {
+        match self.bounded(async { Ok(f.await) }).await {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    /// Records a divergence of `op`: `auth` and `other` are the two sides' answers.
+    pub(crate) fn diverge(
+        &self,
+        route: &Route<'_>,
+        op: &str,
+        concerns: Vec<Concern>,
+        auth: Answer,
+        other: Answer,
+        note: Option<String>,
+    ) {
+        let (legacy, target) = match route.authority {
+            Side::Legacy => (auth, other),
+            Side::Target => (other, auth),
+        };
+        let mut d = Divergence::new(op, concerns, legacy, target, route.now);
+        d.stage = route.stage;
+        d.note = note;
+        let d = self.log.record(d);
+        if d.ignored_by.is_none() {
+            tracing::warn!(divergence = %d, "the two sides of the migration bridge diverged");
+        }
+    }
+
+    /// Runs `auth` and `other` concurrently, compares their answers (value, or error kind) and
+    /// returns the authoritative one; a difference is recorded, never returned.
+    pub(crate) async fn mirror<T, A, O>(
+        &self,
+        route: &Route<'_>,
+        op: &str,
+        concerns: impl FnOnce() -> Vec<Concern>,
+        auth: A,
+        other: O,
+    ) -> Result<T>
+    where
+        T: PartialEq + Serialize,
+        A: Future<Output = Result<T>>,
+        O: Future<Output = Result<T>>,
+    {
+        let ((a, la), (o, lo)) = tokio::join!(timed(auth), timed(self.bounded(other)));
+        self.log.answered(op, route.authority, la, a.is_err());
+        self.log.answered(op, route.authority.other(), lo, o.is_err());
+        if same(&a, &o) {
+            self.log.matched(op);
+        } else {
+            let note = match (&a, &o) {
+                (Ok(_), Err(_)) => Some(format!("the {} side failed", route.authority.other())),
+                _ => None,
+            };
+            self.diverge(route, op, concerns(), Answer::of(&a), Answer::of(&o), note);
+        }
+        a
+    }
+}
+
+/// A write: the authoritative side alone in off and complete, both sides otherwise
+/// ([`BridgeDb::mirror`]). `$db` is bound to each side in turn in `$call`.
+macro_rules! write_op {
+    ($self:ident, $op:literal, $now:expr, $concerns:expr, |$db:ident| $call:expr) => {{
+        let route = $self.route($now).await?;
+        match route.other {
+            None => {
+                let $db = route.auth;
+                $call.await
+            }
+            Some(other) => {
+                $self.log.count_call($op);
+                let auth = {
+                    let $db = route.auth;
+                    $call
+                };
+                let other = {
+                    let $db = other;
+                    $call
+                };
+                $self.mirror(&route, $op, || $concerns, auth, other).await
+            }
+        }
+    }};
+}
+
+/// A read: the authoritative side; in shadow and live, on sampled calls, both sides compared.
+macro_rules! read_op {
+    ($self:ident, $op:literal, $now:expr, $concerns:expr, |$db:ident| $call:expr) => {{
+        let route = $self.route($now).await?;
+        match route.other {
+            Some(other) if route.stage.compares_reads() && $self.log.sample($op) => {
+                let auth = {
+                    let $db = route.auth;
+                    $call
+                };
+                let other = {
+                    let $db = other;
+                    $call
+                };
+                $self.mirror(&route, $op, || $concerns, auth, other).await
+            }
+            _ => {
+                let $db = route.auth;
+                $call.await
+            }
+        }
+    }};
+}
+
+pub(crate) use {read_op, write_op};

@@ -1,0 +1,29 @@
+//! The migration bridge: a [`SchedulerDb`](tapesched_scheduler::db::SchedulerDb) over a legacy
+//! backend (the objectstore) and a target backend (PostgreSQL), for moving a running archive
+//! from one to the other in stages with evidence at every step and a way back.
+//!
+//! - [`stage`]: the stages `off -> dual-write -> shadow -> live -> rampdown -> complete`, which
+//!   side is authoritative in each, and the allowed changes (forward one at a time, back to any
+//!   earlier stage until `complete`);
+//! - [`divergence`]: what the two sides disagreed on, counters per operation kind, sampling and
+//!   ignore rules;
+//! - [`BridgeDb`] (`db.rs`, `adapter.rs`, `mounts.rs`): every `SchedulerDb` method routed by the
+//!   stage a [`StageSource`] gives.
+//!
+//! Invariants: callers get the authoritative side's answer and only its errors (a failure or a
+//! different answer of the other side is a divergence, never the caller's error); mirrored
+//! writes run on both sides concurrently; a mount is recorded on the other side under the id the
+//! authoritative side gave it, which moves that side's id allocator past it; "now" comes from
+//! the caller, never from the wall clock (latencies are measured, never used to decide).
+
+#![warn(missing_docs)]
+
+mod adapter;
+mod db;
+pub mod divergence;
+mod mounts;
+pub mod stage;
+
+pub use db::{BridgeDb, FixedStage, ManualStage, StageSource};
+pub use divergence::{Answer, Concern, Divergence, DivergenceLog, IgnoreRule, Latency, OpStats, Sampling};
+pub use stage::{Side, Stage};
