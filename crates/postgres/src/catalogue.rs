@@ -571,52 +571,48 @@ impl PgCatalogue {
         }
         let mut conn = self.pool.acquire().await?;
         // One statement: the files' copies on the tape by fSeq (index `cat_tape_file_vid`), each
-        // with its file and all its copies in copy order.
+        // joined to its file and to all its copies, one row per copy in (fSeq, copy) order; the
+        // rows of a file are grouped here (no aggregate per file in the server).
         let rows = sqlx::query(
             "WITH f AS (
                  SELECT archive_file_id, fseq FROM cat_tape_file WHERE vid = $1 AND fseq > $2
                  ORDER BY fseq LIMIT $3
              )
              SELECT f.fseq AS at_fseq, a.archive_file_id, a.disk_instance, a.disk_file_id, a.size, a.storage_class,
-                    c.copy_nbs, c.vids, c.fseqs, c.block_ids
+                    t.copy_nb, t.vid, t.fseq, t.block_id
              FROM f JOIN cat_archive_file a ON a.archive_file_id = f.archive_file_id
-             CROSS JOIN LATERAL (
-                 SELECT array_agg(t.copy_nb ORDER BY t.copy_nb) AS copy_nbs, array_agg(t.vid ORDER BY t.copy_nb) AS vids,
-                        array_agg(t.fseq ORDER BY t.copy_nb) AS fseqs,
-                        array_agg(t.block_id ORDER BY t.copy_nb) AS block_ids
-                 FROM cat_tape_file t WHERE t.archive_file_id = f.archive_file_id
-             ) c
-             ORDER BY f.fseq",
+                    JOIN cat_tape_file t ON t.archive_file_id = f.archive_file_id
+             ORDER BY f.fseq, t.copy_nb",
         )
         .bind(vid)
         .bind(after)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out: Vec<ArchiveFile> = Vec::with_capacity(rows.len());
+        let mut current: Option<i64> = None;
         for row in rows {
-            let copy_nbs: Vec<i32> = row.try_get("copy_nbs")?;
-            let vids: Vec<String> = row.try_get("vids")?;
-            let fseqs: Vec<i64> = row.try_get("fseqs")?;
-            let blocks: Vec<i64> = row.try_get("block_ids")?;
-            out.push(ArchiveFile {
-                archive_file_id: row.try_get::<i64, _>("archive_file_id")? as u64,
-                disk_instance: row.try_get("disk_instance")?,
-                disk_file_id: row.try_get("disk_file_id")?,
-                size: row.try_get::<i64, _>("size")? as u64,
-                storage_class: row.try_get("storage_class")?,
-                copies: copy_nbs
-                    .into_iter()
-                    .zip(vids)
-                    .zip(fseqs.into_iter().zip(blocks))
-                    .map(|((copy_nb, vid), (fseq, block_id))| TapeFile {
-                        copy_nb: copy_nb as u32,
-                        vid,
-                        fseq: fseq as u64,
-                        block_id: block_id as u64,
-                    })
-                    .collect(),
-            });
+            let at: i64 = row.try_get("at_fseq")?;
+            let copy = TapeFile {
+                copy_nb: row.try_get::<i32, _>("copy_nb")? as u32,
+                vid: row.try_get("vid")?,
+                fseq: row.try_get::<i64, _>("fseq")? as u64,
+                block_id: row.try_get::<i64, _>("block_id")? as u64,
+            };
+            match out.last_mut() {
+                Some(file) if current == Some(at) => file.copies.push(copy),
+                _ => {
+                    current = Some(at);
+                    out.push(ArchiveFile {
+                        archive_file_id: row.try_get::<i64, _>("archive_file_id")? as u64,
+                        disk_instance: row.try_get("disk_instance")?,
+                        disk_file_id: row.try_get("disk_file_id")?,
+                        size: row.try_get::<i64, _>("size")? as u64,
+                        storage_class: row.try_get("storage_class")?,
+                        copies: vec![copy],
+                    });
+                }
+            }
         }
         Ok(out)
     }
