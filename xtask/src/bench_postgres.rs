@@ -353,6 +353,8 @@ pub struct Schemas<'a> {
     pub repack_catalogue: &'a str,
     /// The repack expansion's scheduler tables.
     pub repack: &'a str,
+    /// A second copy of the decision data set, with the repack work queued beside it.
+    pub decision_with_repack: &'a str,
 }
 
 /// Runs the benchmark in `schemas`; the JSON document it returns is what `cargo xtask bench`
@@ -379,9 +381,14 @@ pub async fn run(url: &str, schemas: Schemas<'_>, opts: Options) -> Result<Value
             report[k] = v.clone();
         }
     }
-    report["mount_decision"] =
-        crate::decision_postgres::run(url, decision_schema, opts.decision, opts.decision_samples, opts.repack_work)
-            .await?;
+    report["mount_decision"] = crate::decision_postgres::run(
+        url,
+        [decision_schema, schemas.decision_with_repack],
+        opts.decision,
+        opts.decision_samples,
+        opts.repack_work,
+    )
+    .await?;
     if let Some(size) = opts.expansion {
         let target = Target::Postgres { url, schema: schemas.repack };
         report["repack_expansion"] = crate::repack_expansion::run(url, schemas.repack_catalogue, target, size).await?;

@@ -137,15 +137,17 @@ async fn load(url: &str, schema: &str, set: DecisionSet) -> Result<Value> {
     }))
 }
 
-/// Runs the decision benchmark in `schema` (new, dropped by the caller's guard); with `repack`,
-/// then queues that repack work and times the decisions again ([`crate::repack_decision`]).
+/// Runs the decision benchmark in `schemas[0]` (new, dropped by the caller's guard); with
+/// `repack`, loads a second copy of the data set in `schemas[1]`, queues the repack work there
+/// and times decisions on the two copies in alternation ([`crate::repack_decision`]).
 pub async fn run(
     url: &str,
-    schema: &str,
+    schemas: [&str; 2],
     set: DecisionSet,
     samples: usize,
     repack: Option<RepackWork>,
 ) -> Result<Value> {
+    let schema = schemas[0];
     eprintln!("decision data set: {} pools, {} VIDs, {} queued jobs (bulk load)", set.pools, set.vids, set.jobs);
     let loaded = load(url, schema, set).await?;
     let queues: i64 = {
@@ -225,20 +227,31 @@ pub async fn run(
     let with_repack = match repack {
         None => Value::Null,
         Some(work) => {
-            // A maintenance process queues the work; the deciding process catches up with it.
-            let maintenance = PgSchedulerDb::connect(PgConfig::new(url, schema)).await?;
-            let before = db.mount_info(NOW).await?;
+            // A second copy of the data set; a maintenance process queues the repack work there;
+            // then decisions on the two copies in alternation, each after its own arrivals.
+            let schema_b = schemas[1];
+            load(url, schema_b, set).await?;
+            let db_b = PgSchedulerDb::connect(PgConfig::new(url, schema_b)).await?;
+            let frontend_b = PgSchedulerDb::connect(PgConfig::new(url, schema_b)).await?;
+            let maintenance = PgSchedulerDb::connect(PgConfig::new(url, schema_b)).await?;
+            let before = db_b.mount_info(NOW).await?;
             let queued = work.queue(&maintenance, &set).await?;
-            let after = db.mount_info(NOW).await?;
+            let after = db_b.mount_info(NOW).await?;
             work.check(&set, &before, &after).context("checking the queued repack work")?;
             // As after the data set's load: statistics, and no checkpoint left for the decisions.
             sqlx::query("ANALYZE").execute(maintenance.pool()).await?;
             let _ = sqlx::query("CHECKPOINT").execute(maintenance.pool()).await;
             maintenance.pool().close().await;
-            db.mount_info(NOW).await?;
-            let timed = time_decisions(&db, &mut arrivals, &decide, samples).await?;
+            db_b.mount_info(NOW).await?;
+            let mut a = crate::repack_decision::Side { db: &db, arrivals };
+            let mut b = crate::repack_decision::Side { db: &db_b, arrivals: Arrivals::new(&frontend_b, set) };
+            eprintln!("{samples} decisions on each copy, in alternation (without / with repack work)");
+            let (without, with) = crate::repack_decision::interleaved(&mut a, &mut b, &decide, samples).await?;
+            eprintln!("next_mount ms without: {}, with: {}", without.json(), with.json());
+            db_b.pool().close().await;
+            frontend_b.pool().close().await;
             let extra = after.potential_mounts.len() - before.potential_mounts.len();
-            crate::repack_decision::report(queued, extra, &whole, &timed)
+            crate::repack_decision::report_interleaved(queued, extra, &without, &with)
         }
     };
     db.pool().close().await;

@@ -111,6 +111,7 @@ fn bench(args: &[String]) -> Result<()> {
                 namespace("bench_decision"),
                 namespace("bench_repack_cat"),
                 namespace("bench_repack"),
+                namespace("bench_decision_b"),
             ];
             let _guards: Vec<SchemaGuard> = names.iter().map(|n| SchemaGuard::new(&url, n)).collect();
             let schemas = bench_postgres::Schemas {
@@ -118,6 +119,7 @@ fn bench(args: &[String]) -> Result<()> {
                 decision: &names[1],
                 repack_catalogue: &names[2],
                 repack: &names[3],
+                decision_with_repack: &names[4],
             };
             let opts = match size {
                 Size::Default => bench_postgres::Options::default(),

@@ -339,31 +339,6 @@ impl RepackWork {
     }
 }
 
-/// The report of the decisions timed with repack work queued, beside those without.
-pub fn report(
-    queued: Value,
-    extra_mounts: usize,
-    without: &Samples,
-    with: &crate::decision_set::TimedDecisions,
-) -> Value {
-    json!({
-        "queued": queued,
-        "extra_potential_mounts": extra_mounts,
-        "next_mount_ms": with.whole.json(),
-        "next_mount_ms_without_repack_work": without.json(),
-        "ratio_p99_with_to_without": ratio(with.whole.pct(0.99), without.pct(0.99)),
-        "ratio_p50_with_to_without": ratio(with.whole.pct(0.5), without.pct(0.5)),
-        "target_ratio_p99": 1.2,
-        "breakdown_in_rounds_of_their_own": {
-            "mount_info_read_ms": with.read.json(),
-            "choose_in_memory_ms": with.choose.json(),
-        },
-        "first_mount_chosen": with.first_choice,
-        "what": "the same decisions (same catalogue with the repack VO and REPACKING tapes, same arrivals before \
-                 each) in the same process, after the repack work was queued; ratio: p99 with / p99 without",
-    })
-}
-
 /// One side of an interleaved comparison: a backend, the process queueing its arrivals, and the
 /// decision it makes.
 pub struct Side<'a> {
