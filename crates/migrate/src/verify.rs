@@ -166,13 +166,26 @@ async fn recheck(a: &dyn SchedulerDb, b: &dyn SchedulerDb, keys: Vec<StateKey>) 
     Ok(keys.into_iter().filter_map(|k| classify(k.clone(), ma.remove(&k), mb.remove(&k))).collect())
 }
 
-/// Compares `a` with `b` in full (see the module documentation).
-pub async fn verify(a: &dyn SchedulerDb, b: &dyn SchedulerDb, options: &VerifyOptions) -> Result<VerifyReport> {
-    let start = Instant::now();
-    let page = options.page.max(1);
+/// What the streaming pass of a verify saw, before re-checking.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// Items read on the first side.
+    pub items_a: u64,
+    /// Items read on the second side.
+    pub items_b: u64,
+    /// Jobs read on the first side.
+    pub jobs_a: u64,
+    /// Keys that differed when read.
+    pub candidates: Vec<StateKey>,
+    /// When the scan started.
+    pub started: Option<Instant>,
+}
+
+/// The streaming pass: both exports merged in key order; the keys that differ are candidates.
+pub async fn scan(a: &dyn SchedulerDb, b: &dyn SchedulerDb, page: usize) -> Result<Scan> {
+    let page = page.max(1);
     let (mut sa, mut sb) = (Side::new(a), Side::new(b));
-    let mut report = VerifyReport::default();
-    let mut candidates: Vec<StateKey> = Vec::new();
+    let mut scan = Scan { started: Some(Instant::now()), ..Scan::default() };
     loop {
         let (fa, fb) = tokio::join!(sa.fill(page), sb.fill(page));
         fa?;
@@ -186,31 +199,47 @@ pub async fn verify(a: &dyn SchedulerDb, b: &dyn SchedulerDb, options: &VerifyOp
             _ => (None, sb.buf.pop_front()),
         };
         if let Some(i) = &x {
-            report.items_a += 1;
-            report.jobs_a += i.jobs();
+            scan.items_a += 1;
+            scan.jobs_a += i.jobs();
         }
         if y.is_some() {
-            report.items_b += 1;
+            scan.items_b += 1;
         }
         let key = ka.filter(|_| x.is_some()).or(kb).expect("one side had an item");
         if classify(key.clone(), x, y).is_some() {
-            candidates.push(key);
+            scan.candidates.push(key);
         }
     }
-    let found = candidates.len() as u64;
-    let mut left = candidates;
+    Ok(scan)
+}
+
+/// Re-checks a scan's candidates (up to `rechecks` times; a difference must be seen every time)
+/// and reports what remains.
+pub async fn confirm(a: &dyn SchedulerDb, b: &dyn SchedulerDb, scan: Scan, rechecks: u32) -> Result<VerifyReport> {
+    let found = scan.candidates.len() as u64;
+    let mut left = scan.candidates;
     let mut diffs = Vec::new();
-    for _ in 0..options.rechecks.max(1) {
+    for _ in 0..rechecks.max(1) {
         diffs = recheck(a, b, left).await?;
         left = diffs.iter().map(|d| d.key.clone()).collect();
         if left.is_empty() {
             break;
         }
     }
-    report.settled = found - diffs.len() as u64;
-    report.differences = diffs;
-    report.elapsed = start.elapsed();
-    Ok(report)
+    Ok(VerifyReport {
+        items_a: scan.items_a,
+        items_b: scan.items_b,
+        jobs_a: scan.jobs_a,
+        settled: found - diffs.len() as u64,
+        differences: diffs,
+        elapsed: scan.started.map_or(Duration::ZERO, |s| s.elapsed()),
+    })
+}
+
+/// Compares `a` with `b` in full (see the module documentation): [`scan`] then [`confirm`].
+pub async fn verify(a: &dyn SchedulerDb, b: &dyn SchedulerDb, options: &VerifyOptions) -> Result<VerifyReport> {
+    let s = scan(a, b, options.page).await?;
+    confirm(a, b, s, options.rechecks).await
 }
 
 /// What a repair did.
