@@ -138,7 +138,7 @@ async fn play(side: &mut Side, op: u64, a: u64, b: u64, next_id: u64) -> String 
                 mount_policy: "repack".into(),
                 buffer_url: Some("file:///buffer".into()),
                 no_recall: false,
-                max_files: (b % 3 == 0).then_some(1 + b % 4),
+                max_files: b.is_multiple_of(3).then_some(1 + b % 4),
                 storage_class: None,
             };
             format!("{} {} {}", shown(state.map(|c| c.state)), shown(cleaned), shown(s.queue_repack(sub).await))

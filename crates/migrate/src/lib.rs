@@ -20,4 +20,6 @@ pub mod verify;
 pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
 pub use record::{Checkpoint, Record, VerifyRecord};
 pub use stage::{Stage, StageChange};
-pub use verify::{confirm, repair, scan, verify, DiffKind, Difference, RepairReport, Scan, VerifyOptions, VerifyReport};
+pub use verify::{
+    confirm, repair, scan, verify, DiffKind, Difference, RepairReport, Scan, VerifyOptions, VerifyReport,
+};

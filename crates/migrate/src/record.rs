@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Row};
-use tapesched_postgres::schema::{advisory_key, connect_options, connect_once};
+use tapesched_postgres::schema::{advisory_key, connect_once, connect_options};
 use tapesched_scheduler::state::StateKey;
 use tapesched_scheduler::{Error, Result};
 
@@ -160,10 +160,8 @@ impl Record {
             m.stage
         } else {
             let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
-            let s: Option<String> = sqlx::query_scalar("SELECT stage FROM migration_stage")
-                .fetch_optional(pool)
-                .await
-                .map_err(db_error)?;
+            let s: Option<String> =
+                sqlx::query_scalar("SELECT stage FROM migration_stage").fetch_optional(pool).await.map_err(db_error)?;
             s.map(|s| s.parse()).transpose()?
         };
         stage.ok_or_else(not_set_up)
@@ -222,10 +220,11 @@ impl Record {
             return Ok(m.history.clone());
         }
         let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
-        let rows = sqlx::query("SELECT stage, previous, who, at, reason, forced FROM migration_stage_history ORDER BY seq")
-            .fetch_all(pool)
-            .await
-            .map_err(db_error)?;
+        let rows =
+            sqlx::query("SELECT stage, previous, who, at, reason, forced FROM migration_stage_history ORDER BY seq")
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?;
         rows.iter()
             .map(|r| {
                 let stage: String = r.try_get("stage").map_err(db_error)?;
@@ -267,11 +266,10 @@ impl Record {
             return Ok(m.verifies.last().cloned());
         }
         let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
-        let row =
-            sqlx::query("SELECT at, items, differences, summary FROM migration_verify ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(pool)
-                .await
-                .map_err(db_error)?;
+        let row = sqlx::query("SELECT at, items, differences, summary FROM migration_verify ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?;
         row.map(|r| {
             Ok(VerifyRecord {
                 at: r.try_get("at").map_err(db_error)?,

@@ -65,8 +65,8 @@ fn retrieve(id: u64, vid: &str, fseq: u64) -> RetrieveRequest {
 async fn populate(db: &dyn SchedulerDb, archives: u64) {
     let requests: Vec<ArchiveRequest> = (1..=archives)
         .map(|i| {
-            let mut r = archive_request(i, if i % 3 == 0 { "p2" } else { "p1" }, NOW - 500 + i as i64);
-            if i % 5 == 0 {
+            let mut r = archive_request(i, if i.is_multiple_of(3) { "p2" } else { "p1" }, NOW - 500 + i as i64);
+            if i.is_multiple_of(5) {
                 r.jobs.push(ArchiveJob::new(2, "p2"));
             }
             r
@@ -77,8 +77,8 @@ async fn populate(db: &dyn SchedulerDb, archives: u64) {
             r.unwrap();
         }
     }
-    for i in 1..=30 {
-        let vid = if i % 2 == 0 { "V1" } else { "V2" };
+    for i in 1..=30u64 {
+        let vid = if i.is_multiple_of(2) { "V1" } else { "V2" };
         db.queue_retrieve(retrieve(i, vid, 100 - i), NOW).await.unwrap();
     }
     let spec = archive_mount("T1", "p1", "d1");
@@ -300,4 +300,66 @@ async fn stages_advance_one_at_a_time_and_live_needs_a_clean_verify() {
     assert_eq!(history.iter().filter(|c| c.forced).count(), 1);
     assert_eq!(record.read_stage().await.unwrap(), Stage::Complete);
     target.drop_namespace().await.unwrap();
+}
+
+/// Rates of backfill (Redis -> PostgreSQL) and verify on `MIGRATE_BENCH_JOBS` queued archive
+/// jobs (default 100 000): `cargo test -p tapesched-migrate --release -- --ignored --nocapture`.
+/// With `MIGRATE_BENCH_PREFIX` the legacy data is written under that prefix and kept (for trying
+/// `tapesched migrate` by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_backfill_and_verify_rates() {
+    let jobs: u64 = std::env::var("MIGRATE_BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let kept = std::env::var("MIGRATE_BENCH_PREFIX").ok();
+    let (legacy, settings) = match &kept {
+        Some(prefix) => {
+            let url = tapesched_backends::redis_url(None).unwrap();
+            let settings = RedisSettings::new(url, prefix.clone());
+            let store = RedisStore::new(settings.clone()).unwrap();
+            (Arc::new(ObjectstoreDb::new(Arc::new(store), ObjectstoreConfig::default())), settings)
+        }
+        None => redis("mgbench"),
+    };
+    let start = std::time::Instant::now();
+    let requests: Vec<ArchiveRequest> =
+        (1..=jobs).map(|i| archive_request(i, &format!("p{}", i % 8), NOW - 1_000_000 + i as i64)).collect();
+    for chunk in requests.chunks(2000) {
+        for r in legacy.queue_archives(chunk.to_vec(), NOW).await {
+            r.unwrap();
+        }
+    }
+    println!("queued {jobs} jobs in Redis in {:.1} s", start.elapsed().as_secs_f64());
+    let timed_export = |db: Arc<dyn SchedulerDb>| async move {
+        let t = std::time::Instant::now();
+        let mut last: Option<StateKey> = None;
+        let mut n = 0;
+        loop {
+            let page = db.export_state(last.as_ref(), 10_000).await.unwrap();
+            let Some(l) = page.last() else { break };
+            last = Some(l.key());
+            n += page.len();
+        }
+        (n, t.elapsed().as_secs_f64())
+    };
+    let (n, secs) = timed_export(legacy.clone()).await;
+    println!("legacy export alone: {n} items in {secs:.2} s");
+    let target = pg("mgbench").await;
+    let record = Record::of_postgres(&target);
+    let options = BackfillOptions { page: 10_000, ..BackfillOptions::default() };
+    let r = backfill(&*legacy, &*target, &record, &options, NOW, &mut |_| {}).await.unwrap();
+    println!(
+        "backfill: {} jobs in {:.2} s = {:.0} jobs/s",
+        r.progress.jobs,
+        r.progress.elapsed.as_secs_f64(),
+        r.progress.jobs_per_sec
+    );
+    let v = verify(&*legacy, &*target, &VerifyOptions { page: 20_000, rechecks: 2 }).await.unwrap();
+    assert!(v.is_clean());
+    println!("verify: {} jobs in {:.2} s = {:.0} jobs/s", v.jobs_a, v.elapsed.as_secs_f64(), v.jobs_per_sec());
+    let (n, secs) = timed_export(target.clone()).await;
+    println!("target export alone: {n} items in {secs:.2} s");
+    target.drop_namespace().await.unwrap();
+    if kept.is_none() {
+        clear(settings).await;
+    }
 }

@@ -206,7 +206,15 @@ impl StateItem {
 
     /// Whether two items describe the same state (order values left out).
     pub fn same(&self, other: &StateItem) -> bool {
-        self.normalized() == other.normalized()
+        match (self, other) {
+            (StateItem::Archive { request: r1, places: p1 }, StateItem::Archive { request: r2, places: p2 }) => {
+                r1 == r2 && p1.len() == p2.len() && p1.iter().zip(p2).all(|(a, b)| a.normalized() == b.normalized())
+            }
+            (StateItem::Retrieve { request: r1, place: p1 }, StateItem::Retrieve { request: r2, place: p2 }) => {
+                r1 == r2 && p1.normalized() == p2.normalized()
+            }
+            (a, b) => a == b,
+        }
     }
 
     /// The queue the item belongs to for reports: `archive POOL`, `repack-archive POOL`,

@@ -154,11 +154,8 @@ impl ObjectstoreDb {
     /// Queue positions of every transfer queue, the mount agents' logs and the repacks' passes.
     async fn places(&self) -> Result<Places> {
         let mut places = Places::default();
-        let kinds = [
-            QueueKind::ArchiveToTransferForUser,
-            QueueKind::ArchiveToTransferForRepack,
-            QueueKind::RetrieveToTransfer,
-        ];
+        let kinds =
+            [QueueKind::ArchiveToTransferForUser, QueueKind::ArchiveToTransferForRepack, QueueKind::RetrieveToTransfer];
         let queues = self.queues_of(&kinds).await?;
         let names: Vec<String> = queues.iter().map(|(_, a)| a.clone()).collect();
         let mut shards = Vec::new();

@@ -109,16 +109,16 @@ impl ObjectstoreDb {
             *exists = agent.is_some_and(|a| a.mount.is_some());
         }
         // Where each job goes: (queue, position, pointer) to add, (mount, order, name) to log.
-        let mut queued: BTreeMap<QueueKey, Vec<(i64, JobPointer)>> = BTreeMap::new();
-        let mut held: BTreeMap<MountId, Vec<((i64, i64), String)>> = BTreeMap::new();
+        let mut queued: Queued = BTreeMap::new();
+        let mut held: Held = BTreeMap::new();
         let mut creates: Vec<(String, Creation)> = Vec::new();
         let mut passes: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let owner_of = |place: JobPlace,
                         home: Option<(QueueKey, Option<Outcome>)>,
                         pointer: JobPointer,
                         name: &str,
-                        queued: &mut BTreeMap<QueueKey, Vec<(i64, JobPointer)>>,
-                        held: &mut BTreeMap<MountId, Vec<((i64, i64), String)>>|
+                        queued: &mut Queued,
+                        held: &mut Held|
          -> Owner {
             if let JobPlace::Held { mount, order } = place {
                 if mounts.get(&mount) == Some(&true) {
@@ -300,6 +300,11 @@ impl ObjectstoreDb {
         Ok(())
     }
 }
+
+/// Pointers to add per queue, with their exported positions.
+type Queued = BTreeMap<QueueKey, Vec<(i64, JobPointer)>>;
+/// Object names to log per mount agent, with their exported order.
+type Held = BTreeMap<MountId, Vec<((i64, i64), String)>>;
 
 /// A request object to create.
 enum Creation {
