@@ -127,10 +127,9 @@ pub(super) async fn read_keys(tx: &mut Tx, keys: &[StateKey]) -> Result<Vec<Stat
 pub(super) fn place_of(loc: &Loc, idle: JobPlace) -> JobPlace {
     match (loc.queue_seq, loc.mount_id) {
         (Some(position), _) => JobPlace::Queued { position },
-        (None, Some(mount)) => JobPlace::Held {
-            mount,
-            order: (loc.owned_op.unwrap_or(0), loc.owned_rank.map_or(0, i64::from)),
-        },
+        (None, Some(mount)) => {
+            JobPlace::Held { mount, order: (loc.owned_op.unwrap_or(0), loc.owned_rank.map_or(0, i64::from)) }
+        }
         (None, None) => idle,
     }
 }
@@ -197,21 +196,25 @@ async fn read_repacks(tx: &mut Tx, pick: Pick<String>) -> Result<Vec<StateItem>,
 async fn read_archives(tx: &mut Tx, pick: Pick<i64>, repack: bool) -> Result<Vec<StateItem>, Fail> {
     let head = concat!("SELECT ", ar_cols!(), " FROM archive_request r");
     let reqs = match (pick, repack) {
-        (Pick::After(a, n), false) => sqlx::query(AssertSqlSafe(format!(
-            "{head} WHERE r.archive_file_id > $1 ORDER BY r.archive_file_id LIMIT $2"
-        )))
-        .bind(a.unwrap_or(-1))
-        .bind(n)
-        .fetch_all(&mut **tx)
-        .await?,
+        (Pick::After(a, n), false) => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{head} WHERE r.archive_file_id > $1 ORDER BY r.archive_file_id LIMIT $2"
+            )))
+            .bind(a.unwrap_or(-1))
+            .bind(n)
+            .fetch_all(&mut **tx)
+            .await?
+        }
         // Subrequest id s is stored as -(s + 1): ascending ids are descending keys.
-        (Pick::After(a, n), true) => sqlx::query(AssertSqlSafe(format!(
-            "{head} WHERE r.archive_file_id < $1 ORDER BY r.archive_file_id DESC LIMIT $2"
-        )))
-        .bind(a.map_or(0, |s| -(s + 1)))
-        .bind(n)
-        .fetch_all(&mut **tx)
-        .await?,
+        (Pick::After(a, n), true) => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{head} WHERE r.archive_file_id < $1 ORDER BY r.archive_file_id DESC LIMIT $2"
+            )))
+            .bind(a.map_or(0, |s| -(s + 1)))
+            .bind(n)
+            .fetch_all(&mut **tx)
+            .await?
+        }
         (Pick::Keys(ids), repack) => {
             let keys: Vec<i64> = ids.iter().map(|i| if repack { -(i + 1) } else { *i }).collect();
             sqlx::query(AssertSqlSafe(format!("{head} WHERE r.archive_file_id = ANY($1)")))
