@@ -8,7 +8,9 @@
 //!   shows why a drive gets, or does not get, a mount;
 //! - `tapesched db migrate|collect|gc-runs` and `tapesched catalogue load FILE` administer a
 //!   PostgreSQL instance and the namespaces of scenario runs (`database.rs`); `tapesched worker
-//!   drive` runs one drive session as a process (`worker.rs`).
+//!   drive` runs one drive session as a process (`worker.rs`);
+//! - `tapesched migrate init|status|stage|backfill|verify|repair` moves a scheduler from the
+//!   legacy objectstore to PostgreSQL (`migrate.rs`).
 //!
 //! Every command exits with the same codes ([`EXIT_FAILED`], [`EXIT_INVALID`],
 //! [`EXIT_INTERRUPTED`]); errors are printed as `error: ` and their chain of causes.
@@ -18,6 +20,7 @@
 mod database;
 mod exit;
 mod explain;
+mod migrate;
 mod repack;
 mod scenario;
 mod table;
@@ -64,6 +67,9 @@ enum Command {
     /// Processes that run scheduler work.
     #[command(subcommand)]
     Worker(WorkerCommand),
+    /// Migration from the legacy objectstore (Redis) to PostgreSQL: stage, backfill, verify, repair.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +184,7 @@ fn main() -> ExitCode {
             Command::Catalogue(CatalogueCommand::Load(args)) => database::load(args).await,
             Command::Worker(WorkerCommand::Drive(args)) => worker::drive(args).await,
             Command::Repack(c) => repack::run(c).await,
+            Command::Migrate(c) => migrate::run(c).await,
         }
     });
     drop(runtime);

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
+use crate::state::{StateItem, StateKey};
 use crate::types::*;
 
 /// A retrieve queue put to sleep because its destination disk system was full.
@@ -467,6 +468,46 @@ pub trait SchedulerDb: Send + Sync {
     /// subrequests. A mount holding one later reports on it in vain (ignored). No repack of
     /// `vid`: `not_found`.
     async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64>;
+
+    // --- full state (migration between backends) ------------------------------------------------
+    //
+    // See `crate::state`. The defaults refuse: a backend that cannot describe its state whole
+    // (a wrapper) says so instead of answering with a partial one.
+
+    /// Up to `limit` items of the backend's state whose key is after `after` (all if `None`), in
+    /// key order ([`StateKey`]'s `Ord`). Paging on with the last key returned reads everything.
+    async fn export_state(&self, after: Option<&StateKey>, limit: usize) -> Result<Vec<StateItem>> {
+        let _ = (after, limit);
+        Err(crate::Error::invalid(format!("backend {} cannot export its state", self.name())))
+    }
+
+    /// How many items [`SchedulerDb::export_state`] would give now, if the backend can tell
+    /// cheaply (progress estimates).
+    async fn state_len(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// The items of `keys` as stored now (absent ones are left out), in key order.
+    async fn read_state(&self, keys: &[StateKey]) -> Result<Vec<StateItem>> {
+        let _ = keys;
+        Err(crate::Error::invalid(format!("backend {} cannot read its state", self.name())))
+    }
+
+    /// Writes items so that the backend behaves as if it had received them through its normal
+    /// operations: queued jobs join their queues (in `position` order within a queue), held jobs
+    /// their mounts, summaries follow. An item already stored and the same
+    /// ([`StateItem::same`]) is left alone; one stored and different is replaced.
+    async fn import_state(&self, items: Vec<StateItem>, now: Timestamp) -> Result<()> {
+        let _ = (items, now);
+        Err(crate::Error::invalid(format!("backend {} cannot import state", self.name())))
+    }
+
+    /// Deletes the items of `keys` wherever they are (absent ones are ignored); a mount is
+    /// deleted only when it holds nothing.
+    async fn delete_state(&self, keys: &[StateKey], now: Timestamp) -> Result<()> {
+        let _ = (keys, now);
+        Err(crate::Error::invalid(format!("backend {} cannot delete state", self.name())))
+    }
 }
 
 /// Per-drive reservations of disk-system space, bytes, as the catalogue keeps them.

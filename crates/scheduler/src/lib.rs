@@ -23,6 +23,7 @@ pub mod repack;
 pub mod resolve;
 pub mod rules;
 pub mod scheduler;
+pub mod state;
 pub mod types;
 
 pub use error::{Error, ErrorKind, Result};

@@ -2,6 +2,7 @@
 //! (`*_op`) in the module of its area.
 
 use tapesched_scheduler::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
+use tapesched_scheduler::state::{StateItem, StateKey};
 
 use super::*;
 
@@ -182,5 +183,25 @@ impl SchedulerDb for ObjectstoreDb {
 
     async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
         self.cancel_repack_op(vid, now).await
+    }
+
+    async fn export_state(&self, after: Option<&StateKey>, limit: usize) -> Result<Vec<StateItem>> {
+        self.export_state_op(after, limit).await
+    }
+
+    async fn read_state(&self, keys: &[StateKey]) -> Result<Vec<StateItem>> {
+        self.read_state_op(keys).await
+    }
+
+    async fn import_state(&self, items: Vec<StateItem>, now: Timestamp) -> Result<()> {
+        self.import_state_op(items, now).await
+    }
+
+    async fn delete_state(&self, keys: &[StateKey], now: Timestamp) -> Result<()> {
+        self.delete_state_op(keys, now).await
+    }
+
+    async fn state_len(&self) -> Result<Option<u64>> {
+        self.state_len_op().await.map(Some)
     }
 }

@@ -19,7 +19,8 @@
 //! updates), `queueing`, `mounts` (mount decisions), `claims`, `completion`, `collection`
 //! (requeueing what agents owned, the collector, drains, markers), `reports`, `repack` (repack
 //! requests, expansion passes, repack reports, cancellation), `repack_batch` (processed repack
-//! reports, journaled), and `adapter` (the `SchedulerDb` trait, each method calling its `*_op`).
+//! reports, journaled), `state` and `state_import` (the full state: export, import, deletion,
+//! for migrations), and `adapter` (the `SchedulerDb` trait, each method calling its `*_op`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +76,8 @@ pub struct ObjectstoreDb {
     agent: String,
     ready: OnceCell<()>,
     agent_ready: OnceCell<()>,
+    /// The listing a state export pages through (`state`).
+    export_cursor: std::sync::Mutex<Option<state::ExportCursor>>,
 }
 
 fn archive_queue_kind(t: MountType) -> QueueKind {
@@ -203,6 +206,8 @@ mod queues;
 mod repack;
 mod repack_batch;
 mod reports;
+mod state;
+mod state_import;
 
 impl ObjectstoreDb {
     /// The backend over `store`. Nothing is written until the first operation.
@@ -219,6 +224,7 @@ impl ObjectstoreDb {
             agent,
             ready: OnceCell::new(),
             agent_ready: OnceCell::new(),
+            export_cursor: std::sync::Mutex::new(None),
         }
     }
 

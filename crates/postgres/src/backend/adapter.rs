@@ -1,6 +1,8 @@
 //! The thin `SchedulerDb` adapter: each trait method runs its `*_once` operation through the
 //! retry loop ([`crate::error::retry`]).
 
+use tapesched_scheduler::state::{StateItem, StateKey};
+
 use super::*;
 
 #[async_trait]
@@ -254,5 +256,33 @@ impl SchedulerDb for PgSchedulerDb {
 
     async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
         retry(self.config.max_attempts, || self.cancel_repack_once(vid, now)).await
+    }
+
+    async fn export_state(&self, after: Option<&StateKey>, limit: usize) -> Result<Vec<StateItem>> {
+        retry(self.config.max_attempts, || self.export_state_once(after, limit)).await
+    }
+
+    async fn read_state(&self, keys: &[StateKey]) -> Result<Vec<StateItem>> {
+        retry(self.config.max_attempts, || self.read_state_once(keys)).await
+    }
+
+    async fn import_state(&self, items: Vec<StateItem>, now: Timestamp) -> Result<()> {
+        retry(self.config.max_attempts, || self.import_state_once(&items, now)).await
+    }
+
+    async fn delete_state(&self, keys: &[StateKey], now: Timestamp) -> Result<()> {
+        retry(self.config.max_attempts, || self.delete_state_once(keys, now)).await
+    }
+
+    async fn state_len(&self) -> Result<Option<u64>> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM mount) + (SELECT count(*) FROM repack_request)
+                    + (SELECT count(*) FROM archive_request) + (SELECT count(*) FROM retrieve_request)
+                    + (SELECT count(*) FROM queue_summary WHERE kind = 2 AND (cleanup OR sleep_until IS NOT NULL))",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| Error::unavailable(format!("cannot count the state: {e}")).caused_by(e))?;
+        Ok(Some(n as u64))
     }
 }

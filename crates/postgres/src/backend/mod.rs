@@ -24,7 +24,8 @@
 //! in the submodules: `codec` (row codecs), `stats` (queue statistics for routing), `work` (the
 //! loaded state of one transaction and its write-back), `queueing`, `mount_info` (the summaries
 //! cache and mount decisions), `claims`, `completion`, `cleanup` (collection, cancellation,
-//! markers, drains), `reports`, and `adapter` (the `SchedulerDb` trait).
+//! markers, drains), `reports`, `state` and `state_import` (the full state: export, import,
+//! deletion, for migrations), and `adapter` (the `SchedulerDb` trait).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -144,6 +145,8 @@ mod mount_info;
 mod queueing;
 mod repack;
 mod reports;
+mod state;
+mod state_import;
 mod stats;
 mod work;
 

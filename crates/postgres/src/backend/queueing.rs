@@ -128,6 +128,14 @@ pub(super) async fn insert_archives(
     if requests.is_empty() {
         return Ok(BTreeSet::new());
     }
+    let stored = insert_archive_rows(tx, requests).await?;
+    insert_archive_jobs(tx, requests, &stored, delta).await?;
+    Ok(stored)
+}
+
+/// Inserts the request rows (not the jobs) of the archive requests not stored yet; returns the
+/// keys ([`archive_key`]) of those it stored.
+pub(super) async fn insert_archive_rows(tx: &mut Tx, requests: &[&ArchiveRequest]) -> Result<BTreeSet<u64>, Fail> {
     let n = requests.len();
     let mut afid = Vec::with_capacity(n);
     let mut instance = Vec::with_capacity(n);
@@ -200,7 +208,16 @@ pub(super) async fn insert_archives(
     .bind(&link_vid)
     .fetch_all(&mut **tx)
     .await?;
-    let stored: BTreeSet<u64> = inserted.into_iter().map(|i| i as u64).collect();
+    Ok(inserted.into_iter().map(|i| i as u64).collect())
+}
+
+/// Inserts the jobs of the requests `stored` names, queueing those to transfer in batch order.
+async fn insert_archive_jobs(
+    tx: &mut Tx,
+    requests: &[&ArchiveRequest],
+    stored: &BTreeSet<u64>,
+    delta: &mut Delta,
+) -> Result<(), Fail> {
     let (mut j_afid, mut j_copy, mut j_pos, mut j_pool, mut j_status, mut j_size, mut j_created) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut queued = Vec::new();
@@ -262,5 +279,5 @@ pub(super) async fn insert_archives(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(stored)
+    Ok(())
 }

@@ -1,0 +1,25 @@
+//! Moving scheduler state between backends (the migration bridge's tools, issue 12).
+//!
+//! Every backend describes its whole state as [`tapesched_scheduler::state::StateItem`]s, exports
+//! them in one key order and imports them as if it had received them through its normal
+//! operations ([`tapesched_scheduler::db::SchedulerDb::export_state`] and its siblings). On that:
+//!
+//! - [`copy::backfill`] copies a legacy backend into a target, resumable from a checkpoint, one
+//!   backfill at a time;
+//! - [`verify::verify`] compares two backends in full, re-checking every difference before
+//!   reporting it, and [`verify::repair`] makes one side equal to the other for named items;
+//! - [`record::Record`] keeps the migration's stage, its history, verify results and the
+//!   backfill checkpoint in the target PostgreSQL database (`migrations/0009_migration.sql`), and
+//!   [`stage`] holds the rules for changing stages.
+
+pub mod copy;
+pub mod record;
+pub mod stage;
+pub mod verify;
+
+pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
+pub use record::{Checkpoint, Record, VerifyRecord};
+pub use stage::{Stage, StageChange};
+pub use verify::{
+    confirm, repair, scan, verify, DiffKind, Difference, RepairReport, Scan, VerifyOptions, VerifyReport,
+};
