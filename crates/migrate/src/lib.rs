@@ -15,11 +15,13 @@
 pub mod copy;
 pub mod record;
 pub mod stage;
+pub mod stage_source;
 pub mod verify;
 
 pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
 pub use record::{Checkpoint, Record, VerifyRecord};
 pub use stage::{Stage, StageChange};
+pub use stage_source::{RecordStage, DEFAULT_REFRESH};
 pub use verify::{
     confirm, repair, scan, verify, DiffKind, Difference, RepairReport, Scan, VerifyOptions, VerifyReport,
 };

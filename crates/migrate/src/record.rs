@@ -156,8 +156,10 @@ impl Record {
     /// The current stage. A database never set up for a migration is an error naming
     /// `tapesched migrate init`.
     pub async fn read_stage(&self) -> Result<Stage> {
-        let stage = if let Some(m) = self.mem() {
-            m.stage
+        // The memory record's guard is dropped before any await (the future stays `Send`).
+        let in_memory = self.mem().map(|m| m.stage);
+        let stage = if let Some(stage) = in_memory {
+            stage
         } else {
             let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
             let s: Option<String> =

@@ -4,63 +4,12 @@
 //! back to any earlier stage while not `complete` (which is final); `live` (the target becomes
 //! authoritative) only after a clean verify, unless forced (the force is recorded).
 
-use std::fmt;
-use std::str::FromStr;
-
 use tapesched_scheduler::{Error, ErrorKind, Result};
 
 use crate::record::VerifyRecord;
 
-/// A migration stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Stage {
-    /// Legacy only.
-    Off,
-    /// Legacy authoritative, writes mirrored to the target.
-    DualWrite,
-    /// As dual-write, reads compared.
-    Shadow,
-    /// Target authoritative, writes mirrored to legacy, reads compared.
-    Live,
-    /// Target authoritative, writes mirrored, no comparison.
-    Rampdown,
-    /// Target only (final).
-    Complete,
-}
-
-impl Stage {
-    /// Every stage, in order.
-    pub const ALL: [Stage; 6] =
-        [Stage::Off, Stage::DualWrite, Stage::Shadow, Stage::Live, Stage::Rampdown, Stage::Complete];
-
-    /// The stage's name (`off`, `dual-write`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Off => "off",
-            Stage::DualWrite => "dual-write",
-            Stage::Shadow => "shadow",
-            Stage::Live => "live",
-            Stage::Rampdown => "rampdown",
-            Stage::Complete => "complete",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Stage {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Stage> {
-        Stage::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
-            Error::invalid(format!("unknown stage {s:?}: the stages are {}", names.join(", ")))
-        })
-    }
-}
+/// The stages and their order are the bridge's: one definition for the bridge and its tools.
+pub use tapesched_bridge::Stage;
 
 /// One recorded stage change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,15 +46,8 @@ pub fn check_transition(from: Stage, to: Stage, last_verify: Option<&VerifyRecor
     if to == from {
         return refuse(format!("the migration is already at stage {to}"));
     }
-    if to > from {
-        let next = Stage::ALL[Stage::ALL.iter().position(|s| *s == from).expect("a stage") + 1];
-        if to != next {
-            return refuse(format!(
-                "stages advance one at a time: from {from} the next stage is {next}, not {to} (skipping stages is \
-                 not allowed)"
-            ));
-        }
-    }
+    // Forward one stage at a time, back to any earlier stage: the bridge's rule.
+    Stage::check_transition(from, to)?;
     if to == Stage::Live && !force {
         match last_verify {
             None => {
