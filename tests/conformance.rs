@@ -5,7 +5,7 @@
 use tapesched_scheduler::catalogue::NewTapeFile;
 use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter};
 use tapesched_scheduler::decision::SchedulerConfig;
-use tapesched_scheduler::repack::{RepackStatus, RepackType};
+use tapesched_scheduler::repack::{RepackCounters, RepackStatus, RepackType, RepackUpdate};
 use tapesched_scheduler::scheduler::{
     ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode,
 };
@@ -297,6 +297,26 @@ async fn repack_expands_by_passes_and_completes(f: Fixture) {
     assert!(f.db.mount_info(T0 + 20).await.unwrap().potential_mounts.is_empty());
 }
 
+/// A pass planned from a cursor another process has moved since is refused (`conflict`) and
+/// changes nothing: two maintenance processes cannot queue the same files twice.
+async fn a_stale_expansion_pass_is_refused(f: Fixture) {
+    let files = repack_t3(&f, 3).await;
+    assert_eq!(f.scheduler.expand_repacks(None).await.unwrap(), vec!["T3".to_string()]);
+    let before = f.db.repack("T3").await.unwrap().expect("stored");
+    assert!(before.last_expanded_fseq > 0);
+    let stale = RepackUpdate {
+        expected_last_expanded_fseq: Some(0),
+        last_expanded_fseq: Some(before.last_expanded_fseq),
+        counters: RepackCounters { files_to_retrieve: 1, ..RepackCounters::default() },
+        ..RepackUpdate::default()
+    };
+    let err = f.db.queue_repack_subrequests("T3", vec![], &stale, T0).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert_eq!(f.db.repack("T3").await.unwrap().expect("stored"), before);
+    while !f.scheduler.expand_repacks(None).await.unwrap().is_empty() {}
+    assert_eq!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T3")).await.unwrap(), files);
+}
+
 /// Cancelling a repack deletes its queued and its mounted subrequests; what the mount reports
 /// afterwards on them is ignored; a second cancel is not_found.
 async fn cancel_repack_removes_every_subrequest(f: Fixture) {
@@ -348,6 +368,7 @@ macro_rules! every_case {
             cancel_removes_queued_work,
             repack_expands_by_passes_and_completes,
             cancel_repack_removes_every_subrequest,
+            a_stale_expansion_pass_is_refused,
         );
     };
 }

@@ -310,6 +310,10 @@ pub struct RepackUpdate {
     pub counters: RepackCounters,
     /// Fail the repack with this reason.
     pub failure: Option<String>,
+    /// Refuse (`conflict`) unless the request's cursor is still here: an expansion pass is
+    /// planned from the cursor it read, and a second process that planned the same pass loses
+    /// instead of queueing the same files again.
+    pub expected_last_expanded_fseq: Option<u64>,
 }
 
 impl RepackUpdate {
@@ -322,6 +326,14 @@ impl RepackUpdate {
                 return Err(Error::conflict(format!(
                     "repack of {:?} is {}, not {e}: another process changed it",
                     r.vid, r.status
+                )));
+            }
+        }
+        if let Some(e) = self.expected_last_expanded_fseq {
+            if r.last_expanded_fseq != e {
+                return Err(Error::conflict(format!(
+                    "repack of {:?} was expanded past fSeq {e} (to {}) by another process",
+                    r.vid, r.last_expanded_fseq
                 )));
             }
         }
@@ -599,6 +611,23 @@ mod tests {
         // Final: nothing moves it.
         one.apply(&mut r).unwrap();
         assert_eq!(r.status, RepackStatus::Failed);
+    }
+
+    #[test]
+    fn a_pass_planned_from_an_old_cursor_is_refused() {
+        let mut r = request();
+        let pass = |from, to| RepackUpdate {
+            expected_last_expanded_fseq: Some(from),
+            last_expanded_fseq: Some(to),
+            counters: RepackCounters { files_to_retrieve: 2, ..Default::default() },
+            ..Default::default()
+        };
+        pass(0, 2).apply(&mut r).unwrap();
+        let before = r.clone();
+        assert_eq!(pass(0, 2).apply(&mut r).unwrap_err().kind, crate::ErrorKind::Conflict);
+        assert_eq!(r, before, "a refused update changes nothing");
+        pass(2, 4).apply(&mut r).unwrap();
+        assert_eq!((r.last_expanded_fseq, r.counters.files_to_retrieve), (4, 4));
     }
 
     #[test]

@@ -19,6 +19,16 @@ use crate::repack::*;
 use crate::resolve;
 use crate::types::*;
 
+/// The outcome of writing a pass: written (true), or refused because another process expanded
+/// the same repack from the same cursor first (false: it goes on with it); other errors stay.
+fn lost_race(written: Result<()>) -> Result<bool> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.kind, crate::ErrorKind::Conflict | crate::ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A repack as an operator submits it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepackSubmission {
@@ -206,11 +216,12 @@ impl Scheduler {
             update.apply(&mut after)?;
             let write = self.db.queue_repack_subrequests(&r.vid, subrequests, &update, now);
             if done || left == 0 {
-                write.await?;
-                return Ok(true);
+                return lost_race(write.await);
             }
             let (written, next) = tokio::join!(write, self.plan_pass(&after));
-            written?;
+            if !lost_race(written)? {
+                return Ok(false);
+            }
             r = after;
             planned = next;
         }
@@ -317,6 +328,7 @@ impl Scheduler {
             });
         }
         update.last_expanded_fseq = Some(cursor);
+        update.expected_last_expanded_fseq = Some(r.last_expanded_fseq);
         // The tape is done when a pass comes back short, or the file limit is reached.
         update.expansion_done = reached_max || (files.len() as u64) < per_pass;
         Ok((subrequests, update))
