@@ -376,3 +376,22 @@ and T2 and none on V1.""",
   - {{op: queue_retrieve, archive_file_id: 1, requester: {{name: alice, group: it}}, vid: T2, expect: {{vid: T2}}}}
   - {{op: queue_retrieve, archive_file_id: 1, requester: {{name: alice, group: it}}, vid: V1, expect: {{error: not_found}}}}
 """)
+
+write("no-recall-max-files.yaml", "repack-no-recall-max-files",
+"""max_files counts the files a repack selects after every filter: with no_recall, files not in
+the buffer are not counted. Files 2 and 3 are in the buffer (their recall succeeded; file 1's
+failed); a no_recall repack with max_files 1 selects file 2.""",
+three, f"""  - {{op: queue_repack, vid: V1, type: move, mount_policy: repack, buffer_url: "file:///buffer"}}
+  - {{op: expand_repack, expect: {{expanded: [V1]}}}}
+  - {{at: 10, op: next_mount, drive: drive0, expect: {{mount: {{type: Retrieve, vid: V1}}}}}}
+  - {{op: pop_jobs, drive: drive0, max_files: 10, max_bytes: 1000000, expect: {{archive_file_ids: [1, 2, 3]}}}}
+  - {{op: complete_jobs, drive: drive0, archive_file_ids: [1], outcome: failure, reason: read error}}
+  - {{op: complete_jobs, drive: drive0, archive_file_ids: [2, 3], outcome: success}}
+  - {{op: end_mount, drive: drive0, expect: {{requeued: 0}}}}
+  - {{op: cancel_repack, vid: V1}}
+  - {{at: 20, op: queue_repack, vid: V1, type: move, mount_policy: repack, buffer_url: "file:///buffer", no_recall: true, max_files: 1}}
+  - {{op: expand_repack, expect: {{expanded: [V1]}}}}
+  - {{op: show_repacks, expect: {{repacks: [{{vid: V1, status: Starting, files_to_retrieve: 1, files_to_archive: 1}}]}}}}
+  - {{{R}, expect: {{reports: [{{archive_file_id: 2, kind: retrieve, outcome: success}}]}}}}
+  - {{op: expand_repack, expect: {{expanded: []}}}}
+""")

@@ -244,14 +244,8 @@ impl Scheduler {
         let mut update = RepackUpdate::default();
         let mut cursor = r.last_expanded_fseq;
         let mut chosen: Vec<(ArchiveFile, TapeFile, Vec<CopyRoute>)> = Vec::new();
-        let mut selected = r.counters.files_to_retrieve;
-        let mut reached_max = false;
         for file in &files {
             let Some(copy) = file.copies.iter().find(|c| c.vid == r.vid).cloned() else { continue };
-            if r.max_files.is_some_and(|m| selected >= m) {
-                reached_max = true;
-                break;
-            }
             cursor = cursor.max(copy.fseq);
             update.counters.files_on_tape += 1;
             update.counters.bytes_on_tape = update.counters.bytes_on_tape.saturating_add(file.size);
@@ -264,11 +258,14 @@ impl Scheduler {
                 update.some_file_skipped = true;
                 continue;
             }
-            selected += 1;
             chosen.push((file.clone(), copy, copies));
         }
         let names: Vec<String> = chosen.iter().map(|(_, c, _)| format!("{:09}", c.fseq)).collect();
         let sizes = self.buffer.sizes(&dir, &names).await?;
+        // `max_files` counts the files selected, after every filter (no_recall included); once it
+        // is reached the expansion is done (the cursor past the page does not matter then).
+        let mut selected = r.counters.files_to_retrieve;
+        let mut reached_max = false;
         let mut keep = Vec::with_capacity(chosen.len());
         for ((file, copy, copies), size) in chosen.into_iter().zip(sizes) {
             let provided = size == Some(file.size);
@@ -276,6 +273,11 @@ impl Scheduler {
                 update.some_file_skipped = true;
                 continue;
             }
+            if r.max_files.is_some_and(|m| selected >= m) {
+                reached_max = true;
+                break;
+            }
+            selected += 1;
             keep.push((file, copy, copies, provided));
         }
         let ids = self.catalogue.next_request_ids(keep.len() as u64).await?;
