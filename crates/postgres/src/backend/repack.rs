@@ -72,50 +72,77 @@ fn fresh_single_copy(r: &RetrieveRequest) -> bool {
         && r.failure_reasons.is_empty()
 }
 
+/// The columns of a subrequest row both insert statements bind, one entry per request, and the
+/// queue summaries' share of each queued one.
+#[derive(Default)]
+struct RowCols<'a> {
+    id: Vec<i64>,
+    afid: Vec<i64>,
+    instance: Vec<&'a str>,
+    rname: Vec<&'a str>,
+    rgroup: Vec<&'a str>,
+    size: Vec<i64>,
+    dst: Vec<&'a str>,
+    rurl: Vec<Option<&'a str>>,
+    eurl: Vec<Option<&'a str>>,
+    created: Vec<i64>,
+    activity: Vec<Option<&'a str>>,
+    verify: Vec<bool>,
+    dsys: Vec<Option<&'a str>>,
+    pname: Vec<&'a str>,
+    prio: Vec<i64>,
+    age: Vec<i64>,
+    status: Vec<i16>,
+    queued: Vec<bool>,
+    link: Vec<Option<String>>,
+    link_vid: Vec<Option<&'a str>>,
+}
+
+impl<'a> RowCols<'a> {
+    /// Adds `r`'s columns, and to `delta` its job when it is queued.
+    fn push(&mut self, r: &'a RetrieveRequest, delta: &mut Delta) -> Result<(), Fail> {
+        self.id.push(checked_i64("request id", r.request_id)?);
+        self.afid.push(checked_i64("archive file id", r.archive_file_id)?);
+        self.instance.push(&r.disk_instance);
+        self.rname.push(&r.requester.name);
+        self.rgroup.push(&r.requester.group);
+        self.size.push(checked_i64("size", r.size)?);
+        self.dst.push(&r.dst_url);
+        self.rurl.push(r.report_url.as_deref());
+        self.eurl.push(r.error_report_url.as_deref());
+        self.created.push(r.created_at);
+        self.activity.push(r.activity.as_deref());
+        self.verify.push(r.verify_only);
+        self.dsys.push(r.disk_system.as_deref());
+        self.pname.push(&r.policy.name);
+        self.prio.push(r.policy.priority as i64);
+        self.age.push(r.policy.min_request_age as i64);
+        self.status.push(retrieve_code(r.status));
+        let queued = r.status == RetrieveStatus::ToTransfer;
+        self.queued.push(queued);
+        self.link.push(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()));
+        self.link_vid.push(r.repack.as_ref().map(|l| l.vid.as_str()));
+        if queued {
+            delta.add(KIND_RETRIEVE, &r.active_vid, retrieve_facts(r));
+        }
+        Ok(())
+    }
+}
+
 /// [`insert_subrequests`] for passes of fresh one-copy subrequests (what expansion makes): the
 /// copy arrays are built per row from scalars, no per-request grouping of copies, no ordering,
 /// and a duplicate id is refused by the primary key (`conflict`) rather than skipped. This is
 /// the expansion hot path.
 async fn insert_fresh_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut Delta) -> Result<u64, Fail> {
-    let n = subs.len();
-    let (mut id, mut afid, mut size, mut created, mut prio, mut age) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), vec![], vec![], vec![]);
-    let (mut instance, mut rname, mut rgroup, mut dst) = (Vec::with_capacity(n), vec![], vec![], vec![]);
-    let (mut rurl, mut eurl, mut activity, mut verify, mut dsys, mut pname) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut cnb, mut cvid, mut cfseq, mut cblock, mut status, mut queued) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut link, mut link_vid) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut cols = RowCols::default();
+    let (mut cnb, mut cvid, mut cfseq, mut cblock) = (vec![], vec![], vec![], vec![]);
     for r in subs {
         let c = &r.copies[0];
-        id.push(checked_i64("request id", r.request_id)?);
-        afid.push(checked_i64("archive file id", r.archive_file_id)?);
-        size.push(checked_i64("size", r.size)?);
-        created.push(r.created_at);
-        prio.push(r.policy.priority as i64);
-        age.push(r.policy.min_request_age as i64);
-        instance.push(r.disk_instance.as_str());
-        rname.push(r.requester.name.as_str());
-        rgroup.push(r.requester.group.as_str());
-        dst.push(r.dst_url.as_str());
-        rurl.push(r.report_url.as_deref());
-        eurl.push(r.error_report_url.as_deref());
-        activity.push(r.activity.as_deref());
-        verify.push(r.verify_only);
-        dsys.push(r.disk_system.as_deref());
-        pname.push(r.policy.name.as_str());
         cnb.push(c.copy_nb as i32);
         cvid.push(c.vid.as_str());
         cfseq.push(checked_i64("fseq", c.fseq)?);
         cblock.push(checked_i64("block id", c.block_id)?);
-        status.push(retrieve_code(r.status));
-        let q = r.status == RetrieveStatus::ToTransfer;
-        queued.push(q);
-        link.push(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()));
-        link_vid.push(r.repack.as_ref().map(|l| l.vid.as_str()));
-        if q {
-            delta.add(KIND_RETRIEVE, &r.active_vid, retrieve_facts(r));
-        }
+        cols.push(r, delta)?;
     }
     // The active copy is the only copy: active_vid/copy/fseq come from it.
     let inserted = sqlx::query(
@@ -136,30 +163,30 @@ async fn insert_fresh_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: 
                        nb, vid, fseq, block, status, queued, link, link_vid)
               CROSS JOIN (SELECT nextval('queue_seq') AS seq) s",
     )
-    .bind(&id)
-    .bind(&afid)
-    .bind(&instance)
-    .bind(&rname)
-    .bind(&rgroup)
-    .bind(&size)
-    .bind(&dst)
-    .bind(&rurl)
-    .bind(&eurl)
-    .bind(&created)
-    .bind(&activity)
-    .bind(&verify)
-    .bind(&dsys)
-    .bind(&pname)
-    .bind(&prio)
-    .bind(&age)
+    .bind(&cols.id)
+    .bind(&cols.afid)
+    .bind(&cols.instance)
+    .bind(&cols.rname)
+    .bind(&cols.rgroup)
+    .bind(&cols.size)
+    .bind(&cols.dst)
+    .bind(&cols.rurl)
+    .bind(&cols.eurl)
+    .bind(&cols.created)
+    .bind(&cols.activity)
+    .bind(&cols.verify)
+    .bind(&cols.dsys)
+    .bind(&cols.pname)
+    .bind(&cols.prio)
+    .bind(&cols.age)
     .bind(&cnb)
     .bind(&cvid)
     .bind(&cfseq)
     .bind(&cblock)
-    .bind(&status)
-    .bind(&queued)
-    .bind(&link)
-    .bind(&link_vid)
+    .bind(&cols.status)
+    .bind(&cols.queued)
+    .bind(&cols.link)
+    .bind(&cols.link_vid)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -180,30 +207,11 @@ async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut D
     let n = subs.len();
     let (mut c_row, mut c_nb, mut c_vid, mut c_fseq, mut c_block) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut c_rwm, mut c_tr, mut c_lm, mut c_rr) = (vec![], vec![], Vec::<Option<i64>>::new(), vec![]);
-    let mut id = Vec::with_capacity(n);
-    let mut afid = Vec::with_capacity(n);
-    let mut instance = Vec::with_capacity(n);
-    let mut rname = Vec::with_capacity(n);
-    let mut rgroup = Vec::with_capacity(n);
-    let mut size = Vec::with_capacity(n);
-    let mut dst = Vec::with_capacity(n);
-    let mut rurl = Vec::with_capacity(n);
-    let mut eurl = Vec::with_capacity(n);
-    let mut created = Vec::with_capacity(n);
-    let mut activity = Vec::with_capacity(n);
-    let mut verify = Vec::with_capacity(n);
-    let mut dsys = Vec::with_capacity(n);
-    let mut pname = Vec::with_capacity(n);
-    let mut prio = Vec::with_capacity(n);
-    let mut age = Vec::with_capacity(n);
+    let mut cols = RowCols::default();
     let mut avid = Vec::with_capacity(n);
     let mut acopy = Vec::with_capacity(n);
     let mut afseq = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
     let mut reasons = Vec::with_capacity(n);
-    let mut queued = Vec::with_capacity(n);
-    let mut link = Vec::with_capacity(n);
-    let mut link_vid = Vec::with_capacity(n);
     for (row, r) in subs.iter().enumerate() {
         for c in &r.copies {
             c_row.push(row as i32 + 1);
@@ -216,34 +224,11 @@ async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut D
             c_lm.push(c.retries.last_mount_with_failure.map(|m| m as i64));
             c_rr.push(c.retries.report_retries as i32);
         }
-        id.push(checked_i64("request id", r.request_id)?);
-        afid.push(checked_i64("archive file id", r.archive_file_id)?);
-        instance.push(r.disk_instance.as_str());
-        rname.push(r.requester.name.as_str());
-        rgroup.push(r.requester.group.as_str());
-        size.push(checked_i64("size", r.size)?);
-        dst.push(r.dst_url.as_str());
-        rurl.push(r.report_url.as_deref());
-        eurl.push(r.error_report_url.as_deref());
-        created.push(r.created_at);
-        activity.push(r.activity.as_deref());
-        verify.push(r.verify_only);
-        dsys.push(r.disk_system.as_deref());
-        pname.push(r.policy.name.as_str());
-        prio.push(r.policy.priority as i64);
-        age.push(r.policy.min_request_age as i64);
         avid.push(r.active_vid.as_str());
         acopy.push(active_copy_nb(r) as i32);
         afseq.push(active_fseq(r) as i64);
-        status.push(retrieve_code(r.status));
         reasons.push(json_strings(&r.failure_reasons));
-        let q = r.status == RetrieveStatus::ToTransfer;
-        queued.push(q);
-        link.push(r.repack.as_ref().map(|l| serde_json::to_string(l).unwrap_or_default()));
-        link_vid.push(r.repack.as_ref().map(|l| l.vid.as_str()));
-        if q {
-            delta.add(KIND_RETRIEVE, &r.active_vid, retrieve_facts(r));
-        }
+        cols.push(r, delta)?;
     }
     let inserted = sqlx::query(
         "WITH c AS (
@@ -294,30 +279,30 @@ async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut D
     .bind(&c_tr)
     .bind(&c_lm)
     .bind(&c_rr)
-    .bind(&id)
-    .bind(&afid)
-    .bind(&instance)
-    .bind(&rname)
-    .bind(&rgroup)
-    .bind(&size)
-    .bind(&dst)
-    .bind(&rurl)
-    .bind(&eurl)
-    .bind(&created)
-    .bind(&activity)
-    .bind(&verify)
-    .bind(&dsys)
-    .bind(&pname)
-    .bind(&prio)
-    .bind(&age)
+    .bind(&cols.id)
+    .bind(&cols.afid)
+    .bind(&cols.instance)
+    .bind(&cols.rname)
+    .bind(&cols.rgroup)
+    .bind(&cols.size)
+    .bind(&cols.dst)
+    .bind(&cols.rurl)
+    .bind(&cols.eurl)
+    .bind(&cols.created)
+    .bind(&cols.activity)
+    .bind(&cols.verify)
+    .bind(&cols.dsys)
+    .bind(&cols.pname)
+    .bind(&cols.prio)
+    .bind(&cols.age)
     .bind(&avid)
     .bind(&acopy)
     .bind(&afseq)
-    .bind(&status)
+    .bind(&cols.status)
     .bind(&reasons)
-    .bind(&queued)
-    .bind(&link)
-    .bind(&link_vid)
+    .bind(&cols.queued)
+    .bind(&cols.link)
+    .bind(&cols.link_vid)
     .execute(&mut **tx)
     .await?
     .rows_affected();
