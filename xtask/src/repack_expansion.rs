@@ -273,23 +273,13 @@ async fn redis_substrate(url: &str, prefix: &str, files: u64, per_pass: u64, siz
 async fn stored_subrequest_bytes(url: &str, prefix: &str) -> Result<usize> {
     let mut con = crate::decision_objectstore::raw_connection(url).await?;
     let pattern = format!("{prefix}{{RetrieveRequest-*}}:o");
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await?;
-        if let Some(k) = keys.first() {
-            let n: usize = redis::cmd("STRLEN").arg(k).query_async(&mut con).await?;
-            return Ok(n);
-        }
-        ensure!(next != 0, "no stored subrequest found under {prefix:?}");
-        cursor = next;
-    }
+    let key: Option<String> = {
+        use redis::AsyncCommands;
+        let mut keys = con.scan_match::<_, String>(&pattern).await?;
+        keys.next_item().await.transpose()?
+    };
+    let key = key.with_context(|| format!("no stored subrequest found under {prefix:?}"))?;
+    Ok(redis::cmd("STRLEN").arg(&key).query_async(&mut con).await?)
 }
 
 /// Runs the expansion benchmark with the catalogue in `cat_schema` on `pg_url` (new; dropped

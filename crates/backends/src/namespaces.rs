@@ -171,24 +171,9 @@ pub async fn collect_dead_runs(database_url: Option<&str>, redis_url: Option<&st
     if let Some(url) = redis_url {
         let mut con = redis_connection(url).await?;
         let pattern = format!("{RUN_PREFIX}*:{REDIS_OWNER_KEY}");
-        let mut cursor: u64 = 0;
-        let mut marks = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await
-                .map_err(|e| Error::unavailable(format!("redis: {e}")))?;
-            marks.extend(keys);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut marks = tapesched_objectstore::redis_store::scan_keys(&mut con, &pattern)
+            .await
+            .map_err(|e| Error::unavailable(format!("redis: {e}")))?;
         marks.sort();
         for key in marks {
             let prefix = key[..key.len() - REDIS_OWNER_KEY.len()].to_string();

@@ -218,30 +218,24 @@ impl RedisStore {
         self.con.clone()
     }
 
-    /// Deletes every key of this prefix (tests and scenario runs remove their namespace).
+    /// Deletes every key of this prefix (tests and scenario runs remove their namespace), a
+    /// thousand at a time as the scan finds them.
     pub async fn clear(&self) -> StoreResult<u64> {
-        let mut con = self.con();
+        let (mut scan, mut del) = (self.con(), self.con());
         let pattern = format!("{}*", glob_escape(&self.settings.prefix));
-        let mut cursor: u64 = 0;
-        let mut deleted = 0;
+        let mut keys = scan.scan_options::<String>(scan_options(&pattern)).await.map_err(unavailable)?;
+        let (mut batch, mut deleted) = (Vec::with_capacity(1000), 0);
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            if !keys.is_empty() {
-                deleted += keys.len() as u64;
-                let _: () = con.unlink(keys).await.map_err(unavailable)?;
+            let next = keys.next_item().await.transpose().map_err(unavailable)?;
+            let done = next.is_none();
+            batch.extend(next);
+            if batch.len() >= 1000 || (done && !batch.is_empty()) {
+                deleted += batch.len() as u64;
+                let _: () = del.unlink(std::mem::take(&mut batch)).await.map_err(unavailable)?;
             }
-            if next == 0 {
+            if done {
                 return Ok(deleted);
             }
-            cursor = next;
         }
     }
 
@@ -304,6 +298,25 @@ impl Drop for ClearOnDrop {
         });
         let _ = done.join();
     }
+}
+
+/// SCAN options of every key walk here: the pattern, a thousand keys per round trip.
+fn scan_options(pattern: &str) -> redis::ScanOptions {
+    redis::ScanOptions::default().with_pattern(pattern).with_count(1000)
+}
+
+/// Every key matching `pattern` (a glob; escape literal parts with [`glob_escape`]), walking the
+/// keyspace once with SCAN.
+pub async fn scan_keys<C>(con: &mut C, pattern: &str) -> redis::RedisResult<Vec<String>>
+where
+    C: redis::aio::ConnectionLike + Send + Sync,
+{
+    let mut iter = con.scan_options::<String>(scan_options(pattern)).await?;
+    let mut keys = Vec::new();
+    while let Some(key) = iter.next_item().await {
+        keys.push(key?);
+    }
+    Ok(keys)
 }
 
 fn glob_escape(s: &str) -> String {
@@ -491,24 +504,12 @@ impl ObjectStore for RedisStore {
         let mut con = self.con();
         let pattern = format!("{}{{{}*", glob_escape(&self.settings.prefix), glob_escape(prefix));
         let strip = self.settings.prefix.len() + 1;
-        let mut cursor: u64 = 0;
-        let mut names = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            names.extend(keys.into_iter().filter_map(|k| k.strip_suffix("}:o").map(|n| n[strip..].to_string())));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut names: Vec<String> = scan_keys(&mut con, &pattern)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .filter_map(|k| k.strip_suffix("}:o").map(|n| n[strip..].to_string()))
+            .collect();
         names.sort();
         Ok(names)
     }
