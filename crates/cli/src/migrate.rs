@@ -113,8 +113,20 @@ fn who(t: &TargetArgs) -> String {
     t.who.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into())
 }
 
-async fn open_target(t: &TargetArgs) -> Result<PgSchedulerDb, Error> {
+/// The target instance. Only `init` may set a schema up: every other command first checks that
+/// the migration record exists, so pointing it at a wrong schema changes nothing.
+async fn open_target(t: &TargetArgs, init: bool) -> Result<PgSchedulerDb, Error> {
     let url = tapesched_backends::database_url(t.database_url.as_deref())?;
+    if !init
+        && !tapesched_postgres::has_table(&url, &t.schema, "migration_stage")
+            .await
+            .map_err(|e| in_side("target (PostgreSQL)", e))?
+    {
+        return Err(Error::not_found(format!(
+            "schema {:?} was never set up for a migration: run `tapesched migrate init --schema {}` first",
+            t.schema, t.schema
+        )));
+    }
     PgSchedulerDb::connect(PgConfig { max_connections: 4, ..PgConfig::new(url, t.schema.clone()) })
         .await
         .map_err(|e| in_side("target (PostgreSQL)", e))
@@ -150,14 +162,14 @@ pub async fn run(command: MigrateCommand) -> u8 {
 }
 
 async fn init(t: TargetArgs) -> Result<u8, Error> {
-    let db = open_target(&t).await?;
+    let db = open_target(&t, true).await?;
     let stage = Record::of_postgres(&db).init(&who(&t)).await?;
     println!("schema {}: migration set up, stage {stage}", t.schema);
     Ok(0)
 }
 
 async fn status(t: TargetArgs) -> Result<u8, Error> {
-    let db = open_target(&t).await?;
+    let db = open_target(&t, false).await?;
     let record = Record::of_postgres(&db);
     let stage = record.read_stage().await?;
     println!("stage: {stage}");
@@ -191,7 +203,7 @@ async fn status(t: TargetArgs) -> Result<u8, Error> {
 
 async fn stage(a: StageArgs) -> Result<u8, Error> {
     let to: Stage = a.stage.parse()?;
-    let db = open_target(&a.target).await?;
+    let db = open_target(&a.target, false).await?;
     let change = Record::of_postgres(&db).set_stage(to, &who(&a.target), &a.reason, a.force).await?;
     let forced = if change.forced { " (forced, recorded)" } else { "" };
     println!("stage {} -> {}{forced}", change.previous.map_or("-".into(), |p| p.to_string()), change.stage);
@@ -199,7 +211,7 @@ async fn stage(a: StageArgs) -> Result<u8, Error> {
 }
 
 async fn backfill(a: BackfillArgs) -> Result<u8, Error> {
-    let target = open_target(&a.sides.target).await?;
+    let target = open_target(&a.sides.target, false).await?;
     let record = Record::of_postgres(&target);
     let stage = record.read_stage().await?;
     if stage == Stage::Off {
@@ -263,7 +275,7 @@ fn human(d: Duration) -> String {
 }
 
 async fn verify(a: VerifyArgs, repair: bool) -> Result<u8, Error> {
-    let target = open_target(&a.sides.target).await?;
+    let target = open_target(&a.sides.target, false).await?;
     let record = Record::of_postgres(&target);
     let stage = record.read_stage().await?;
     let legacy = open_legacy(&a.sides).await?;

@@ -32,7 +32,7 @@ pub use backend::{PgConfig, PgSchedulerDb};
 pub use catalogue::PgCatalogue;
 pub use schema::{
     check_connection, check_schema_name, connect_once, create_schema_with_comment, drop_schema, drop_schema_blocking,
-    migrate, schemas_with_prefix, MigrationReport, SchemaGuard,
+    has_table, migrate, schemas_with_prefix, MigrationReport, SchemaGuard,
 };
 /// The sqlx version this crate uses (tests and benchmarks query the schema with it).
 pub use sqlx;

@@ -255,6 +255,23 @@ pub async fn schemas_with_prefix(url: &str, prefix: &str) -> Result<Vec<(String,
     Ok(rows?.iter().map(|r| (r.get::<String, _>("nspname"), r.get::<Option<String>, _>("comment"))).collect())
 }
 
+/// Whether `schema` holds a table named `table` (without creating or migrating anything: a
+/// command that must not set an instance up asks this first).
+pub async fn has_table(url: &str, schema: &str, table: &str) -> Result<bool> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::invalid(format!("database URL: {e}")))?;
+    let mut conn = connect_once(&options, Duration::from_secs(30)).await?;
+    let found = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2)",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(fatal);
+    let _ = conn.close().await;
+    found
+}
+
 /// [`drop_schema`] from synchronous code (a `Drop` implementation, a test's end): runs on a
 /// thread of its own with its own runtime, so it works inside or outside an async runtime.
 pub fn drop_schema_blocking(url: &str, schema: &str) -> Result<()> {
