@@ -165,6 +165,13 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`tapesched repack ls | head`) ends the
+    // process quietly, as other Unix tools do, rather than a `println!` panic on a closed pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
