@@ -1,10 +1,16 @@
 //! The `SchedulerDb` implementation of [`BridgeDb`]: each method is a write (mirrored), a read
 //! (compared in shadow and live) or, for mount decisions and pops, an operation of `mounts.rs`.
+//!
+//! The full-state methods (migration tools) follow the same split: `export_state`, `state_len`
+//! and `read_state` answer from the authoritative side (never compared: verify compares the two
+//! sides itself), `import_state` and `delete_state` are writes, mirrored in the stages that
+//! mirror writes.
 
 use async_trait::async_trait;
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
 use tapesched_scheduler::repack::{RepackReport, RepackReportBatch, RepackRequest, RepackUpdate};
+use tapesched_scheduler::state::{StateItem, StateKey};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, Result};
 
@@ -17,6 +23,18 @@ fn jobs_of(mount: MountId, jobs: impl IntoIterator<Item = JobId>) -> Vec<Concern
 
 fn requests(ids: &[RequestId]) -> Vec<Concern> {
     ids.iter().copied().map(Concern::Request).collect()
+}
+
+/// What a state key names, as a divergence's concern.
+fn of_key(key: &StateKey) -> Concern {
+    match key {
+        StateKey::Mount(m) => Concern::Mount(*m),
+        StateKey::Repack(v) => Concern::Repack(v.clone()),
+        StateKey::Archive(a) => Concern::Request(RequestId::Archive(*a)),
+        StateKey::RepackArchive(s) => Concern::Request(RequestId::RepackArchive(*s)),
+        StateKey::Retrieve(r) => Concern::Request(RequestId::Retrieve(*r)),
+        StateKey::Marker(v) => Concern::Queue(v.clone()),
+    }
 }
 
 #[async_trait]
@@ -272,5 +290,26 @@ impl SchedulerDb for BridgeDb {
     async fn cancel_repack(&self, vid: &str, now: Timestamp) -> Result<u64> {
         write_op!(self, "cancel_repack", Some(now), vec![Concern::Repack(vid.to_string())], |db| db
             .cancel_repack(vid, now))
+    }
+
+    async fn export_state(&self, after: Option<&StateKey>, limit: usize) -> Result<Vec<StateItem>> {
+        self.route(None).await?.auth.export_state(after, limit).await
+    }
+
+    async fn state_len(&self) -> Result<Option<u64>> {
+        self.route(None).await?.auth.state_len().await
+    }
+
+    async fn read_state(&self, keys: &[StateKey]) -> Result<Vec<StateItem>> {
+        self.route(None).await?.auth.read_state(keys).await
+    }
+
+    async fn import_state(&self, items: Vec<StateItem>, now: Timestamp) -> Result<()> {
+        let concerns = items.iter().map(|i| of_key(&i.key())).collect();
+        write_op!(self, "import_state", Some(now), concerns, |db| db.import_state(items.clone(), now))
+    }
+
+    async fn delete_state(&self, keys: &[StateKey], now: Timestamp) -> Result<()> {
+        write_op!(self, "delete_state", Some(now), keys.iter().map(of_key).collect(), |db| db.delete_state(keys, now))
     }
 }

@@ -14,17 +14,26 @@
 //!   nor as a mismatch.
 //!
 //! Latencies are measured with `std::time::Instant`; they are reported, never used to decide.
+//!
+//! **Persistence** ([`DivergenceLog::take_delta`]): besides its running totals, the log keeps
+//! what changed since the last take ([`LogDelta`]: counters per operation kind as [`OpCounts`],
+//! latencies as mergeable [`Histogram`]s, and every divergence recorded since, stamped with the
+//! wall-clock second it was recorded). A flusher (`tapesched_migrate::LogFlusher`) writes each
+//! delta to the migration record shared by every process. Divergences wait there up to
+//! [`DivergenceLog::PENDING_KEPT`] (far beyond the in-memory [`DivergenceLog::KEPT`]); past it they
+//! are only counted ([`OpCounts::dropped`]), so counts are never lost.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::types::{JobId, MountId, RequestId};
 use tapesched_scheduler::{ErrorKind, Result};
 
+pub use crate::histogram::Histogram;
 use crate::stage::{Side, Stage};
 
 /// What an operation concerned, to name it in a divergence.
@@ -265,6 +274,9 @@ pub struct Latency {
     pub max_micros: u64,
     /// The last [`Latency::KEPT`] samples, microseconds, oldest first (for distributions).
     pub samples: VecDeque<u64>,
+    /// Every call in log-scale buckets (mergeable; percentiles over all calls).
+    #[serde(default)]
+    pub histogram: Histogram,
 }
 
 impl Latency {
@@ -280,6 +292,7 @@ impl Latency {
             self.samples.pop_front();
         }
         self.samples.push_back(us);
+        self.histogram.add(us);
     }
 }
 
@@ -307,6 +320,104 @@ pub struct OpStats {
     pub target_latency: Latency,
 }
 
+/// The counters of one operation kind in a mergeable form: what is persisted per flush window,
+/// and what the record adds up over processes and windows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpCounts {
+    /// Calls (see [`OpStats::calls`]).
+    pub calls: u64,
+    /// Comparisons made (= matched + mismatched + sum of ignored).
+    pub compared: u64,
+    /// Comparisons whose answers were equal.
+    pub matched: u64,
+    /// Comparisons that recorded a divergence no rule covered.
+    pub mismatched: u64,
+    /// Divergences an ignore rule covered, per rule name.
+    pub ignored: BTreeMap<String, u64>,
+    /// Errors answered by the legacy side.
+    pub legacy_errors: u64,
+    /// Errors answered by the target side.
+    pub target_errors: u64,
+    /// Latencies of the legacy side.
+    pub legacy_latency: Histogram,
+    /// Latencies of the target side.
+    pub target_latency: Histogram,
+    /// Divergences counted but not kept for persistence (past [`DivergenceLog::PENDING_KEPT`]).
+    pub dropped: u64,
+}
+
+impl OpCounts {
+    /// Adds `other` to these counters.
+    pub fn merge(&mut self, other: &OpCounts) {
+        self.calls += other.calls;
+        self.compared += other.compared;
+        self.matched += other.matched;
+        self.mismatched += other.mismatched;
+        for (rule, n) in &other.ignored {
+            *self.ignored.entry(rule.clone()).or_default() += n;
+        }
+        self.legacy_errors += other.legacy_errors;
+        self.target_errors += other.target_errors;
+        self.legacy_latency.merge(&other.legacy_latency);
+        self.target_latency.merge(&other.target_latency);
+        self.dropped += other.dropped;
+    }
+
+    /// Divergences ignore rules covered, every rule together.
+    pub fn ignored_total(&self) -> u64 {
+        self.ignored.values().sum()
+    }
+
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == OpCounts::default()
+    }
+}
+
+/// A divergence waiting to be persisted, with the wall-clock second it was recorded at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingDivergence {
+    /// Wall-clock epoch seconds of its recording (reports only; never a scheduling input).
+    pub recorded_at: i64,
+    /// The divergence (ignored ones too, with their rule).
+    pub divergence: Divergence,
+}
+
+/// What a [`DivergenceLog`] counted and recorded since the previous take.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogDelta {
+    /// Counters per operation kind (kinds with nothing counted are left out).
+    pub stats: BTreeMap<String, OpCounts>,
+    /// Divergences recorded since, in order.
+    pub divergences: Vec<PendingDivergence>,
+}
+
+impl LogDelta {
+    /// True when nothing was counted nor recorded.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty() && self.divergences.is_empty()
+    }
+
+    /// Adds a later delta to this one (its divergences after these, up to
+    /// [`DivergenceLog::PENDING_KEPT`]; the rest counted as dropped).
+    pub fn merge(&mut self, later: LogDelta) {
+        for (op, c) in &later.stats {
+            self.stats.entry(op.clone()).or_default().merge(c);
+        }
+        for d in later.divergences {
+            if self.divergences.len() < DivergenceLog::PENDING_KEPT {
+                self.divergences.push(d);
+            } else {
+                self.stats.entry(d.divergence.op.clone()).or_default().dropped += 1;
+            }
+        }
+    }
+}
+
+fn wall_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 #[derive(Default)]
 struct Inner {
     stats: BTreeMap<String, OpStats>,
@@ -314,6 +425,8 @@ struct Inner {
     ignored: Vec<Divergence>,
     dropped: u64,
     seq: u64,
+    /// What changed since the last [`DivergenceLog::take_delta`].
+    delta: LogDelta,
 }
 
 /// The divergences and counters of a bridge, shared (`Arc`) between the bridge and whoever
@@ -334,6 +447,10 @@ impl fmt::Debug for DivergenceLog {
 impl DivergenceLog {
     /// How many divergences (and as many ignored ones) are kept; later ones are only counted.
     pub const KEPT: usize = 10_000;
+
+    /// How many divergences wait for [`DivergenceLog::take_delta`] at most; later ones are only
+    /// counted ([`OpCounts::dropped`]) until the next take.
+    pub const PENDING_KEPT: usize = 200_000;
 
     /// A log comparing every call, without ignore rules.
     pub fn new() -> DivergenceLog {
@@ -358,6 +475,7 @@ impl DivergenceLog {
     /// Counts a call of `op` and says whether this call is compared (see [`Sampling`]).
     pub fn sample(&self, op: &str) -> bool {
         let mut inner = self.lock();
+        inner.delta.stats.entry(op.to_string()).or_default().calls += 1;
         let stats = inner.stats.entry(op.to_string()).or_default();
         stats.calls += 1;
         match self.sampling.every(op) {
@@ -368,7 +486,9 @@ impl DivergenceLog {
 
     /// Counts a call of `op` that is always compared (a mirrored write).
     pub fn count_call(&self, op: &str) {
-        self.lock().stats.entry(op.to_string()).or_default().calls += 1;
+        let mut inner = self.lock();
+        inner.stats.entry(op.to_string()).or_default().calls += 1;
+        inner.delta.stats.entry(op.to_string()).or_default().calls += 1;
     }
 
     /// Records one side's answer to `op`: its latency and whether it failed.
@@ -381,6 +501,13 @@ impl DivergenceLog {
         };
         *errors += u64::from(failed);
         lat.add(latency);
+        let delta = inner.delta.stats.entry(op.to_string()).or_default();
+        let (errors, hist) = match side {
+            Side::Legacy => (&mut delta.legacy_errors, &mut delta.legacy_latency),
+            Side::Target => (&mut delta.target_errors, &mut delta.target_latency),
+        };
+        *errors += u64::from(failed);
+        hist.add(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// Counts a comparison of `op` whose answers were equal.
@@ -389,6 +516,9 @@ impl DivergenceLog {
         let stats = inner.stats.entry(op.to_string()).or_default();
         stats.compared += 1;
         stats.matched += 1;
+        let delta = inner.delta.stats.entry(op.to_string()).or_default();
+        delta.compared += 1;
+        delta.matched += 1;
     }
 
     /// Counts a comparison that found `d`: ignored if a rule covers it, a mismatch otherwise.
@@ -404,6 +534,17 @@ impl DivergenceLog {
             Some(rule) => *stats.ignored.entry(rule.clone()).or_default() += 1,
             None => stats.mismatched += 1,
         }
+        let delta = inner.delta.stats.entry(d.op.clone()).or_default();
+        delta.compared += 1;
+        match &d.ignored_by {
+            Some(rule) => *delta.ignored.entry(rule.clone()).or_default() += 1,
+            None => delta.mismatched += 1,
+        }
+        if inner.delta.divergences.len() < Self::PENDING_KEPT {
+            inner.delta.divergences.push(PendingDivergence { recorded_at: wall_secs(), divergence: d.clone() });
+        } else {
+            inner.delta.stats.entry(d.op.clone()).or_default().dropped += 1;
+        }
         let kept = if d.ignored_by.is_some() { &mut inner.ignored } else { &mut inner.divergences };
         if kept.len() < Self::KEPT {
             kept.push(d.clone());
@@ -411,6 +552,22 @@ impl DivergenceLog {
             inner.dropped += 1;
         }
         d
+    }
+
+    /// What was counted and recorded since the previous take (or since the log was made), and
+    /// starts a new delta. The running totals ([`DivergenceLog::stats`]) are not changed.
+    pub fn take_delta(&self) -> LogDelta {
+        std::mem::take(&mut self.lock().delta)
+    }
+
+    /// Gives back a delta that could not be persisted, ahead of what was counted since, so that
+    /// the next take carries both (nothing is lost).
+    pub fn restore_delta(&self, earlier: LogDelta) {
+        let mut inner = self.lock();
+        let later = std::mem::take(&mut inner.delta);
+        let mut merged = earlier;
+        merged.merge(later);
+        inner.delta = merged;
     }
 
     /// The divergences recorded (not ignored), in order.
@@ -493,6 +650,53 @@ mod tests {
         assert_eq!(s.target_latency.count, 2);
         assert_eq!(s.target_latency.max_micros, 9);
         assert_eq!(s.target_latency.samples, VecDeque::from(vec![9, 1]));
+    }
+
+    #[test]
+    fn deltas_carry_what_changed_since_the_last_take_and_nothing_twice() {
+        let rule = IgnoreRule::new("doc", "documented", |d| d.op == "open_mount");
+        let log = DivergenceLog::with(Sampling::default(), vec![rule]);
+        log.count_call("queue_archive");
+        log.answered("queue_archive", Side::Legacy, Duration::from_micros(100), false);
+        log.answered("queue_archive", Side::Target, Duration::from_micros(300), true);
+        log.record(div("queue_archive"));
+        log.record(div("open_mount"));
+        let first = log.take_delta();
+        let qa = &first.stats["queue_archive"];
+        assert_eq!((qa.calls, qa.compared, qa.mismatched, qa.target_errors), (1, 1, 1, 1));
+        assert_eq!(qa.legacy_latency.count, 1);
+        assert_eq!(first.stats["open_mount"].ignored.get("doc"), Some(&1));
+        assert_eq!(first.divergences.len(), 2, "ignored ones too");
+        assert_eq!(first.divergences[1].divergence.ignored_by.as_deref(), Some("doc"));
+        assert!(first.divergences[0].recorded_at > 0);
+        assert!(log.take_delta().is_empty(), "nothing since");
+        log.matched("queue_archive");
+        // A delta that could not be written comes back ahead of the new one.
+        log.restore_delta(first.clone());
+        let both = log.take_delta();
+        assert_eq!(both.stats["queue_archive"].compared, 2);
+        assert_eq!(both.stats["queue_archive"].matched, 1);
+        assert_eq!(both.divergences, first.divergences);
+        // The running totals are the sum of the deltas.
+        assert_eq!(log.stats()["queue_archive"].compared, 2);
+        assert_eq!(log.stats()["queue_archive"].target_latency.histogram.count, 1);
+    }
+
+    #[test]
+    fn a_delta_keeps_divergences_past_the_in_memory_cap_and_counts_the_rest() {
+        let log = DivergenceLog::new();
+        for _ in 0..DivergenceLog::KEPT + 5 {
+            log.record(div("queue_archive"));
+        }
+        assert_eq!(log.dropped(), 5, "past the in-memory cap");
+        let delta = log.take_delta();
+        assert_eq!(delta.divergences.len(), DivergenceLog::KEPT + 5, "all kept for persistence");
+        let mut full = LogDelta::default();
+        full.divergences = vec![delta.divergences[0].clone(); DivergenceLog::PENDING_KEPT];
+        full.merge(delta);
+        assert_eq!(full.divergences.len(), DivergenceLog::PENDING_KEPT);
+        assert_eq!(full.stats["queue_archive"].dropped, DivergenceLog::KEPT as u64 + 5);
+        assert_eq!(full.stats["queue_archive"].mismatched, DivergenceLog::KEPT as u64 + 5);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   side is authoritative in each, and the allowed changes (forward one at a time, back to any
 //!   earlier stage until `complete`);
 //! - [`divergence`]: what the two sides disagreed on, counters per operation kind, sampling and
-//!   ignore rules;
+//!   ignore rules; deltas of both for persistence ([`DivergenceLog::take_delta`]);
+//! - [`histogram`]: mergeable log-scale latency histograms;
 //! - [`BridgeDb`] (`db.rs`, `adapter.rs`, `mounts.rs`): every `SchedulerDb` method routed by the
 //!   stage a [`StageSource`] gives.
 //!
@@ -21,9 +22,14 @@
 mod adapter;
 mod db;
 pub mod divergence;
+pub mod histogram;
 mod mounts;
 pub mod stage;
 
 pub use db::{BridgeDb, FixedStage, ManualStage, StageSource};
-pub use divergence::{Answer, Concern, Divergence, DivergenceLog, IgnoreRule, Latency, OpStats, Sampling};
+pub use divergence::{
+    Answer, Concern, Divergence, DivergenceLog, IgnoreRule, Latency, LogDelta, OpCounts, OpStats, PendingDivergence,
+    Sampling,
+};
+pub use histogram::Histogram;
 pub use stage::{Side, Stage};
