@@ -10,17 +10,28 @@
 //!   reporting it, and [`verify::repair`] makes one side equal to the other for named items;
 //! - [`record::Record`] keeps the migration's stage, its history, verify results and the
 //!   backfill checkpoint in the target PostgreSQL database (`migrations/0009_migration.sql`), and
-//!   [`stage`] holds the rules for changing stages.
+//!   [`stage`] holds the rules for changing stages (the gate of `live`: a clean verify and a
+//!   window of the bridge's counters under the configured mismatch rate);
+//! - [`record_log`]: the bridge's counters and divergences of every process in the same record
+//!   (`migrations/0010_migration_log.sql`), written by [`LogFlusher`] (`flusher.rs`) about once a
+//!   second, added up over processes and windows, listed and marked repaired;
+//! - [`repair_log::repair_divergences`] repairs the items the stored divergences name.
 
 pub mod copy;
+pub mod flusher;
 pub mod record;
+pub mod record_log;
+pub mod repair_log;
 pub mod stage;
 pub mod stage_source;
 pub mod verify;
 
 pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
+pub use flusher::{FlushStatus, LogFlusher, DEFAULT_FLUSH_INTERVAL};
 pub use record::{Checkpoint, Record, VerifyRecord};
-pub use stage::{Stage, StageChange};
+pub use record_log::{DivergenceQuery, FlushBatch, StoredDivergence};
+pub use repair_log::{keys_of, repair_divergences, DivergenceRepairReport};
+pub use stage::{GateConfig, LiveEvidence, Stage, StageChange};
 pub use stage_source::{RecordStage, DEFAULT_REFRESH};
 pub use verify::{
     confirm, repair, scan, verify, DiffKind, Difference, RepairReport, Scan, VerifyOptions, VerifyReport,

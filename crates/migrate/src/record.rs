@@ -1,7 +1,9 @@
 //! The migration's record: its stage and history, the results of verify runs, the backfill
-//! checkpoint and the lock that keeps backfills apart.
+//! checkpoint and the lock that keeps backfills apart; the gate of `live`'s settings; and (in
+//! `record_log.rs`) the bridge's counters and divergences flushed by every process.
 //!
-//! In PostgreSQL (the target database, `migrations/0009_migration.sql`) the record is shared by
+//! In PostgreSQL (the target database, `migrations/0009_migration.sql` and
+//! `0010_migration_log.sql`) the record is shared by
 //! every process; the backfill lock is a session advisory lock held on a connection of its own
 //! (closed, it is released, so a killed backfill never keeps it). For a target that is not
 //! PostgreSQL (tests, a memory backend) the record lives in this process ([`Record::memory`]).
@@ -16,7 +18,8 @@ use tapesched_postgres::schema::{advisory_key, connect_once, connect_options};
 use tapesched_scheduler::state::StateKey;
 use tapesched_scheduler::{Error, Result};
 
-use crate::stage::{check_transition, Stage, StageChange};
+use crate::record_log::MemoryLog;
+use crate::stage::{check_transition, GateConfig, LiveEvidence, Stage, StageChange};
 
 /// Where a backfill is: the last key copied and what was copied so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,14 +48,16 @@ pub struct VerifyRecord {
 }
 
 #[derive(Default)]
-struct MemoryRecord {
+pub(crate) struct MemoryRecord {
     stage: Option<Stage>,
     history: Vec<StageChange>,
     verifies: Vec<VerifyRecord>,
     checkpoint: Checkpoint,
+    gate: GateConfig,
+    pub(crate) log: MemoryLog,
 }
 
-enum Place {
+pub(crate) enum Place {
     Postgres { pool: PgPool, url: String, schema: String },
     Memory(Mutex<MemoryRecord>),
 }
@@ -60,7 +65,7 @@ enum Place {
 /// The migration's record (see the module documentation).
 #[derive(Clone)]
 pub struct Record {
-    place: Arc<Place>,
+    pub(crate) place: Arc<Place>,
     memory_lock: Arc<AtomicBool>,
 }
 
@@ -78,11 +83,11 @@ impl Drop for BackfillLock {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn db_error(e: sqlx::Error) -> Error {
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
     let message = format!("migration record: {e}");
     match &e {
         sqlx::Error::Database(_) => Error::internal(message).caused_by(e),
@@ -112,7 +117,7 @@ impl Record {
         Record { place: Arc::new(Place::Memory(Mutex::default())), memory_lock: Arc::default() }
     }
 
-    fn mem(&self) -> Option<std::sync::MutexGuard<'_, MemoryRecord>> {
+    pub(crate) fn mem(&self) -> Option<std::sync::MutexGuard<'_, MemoryRecord>> {
         match &*self.place {
             Place::Memory(m) => Some(m.lock().expect("record lock")),
             Place::Postgres { .. } => None,
@@ -169,16 +174,75 @@ impl Record {
         stage.ok_or_else(not_set_up)
     }
 
-    /// Changes the stage (see [`check_transition`]); `force` overrides the refusal of `live`
-    /// without a clean verify, and is recorded. Answers the change recorded.
+    /// What the gate of `live` looks at now: the last verify, the gate's settings and the
+    /// counters of every process over the window.
+    pub async fn live_evidence(&self) -> Result<LiveEvidence> {
+        let last_verify = self.last_verify().await?;
+        let config = self.gate_config().await?;
+        let window = self.counters(Some(now_secs() - config.window_secs)).await?;
+        let mut e = LiveEvidence { last_verify, config, ..LiveEvidence::default() };
+        for c in window.values() {
+            e.matched += c.matched;
+            e.mismatched += c.mismatched;
+            e.ignored += c.ignored_total();
+        }
+        Ok(e)
+    }
+
+    /// The gate's settings (the defaults before `init` set any).
+    pub async fn gate_config(&self) -> Result<GateConfig> {
+        if let Some(m) = self.mem() {
+            m.stage.ok_or_else(not_set_up)?;
+            return Ok(m.gate);
+        }
+        let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
+        let row = sqlx::query("SELECT max_mismatch_rate, gate_window FROM migration_stage")
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(not_set_up)?;
+        Ok(GateConfig {
+            max_mismatch_rate: row.try_get("max_mismatch_rate").map_err(db_error)?,
+            window_secs: row.try_get("gate_window").map_err(db_error)?,
+        })
+    }
+
+    /// Changes the gate's settings (those given); answers the settings now in force.
+    pub async fn set_gate_config(
+        &self,
+        max_mismatch_rate: Option<f64>,
+        window_secs: Option<i64>,
+    ) -> Result<GateConfig> {
+        let mut config = self.gate_config().await?;
+        config.max_mismatch_rate = max_mismatch_rate.unwrap_or(config.max_mismatch_rate);
+        config.window_secs = window_secs.unwrap_or(config.window_secs);
+        config.check()?;
+        if let Some(mut m) = self.mem() {
+            m.gate = config;
+            return Ok(config);
+        }
+        let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
+        sqlx::query("UPDATE migration_stage SET max_mismatch_rate = $1, gate_window = $2")
+            .bind(config.max_mismatch_rate)
+            .bind(config.window_secs)
+            .execute(pool)
+            .await
+            .map_err(db_error)?;
+        Ok(config)
+    }
+
+    /// Changes the stage (see [`check_transition`]); `force` overrides the refusals of `live`
+    /// (no clean verify, a mismatch rate above the maximum, no evidence), and is recorded.
+    /// Answers the change recorded.
     pub async fn set_stage(&self, to: Stage, who: &str, reason: &str, force: bool) -> Result<StageChange> {
         if reason.trim().is_empty() {
             return Err(Error::invalid("a stage change needs a reason (--reason)"));
         }
-        let last_verify = self.last_verify().await?;
+        self.read_stage().await?;
+        let evidence = if to == Stage::Live && !force { self.live_evidence().await? } else { LiveEvidence::default() };
         if let Some(mut m) = self.mem() {
             let from = m.stage.ok_or_else(not_set_up)?;
-            check_transition(from, to, last_verify.as_ref(), force)?;
+            check_transition(from, to, &evidence, force)?;
             let change = StageChange::new(to, Some(from), who, reason, force);
             m.stage = Some(to);
             m.history.push(change.clone());
@@ -191,7 +255,7 @@ impl Record {
             .await
             .map_err(db_error)?;
         let from: Stage = from.ok_or_else(not_set_up)?.parse()?;
-        check_transition(from, to, last_verify.as_ref(), force)?;
+        check_transition(from, to, &evidence, force)?;
         let change = StageChange::new(to, Some(from), who, reason, force);
         sqlx::query("UPDATE migration_stage SET stage = $1, changed_at = $2")
             .bind(to.as_str())

@@ -156,7 +156,7 @@ fn classify(key: StateKey, a: Option<StateItem>, b: Option<StateItem>) -> Option
 }
 
 /// Reads `keys` again on both sides (at once) and keeps what still differs.
-async fn recheck(a: &dyn SchedulerDb, b: &dyn SchedulerDb, keys: Vec<StateKey>) -> Result<Vec<Difference>> {
+pub(crate) async fn recheck(a: &dyn SchedulerDb, b: &dyn SchedulerDb, keys: Vec<StateKey>) -> Result<Vec<Difference>> {
     if keys.is_empty() {
         return Ok(vec![]);
     }
