@@ -1,8 +1,10 @@
-//! `tapesched migrate init|status|stage|backfill|verify|repair`: moving a scheduler from the
-//! legacy objectstore (Redis) to PostgreSQL (issue 12; the library is `tapesched-migrate`).
+//! `tapesched migrate init|status|config|stage|backfill|verify|repair`: moving a scheduler from
+//! the legacy objectstore (Redis) to PostgreSQL (issue 12; the library is `tapesched-migrate`).
 //!
-//! The stage, its history, verify results and the backfill checkpoint live in the target
-//! database (`migrations/0009_migration.sql`). Servers are found as every command finds them
+//! The stage, its history, verify results, the backfill checkpoint, the gate of `live`'s
+//! settings and the bridge's counters and divergences of every process live in the target
+//! database (`migrations/0009_migration.sql`, `0010_migration_log.sql`); `status` is in
+//! `migrate_status.rs`. Servers are found as every command finds them
 //! (`tapesched_backends::database_url` / `redis_url`).
 
 use std::time::Duration;
@@ -23,18 +25,56 @@ use crate::{fail, EXIT_FAILED};
 /// `tapesched migrate ...`.
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
-    /// Sets the target database up for a migration (stage `off`).
-    Init(TargetArgs),
-    /// Shows the stage, its history, the last verify and the backfill checkpoint.
-    Status(TargetArgs),
+    /// Sets the target database up for a migration (stage `off`), with the gate's settings.
+    Init(ConfigArgs),
+    /// Shows the stage, its history, the last verify, the backfill checkpoint, the bridge's
+    /// counters (in total and over the gate's window) and the unrepaired divergences.
+    Status(StatusArgs),
+    /// Shows or changes the gate of `live`: the highest mismatch rate over a window.
+    Config(ConfigArgs),
     /// Changes the stage: forward one at a time, back to any earlier one until `complete`.
     Stage(StageArgs),
     /// Copies the legacy state into the target (resumable; refused in stage `off`).
     Backfill(BackfillArgs),
     /// Compares legacy and target in full and records the result.
     Verify(VerifyArgs),
-    /// Makes the non-authoritative side equal to the authoritative one where they differ.
-    Repair(VerifyArgs),
+    /// Makes the non-authoritative side equal to the authoritative one where a fresh verify finds
+    /// differences and for what the unrepaired divergences name.
+    Repair(RepairArgs),
+}
+
+/// Arguments of `migrate init` and `migrate config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// The highest mismatch rate (mismatched / compared, ignored left out) over the window that
+    /// still allows `live` (0 to 1; default 0: any mismatch refuses).
+    #[arg(long, value_name = "R")]
+    max_mismatch_rate: Option<f64>,
+    /// The gate's window, seconds back from the stage change (default 600).
+    #[arg(long, value_name = "SECS")]
+    window: Option<i64>,
+}
+
+/// Arguments of `migrate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// How many of the latest unrepaired divergences to show.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub(crate) divergences: usize,
+}
+
+/// Arguments of `migrate repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    verify: VerifyArgs,
+    /// Repairs only what the unrepaired divergences name (no full verify first).
+    #[arg(long)]
+    divergences_only: bool,
 }
 
 /// The target database.
@@ -74,7 +114,8 @@ pub struct StageArgs {
     /// Why (recorded in the history).
     #[arg(long)]
     reason: String,
-    /// Overrides the refusal of `live` without a clean verify (recorded).
+    /// Overrides the refusals of `live` (no clean verify, a mismatch rate above the maximum, no
+    /// evidence in the window); recorded in the history.
     #[arg(long)]
     force: bool,
 }
@@ -115,7 +156,7 @@ fn who(t: &TargetArgs) -> String {
 
 /// The target instance. Only `init` may set a schema up: every other command first checks that
 /// the migration record exists, so pointing it at a wrong schema changes nothing.
-async fn open_target(t: &TargetArgs, init: bool) -> Result<PgSchedulerDb, Error> {
+pub(crate) async fn open_target(t: &TargetArgs, init: bool) -> Result<PgSchedulerDb, Error> {
     let url = tapesched_backends::database_url(t.database_url.as_deref())?;
     if !init
         && !tapesched_postgres::has_table(&url, &t.schema, "migration_stage")
@@ -151,53 +192,31 @@ fn in_side(side: &str, e: Error) -> Error {
 /// Runs a `migrate` command; answers the exit status.
 pub async fn run(command: MigrateCommand) -> u8 {
     let r = match command {
-        MigrateCommand::Init(t) => init(t).await,
-        MigrateCommand::Status(t) => status(t).await,
+        MigrateCommand::Init(a) => init(a).await,
+        MigrateCommand::Status(a) => crate::migrate_status::status(a).await,
+        MigrateCommand::Config(a) => config(a).await,
         MigrateCommand::Stage(a) => stage(a).await,
         MigrateCommand::Backfill(a) => backfill(a).await,
-        MigrateCommand::Verify(a) => verify(a, false).await,
-        MigrateCommand::Repair(a) => verify(a, true).await,
+        MigrateCommand::Verify(a) => verify(a).await,
+        MigrateCommand::Repair(a) => repair(a).await,
     };
     r.unwrap_or_else(failed)
 }
 
-async fn init(t: TargetArgs) -> Result<u8, Error> {
-    let db = open_target(&t, true).await?;
-    let stage = Record::of_postgres(&db).init(&who(&t)).await?;
-    println!("schema {}: migration set up, stage {stage}", t.schema);
+async fn init(a: ConfigArgs) -> Result<u8, Error> {
+    let db = open_target(&a.target, true).await?;
+    let record = Record::of_postgres(&db);
+    let stage = record.init(&who(&a.target)).await?;
+    let gate = record.set_gate_config(a.max_mismatch_rate, a.window).await?;
+    println!("schema {}: migration set up, stage {stage}", a.target.schema);
+    println!("{}", crate::migrate_status::gate_line(&gate));
     Ok(0)
 }
 
-async fn status(t: TargetArgs) -> Result<u8, Error> {
-    let db = open_target(&t, false).await?;
-    let record = Record::of_postgres(&db);
-    let stage = record.read_stage().await?;
-    println!("stage: {stage}");
-    println!("history:");
-    for c in record.history().await? {
-        let from = c.previous.map_or("-".to_string(), |p| p.to_string());
-        let forced = if c.forced { " (forced)" } else { "" };
-        println!("  {} {from} -> {}{forced} by {}: {}", c.at, c.stage, c.who, c.reason);
-    }
-    match record.last_verify().await? {
-        None => println!("last verify: none"),
-        Some(v) => {
-            println!("last verify: at {}, {} items, {} difference(s)", v.at, v.items, v.differences);
-            for line in v.summary.lines() {
-                println!("  {line}");
-            }
-        }
-    }
-    let cp = record.checkpoint().await?;
-    let state = if cp.done {
-        "done"
-    } else if cp.last_key.is_some() {
-        "stopped"
-    } else {
-        "not started"
-    };
-    let after = cp.last_key.map_or(String::new(), |k| format!(", last {k}"));
-    println!("backfill: {state}, {} items, {} jobs{after}", cp.items, cp.jobs);
+async fn config(a: ConfigArgs) -> Result<u8, Error> {
+    let db = open_target(&a.target, false).await?;
+    let gate = Record::of_postgres(&db).set_gate_config(a.max_mismatch_rate, a.window).await?;
+    println!("{}", crate::migrate_status::gate_line(&gate));
     Ok(0)
 }
 
@@ -274,31 +293,47 @@ fn human(d: Duration) -> String {
     }
 }
 
-async fn verify(a: VerifyArgs, repair: bool) -> Result<u8, Error> {
+async fn verify(a: VerifyArgs) -> Result<u8, Error> {
     let target = open_target(&a.sides.target, false).await?;
     let record = Record::of_postgres(&target);
-    let stage = record.read_stage().await?;
+    record.read_stage().await?;
     let legacy = open_legacy(&a.sides).await?;
     let options = VerifyOptions { page: a.page, rechecks: a.rechecks };
     let report = tapesched_migrate::verify(&*legacy, &target, &options).await?;
     print_report(&report);
-    if !repair {
-        record.record_verify(report.items_a, report.differences.len() as u64, &report.summary()).await?;
-        return Ok(if report.is_clean() { 0 } else { EXIT_FAILED });
-    }
-    let keys: Vec<StateKey> = report.differences.iter().map(|d| d.key.clone()).collect();
-    let now = SystemClock.now();
-    let fixed = if stage >= Stage::Live {
+    record.record_verify(report.items_a, report.differences.len() as u64, &report.summary()).await?;
+    Ok(if report.is_clean() { 0 } else { EXIT_FAILED })
+}
+
+async fn repair(a: RepairArgs) -> Result<u8, Error> {
+    let sides = &a.verify.sides;
+    let target = open_target(&sides.target, false).await?;
+    let record = Record::of_postgres(&target);
+    let stage = record.read_stage().await?;
+    let legacy = open_legacy(sides).await?;
+    let (authoritative, other): (&dyn SchedulerDb, &dyn SchedulerDb) = if stage >= Stage::Live {
         println!("repairing legacy from the target (authoritative in stage {stage})");
-        tapesched_migrate::repair(&target, &*legacy, &keys, now).await?
+        (&target, &*legacy)
     } else {
         println!("repairing the target from legacy (authoritative in stage {stage})");
-        tapesched_migrate::repair(&*legacy, &target, &keys, now).await?
+        (&*legacy, &target)
     };
+    let now = SystemClock.now();
+    if !a.divergences_only {
+        let options = VerifyOptions { page: a.verify.page, rechecks: a.verify.rechecks };
+        let report = tapesched_migrate::verify(&*legacy, &target, &options).await?;
+        print_report(&report);
+        let keys: Vec<StateKey> = report.differences.iter().map(|d| d.key.clone()).collect();
+        let fixed = tapesched_migrate::repair(authoritative, other, &keys, now).await?;
+        println!("repair of the differences: {} item(s) written, {} deleted", fixed.written, fixed.deleted);
+    }
+    let r = tapesched_migrate::repair_divergences(&record, authoritative, other, now, 1000).await?;
     println!(
-        "repair: {} item(s) written, {} deleted; run `tapesched migrate verify` to check",
-        fixed.written, fixed.deleted
+        "repair of the divergences: {} unrepaired divergence(s) naming {} item(s), {} still different: {} \
+         written, {} deleted; {} named nothing repairable (marked with why)",
+        r.divergences, r.keys, r.differing, r.repair.written, r.repair.deleted, r.unrepairable
     );
+    println!("run `tapesched migrate verify` to check");
     Ok(0)
 }
 

@@ -1,4 +1,4 @@
-//! Plain-text tables with aligned columns.
+//! Plain-text tables with aligned columns, and the time and latency forms they show.
 
 /// Renders rows (the first is the header) with columns padded to their widest cell, two spaces
 /// apart, each line indented by `indent` spaces.
@@ -22,9 +22,46 @@ pub fn render(rows: &[Vec<String>], indent: usize) -> String {
     out
 }
 
+/// Epoch seconds as a UTC date and time: `2026-12-04 04:37:33 UTC`.
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A latency in microseconds, short: `850us`, `12.3ms`, `1.52s`; `-` for none.
+pub fn micros(us: Option<u64>) -> String {
+    match us {
+        None => "-".into(),
+        Some(us) if us < 1000 => format!("{us}us"),
+        Some(us) if us < 1_000_000 => format!("{:.1}ms", us as f64 / 1000.0),
+        Some(us) => format!("{:.2}s", us as f64 / 1_000_000.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_seconds_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_358_253), "2026-12-04 04:24:13 UTC");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(micros(Some(850)), "850us");
+        assert_eq!(micros(Some(12_345)), "12.3ms");
+        assert_eq!(micros(None), "-");
+    }
 
     #[test]
     fn aligns_columns() {

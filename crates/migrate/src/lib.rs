@@ -27,6 +27,9 @@ pub mod stage_source;
 pub mod verify;
 
 pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
+/// The bridge's log types the record stores and reads.
+pub use tapesched_bridge::{Divergence, DivergenceLog, Histogram, LogDelta, OpCounts};
+
 pub use flusher::{FlushStatus, LogFlusher, DEFAULT_FLUSH_INTERVAL};
 pub use record::{Checkpoint, Record, VerifyRecord};
 pub use record_log::{DivergenceQuery, FlushBatch, StoredDivergence};
