@@ -284,6 +284,32 @@ async fn stages_advance_one_at_a_time_and_live_needs_a_clean_verify() {
     let e = record.set_stage(Stage::Live, "op", "flip", false).await.unwrap_err();
     assert!(e.message.contains("2 difference"), "{}", e.message);
     record.record_verify(10, 0, "").await.unwrap();
+    // A clean verify, but nothing compared by the bridge in the window: no evidence.
+    let e = record.set_stage(Stage::Live, "op", "flip", false).await.unwrap_err();
+    assert!(e.message.contains("nothing was compared in the last 600 s"), "{}", e.message);
+    // A window with one mismatch: above the default maximum (0).
+    let mut delta = LogDelta::default();
+    delta
+        .stats
+        .insert("next_mount".into(), OpCounts { compared: 10, matched: 9, mismatched: 1, ..OpCounts::default() });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let batch = FlushBatch {
+        process: "p".into(),
+        instance: "p/1".into(),
+        batch: 1,
+        window_start: now - 1,
+        window_end: now,
+        delta,
+    };
+    assert!(record.write_log(&batch).await.unwrap());
+    assert!(!record.write_log(&batch).await.unwrap(), "a batch is written once");
+    let e = record.set_stage(Stage::Live, "op", "flip", false).await.unwrap_err();
+    assert!(e.message.contains("mismatch rate of the last 600 s is 0.1000 (1 mismatched of 10"), "{}", e.message);
+    assert_eq!(
+        record.set_gate_config(Some(0.1), Some(60)).await.unwrap(),
+        GateConfig { max_mismatch_rate: 0.1, window_secs: 60 }
+    );
+    assert_eq!(record.set_gate_config(Some(2.0), None).await.unwrap_err().kind, ErrorKind::InvalidArgument);
     record.set_stage(Stage::Live, "op", "flip", false).await.unwrap();
     record.set_stage(Stage::DualWrite, "op", "back", false).await.unwrap();
     record.record_verify(10, 1, "x").await.unwrap();
