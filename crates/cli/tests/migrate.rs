@@ -1,0 +1,126 @@
+//! `tapesched migrate` against a real PostgreSQL (a schema of the test's own) and Redis (an empty
+//! key prefix of its own): the gate of `live` refuses without evidence and above the configured
+//! mismatch rate, `--force` is recorded, `migrate config` changes the gate, and `status` shows the
+//! bridge's counters, the unrepaired divergences and UTC dates.
+
+use std::process::{Command, Output};
+
+use tapesched_migrate::{Answer, Concern, Divergence, FlushBatch, LogDelta, OpCounts, PendingDivergence, Record};
+use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
+use tapesched_scheduler::types::RequestId;
+
+fn tapesched(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapesched")).args(args).output().expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn wall() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_gate_refuses_without_evidence_and_above_the_rate_and_force_is_recorded() {
+    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
+    let redis = tapesched_testkit::redis_url().expect("a Redis server");
+    let schema = tapesched_testkit::unique_name("cligate");
+    let _guard = SchemaGuard::new(url.clone(), schema.clone());
+    let prefix = format!("{schema}:");
+    let target: &[&str] = &["--database-url", &url, "--schema", &schema];
+    let sides: Vec<&str> =
+        target.iter().copied().chain(["--legacy-redis-url", &redis, "--legacy-prefix", &prefix]).collect();
+    let run = |args: &[&str], extra: &[&str]| {
+        let all: Vec<&str> = ["migrate"].iter().chain(args).chain(extra).copied().collect();
+        tapesched(&all)
+    };
+
+    let out = run(&["init", "--max-mismatch-rate", "0.05", "--window", "300"], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("a mismatch rate of at most 0.05 over the last 300 s"), "{}", text(&out));
+    for stage in ["dual-write", "shadow"] {
+        let out = run(&["stage", stage, "--reason", "next"], target);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = run(&["verify"], &sides);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A clean verify, but no comparison in the window: refused, saying there is no evidence.
+    let out = run(&["stage", "live", "--reason", "flip"], target);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("nothing was compared in the last 300 s (no evidence"), "{}", text(&out));
+
+    // A process of the bridge flushed 10 mismatches of 100 comparisons (and 5 ignored).
+    let db = PgSchedulerDb::connect(PgConfig { max_connections: 1, ..PgConfig::new(url.clone(), schema.clone()) })
+        .await
+        .expect("target");
+    let record = Record::of_postgres(&db);
+    let mut delta = LogDelta::default();
+    let mut counts = OpCounts { calls: 105, compared: 105, matched: 90, mismatched: 10, ..OpCounts::default() };
+    counts.ignored.insert("mount-order".into(), 5);
+    counts.target_latency.add(1500);
+    delta.stats.insert("next_mount".into(), counts);
+    let mut d = Divergence::new(
+        "next_mount",
+        vec![Concern::Request(RequestId::Archive(7))],
+        Answer::value(&1),
+        Answer::value(&2),
+        1_700_000_000,
+    );
+    d.seq = 1;
+    delta.divergences.push(PendingDivergence { recorded_at: wall(), divergence: d });
+    let batch = FlushBatch {
+        process: "bridge-1".into(),
+        instance: "bridge-1/1".into(),
+        batch: 1,
+        window_start: wall() - 1,
+        window_end: wall(),
+        delta,
+    };
+    record.write_log(&batch).await.expect("flushed");
+
+    let out = run(&["stage", "live", "--reason", "flip"], target);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("mismatch rate of the last 300 s is 0.1000 (10 mismatched of 100 compared, 5 ignored apart)"),
+        "{}",
+        text(&out)
+    );
+
+    let out = run(&["status"], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = text(&out);
+    assert!(status.contains("stage: shadow"), "{status}");
+    assert!(status.contains("mismatch rate: 0.1000 (10 of 100, ignored left out), maximum 0.05"), "{status}");
+    assert!(status.contains("ignored by rule (neither matched nor mismatched): mount-order 5"), "{status}");
+    assert!(status.contains("divergences: 1 unrepaired"), "{status}");
+    assert!(status.contains("next_mount by bridge-1") && status.contains("request archive 7"), "{status}");
+    let row = status.lines().find(|l| l.trim_start().starts_with("next_mount ")).expect("a counters row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..7], ["next_mount", "105", "105", "90", "10", "5", "0/0"], "{status}");
+    assert!(status.contains(" UTC  - -> off by"), "dates, not epoch seconds: {status}");
+
+    let out = run(&["stage", "live", "--reason", "flip anyway", "--force"], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("(forced, recorded)"), "{}", text(&out));
+    let out = run(&["stage", "shadow", "--reason", "back"], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A maximum above the window's rate lets live through.
+    let out = run(&["config", "--max-mismatch-rate", "0.2"], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("at most 0.2 over the last 300 s"), "{}", text(&out));
+    let out = run(&["config", "--max-mismatch-rate", "7"], target);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run(&["stage", "live", "--reason", "flip"], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(&["status"], target);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let history: Vec<&str> = stdout.lines().filter(|l| l.contains(" -> ") && l.contains(" by ")).collect();
+    assert_eq!(history.len(), 6, "{history:?}");
+    assert!(history[3].contains("shadow -> live (forced) by"), "{history:?}");
+    assert!(!history[5].contains("forced"), "{history:?}");
+    drop(db);
+}
