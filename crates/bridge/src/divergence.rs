@@ -691,8 +691,10 @@ mod tests {
         assert_eq!(log.dropped(), 5, "past the in-memory cap");
         let delta = log.take_delta();
         assert_eq!(delta.divergences.len(), DivergenceLog::KEPT + 5, "all kept for persistence");
-        let mut full = LogDelta::default();
-        full.divergences = vec![delta.divergences[0].clone(); DivergenceLog::PENDING_KEPT];
+        let mut full = LogDelta {
+            divergences: vec![delta.divergences[0].clone(); DivergenceLog::PENDING_KEPT],
+            ..LogDelta::default()
+        };
         full.merge(delta);
         assert_eq!(full.divergences.len(), DivergenceLog::PENDING_KEPT);
         assert_eq!(full.stats["queue_archive"].dropped, DivergenceLog::KEPT as u64 + 5);

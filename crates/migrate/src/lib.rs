@@ -28,7 +28,9 @@ pub mod verify;
 
 pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
 /// The bridge's log types the record stores and reads.
-pub use tapesched_bridge::{Answer, Concern, Divergence, DivergenceLog, Histogram, LogDelta, OpCounts, PendingDivergence};
+pub use tapesched_bridge::{
+    Answer, Concern, Divergence, DivergenceLog, Histogram, LogDelta, OpCounts, PendingDivergence,
+};
 
 pub use flusher::{FlushStatus, LogFlusher, DEFAULT_FLUSH_INTERVAL};
 pub use record::{Checkpoint, Record, VerifyRecord};
