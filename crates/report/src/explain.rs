@@ -113,7 +113,7 @@ pub fn mount_answer_text(v: &Value, other: Option<&Value>) -> String {
     let other_info = other.and_then(parse_mount_answer).and_then(|(_, i)| i);
     let mut out = match &chosen {
         Some(m) => format!(
-            "Chosen: mount {} tape {} of pool {} (VO {}) for drive {} in library {}\n",
+            "Chosen: mount {} tape {} of pool {} (VO {})\n  for drive {} in library {}\n",
             m.mount_type, m.vid, m.tape_pool, m.vo, m.drive, m.logical_library
         ),
         None => "Chosen: no mount\n".to_string(),

@@ -6,14 +6,18 @@
 
 use crate::{format_micros, format_rate, Mismatch, Report};
 
-/// Escapes `s` for Markdown text or a table cell (newlines become spaces).
+/// Escapes `s` for Markdown text or a table cell (newlines become spaces): the characters that
+/// can start markup inline (`\\`, backtick, `*`, `_` but within a word, `[`, `]`, `<`, `>`,
+/// `|`, `~`, `&`, `#`) are backslash-escaped.
 pub(crate) fn md(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for (i, &c) in chars.iter().enumerate() {
+        let word = |j: Option<usize>| j.and_then(|j| chars.get(j)).is_some_and(|c| c.is_alphanumeric());
         match c {
             '\n' | '\r' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '<' | '>' | '(' | ')' | '#' | '+' | '-' | '!' | '|'
-            | '~' | '&' | '"' | '\'' => {
+            '_' if word(i.checked_sub(1)) && word(Some(i + 1)) => out.push(c),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '#' => {
                 out.push('\\');
                 out.push(c);
             }

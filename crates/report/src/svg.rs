@@ -75,6 +75,15 @@ fn nice(v: f64) -> f64 {
     }
 }
 
+/// The label of 10^k microseconds: `1 µs`, `100 µs`, `10 ms`, `1 s`, `100 s`.
+fn power_label(k: i32) -> String {
+    match k {
+        ..=2 => format!("{} µs", 10u64.pow(k.max(0) as u32)),
+        3..=5 => format!("{} ms", 10u64.pow(k as u32 - 3)),
+        _ => format!("{} s", 10u64.pow(k as u32 - 6)),
+    }
+}
+
 /// A log10 axis over microseconds: `[10^lo, 10^hi]` onto `[x0, x1]`.
 struct LogAxis {
     lo: i32,
@@ -105,7 +114,7 @@ impl LogAxis {
             let x = self.x(10f64.powi(k));
             let _ =
                 write!(out, "<line x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" class=\"grid\"/>");
-            out.push_str(&text(x, bottom + 14.0, "middle", "tick", &format_micros(10u64.pow(k as u32)), 12));
+            out.push_str(&text(x, bottom + 14.0, "middle", "tick", &power_label(k), 12));
         }
         let _ = write!(
             out,
@@ -126,7 +135,7 @@ impl LogAxis {
 
 /// Per operation: a bar of the compared calls split into matched, ignored and mismatched.
 pub(crate) fn match_rates(r: &Report) -> String {
-    let (w, label_w, x0, x1) = (1000.0, 230.0, 240.0, 760.0);
+    let (w, label_w, x0, x1) = (1000.0, 230.0, 240.0, 680.0);
     let row_h = 24.0;
     let top = 44.0;
     let h = top + row_h * r.ops.len().max(1) as f64 + 50.0;
@@ -189,7 +198,7 @@ pub(crate) fn match_rates(r: &Report) -> String {
         if ignored > 0 {
             label.push_str(&format!(", {ignored} ignored"));
         }
-        out.push_str(&text(x1 + 10.0, y + 15.0, "start", "note", &label, 48));
+        out.push_str(&text(x1 + 10.0, y + 15.0, "start", "note", &label, 46));
     }
     out.push_str("</svg>");
     out
@@ -207,11 +216,32 @@ pub(crate) fn latency_strips(r: &Report) -> String {
         })
         .collect();
     let (w, x0, x1) = (1000.0, 250.0, 980.0);
-    let mut entries: Vec<(String, String)> =
+    let entries: Vec<(String, String)> =
         r.sides.iter().enumerate().map(|(i, s)| (side_color(i).to_string(), s.clone())).collect();
-    entries.push(("#555".into(), "bar: p50 to p99 · white tick: p90 · dot: p50 · diamond: max".into()));
-    let (legend_svg, legend_bottom) = legend(&entries, 20.0, 16.0, w - 10.0);
-    let top = legend_bottom + 14.0;
+    let (mut legend_svg, legend_bottom) = legend(&entries, 20.0, 16.0, w - 10.0);
+    // The markers, drawn as in the rows.
+    let y = legend_bottom + 8.0;
+    let _ = write!(
+        legend_svg,
+        "<rect x=\"20\" y=\"{:.1}\" width=\"40\" height=\"10\" fill=\"#777\" opacity=\"0.75\"/>\
+         <line x1=\"48\" y1=\"{:.1}\" x2=\"48\" y2=\"{:.1}\" stroke=\"#fff\" stroke-width=\"2\"/>\
+         <circle cx=\"20\" cy=\"{y:.1}\" r=\"3.5\" fill=\"#777\" stroke=\"#222\" stroke-width=\"0.8\"/>\
+         <line x1=\"60\" y1=\"{y:.1}\" x2=\"80\" y2=\"{y:.1}\" stroke=\"#777\"/>\
+         <path d=\"M80,{:.1} l4,4 l-4,4 l-4,-4 z\" fill=\"#777\" stroke=\"#222\" stroke-width=\"0.8\"/>",
+        y - 5.0,
+        y - 5.0,
+        y + 5.0,
+        y - 4.0
+    );
+    legend_svg.push_str(&text(
+        95.0,
+        y + 4.0,
+        "start",
+        "legend",
+        "dot: p50 · bar: p50 to p99 · white tick: p90 · line to diamond: max (log axis shared by every row)",
+        120,
+    ));
+    let top = y + 22.0;
     let row_h = 16.0;
     let groups = rows.iter().map(|r| r.0).collect::<std::collections::BTreeSet<_>>().len() as f64;
     let bottom = top + row_h * rows.len().max(1) as f64 + 8.0 * groups;
@@ -277,7 +307,7 @@ pub(crate) fn latency_strips(r: &Report) -> String {
 /// The histograms of one operation's sides overlaid (grouped bars per bucket), as the share of
 /// each side's samples, on a log axis.
 pub(crate) fn latency_histogram(r: &Report, o: &OpRow) -> String {
-    let (w, x0, x1) = (470.0, 56.0, 455.0);
+    let (w, x0, x1) = (470.0, 56.0, 440.0);
     let sides: Vec<usize> = (0..r.sides.len()).filter(|&i| o.latency.get(i).is_some_and(|l| l.sampled > 0)).collect();
     let entries: Vec<(String, String)> = sides
         .iter()
@@ -363,16 +393,16 @@ pub(crate) fn timeline(r: &Report) -> String {
     let h = bottom + 48.0;
     let mut out = svg_open(w, h, "mismatches over time");
     out.push_str(&legend_svg);
-    let peak = t.buckets.iter().map(|b| b.total()).max().unwrap_or(0);
-    let ymax = nice(peak.max(1) as f64);
-    for frac in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let v = ymax * frac;
-        if v.fract() != 0.0 {
-            continue;
-        }
-        let y = bottom - (bottom - top) * frac;
+    let peak = t.buckets.iter().map(|b| b.total()).max().unwrap_or(0).max(1) as f64;
+    // Integer ticks: a 1-2-5 step giving at most about five of them.
+    let step = nice(peak / 5.0).max(1.0);
+    let ymax = (peak / step).ceil() * step;
+    let mut v = 0.0;
+    while v <= ymax {
+        let y = bottom - (bottom - top) * v / ymax;
         let _ = write!(out, "<line x1=\"{x0}\" y1=\"{y:.1}\" x2=\"{x1}\" y2=\"{y:.1}\" class=\"grid\"/>");
         out.push_str(&text(x0 - 6.0, y + 4.0, "end", "tick", &format!("{v}"), 8));
+        v += step;
     }
     let _ = write!(
         out,
