@@ -212,7 +212,7 @@ pub fn build(backends: &[String], files: &[FileRuns], notes: &[String]) -> Repor
                 op,
                 when: format!("{} step {} (t = +{at} s)", file.name, i + 1),
                 concerns: file.scenario.steps.get(i).map_or("-".into(), |s| concerns_of(&s.op)),
-                note: Some(format!("differs from {} on {}", backends[0], differing.join(", "))),
+                note: Some(format!("differs from the reference {}: {}", backends[0], differing.join(", "))),
                 ignored_by: None,
                 answers,
             });

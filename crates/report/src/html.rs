@@ -29,6 +29,7 @@ h1 { font-size: 24px; margin: 8px 0 6px; }
 h2 { font-size: 19px; margin: 30px 0 10px; border-bottom: 1px solid #d0d4da; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 0 0 6px; }
 .context { margin: 4px 0 12px; padding-left: 18px; color: #444; }
+details.context { padding-left: 0; } details.context summary { cursor: pointer; color: #1f5fa8; }
 .sides span { display: inline-block; margin-right: 16px; }
 .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 5px; vertical-align: -1px; border-radius: 2px; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin: 10px 0; }
@@ -73,12 +74,21 @@ pub fn render_html(r: &Report) -> String {
         esc(&r.title)
     );
     let _ = writeln!(out, "<h1>{}</h1>", esc(&r.title));
+    // Long context (a file per line...) folds after its first lines.
+    const SHOWN: usize = 6;
     if !r.context.is_empty() {
         out.push_str("<ul class=\"context\">");
-        for line in &r.context {
+        for line in r.context.iter().take(SHOWN) {
             let _ = write!(out, "<li>{}</li>", esc(line));
         }
         out.push_str("</ul>\n");
+    }
+    if r.context.len() > SHOWN {
+        let _ = write!(out, "<details class=\"context\"><summary>{} more lines</summary><ul>", r.context.len() - SHOWN);
+        for line in &r.context[SHOWN..] {
+            let _ = write!(out, "<li>{}</li>", esc(line));
+        }
+        out.push_str("</ul></details>\n");
     }
     out.push_str("<div class=\"sides\"><b>Sides:</b> ");
     for (i, s) in r.sides.iter().enumerate() {

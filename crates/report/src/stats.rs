@@ -151,7 +151,8 @@ impl Timeline {
     pub const MAX_BUCKETS: usize = 40;
 
     /// The timeline of `events` (time, operation), relative to `origin` (the earliest event
-    /// when `None`), in at most `max_buckets` buckets whose width is 1, 2 or 5 times a power
+    /// when `None`; a given origin is also where the buckets start, unless an event is
+    /// earlier), in at most `max_buckets` buckets whose width is 1, 2 or 5 times a power
     /// of ten.
     pub fn from_events(
         unit: impl Into<String>,
@@ -160,6 +161,7 @@ impl Timeline {
         max_buckets: usize,
     ) -> Timeline {
         let events: Vec<(i64, String)> = events.into_iter().collect();
+        let given = origin.is_some();
         let origin = origin.or_else(|| events.iter().map(|e| e.0).min()).unwrap_or(0);
         let mut timeline = Timeline { unit: unit.into(), origin, buckets: vec![] };
         let (Some(lo), Some(hi)) =
@@ -167,6 +169,8 @@ impl Timeline {
         else {
             return timeline;
         };
+        // A given origin is where the axis starts (a scenario's time 0).
+        let lo = if given { lo.min(0) } else { lo };
         let max_buckets = max_buckets.max(1) as i64;
         let mut width = 1i64;
         'widths: for power in 0..18 {

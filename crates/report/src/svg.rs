@@ -311,7 +311,7 @@ pub(crate) fn latency_histogram(r: &Report, o: &OpRow) -> String {
     let sides: Vec<usize> = (0..r.sides.len()).filter(|&i| o.latency.get(i).is_some_and(|l| l.sampled > 0)).collect();
     let entries: Vec<(String, String)> = sides
         .iter()
-        .map(|&i| (side_color(i).to_string(), format!("{} ({} samples)", r.sides[i], o.latency[i].sampled)))
+        .map(|&i| (side_color(i).to_string(), format!("{} ({})", r.sides[i], plural(o.latency[i].sampled, "sample"))))
         .collect();
     let (legend_svg, legend_bottom) = legend(&entries, 10.0, 34.0, w - 10.0);
     let top = legend_bottom + 10.0;
@@ -450,6 +450,22 @@ pub(crate) fn timeline(r: &Report) -> String {
             out.push_str(&text(x, bottom + 16.0, "middle", "tick", &b.start.to_string(), 14));
         }
     }
+    let end = t.buckets.last().map_or(0, |b| b.end);
+    let _ = write!(
+        out,
+        "<line x1=\"{x1:.1}\" y1=\"{bottom:.1}\" x2=\"{x1:.1}\" y2=\"{:.1}\" class=\"axis\"/>",
+        bottom + 4.0
+    );
+    out.push_str(&text(x1, bottom + 16.0, "middle", "tick", &end.to_string(), 14));
     out.push_str("</svg>");
     out
+}
+
+/// `n thing` or `n things`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
 }
