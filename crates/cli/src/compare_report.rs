@@ -321,6 +321,34 @@ steps:
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    #[tokio::test]
+    async fn mismatched_decisions_are_explained_on_every_backend() {
+        let dir = std::env::temp_dir().join(format!("tapesched-compare-explain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("t.yaml");
+        std::fs::write(&path, SCENARIO).expect("write");
+        let scenario = tapesched_scenario::load_scenario(&path).expect("scenario");
+        let mut file = FileRuns {
+            path: path.clone(),
+            name: "t.yaml".into(),
+            scenario,
+            runs: vec![run(json!(null), Some(json!({"queues": []})), 1), run(json!({"vid": "V"}), None, 1)],
+            explanations: BTreeMap::new(),
+        };
+        let backends = [Backend::ObjectstoreMemory, Backend::ObjectstoreMemory];
+        explain_mismatches(&mut file, &backends).await;
+        // Step 2 (next_mount) is explained on both backends; step 3 is no decision.
+        assert_eq!(file.explanations.keys().copied().collect::<Vec<_>>(), vec![(1, 0), (1, 1)]);
+        for text in file.explanations.values() {
+            assert!(text.starts_with("Decision: no mount\n\nCandidates in decision order (0):"), "{text}");
+        }
+        let r = build(&["a".into(), "b".into()], &[file], &[]);
+        assert!(
+            r.mismatches[0].answers[1].contains("Explanation (tapesched explain --after-step 1):\nDecision: no mount")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
