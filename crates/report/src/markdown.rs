@@ -136,13 +136,14 @@ pub fn render_markdown(r: &Report) -> String {
         if r.timeline.origin != 0 {
             out.push_str(&format!("Times are relative to {}.\n\n", r.timeline.origin));
         }
+        out.push_str("Buckets without a mismatch are left out.\n\n");
         let ops = r.timeline.ops();
         let mut head = vec!["from".to_string(), "to".to_string()];
         head.extend(ops.iter().map(|o| md(o)));
         head.push("total".into());
         out.push_str(&row(&head));
         out.push_str(&align(head.len()));
-        for b in &r.timeline.buckets {
+        for b in r.timeline.buckets.iter().filter(|b| b.total() > 0) {
             let mut cells = vec![b.start.to_string(), b.end.to_string()];
             cells.extend(ops.iter().map(|o| b.per_op.get(o).copied().unwrap_or(0).to_string()));
             cells.push(b.total().to_string());
