@@ -9,8 +9,9 @@
 //! - `tapesched db migrate|collect|gc-runs` and `tapesched catalogue load FILE` administer a
 //!   PostgreSQL instance and the namespaces of scenario runs (`database.rs`); `tapesched worker
 //!   drive` runs one drive session as a process (`worker.rs`);
-//! - `tapesched migrate init|status|config|stage|backfill|verify|repair` moves a scheduler from
-//!   the legacy objectstore to PostgreSQL (`migrate.rs`, `migrate_status.rs`).
+//! - `tapesched migrate init|status|config|stage|backfill|verify|repair|report` moves a
+//!   scheduler from the legacy objectstore to PostgreSQL (`migrate.rs`, `migrate_status.rs`,
+//!   `migrate_report.rs`).
 //!
 //! Every command exits with the same codes ([`EXIT_FAILED`], [`EXIT_INVALID`],
 //! [`EXIT_INTERRUPTED`]); errors are printed as `error: ` and their chain of causes.
@@ -22,6 +23,7 @@ mod database;
 mod exit;
 mod explain;
 mod migrate;
+mod migrate_report;
 mod migrate_status;
 mod repack;
 mod scenario;

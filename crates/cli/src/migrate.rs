@@ -1,10 +1,10 @@
-//! `tapesched migrate init|status|config|stage|backfill|verify|repair`: moving a scheduler from
+//! `tapesched migrate init|status|config|stage|backfill|verify|repair|report`: moving a scheduler from
 //! the legacy objectstore (Redis) to PostgreSQL (issue 12; the library is `tapesched-migrate`).
 //!
 //! The stage, its history, verify results, the backfill checkpoint, the gate of `live`'s
 //! settings and the bridge's counters and divergences of every process live in the target
 //! database (`migrations/0009_migration.sql`, `0010_migration_log.sql`); `status` is in
-//! `migrate_status.rs`. Servers are found as every command finds them
+//! `migrate_status.rs`, `report` in `migrate_report.rs`. Servers are found as every command finds them
 //! (`tapesched_backends::database_url` / `redis_url`).
 
 use std::time::Duration;
@@ -41,6 +41,9 @@ pub enum MigrateCommand {
     /// Makes the non-authoritative side equal to the authoritative one where a fresh verify finds
     /// differences and for what the unrepaired divergences name.
     Repair(RepairArgs),
+    /// Writes the migration's comparison report (report.md, report.html; window/ for the gate's
+    /// window) from the counters and divergences every process stored.
+    Report(crate::migrate_report::ReportArgs),
 }
 
 /// Arguments of `migrate init` and `migrate config`.
@@ -199,6 +202,7 @@ pub async fn run(command: MigrateCommand) -> u8 {
         MigrateCommand::Backfill(a) => backfill(a).await,
         MigrateCommand::Verify(a) => verify(a).await,
         MigrateCommand::Repair(a) => repair(a).await,
+        MigrateCommand::Report(a) => crate::migrate_report::run(a).await,
     };
     r.unwrap_or_else(failed)
 }

@@ -1,7 +1,8 @@
 //! `tapesched migrate` against a real PostgreSQL (a schema of the test's own) and Redis (an empty
 //! key prefix of its own): the gate of `live` refuses without evidence and above the configured
-//! mismatch rate, `--force` is recorded, `migrate config` changes the gate, and `status` shows the
-//! bridge's counters, the unrepaired divergences and UTC dates.
+//! mismatch rate, `--force` is recorded, `migrate config` changes the gate, `status` shows the
+//! bridge's counters, the unrepaired divergences and UTC dates, and `report` writes the
+//! migration's report from the record.
 
 use std::process::{Command, Output};
 
@@ -101,6 +102,21 @@ async fn the_live_gate_refuses_without_evidence_and_above_the_rate_and_force_is_
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[..7], ["next_mount", "105", "105", "90", "10", "5", "0/0"], "{status}");
     assert!(status.contains(" UTC  - -> off by"), "dates, not epoch seconds: {status}");
+
+    // The report from the record: the whole migration and the gate's window.
+    let dir = std::env::temp_dir().join(format!("{schema}-report"));
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let out = run(&["report", "--out", &dir_arg], target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for file in ["report.md", "report.html", "window/report.md", "window/report.html"] {
+        assert!(dir.join(file).is_file(), "{file}: {}", text(&out));
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("next_mount") && md.contains("request archive 7") && md.contains("by bridge-1"), "{md}");
+    assert!(md.contains("mount-order"), "ignored apart, by rule: {md}");
+    let html = std::fs::read_to_string(dir.join("window/report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script"), "self-contained");
+    std::fs::remove_dir_all(&dir).unwrap();
 
     let out = run(&["stage", "live", "--reason", "flip anyway", "--force"], target);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -372,27 +372,21 @@ impl Record {
         Ok(n)
     }
 
-    /// Divergences over time: per wall-clock slot of `slot_secs` seconds (its start), how many
-    /// were stored that no rule ignores and how many a rule ignored, oldest slot first.
-    pub async fn divergence_timeline(&self, slot_secs: i64) -> Result<Vec<(i64, u64, u64)>> {
+    /// Divergences no rule ignores over time: per wall-clock slot of `slot_secs` seconds (its
+    /// start) and operation kind, how many were stored; oldest slot first.
+    pub async fn divergence_timeline(&self, slot_secs: i64) -> Result<Vec<(i64, String, u64)>> {
         let slot = slot_secs.max(1);
         if let Some(m) = self.mem() {
-            let mut out: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
-            for s in &m.log.divergences {
-                let e = out.entry(s.recorded_at.div_euclid(slot) * slot).or_default();
-                if s.divergence.ignored_by.is_none() {
-                    e.0 += 1;
-                } else {
-                    e.1 += 1;
-                }
+            let mut out: BTreeMap<(i64, String), u64> = BTreeMap::new();
+            for s in m.log.divergences.iter().filter(|s| s.divergence.ignored_by.is_none()) {
+                *out.entry((s.recorded_at.div_euclid(slot) * slot, s.divergence.op.clone())).or_default() += 1;
             }
-            return Ok(out.into_iter().map(|(t, (a, b))| (t, a, b)).collect());
+            return Ok(out.into_iter().map(|((t, op), n)| (t, op, n)).collect());
         }
         let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
         let rows = sqlx::query(
-            "SELECT (recorded_at / $1) * $1 AS slot, count(*) FILTER (WHERE ignored_by IS NULL) AS mismatched,
-                 count(*) FILTER (WHERE ignored_by IS NOT NULL) AS ignored
-             FROM migration_divergence GROUP BY 1 ORDER BY 1",
+            "SELECT floor(recorded_at::numeric / $1)::bigint * $1 AS slot, op, count(*) AS n
+             FROM migration_divergence WHERE ignored_by IS NULL GROUP BY 1, 2 ORDER BY 1, 2",
         )
         .bind(slot)
         .fetch_all(pool)
@@ -402,11 +396,28 @@ impl Record {
             .map(|r| {
                 Ok((
                     r.try_get("slot").map_err(db_error)?,
-                    r.try_get::<i64, _>("mismatched").map_err(db_error)?.max(0) as u64,
-                    r.try_get::<i64, _>("ignored").map_err(db_error)?.max(0) as u64,
+                    r.try_get("op").map_err(db_error)?,
+                    r.try_get::<i64, _>("n").map_err(db_error)?.max(0) as u64,
                 ))
             })
             .collect()
+    }
+
+    /// The wall-clock seconds of the first and the last divergence no rule ignores (None: none).
+    pub async fn divergence_span(&self) -> Result<Option<(i64, i64)>> {
+        if let Some(m) = self.mem() {
+            let times = m.log.divergences.iter().filter(|s| s.divergence.ignored_by.is_none()).map(|s| s.recorded_at);
+            let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+            return Ok((lo <= hi).then_some((lo, hi)));
+        }
+        let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
+        let row: (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT min(recorded_at), max(recorded_at) FROM migration_divergence WHERE ignored_by IS NULL",
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.0.zip(row.1))
     }
 }
 

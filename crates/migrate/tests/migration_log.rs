@@ -122,7 +122,11 @@ async fn flushes_of_two_processes_add_up_and_a_failed_flush_loses_nothing() {
     assert_eq!(record.mark_repaired(&[stored[1].id], Some("checked")).await.unwrap(), 1);
     let open = DivergenceQuery { unrepaired: true, ..DivergenceQuery::default() };
     assert_eq!(record.divergences(&open).await.unwrap().len(), 1);
-    assert_eq!(record.divergence_timeline(60).await.unwrap().iter().map(|t| t.1).sum::<u64>(), 2);
+    let timeline = record.divergence_timeline(60).await.unwrap();
+    assert_eq!(timeline.iter().map(|t| t.2).sum::<u64>(), 2, "{timeline:?}");
+    assert!(timeline.iter().all(|t| t.0 % 60 == 0));
+    let (first, last) = record.divergence_span().await.unwrap().unwrap();
+    assert!(first <= last && last <= wall());
     // The live gate sees the window's counters of both processes.
     let e = record.live_evidence().await.unwrap();
     assert_eq!((e.matched, e.mismatched), (20, 2));
