@@ -140,3 +140,79 @@ async fn the_live_gate_refuses_without_evidence_and_above_the_rate_and_force_is_
     assert!(!history[5].contains("forced"), "{history:?}");
     drop(db);
 }
+
+/// A request queued on legacy only (the target refused it during dual-write) and named by a
+/// stored divergence: `migrate repair --divergences-only` writes it to the target, marks the
+/// divergence repaired, and `migrate verify` is clean after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_divergences_only_fixes_what_the_stored_divergences_name() {
+    use std::sync::Arc;
+    use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+    use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
+    use tapesched_scheduler::db::SchedulerDb;
+
+    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
+    let redis = tapesched_testkit::redis_url().expect("a Redis server");
+    let schema = tapesched_testkit::unique_name("clirepair");
+    let _guard = SchemaGuard::new(url.clone(), schema.clone());
+    let prefix = format!("{schema}:");
+    let target: &[&str] = &["--database-url", &url, "--schema", &schema];
+    let sides: Vec<&str> =
+        target.iter().copied().chain(["--legacy-redis-url", &redis, "--legacy-prefix", &prefix]).collect();
+    let run = |args: &[&str], extra: &[&str]| {
+        let all: Vec<&str> = ["migrate"].iter().chain(args).chain(extra).copied().collect();
+        tapesched(&all)
+    };
+    assert_eq!(run(&["init"], target).status.code(), Some(0));
+    assert_eq!(run(&["stage", "dual-write", "--reason", "mirror"], target).status.code(), Some(0));
+
+    let settings = RedisSettings::new(redis.clone(), prefix.clone());
+    let store = Arc::new(RedisStore::new(settings).expect("store"));
+    let legacy = ObjectstoreDb::new(store.clone(), ObjectstoreConfig::default());
+    legacy.queue_archive(tapesched_testkit::workload::archive_request(1, "p1", 1_000), 1_000).await.expect("queued");
+    let db = PgSchedulerDb::connect(PgConfig { max_connections: 1, ..PgConfig::new(url.clone(), schema.clone()) })
+        .await
+        .expect("target");
+    let record = Record::of_postgres(&db);
+    let mut delta = LogDelta::default();
+    delta
+        .stats
+        .insert("queue_archive".into(), OpCounts { calls: 1, compared: 1, mismatched: 1, ..OpCounts::default() });
+    let error = Answer::Error { kind: tapesched_scheduler::ErrorKind::Internal, message: "refused".into() };
+    let mut d = Divergence::new(
+        "queue_archive",
+        vec![Concern::Request(RequestId::Archive(1))],
+        Answer::value(&()),
+        error,
+        1_000,
+    );
+    d.seq = 1;
+    delta.divergences.push(PendingDivergence { recorded_at: wall(), divergence: d });
+    let batch = FlushBatch {
+        process: "p".into(),
+        instance: "p/1".into(),
+        batch: 1,
+        window_start: wall(),
+        window_end: wall(),
+        delta,
+    };
+    record.write_log(&batch).await.expect("flushed");
+
+    let out = run(&["verify"], &sides);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = run(&["repair", "--divergences-only"], &sides);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 unrepaired divergence(s) naming 1 item(s), 1 still different: 1 written, 0 deleted"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("verify:"), "no full verify: {}", text(&out));
+    let out = run(&["verify"], &sides);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(record.count_divergences(true).await.expect("count"), 0);
+    let out = run(&["status"], target);
+    assert!(text(&out).contains("divergences: 0 unrepaired (1 stored"), "{}", text(&out));
+    drop(db);
+    store.clear().await.expect("cleared");
+}
