@@ -17,6 +17,8 @@
 //!   second, added up over processes and windows, listed and marked repaired;
 //! - [`repair_log::repair_divergences`] repairs the items the stored divergences name.
 
+#![warn(missing_docs)]
+
 pub mod copy;
 pub mod flusher;
 pub mod record;
