@@ -25,5 +25,6 @@ mod mounts;
 pub mod stage;
 
 pub use db::{BridgeDb, FixedStage, ManualStage, StageSource};
+pub use mounts::{fence_rule, FENCE_MOUNT, FENCE_POP};
 pub use divergence::{Answer, Concern, Divergence, DivergenceLog, IgnoreRule, Latency, OpStats, Sampling};
 pub use stage::{Side, Stage};
