@@ -8,13 +8,14 @@
 
 use anyhow::anyhow;
 use serde_json::{json, Value};
+use tapesched_report::explain::decision_text;
 use tapesched_scenario::model::{Op, Scenario, SchedulerHeader, DEFAULT_START_TIME};
 use tapesched_scenario::runner::{decision_json, play_steps};
 use tapesched_scenario::{load_catalogue_file, load_scenario, Backend, CatalogueFile, Runner};
 use tapesched_scheduler::decision::{library_enabled, Decision};
 
 use crate::exit::{code_of, interrupted};
-use crate::{fail, table, ExplainArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
+use crate::{fail, ExplainArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
 
 /// Whether a step is a drive's own operation (as opposed to queueing, catalogue changes and
 /// dry runs, which set the scene).
@@ -89,50 +90,8 @@ impl Explanation {
             Some((played, total, _)) => out.push_str(&format!("After step {played} of {total}\n")),
             None => {}
         }
-        match &d.chosen {
-            Some(m) => out.push_str(&format!(
-                "Decision: mount {} tape {} of pool {} (VO {})\n",
-                m.mount_type, m.vid, m.tape_pool, m.vo
-            )),
-            None => out.push_str("Decision: no mount\n"),
-        }
-        out.push_str(&format!("\nCandidates in decision order ({}):\n", d.candidates.len()));
-        if d.candidates.is_empty() {
-            out.push_str("  (none)\n");
-        } else {
-            let mut rows = vec![["#", "TYPE", "POOL", "VID", "PRIORITY", "FILES", "BYTES", "SELECTED", "SKIP REASON"]
-                .map(String::from)
-                .to_vec()];
-            for (i, c) in d.candidates.iter().enumerate() {
-                rows.push(vec![
-                    (i + 1).to_string(),
-                    c.mount_type.to_string(),
-                    c.tape_pool.clone(),
-                    c.vid.clone().unwrap_or_else(|| "-".into()),
-                    c.priority.to_string(),
-                    c.files_queued.to_string(),
-                    c.bytes_queued.to_string(),
-                    if c.selected { "yes" } else { "no" }.to_string(),
-                    c.skip_reason.map_or("-", |r| r.as_str()).to_string(),
-                ]);
-            }
-            out.push_str(&table::render(&rows, 2));
-        }
-        out.push_str(&format!("\nRejected ({}):\n", d.rejected.len()));
-        if d.rejected.is_empty() {
-            out.push_str("  (none)\n");
-        } else {
-            let mut rows = vec![["TYPE", "POOL", "VID", "REASON"].map(String::from).to_vec()];
-            for r in &d.rejected {
-                rows.push(vec![
-                    r.mount_type.to_string(),
-                    r.tape_pool.clone().unwrap_or_else(|| "-".into()),
-                    r.vid.clone().unwrap_or_else(|| "-".into()),
-                    r.reason.as_str().to_string(),
-                ]);
-            }
-            out.push_str(&table::render(&rows, 2));
-        }
+        // The decision, candidates and rejected mounts: the form reports show too.
+        out.push_str(&decision_text(d));
         out
     }
 }

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+mod compare_report;
 mod database;
 mod exit;
 mod explain;
@@ -129,6 +130,12 @@ pub struct CompareArgs {
     /// bridge:LEGACY:TARGET:STAGE).
     #[arg(long, required = true, value_name = "B1,B2[,...]")]
     pub backends: String,
+    /// Also writes DIR/report.md and DIR/report.html (created if needed): match rates per step
+    /// kind, each backend's latency per step kind, mismatched steps over scenario time and both
+    /// answers of each (with each backend's explanation for a decision step). Every file is then
+    /// run on every backend, even after a divergent step; the exit status is unchanged.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// Arguments of `explain`.

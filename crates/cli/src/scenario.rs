@@ -1,4 +1,5 @@
-//! `tapesched scenario run` and `tapesched scenario compare`.
+//! `tapesched scenario run` and `tapesched scenario compare` (with `--report DIR`, the
+//! comparison is also written as a report: `compare_report.rs`).
 //!
 //! SIGINT and SIGTERM stop a run: the backend instance in use is dropped, which removes its
 //! namespace (Postgres schema, Redis keys), and the command exits 130. Before the first file,
@@ -12,7 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use tapesched_backends::namespaces::collect_dead_runs;
 use tapesched_scenario::compare::first_divergence;
-use tapesched_scenario::{collect_files, load_scenario, run_scenario, Backend, Scenario, ScenarioError};
+use tapesched_scenario::{collect_files, load_scenario, run_scenario, Backend, RunReport, Scenario, ScenarioError};
+
+use crate::compare_report::{self, explain_mismatches, FileRuns};
 
 use crate::exit::interrupted;
 use crate::{fail, CompareArgs, RunArgs, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
@@ -235,41 +238,82 @@ async fn compare_files(args: &CompareArgs) -> u8 {
     if bad {
         return EXIT_INVALID;
     }
+    if let Some(dir) = &args.report {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return invalid(format!("{}: cannot create the report directory: {e}", shown(dir)));
+        }
+    }
+    // Without --report the first divergence ends the command; with it every file is run on
+    // every backend, for the report.
+    let keep_going = args.report.is_some();
+    let mut diverged = false;
+    let mut notes = Vec::new();
+    let mut compared: Vec<FileRuns> = Vec::new();
     let mut steps = 0;
-    for (path, scenario) in &scenarios {
-        let name = shown(path);
-        let mut first: Option<Vec<tapesched_scenario::StepRecord>> = None;
+    for (path, scenario) in scenarios {
+        let name = shown(&path);
+        let mut runs: Vec<RunReport> = Vec::new();
+        let mut file_diverged = false;
         for backend in &backends {
-            let report = match run_scenario(path, scenario, *backend).await {
+            let report = match run_scenario(&path, &scenario, *backend).await {
                 Ok(r) => r,
                 Err(e) => return invalid(e),
             };
-            if print_divergences(&name, &report) > 0 {
+            let bridge_divergences = print_divergences(&name, &report);
+            if bridge_divergences > 0 {
                 println!("{name}: the two sides of {backend} diverged");
-                return EXIT_FAILED;
+                if !keep_going {
+                    return EXIT_FAILED;
+                }
+                notes.push(format!(
+                    "{name}: {} between the two sides of {backend} (printed on stderr)",
+                    plural(bridge_divergences, "divergence")
+                ));
+                file_diverged = true;
             }
-            match &first {
-                None => first = Some(report.records),
-                Some(reference) => {
-                    if let Some(d) = first_divergence(reference, &report.records) {
-                        let side = |v: &Option<serde_json::Value>| {
-                            v.as_ref().map_or("(no such step)".to_string(), |v| v.to_string())
-                        };
-                        println!("{name}: step {} diverges", d.step);
-                        println!("  {}: {}", backends[0], side(&d.left));
-                        println!("  {backend}: {}", side(&d.right));
-                        println!("{name}: {} and {backend} diverge at step {}", backends[0], d.step);
+            if let Some(reference) = runs.first() {
+                if let Some(d) = first_divergence(&reference.records, &report.records) {
+                    let side = |v: &Option<serde_json::Value>| {
+                        v.as_ref().map_or("(no such step)".to_string(), |v| v.to_string())
+                    };
+                    println!("{name}: step {} diverges", d.step);
+                    println!("  {}: {}", backends[0], side(&d.left));
+                    println!("  {backend}: {}", side(&d.right));
+                    println!("{name}: {} and {backend} diverge at step {}", backends[0], d.step);
+                    if !keep_going {
                         return EXIT_FAILED;
                     }
+                    file_diverged = true;
                 }
             }
+            runs.push(report);
         }
-        steps += scenario.steps.len();
-        println!("SAME {name} ({})", plural(scenario.steps.len(), "step"));
+        diverged |= file_diverged;
+        if !file_diverged {
+            steps += scenario.steps.len();
+            println!("SAME {name} ({})", plural(scenario.steps.len(), "step"));
+        }
+        if keep_going {
+            compared.push(FileRuns { path, name, scenario, runs, explanations: Default::default() });
+        }
+    }
+    if let Some(dir) = &args.report {
+        for file in &mut compared {
+            explain_mismatches(file, &backends).await;
+        }
+        let names: Vec<String> = backends.iter().map(|b| b.name()).collect();
+        let report = compare_report::build(&names, &compared, &notes);
+        match tapesched_report::write_report(dir, &report) {
+            Ok((md, html)) => eprintln!("report: {} and {}", shown(&md), shown(&html)),
+            Err(e) => return invalid(format!("{}: cannot write the report: {e}", shown(dir))),
+        }
+    }
+    if diverged {
+        return EXIT_FAILED;
     }
     println!(
         "{}, {}: identical traces on {}",
-        plural(scenarios.len(), "file"),
+        plural(files.len(), "file"),
         plural(steps, "step"),
         backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
@@ -526,6 +527,9 @@ pub struct RunReport {
     /// What the two sides of a bridge backend disagreed on (always empty for other backends).
     /// A run with any divergence fails, whatever its steps did.
     pub divergences: Vec<Divergence>,
+    /// How long each step's op took on the backend (wall time, `std::time::Instant`), one per
+    /// record: measured for reports, never used to decide or to compare.
+    pub durations: Vec<Duration>,
 }
 
 impl RunReport {
@@ -561,10 +565,22 @@ pub async fn play_steps(
     scenario: &Scenario,
     upto: Option<usize>,
 ) -> std::result::Result<Vec<StepRecord>, String> {
+    play_steps_timed(runner, scenario, upto).await.map(|(records, _)| records)
+}
+
+/// [`play_steps`], with how long each step's op took (wall time, one per record).
+pub async fn play_steps_timed(
+    runner: &mut Runner,
+    scenario: &Scenario,
+    upto: Option<usize>,
+) -> std::result::Result<(Vec<StepRecord>, Vec<Duration>), String> {
     let times = step_times(scenario)?;
     let mut records = Vec::new();
+    let mut durations = Vec::new();
     for (i, (step, at)) in scenario.steps.iter().zip(times).enumerate().take(upto.unwrap_or(usize::MAX)) {
+        let started = Instant::now();
         let observed = runner.play(&step.op, at).await;
+        durations.push(started.elapsed());
         let empty = Map::new();
         let mismatches = check(step.op.name(), step.expect.as_ref().unwrap_or(&empty), &observed);
         let (result, message) = match observed {
@@ -582,7 +598,7 @@ pub async fn play_steps(
             checked: step.expect.is_some(),
         });
     }
-    Ok(records)
+    Ok((records, durations))
 }
 
 /// Runs a scenario on a fresh instance of `backend`; `path` names the file in errors.
@@ -594,11 +610,31 @@ pub async fn run_scenario(
     let open = backend.open().await.map_err(|e| ScenarioError::BackendUnavailable(e.message))?;
     let invalid = |message: String| ScenarioError::Invalid { path: path.to_path_buf(), message };
     let mut runner = Runner::for_scenario(scenario, open.db.clone()).map_err(invalid)?;
-    let records = play_steps(&mut runner, scenario, None).await.map_err(invalid)?;
+    let (records, durations) = play_steps_timed(&mut runner, scenario, None).await.map_err(invalid)?;
     drop(runner);
     let divergences = open.divergences();
     open.close().await;
-    Ok(RunReport { records, divergences })
+    Ok(RunReport { records, divergences, durations })
+}
+
+/// The decision `drive` gets after the first `steps` steps of a scenario, played on a fresh
+/// instance of `backend` (what `tapesched explain --after-step STEPS` shows); expectations are
+/// not checked.
+pub async fn explain_after(
+    path: &Path,
+    scenario: &Scenario,
+    backend: Backend,
+    steps: usize,
+    drive: &str,
+) -> std::result::Result<Decision, ScenarioError> {
+    let open = backend.open().await.map_err(|e| ScenarioError::BackendUnavailable(e.message))?;
+    let invalid = |message: String| ScenarioError::Invalid { path: path.to_path_buf(), message };
+    let mut runner = Runner::for_scenario(scenario, open.db.clone()).map_err(invalid)?;
+    play_steps(&mut runner, scenario, Some(steps)).await.map_err(invalid)?;
+    let decision = runner.explain(drive).await;
+    drop(runner);
+    open.close().await;
+    decision.map_err(|e| invalid(format!("explain {drive:?} after step {steps}: {}", e.message)))
 }
 
 #[cfg(test)]
@@ -660,5 +696,12 @@ steps:
         assert_eq!(report.passed(), 9);
         assert_eq!(report.records[6].at, 10);
         assert_eq!(report.records[7].at, 10);
+        assert_eq!(report.durations.len(), report.records.len());
+        // The decision drive0 got at step 9, explained again on a fresh instance.
+        let d = explain_after(Path::new("runner.yaml"), &scenario, Backend::ObjectstoreMemory, 8, "drive0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.chosen.map(|m| m.vid), Some("V1".to_string()));
+        assert_eq!(d.candidates.len(), 1);
     }
 }
