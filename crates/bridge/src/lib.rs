@@ -32,4 +32,5 @@ pub use divergence::{
     Sampling,
 };
 pub use histogram::Histogram;
+pub use mounts::{fence_rule, FENCE_MOUNT, FENCE_POP};
 pub use stage::{Side, Stage};

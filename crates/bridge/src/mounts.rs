@@ -16,12 +16,30 @@ use std::sync::Mutex;
 
 use serde_json::json;
 use tapesched_scheduler::clock::Timestamp;
-use tapesched_scheduler::db::{DecideFn, MountInfo, MountJob, MountSpec};
+use tapesched_scheduler::db::{DecideFn, MountInfo, MountJob, MountSpec, SchedulerDb, StayRouter};
+use tapesched_scheduler::state::{JobPlace, StateItem, StateKey};
 use tapesched_scheduler::types::{JobId, MountId};
-use tapesched_scheduler::Result;
+use tapesched_scheduler::{ErrorKind, Result};
 
-use crate::db::{timed, BridgeDb};
-use crate::divergence::{Answer, Concern};
+use crate::db::{timed, BridgeDb, Route};
+use crate::divergence::{Answer, Concern, IgnoreRule};
+
+/// The operation name of a mount ended unused because its id was taken on the other side.
+pub const FENCE_MOUNT: &str = "next_mount.fence";
+/// The operation name of popped jobs put back because another mount held them on the other side.
+pub const FENCE_POP: &str = "pop_jobs.fence";
+
+/// The ignore rule of the authority-flip fence: while a stage change reaches the processes one
+/// by one, two of them may take the same mount id or job on different sides; the fence undoes
+/// the loser's part (a mount ended unused, jobs back to their queue). These are expected and
+/// safe, so they are counted as ignored under `authority-flip-fence`, never as mismatches.
+pub fn fence_rule() -> IgnoreRule {
+    IgnoreRule::new(
+        "authority-flip-fence",
+        "a mount id or job taken on the other side by a process in the other authority, undone by the fence",
+        |d| d.op == FENCE_MOUNT || d.op == FENCE_POP,
+    )
+}
 
 impl BridgeDb {
     pub(crate) async fn next_mount_op(
@@ -51,10 +69,16 @@ impl BridgeDb {
         };
         self.log.answered(OP, route.authority, la, chosen.is_err());
 
-        // The other side records the mount the authoritative side opened, under its id.
+        // The other side records the mount the authoritative side opened, under its id. If that
+        // id is taken there by another mount, a process that sees the other side as authoritative
+        // (a stage change on its way through the processes) opened a mount under it: this one is
+        // ended unused and the drive told to ask again (the fence of mount ids at an authority
+        // flip), so no id ever names two mounts.
         if let Ok(Some((id, spec))) = &chosen {
-            let concerns = || vec![Concern::Mount(*id), Concern::Drive(spec.drive.clone())];
-            self.mirror(&route, "open_mount", concerns, async { Ok(()) }, other.open_mount(*id, spec, now)).await.ok();
+            if !self.open_on_other(&route, other, *id, spec).await {
+                route.auth.end_mount(*id, now, &StayRouter).await?;
+                return Ok(None);
+            }
         }
 
         let (Some((other_info, lo)), Ok(auth_choice)) = (other_info, &chosen) else { return chosen };
@@ -141,10 +165,28 @@ impl BridgeDb {
         let missing: Vec<JobId> = ids.iter().copied().filter(|id| !given.contains_key(id)).collect();
         if !missing.is_empty() {
             let got: Vec<JobId> = claimed.iter().map(MountJob::id).collect();
-            let note =
-                format!("the {other_side} side could not give {} of the {} jobs popped", missing.len(), ids.len());
-            self.diverge(&route, OP, concerns(&missing), Answer::value(&ids), Answer::value(&got), Some(note));
-            return popped;
+            // A job another mount holds on the other side was popped there by a process that
+            // sees that side as authoritative: it goes back to its queue here and is not handed
+            // out (the fence of jobs at an authority flip: a job is given to one mount only).
+            let elsewhere = self.held_elsewhere(other, mount, &missing).await;
+            let lost: Vec<JobId> = missing.iter().copied().filter(|j| !elsewhere.contains(j)).collect();
+            if !lost.is_empty() {
+                let note =
+                    format!("the {other_side} side could not give {} of the {} jobs popped", lost.len(), ids.len());
+                self.diverge(&route, OP, concerns(&lost), Answer::value(&ids), Answer::value(&got), Some(note));
+            }
+            if elsewhere.is_empty() {
+                return popped;
+            }
+            route.auth.requeue_jobs(mount, &elsewhere, now, &StayRouter).await?;
+            let note = format!(
+                "{} jobs are held by another mount on the {other_side} side: back to their queue on the {} side, \
+                 not handed out",
+                elsewhere.len(),
+                route.authority
+            );
+            self.diverge(&route, FENCE_POP, concerns(&elsewhere), Answer::value(&ids), Answer::value(&got), Some(note));
+            return Ok(jobs.iter().filter(|j| !elsewhere.contains(&j.id())).cloned().collect());
         }
         if route.stage.compares_reads() && self.log.sample("pop_jobs.contents") {
             let differ: Vec<(&MountJob, &MountJob)> =
@@ -161,5 +203,72 @@ impl BridgeDb {
             self.log.matched(OP);
         }
         popped
+    }
+
+    /// Of `jobs`, those the non-authoritative side shows held by a mount other than `mount`
+    /// (none when it cannot be read: the authoritative side's answer stands).
+    async fn held_elsewhere(&self, other: &dyn SchedulerDb, mount: MountId, jobs: &[JobId]) -> Vec<JobId> {
+        let mut keys: Vec<StateKey> = jobs.iter().map(|j| StateKey::of_request(j.request)).collect();
+        keys.sort();
+        keys.dedup();
+        let Ok(items) = self.bounded(other.read_state(&keys)).await else { return Vec::new() };
+        let mut held: BTreeMap<JobId, MountId> = BTreeMap::new();
+        for item in &items {
+            match item {
+                StateItem::Archive { request, places } => {
+                    for (job, place) in request.jobs.iter().zip(places) {
+                        if let JobPlace::Held { mount: m, .. } = place {
+                            held.insert(JobId { request: request.id(), copy_nb: job.copy_nb }, *m);
+                        }
+                    }
+                }
+                StateItem::Retrieve { request, place: JobPlace::Held { mount: m, .. } } => {
+                    let copy_nb = request.active_copy().map_or(0, |c| c.copy_nb);
+                    held.insert(JobId { request: request.id(), copy_nb }, *m);
+                }
+                _ => {}
+            }
+        }
+        jobs.iter().copied().filter(|j| held.get(j).is_some_and(|m| *m != mount)).collect()
+    }
+
+    /// Records the mount `id` on the non-authoritative side; false when that side holds another
+    /// mount under the id (recorded as a fence divergence). Any other failure is a divergence and
+    /// true: the authoritative side's mount stands.
+    async fn open_on_other(&self, route: &Route<'_>, other: &dyn SchedulerDb, id: MountId, spec: &MountSpec) -> bool {
+        const OP: &str = "open_mount";
+        self.log.count_call(OP);
+        let (opened, lo) = timed(self.bounded(other.open_mount(id, spec, route.now))).await;
+        self.log.answered(OP, route.authority.other(), lo, opened.is_err());
+        let concerns = || vec![Concern::Mount(id), Concern::Drive(spec.drive.clone())];
+        let other_side = route.authority.other();
+        match opened {
+            Ok(()) => {
+                self.log.matched(OP);
+                true
+            }
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                // The same mount already recorded there (an operation retried) is no conflict.
+                let there = self.bounded(other.read_state(&[StateKey::Mount(id)])).await;
+                if let Ok([StateItem::Mount { spec: held, .. }]) = there.as_deref() {
+                    if held == spec {
+                        self.log.matched(OP);
+                        return true;
+                    }
+                }
+                let note = format!(
+                    "mount {id} is taken on the {other_side} side by another mount: ended unused on the {} side, \
+                     the drive asks again",
+                    route.authority
+                );
+                self.diverge(route, FENCE_MOUNT, concerns(), Answer::value(spec), Answer::of::<()>(&Err(e)), Some(note));
+                false
+            }
+            Err(e) => {
+                let note = format!("the {other_side} side could not record the mount");
+                self.diverge(route, OP, concerns(), Answer::value(spec), Answer::of::<()>(&Err(e)), Some(note));
+                true
+            }
+        }
     }
 }

@@ -95,8 +95,13 @@ enum CatalogueCommand {
 
 #[derive(Debug, Subcommand)]
 enum WorkerCommand {
-    /// Runs one drive session: pops batches and completes them until the queue is empty.
+    /// Runs drive sessions: pops batches and completes them until the queue is empty (or, with
+    /// --forever, keeps asking for mounts until stopped).
     Drive(worker::DriveArgs),
+    /// Queues archive requests (a disk system's part), in batches.
+    Produce(worker::ProduceArgs),
+    /// Delivers due reports (a reporter's part) and records them delivered.
+    Report(worker::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +205,8 @@ fn main() -> ExitCode {
             Command::Db(DbCommand::GcRuns(args)) => database::gc_runs(args).await,
             Command::Catalogue(CatalogueCommand::Load(args)) => database::load(args).await,
             Command::Worker(WorkerCommand::Drive(args)) => worker::drive(args).await,
+            Command::Worker(WorkerCommand::Produce(args)) => worker::produce(args).await,
+            Command::Worker(WorkerCommand::Report(args)) => worker::report(args).await,
             Command::Repack(c) => repack::run(c).await,
             Command::Migrate(c) => migrate::run(c).await,
         }

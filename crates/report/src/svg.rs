@@ -78,7 +78,8 @@ fn nice(v: f64) -> f64 {
 /// The label of 10^k microseconds: `1 µs`, `100 µs`, `10 ms`, `1 s`, `100 s`.
 fn power_label(k: i32) -> String {
     match k {
-        ..=2 => format!("{} µs", 10u64.pow(k.max(0) as u32)),
+        ..=-1 => format!("{} µs", 10f64.powi(k)),
+        0..=2 => format!("{} µs", 10u64.pow(k as u32)),
         3..=5 => format!("{} ms", 10u64.pow(k as u32 - 3)),
         _ => format!("{} s", 10u64.pow(k as u32 - 6)),
     }
@@ -94,7 +95,8 @@ struct LogAxis {
 
 impl LogAxis {
     fn new(min: f64, max: f64, x0: f64, x1: f64) -> LogAxis {
-        let lo = min.max(1.0).log10().floor() as i32;
+        // Down to 0.1 µs: the first histogram bucket, (0, 1 µs], is drawn from 0.5 µs.
+        let lo = min.max(0.1).log10().floor() as i32;
         let mut hi = max.max(1.0).log10().ceil() as i32;
         if hi <= lo {
             hi = lo + 1;
@@ -307,7 +309,7 @@ pub(crate) fn latency_strips(r: &Report) -> String {
 /// The histograms of one operation's sides overlaid (grouped bars per bucket), as the share of
 /// each side's samples, on a log axis.
 pub(crate) fn latency_histogram(r: &Report, o: &OpRow) -> String {
-    let (w, x0, x1) = (470.0, 56.0, 440.0);
+    let (w, x0, x1) = (580.0, 56.0, 550.0);
     let sides: Vec<usize> = (0..r.sides.len()).filter(|&i| o.latency.get(i).is_some_and(|l| l.sampled > 0)).collect();
     let entries: Vec<(String, String)> = sides
         .iter()
