@@ -194,7 +194,8 @@ impl SchedulerDb for BridgeDb {
     }
 
     async fn reports_due(&self, filter: ReportFilter, max: u64, now: Timestamp) -> Result<Vec<ReportJob>> {
-        read_op!(self, "reports_due", Some(now), Vec::new(), |db| db.reports_due(filter, max, now))
+        let due = read_op!(self, "reports_due", Some(now), Vec::new(), |db| db.reports_due(filter, max, now))?;
+        self.due_on_both_sides(due, now).await
     }
 
     async fn reports_delivered(&self, reports: &[RequestId], now: Timestamp) -> Result<()> {

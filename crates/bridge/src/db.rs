@@ -36,6 +36,14 @@ pub trait StageSource: Send + Sync {
 
     /// The stage last known, without I/O (for names and logs).
     fn last_known(&self) -> Stage;
+
+    /// Whether the target holds everything legacy held before dual-write (the backfill has
+    /// completed since writes were last mirrored), as of the last [`StageSource::stage`]. Until
+    /// then a job or report the target lacks may predate its copy, and legacy's answer stands
+    /// alone. Sources whose two sides start empty (scenario runs, tests) answer true.
+    fn backfilled(&self) -> bool {
+        true
+    }
 }
 
 /// A stage that never changes: scenario runs and tests of one stage.
@@ -110,7 +118,16 @@ pub(crate) struct Route<'a> {
     pub auth: &'a dyn SchedulerDb,
     pub other: Option<&'a dyn SchedulerDb>,
     pub now: Timestamp,
+    /// Both sides are expected to hold all the work: the other side is legacy (it was
+    /// authoritative until now), or the backfill has completed. Work one side lacks is then
+    /// only handed out when both have it (see `mounts.rs`, `reports_due`).
+    pub both_complete: bool,
 }
+
+/// Pauses (milliseconds) before each re-read of a compared read whose two answers differed;
+/// the difference is recorded only if it lasts through all of them (at most 260 ms, on the
+/// mismatch path only).
+pub(crate) const RECHECK_MS: [u64; 3] = [10, 50, 200];
 
 /// `f`'s output and how long it took.
 pub(crate) async fn timed<F: Future>(f: F) -> (F::Output, Duration) {
@@ -203,7 +220,8 @@ impl BridgeDb {
         };
         let authority = stage.authority();
         let other = stage.mirrors_writes().then(|| self.side(authority.other()));
-        Ok(Route { stage, authority, auth: self.side(authority), other, now })
+        let both_complete = authority == Side::Target || self.stage.backfilled();
+        Ok(Route { stage, authority, auth: self.side(authority), other, now, both_complete })
     }
 
     /// A batch's answers from the non-authoritative side, bounded like [`BridgeDb::bounded`]:
@@ -267,6 +285,24 @@ impl BridgeDb {
         }
         a
     }
+
+    /// Runs the two sides' reads concurrently and answers the authoritative one and whether they
+    /// agree; agreement is counted as a match, a difference is left to the caller's re-read.
+    pub(crate) async fn read_both<T, A, O>(&self, route: &Route<'_>, op: &str, auth: A, other: O) -> (Result<T>, bool)
+    where
+        T: PartialEq,
+        A: Future<Output = Result<T>>,
+        O: Future<Output = Result<T>>,
+    {
+        let ((a, la), (o, lo)) = tokio::join!(timed(auth), timed(self.bounded(other)));
+        self.log.answered(op, route.authority, la, a.is_err());
+        self.log.answered(op, route.authority.other(), lo, o.is_err());
+        let agreed = same(&a, &o);
+        if agreed {
+            self.log.matched(op);
+        }
+        (a, agreed)
+    }
 }
 
 /// A write: the authoritative side alone in off and complete, both sides otherwise
@@ -296,6 +332,11 @@ macro_rules! write_op {
 }
 
 /// A read: the authoritative side; in shadow and live, on sampled calls, both sides compared.
+/// Answers that differ are read again from both sides, after the pauses of [`RECHECK_MS`],
+/// before a divergence is recorded: other processes' mirrored writes land on the two sides at
+/// slightly different moments, and a read between the two is no defect. Only a difference that
+/// lasts through every re-read is recorded (with the last answers); the caller gets the first
+/// authoritative answer.
 macro_rules! read_op {
     ($self:ident, $op:literal, $now:expr, $concerns:expr, |$db:ident| $call:expr) => {{
         let route = $self.route($now).await?;
@@ -305,11 +346,38 @@ macro_rules! read_op {
                     let $db = route.auth;
                     $call
                 };
-                let other = {
+                let other_answer = {
                     let $db = other;
                     $call
                 };
-                $self.mirror(&route, $op, || $concerns, auth, other).await
+                let (first, agreed) = $self.read_both(&route, $op, auth, other_answer).await;
+                if !agreed {
+                    let mut settled = false;
+                    for (i, pause) in $crate::db::RECHECK_MS.iter().enumerate() {
+                        tokio::time::sleep(std::time::Duration::from_millis(*pause)).await;
+                        let auth = {
+                            let $db = route.auth;
+                            $call
+                        };
+                        let other_answer = {
+                            let $db = other;
+                            $call
+                        };
+                        if i + 1 < $crate::db::RECHECK_MS.len() {
+                            let (a, o) = tokio::join!(auth, $self.bounded(other_answer));
+                            if $crate::db::same(&a, &o) {
+                                $self.log.matched($op);
+                                settled = true;
+                                break;
+                            }
+                        } else {
+                            let _ = $self.mirror(&route, $op, || $concerns, auth, other_answer).await;
+                            settled = true;
+                        }
+                    }
+                    debug_assert!(settled);
+                }
+                first
             }
             _ => {
                 let $db = route.auth;

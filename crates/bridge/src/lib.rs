@@ -32,5 +32,5 @@ pub use divergence::{
     Sampling,
 };
 pub use histogram::Histogram;
-pub use mounts::{fence_rule, FENCE_MOUNT, FENCE_POP};
+pub use mounts::{fence_rule, in_flight_rule, FENCE_MOUNT, FENCE_POP, HELD_BACK_POP, HELD_BACK_REPORTS};
 pub use stage::{Side, Stage};

@@ -1,24 +1,40 @@
-//! Mount decisions and pops through the bridge.
+//! Mount decisions, pops and due reports through the bridge: how work is handed out when both
+//! sides hold it.
 //!
 //! - `next_mount`: the authoritative side decides and records the mount under its own scheduling
 //!   lock; the other side records the same mount under the same id (`open_mount`, which moves its
 //!   id allocator past it, so that side hands out no id already used once it becomes
 //!   authoritative). In shadow and live, on sampled calls, the other side's mount info for the
 //!   same "now" is read concurrently and the same decision function runs on it: a different
-//!   choice or different mount info is a divergence carrying both sides' mount info (the inputs
-//!   `explain` shows) side by side.
+//!   choice or different mount info (still different when both are read again) is a divergence
+//!   carrying both sides' mount info (the inputs `explain` shows) side by side.
 //! - `pop_jobs`: the authoritative side pops; the other side claims the same jobs by id
 //!   (`claim_jobs`). A job it cannot give is a divergence naming the job; in shadow and live the
 //!   jobs' contents are compared too.
+//!
+//! Invariants, while processes see a stage change at different moments (authority flips
+//! included) and mirrored writes land on the two sides at slightly different moments:
+//! - **One mount per id**: a mount id the other side already gives to another mount ends the new
+//!   mount unused (the drive asks again).
+//! - **One mount per job**: a popped job the other side shows held by another mount goes back to
+//!   its queue and is not handed out.
+//! - **Nothing handed out from one side only** once both sides hold all the work (the other side
+//!   is legacy, or the backfill has completed): a job the other side does not hold yet is put back,
+//!   a report not yet due there is left for later. Before that, legacy's answer stands alone
+//!   (the target may lack what predates its copy). When the other side fails or does not answer
+//!   in time, the authoritative answer stands: callers are never held up by it.
+//!
+//! These events are divergences under their own operation names, matched by the ignore rules
+//! [`fence_rule`] and [`in_flight_rule`] (counted apart, never as mismatches).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use serde_json::json;
 use tapesched_scheduler::clock::Timestamp;
-use tapesched_scheduler::db::{DecideFn, MountInfo, MountJob, MountSpec, SchedulerDb, StayRouter};
+use tapesched_scheduler::db::{DecideFn, MountInfo, MountJob, MountSpec, ReportJob, SchedulerDb, StayRouter};
 use tapesched_scheduler::state::{JobPlace, StateItem, StateKey};
-use tapesched_scheduler::types::{JobId, MountId};
+use tapesched_scheduler::types::{JobId, MountId, RequestId};
 use tapesched_scheduler::{ErrorKind, Result};
 
 use crate::db::{timed, BridgeDb, Route};
@@ -28,6 +44,25 @@ use crate::divergence::{Answer, Concern, IgnoreRule};
 pub const FENCE_MOUNT: &str = "next_mount.fence";
 /// The operation name of popped jobs put back because another mount held them on the other side.
 pub const FENCE_POP: &str = "pop_jobs.fence";
+
+/// The operation name of popped jobs put back because the other side does not hold them (yet),
+/// once both sides hold all the work.
+pub const HELD_BACK_POP: &str = "pop_jobs.held_back";
+/// The operation name of due reports left for later because the other side does not have them
+/// due (yet), once both sides hold all the work.
+pub const HELD_BACK_REPORTS: &str = "reports_due.held_back";
+
+/// The ignore rule of work held back until both sides hold it: another process's mirrored write
+/// lands on the two sides at slightly different moments, and work that has reached one side only
+/// waits for the other (a job or report lost on one side is held back every time: verify finds
+/// it and repair ends it). Counted as ignored under `in-flight-mirror`, never as a mismatch.
+pub fn in_flight_rule() -> IgnoreRule {
+    IgnoreRule::new(
+        "in-flight-mirror",
+        "work that has reached one side only, held back until both sides hold it",
+        |d| d.op == HELD_BACK_POP || d.op == HELD_BACK_REPORTS,
+    )
+}
 
 /// The ignore rule of the authority-flip fence: while a stage change reaches the processes one
 /// by one, two of them may take the same mount id or job on different sides; the fence undoes
@@ -109,6 +144,10 @@ impl BridgeDb {
                 let same_info = auth_info.as_ref() == Some(&info);
                 if same_info && auth_spec == other_choice.as_ref() {
                     self.log.matched(OP);
+                } else if self.same_on_reread(&route, other, now, decide).await {
+                    // Another process's mirrored write had reached one side only: both sides,
+                    // read again, hold the same mount info and decide the same.
+                    self.log.matched(OP);
                 } else {
                     let note = match (same_info, auth_spec == other_choice.as_ref()) {
                         (false, true) => "same mount chosen from different mount info",
@@ -170,23 +209,42 @@ impl BridgeDb {
             // out (the fence of jobs at an authority flip: a job is given to one mount only).
             let elsewhere = self.held_elsewhere(other, mount, &missing).await;
             let lost: Vec<JobId> = missing.iter().copied().filter(|j| !elsewhere.contains(j)).collect();
-            if !lost.is_empty() {
+            // Once both sides hold all the work, a job the other side lacks is one whose mirrored
+            // write has not landed there yet (or was lost: verify finds it): it is held back until
+            // both sides have it, so that no side keeps a queued copy of a job written elsewhere.
+            let held_back: Vec<JobId> = if route.both_complete { lost.clone() } else { Vec::new() };
+            if !lost.is_empty() && !route.both_complete {
                 let note =
                     format!("the {other_side} side could not give {} of the {} jobs popped", lost.len(), ids.len());
                 self.diverge(&route, OP, concerns(&lost), Answer::value(&ids), Answer::value(&got), Some(note));
             }
-            if elsewhere.is_empty() {
+            let back: Vec<JobId> = elsewhere.iter().chain(&held_back).copied().collect();
+            if back.is_empty() {
                 return popped;
             }
-            route.auth.requeue_jobs(mount, &elsewhere, now, &StayRouter).await?;
-            let note = format!(
-                "{} jobs are held by another mount on the {other_side} side: back to their queue on the {} side, \
-                 not handed out",
-                elsewhere.len(),
-                route.authority
-            );
-            self.diverge(&route, FENCE_POP, concerns(&elsewhere), Answer::value(&ids), Answer::value(&got), Some(note));
-            return Ok(jobs.iter().filter(|j| !elsewhere.contains(&j.id())).cloned().collect());
+            route.auth.requeue_jobs(mount, &back, now, &StayRouter).await?;
+            if !held_back.is_empty() {
+                let note = format!(
+                    "the {other_side} side does not hold {} of the {} jobs popped (yet): back to their queue on the {} \
+                     side until both sides hold them",
+                    held_back.len(),
+                    ids.len(),
+                    route.authority
+                );
+                let (want, got) = (Answer::value(&ids), Answer::value(&got));
+                self.diverge(&route, HELD_BACK_POP, concerns(&held_back), want, got, Some(note));
+            }
+            if !elsewhere.is_empty() {
+                let note = format!(
+                    "{} jobs are held by another mount on the {other_side} side: back to their queue on the {} side, \
+                     not handed out",
+                    elsewhere.len(),
+                    route.authority
+                );
+                let (want, got) = (Answer::value(&ids), Answer::value(&got));
+                self.diverge(&route, FENCE_POP, concerns(&elsewhere), want, got, Some(note));
+            }
+            return Ok(jobs.iter().filter(|j| !back.contains(&j.id())).cloned().collect());
         }
         if route.stage.compares_reads() && self.log.sample("pop_jobs.contents") {
             let differ: Vec<(&MountJob, &MountJob)> =
@@ -203,6 +261,65 @@ impl BridgeDb {
             self.log.matched(OP);
         }
         popped
+    }
+
+    /// Whether both sides, read again (after the pauses of `RECHECK_MS`), give the same mount
+    /// info and the same decision on it.
+    async fn same_on_reread(
+        &self,
+        route: &Route<'_>,
+        other: &dyn SchedulerDb,
+        now: Timestamp,
+        decide: &DecideFn<'_>,
+    ) -> bool {
+        for pause in crate::db::RECHECK_MS {
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            let (a, o) = tokio::join!(route.auth.mount_info(now), self.bounded(other.mount_info(now)));
+            if let (Ok(a), Ok(o)) = (a, o) {
+                if a == o && decide(&a) == decide(&o) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Of the reports the authoritative side has due, those the other side has due too, once
+    /// both sides hold all the work: a report due on one side only is left for a later call
+    /// (its mirrored write has not landed yet), so that it is never delivered while the other
+    /// side could still make it due again. When the other side cannot be read, all of them.
+    pub(crate) async fn due_on_both_sides(&self, due: Vec<ReportJob>, now: Timestamp) -> Result<Vec<ReportJob>> {
+        let route = self.route(Some(now)).await?;
+        let Some(other) = route.other else { return Ok(due) };
+        if due.is_empty() || !route.both_complete {
+            return Ok(due);
+        }
+        let mut keys: Vec<StateKey> = due.iter().map(|r| StateKey::of_request(r.request)).collect();
+        keys.sort();
+        keys.dedup();
+        let Ok(items) = self.bounded(other.read_state(&keys)).await else { return Ok(due) };
+        let on_other: BTreeSet<RequestId> = items
+            .iter()
+            .filter_map(|item| match item {
+                StateItem::Archive { request, places } if places.contains(&JobPlace::Report) => Some(request.id()),
+                StateItem::Retrieve { request, place: JobPlace::Report } => Some(request.id()),
+                _ => None,
+            })
+            .collect();
+        let (both, later): (Vec<ReportJob>, Vec<ReportJob>) =
+            due.into_iter().partition(|r| on_other.contains(&r.request));
+        if !later.is_empty() {
+            let ids: Vec<RequestId> = later.iter().map(|r| r.request).collect();
+            let note = format!(
+                "{} reports due on the {} side are not due on the {} side (yet): left for later",
+                later.len(),
+                route.authority,
+                route.authority.other()
+            );
+            let concerns = ids.iter().copied().map(Concern::Request).collect();
+            self.diverge(&route, HELD_BACK_REPORTS, concerns, Answer::value(&ids), Answer::NotAsked, Some(note));
+        }
+        Ok(both)
     }
 
     /// Of `jobs`, those the non-authoritative side shows held by a mount other than `mount`
@@ -261,7 +378,14 @@ impl BridgeDb {
                      the drive asks again",
                     route.authority
                 );
-                self.diverge(route, FENCE_MOUNT, concerns(), Answer::value(spec), Answer::of::<()>(&Err(e)), Some(note));
+                self.diverge(
+                    route,
+                    FENCE_MOUNT,
+                    concerns(),
+                    Answer::value(spec),
+                    Answer::of::<()>(&Err(e)),
+                    Some(note),
+                );
                 false
             }
             Err(e) => {

@@ -179,7 +179,10 @@ impl Record {
     pub async fn live_evidence(&self) -> Result<LiveEvidence> {
         let last_verify = self.last_verify().await?;
         let config = self.gate_config().await?;
-        let window = self.counters(Some(now_secs() - config.window_secs)).await?;
+        // The window starts no earlier than the last verify: what differed before it was
+        // verified (and repaired); counts from the second the verify ended are left out too.
+        let since = (now_secs() - config.window_secs).max(last_verify.as_ref().map_or(i64::MIN, |v| v.at + 1));
+        let window = self.counters(Some(since)).await?;
         let mut e = LiveEvidence { last_verify, config, ..LiveEvidence::default() };
         for c in window.values() {
             e.matched += c.matched;
@@ -246,6 +249,9 @@ impl Record {
             let change = StageChange::new(to, Some(from), who, reason, force);
             m.stage = Some(to);
             m.history.push(change.clone());
+            if to == Stage::Off {
+                m.checkpoint = Checkpoint::default();
+            }
             return Ok(change);
         }
         let Place::Postgres { pool, .. } = &*self.place else { unreachable!("memory handled above") };
@@ -276,6 +282,15 @@ impl Record {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        // Back in `off`, writes are no longer mirrored: the target's copy is incomplete from now
+        // on, and the next dual-write needs a backfill from the start.
+        if to == Stage::Off {
+            sqlx::query("DELETE FROM migration_checkpoint WHERE name = $1")
+                .bind(BACKFILL)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(change)
     }

@@ -3,7 +3,8 @@
 //! [`RecordStage`] is the bridge's [`StageSource`] for processes of a real migration: it reads
 //! the stage from the record in the target database (`tapesched migrate stage` writes it) and
 //! keeps it for at most `refresh` (default 5 s), so every process follows a stage change within
-//! that bound. The refresh is a process-local timer (it decides when to read, never what a
+//! that bound, and learns with it whether the backfill has completed (the target then holds
+//! everything legacy does; a return to `off` clears that). The refresh is a process-local timer (it decides when to read, never what a
 //! decision is); scenario runs use a fixed stage.
 
 use std::sync::Mutex;
@@ -24,12 +25,13 @@ pub struct RecordStage {
     record: Record,
     refresh: Duration,
     cached: Mutex<(Stage, Option<Instant>)>,
+    backfilled: std::sync::atomic::AtomicBool,
 }
 
 impl RecordStage {
     /// A source over `record`, read again once its last read is `refresh` old.
     pub fn new(record: Record, refresh: Duration) -> RecordStage {
-        RecordStage { record, refresh, cached: Mutex::new((Stage::Off, None)) }
+        RecordStage { record, refresh, cached: Mutex::new((Stage::Off, None)), backfilled: Default::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (Stage, Option<Instant>)> {
@@ -48,12 +50,18 @@ impl StageSource for RecordStage {
         }
         // A failed read fails the operation: without the stage, authority is unknown.
         let stage = self.record.read_stage().await?;
+        let done = self.record.checkpoint().await?.done;
+        self.backfilled.store(done, std::sync::atomic::Ordering::SeqCst);
         *self.lock() = (stage, Some(Instant::now()));
         Ok(stage)
     }
 
     fn last_known(&self) -> Stage {
         self.lock().0
+    }
+
+    fn backfilled(&self) -> bool {
+        self.backfilled.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
