@@ -85,7 +85,13 @@ pub async fn drive(args: DriveArgs) -> u8 {
 
 async fn run(args: DriveArgs, mut stop: Stop) -> Result<(), Error> {
     let mount_type: MountType = args.mount_type.parse()?;
-    let opened = open(&args.backend, "worker").await?;
+    let opened = open(&args.backend, "drive").await?;
+    let outcome = sessions(&opened, &args, mount_type, &mut stop).await;
+    opened.close().await;
+    outcome
+}
+
+async fn sessions(opened: &Opened, args: &DriveArgs, mount_type: MountType, stop: &mut Stop) -> Result<(), Error> {
     let clock = SystemClock;
     let spec = MountSpec {
         mount_type,
@@ -99,7 +105,7 @@ async fn run(args: DriveArgs, mut stop: Stop) -> Result<(), Error> {
     if let Some(mount) = args.mount_id {
         opened.db.open_mount(mount, &spec, clock.now()).await?;
         say(format!("open {mount}"));
-        return session(&opened, &args, mount, &mut fseq, &mut stop).await.map(|_| ());
+        return session(opened, args, mount, &mut fseq, stop).await.map(|_| ());
     }
     let wanted = |info: &MountInfo| {
         info.potential_mounts
@@ -113,12 +119,12 @@ async fn run(args: DriveArgs, mut stop: Stop) -> Result<(), Error> {
         let stopped = match next {
             Some((mount, _)) => {
                 say(format!("open {mount}"));
-                session(&opened, &args, mount, &mut fseq, &mut stop).await?
+                session(opened, args, mount, &mut fseq, stop).await?
             }
             None if args.forever => {
                 say("idle".into());
                 tokio::select! {
-                    _ = &mut stop => true,
+                    _ = &mut *stop => true,
                     () = tokio::time::sleep(Duration::from_millis(args.idle_ms)) => false,
                 }
             }

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use clap::Args;
 use tapesched_backends::{Backend, Target};
-use tapesched_bridge::{fence_rule, BridgeDb, DivergenceLog, Sampling, StageSource};
-use tapesched_migrate::{Record, RecordStage, Stage};
+use tapesched_bridge::{fence_rule, in_flight_rule, BridgeDb, DivergenceLog, Sampling, StageSource};
+use tapesched_migrate::{LogFlusher, Record, RecordStage, Stage, DEFAULT_FLUSH_INTERVAL};
 use tapesched_postgres::backend::{PgConfig, PgSchedulerDb};
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::Error;
@@ -69,6 +69,8 @@ pub(crate) struct Opened {
     pub db: Arc<dyn SchedulerDb>,
     stage: Option<Arc<RecordStage>>,
     said: Mutex<Option<Stage>>,
+    /// The bridge's counters and divergences, written to the migration record every second.
+    flusher: Option<LogFlusher>,
 }
 
 impl Opened {
@@ -82,6 +84,33 @@ impl Opened {
             *said = Some(now);
             say(format!("stage {now}"));
         }
+    }
+}
+
+impl Opened {
+    /// Ends the worker's use of its backend: the bridge's last counters and divergences are
+    /// written to the migration record (a failure is said on stderr, never fatal).
+    pub async fn close(self) {
+        if let Some(flusher) = self.flusher {
+            if let Err(e) = flusher.shutdown().await {
+                eprintln!("warning: the bridge's last counters could not be recorded: {e}");
+            }
+        }
+    }
+
+    /// The bridge's stage source, if the backend is the bridge.
+    pub fn stage_source(&self) -> Option<&Arc<RecordStage>> {
+        self.stage.as_ref()
+    }
+
+    /// Reads the stage (when its refresh is due) and prints it if it changed: a worker waiting
+    /// for input still shows when it follows a stage change.
+    pub async fn refresh_stage(&self) -> Result<(), Error> {
+        if let Some(source) = &self.stage {
+            source.stage().await?;
+            self.say_stage();
+        }
+        Ok(())
     }
 }
 
@@ -113,7 +142,7 @@ pub(crate) async fn open(args: &BackendArgs, label: &str) -> Result<Opened, Erro
         )));
     }
     let db = tapesched_backends::open(&plain_target(args, backend, label)).await?;
-    Ok(Opened { db, stage: None, said: Mutex::new(None) })
+    Ok(Opened { db, stage: None, said: Mutex::new(None), flusher: None })
 }
 
 fn plain_target(args: &BackendArgs, backend: Backend, label: &str) -> Target {
@@ -148,13 +177,22 @@ async fn open_bridge(args: &BackendArgs, label: &str) -> Result<Opened, Error> {
     let target = PgSchedulerDb::connect(PgConfig::new(url, args.schema.clone())).await?;
     let legacy = tapesched_backends::open(&plain_target(args, Backend::ObjectstoreRedis, label)).await?;
     let record = Record::of_postgres(&target);
-    let stage = Arc::new(RecordStage::new(record, Duration::from_millis(args.stage_refresh_ms)));
+    let stage = Arc::new(RecordStage::new(record.clone(), Duration::from_millis(args.stage_refresh_ms)));
     // Refuse to start without a readable stage: authority would be unknown.
     stage.stage().await?;
-    let log = Arc::new(DivergenceLog::with(Sampling::default(), vec![fence_rule()]));
+    let log = Arc::new(DivergenceLog::with(Sampling::default(), vec![fence_rule(), in_flight_rule()]));
+    let process = format!("{label}:{}:{}", hostname(), std::process::id());
+    let flusher = LogFlusher::spawn(record, log.clone(), process, DEFAULT_FLUSH_INTERVAL);
     let bridge = BridgeDb::new(legacy, Arc::new(target), stage.clone(), log)
         .with_other_timeout(Some(Duration::from_millis(args.other_timeout_ms)));
-    let opened = Opened { db: Arc::new(bridge), stage: Some(stage), said: Mutex::new(None) };
+    let opened = Opened { db: Arc::new(bridge), stage: Some(stage), said: Mutex::new(None), flusher: Some(flusher) };
     opened.say_stage();
     Ok(opened)
+}
+
+/// This host's name (for the record's process names), `unknown` when it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }

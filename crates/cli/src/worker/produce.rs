@@ -3,10 +3,11 @@
 //! Queues archive requests for one tape pool, archive file ids counting up from `--from`, in
 //! batches of `--batch` (`queue_archives`). Without `--on-stdin` it queues `--count` requests
 //! and exits; with it, it queues one batch per line read on standard input and exits at end of
-//! input (a test or an operator paces it). After each batch it prints `queued <ids>` (the ids
+//! input (a test or an operator paces it); a bridge producer follows the stage while it waits. After each batch it prints `queued <ids>` (the ids
 //! the backend accepted) and, per refused request, `refused <id> <kind>: <message>`.
 
 use std::io::BufRead;
+use std::time::Duration;
 
 use clap::Args;
 use tapesched_scheduler::clock::{Clock, SystemClock};
@@ -78,17 +79,38 @@ async fn run(args: ProduceArgs) -> Result<(), Error> {
         return Err(Error::invalid("--batch and --size must be at least 1"));
     }
     let opened = open(&args.backend, "producer").await?;
+    let outcome = queue_all(&opened, &args).await;
+    opened.close().await;
+    outcome
+}
+
+async fn queue_all(opened: &Opened, args: &ProduceArgs) -> Result<(), Error> {
     let mut next = args.from;
     if args.on_stdin {
-        let mut lines = std::io::stdin().lock().lines();
-        while let Some(Ok(_)) = tokio::task::block_in_place(|| lines.next()) {
-            next = batch(&opened, &args, next, args.batch).await?;
+        // Standard input is read on a thread of its own; while no line comes, a bridge worker
+        // keeps following the stage (and says when it changes).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() || tx.blocking_send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        let every = Duration::from_millis(args.backend.stage_refresh_ms.max(10));
+        loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(()) => next = batch(opened, args, next, args.batch).await?,
+                    None => return Ok(()),
+                },
+                () = tokio::time::sleep(every), if opened.stage_source().is_some() => opened.refresh_stage().await?,
+            }
         }
-        return Ok(());
     }
     let end = args.from.checked_add(args.count).ok_or_else(|| Error::invalid("--from + --count overflows"))?;
     while next < end {
-        next = batch(&opened, &args, next, args.batch.min(end - next)).await?;
+        next = batch(opened, args, next, args.batch.min(end - next)).await?;
     }
     Ok(())
 }

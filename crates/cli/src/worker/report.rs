@@ -15,7 +15,7 @@ use tapesched_scheduler::db::{ReportFilter, ReportJob};
 use tapesched_scheduler::types::RequestId;
 use tapesched_scheduler::Error;
 
-use super::{fired, open, say, BackendArgs, Stop};
+use super::{fired, open, say, BackendArgs, Opened, Stop};
 
 /// Arguments of `worker report`.
 #[derive(Debug, Args)]
@@ -61,6 +61,12 @@ async fn run(args: ReportArgs, mut stop: Stop) -> Result<(), Error> {
         return Err(Error::invalid("--max must be at least 1"));
     }
     let opened = open(&args.backend, "reporter").await?;
+    let outcome = deliver(&opened, &args, &mut stop).await;
+    opened.close().await;
+    outcome
+}
+
+async fn deliver(opened: &Opened, args: &ReportArgs, stop: &mut Stop) -> Result<(), Error> {
     loop {
         let due = opened.db.reports_due(ReportFilter::All, args.max, SystemClock.now()).await?;
         opened.say_stage();
@@ -69,7 +75,7 @@ async fn run(args: ReportArgs, mut stop: Stop) -> Result<(), Error> {
                 return Ok(());
             }
             tokio::select! {
-                _ = &mut stop => return Ok(()),
+                _ = &mut *stop => return Ok(()),
                 () = tokio::time::sleep(Duration::from_millis(args.idle_ms)) => continue,
             }
         }
@@ -77,7 +83,7 @@ async fn run(args: ReportArgs, mut stop: Stop) -> Result<(), Error> {
         opened.db.reports_delivered(&ids, SystemClock.now()).await?;
         say(format!("reported {}", due.iter().map(name).collect::<Vec<_>>().join(",")));
         // A signal ends the reporter between batches, never between delivery and its record.
-        if fired(&mut stop) {
+        if fired(stop) {
             return Ok(());
         }
     }
