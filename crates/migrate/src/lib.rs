@@ -39,7 +39,7 @@ pub use record::{Checkpoint, Record, VerifyRecord};
 pub use record_log::{DivergenceQuery, FlushBatch, StoredDivergence};
 pub use repair_log::{keys_of, repair_divergences, DivergenceRepairReport};
 pub use stage::{GateConfig, LiveEvidence, Stage, StageChange};
-pub use stage_source::{RecordStage, DEFAULT_REFRESH};
+pub use stage_source::{RecordStage, DEFAULT_READ_TIMEOUT, DEFAULT_REFRESH, DEFAULT_STALE_LIMIT};
 pub use verify::{
     confirm, repair, scan, verify, DiffKind, Difference, RepairReport, Scan, VerifyOptions, VerifyReport,
 };

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Row};
@@ -110,6 +110,15 @@ impl Record {
     /// The record of the target `db` (its schema).
     pub fn of_postgres(db: &tapesched_postgres::backend::PgSchedulerDb) -> Record {
         Record::postgres(db.pool().clone(), db.config().url.clone(), db.schema())
+    }
+
+    /// The record in `schema` on the server at `url` over a pool of its own of at most
+    /// `max_connections` (waiting at most `acquire_timeout` for one): a process's stage reads and
+    /// log flushes then never queue behind the target's own operations when the target is slow
+    /// (see `stage_source.rs`). The schema must be migrated already.
+    pub async fn connect(url: &str, schema: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Record> {
+        let pool = tapesched_postgres::schema::connect_pool(url, schema, max_connections, acquire_timeout).await?;
+        Ok(Record::postgres(pool, url, schema))
     }
 
     /// A record kept in this process.

@@ -6,7 +6,12 @@
 //! `objectstore-redis`, or `bridge:objectstore-redis:postgres`, the migration bridge of a real
 //! migration, whose stage is read from the migration record in the target database
 //! (`tapesched migrate stage` changes it; every worker follows within `--stage-refresh-ms`).
-//! A bridge worker prints `stage STAGE` whenever the stage it routes by changes.
+//! A bridge worker prints `stage STAGE` whenever the stage it routes by changes. It reads the
+//! stage and flushes its divergence log over two PostgreSQL connections of its own, apart from
+//! the target's pool, and keeps routing by the last stage read while the record cannot be read,
+//! for at most `tapesched_migrate::DEFAULT_STALE_LIMIT` (60 s; a warning on stderr per failed
+//! read): a slow or stopped target costs callers at most `--other-timeout-ms` per operation and
+//! never fails them within that bound.
 
 mod drive;
 mod produce;
@@ -176,7 +181,10 @@ async fn open_bridge(args: &BackendArgs, label: &str) -> Result<Opened, Error> {
     }
     let target = PgSchedulerDb::connect(PgConfig::new(url, args.schema.clone())).await?;
     let legacy = tapesched_backends::open(&plain_target(args, Backend::ObjectstoreRedis, label)).await?;
-    let record = Record::of_postgres(&target);
+    // The stage and the log go over two connections of their own: a slow or stopped target
+    // (its operations queued behind a lock, its pool taken) never holds the stage read up, and
+    // the last stage read is served while the record cannot be read (`RecordStage`).
+    let record = Record::connect(&url, &args.schema, 2, Duration::from_secs(2)).await?;
     let stage = Arc::new(RecordStage::new(record.clone(), Duration::from_millis(args.stage_refresh_ms)));
     // Refuse to start without a readable stage: authority would be unknown.
     stage.stage().await?;
