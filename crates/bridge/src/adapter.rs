@@ -61,6 +61,10 @@ impl SchedulerDb for BridgeDb {
         };
         let Some(other) = route.other else { return route.auth.queue_archives(requests, now).await };
         let ids: Vec<RequestId> = requests.iter().map(ArchiveRequest::id).collect();
+        if crate::failpoint::armed(crate::failpoint::AFTER_AUTHORITY_WRITE) {
+            let _ = route.auth.queue_archives(requests, now).await;
+            crate::failpoint::fire(crate::failpoint::AFTER_AUTHORITY_WRITE);
+        }
         let ((a, la), (o, lo)) = tokio::join!(
             timed(route.auth.queue_archives(requests.clone(), now)),
             timed(self.bounded_batch(other.queue_archives(requests, now), ids.len()))

@@ -306,7 +306,8 @@ impl BridgeDb {
 }
 
 /// A write: the authoritative side alone in off and complete, both sides otherwise
-/// ([`BridgeDb::mirror`]). `$db` is bound to each side in turn in `$call`.
+/// ([`BridgeDb::mirror`]). `$db` is bound to each side in turn in `$call`. With the failpoint
+/// `bridge.after_authority_write` armed, the process dies between the two sides' writes.
 macro_rules! write_op {
     ($self:ident, $op:literal, $now:expr, $concerns:expr, |$db:ident| $call:expr) => {{
         let route = $self.route($now).await?;
@@ -325,6 +326,10 @@ macro_rules! write_op {
                     let $db = other;
                     $call
                 };
+                if $crate::failpoint::armed($crate::failpoint::AFTER_AUTHORITY_WRITE) {
+                    let _ = auth.await;
+                    $crate::failpoint::fire($crate::failpoint::AFTER_AUTHORITY_WRITE);
+                }
                 $self.mirror(&route, $op, || $concerns, auth, other).await
             }
         }

@@ -9,7 +9,9 @@
 //!   ignore rules; deltas of both for persistence ([`DivergenceLog::take_delta`]);
 //! - [`histogram`]: mergeable log-scale latency histograms;
 //! - [`BridgeDb`] (`db.rs`, `adapter.rs`, `mounts.rs`): every `SchedulerDb` method routed by the
-//!   stage a [`StageSource`] gives.
+//!   stage a [`StageSource`] gives;
+//! - [`failpoint`]: `TAPESCHED_FAILPOINT=bridge.after_authority_write` kills the process between
+//!   the two sides' writes of a mirrored write (tests of what a killed process leaves behind).
 //!
 //! Invariants: callers get the authoritative side's answer and only its errors (a failure or a
 //! different answer of the other side is a divergence, never the caller's error); mirrored
@@ -22,6 +24,7 @@
 mod adapter;
 mod db;
 pub mod divergence;
+pub mod failpoint;
 pub mod histogram;
 mod mounts;
 pub mod stage;

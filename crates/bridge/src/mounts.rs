@@ -110,6 +110,7 @@ impl BridgeDb {
         // ended unused and the drive told to ask again (the fence of mount ids at an authority
         // flip), so no id ever names two mounts.
         if let Ok(Some((id, spec))) = &chosen {
+            crate::failpoint::hit(crate::failpoint::AFTER_AUTHORITY_WRITE);
             if !self.open_on_other(&route, other, *id, spec).await {
                 route.auth.end_mount(*id, now, &StayRouter).await?;
                 return Ok(None);
@@ -186,6 +187,7 @@ impl BridgeDb {
         }
         self.log.count_call(OP);
         let ids: Vec<JobId> = jobs.iter().map(MountJob::id).collect();
+        crate::failpoint::hit(crate::failpoint::AFTER_AUTHORITY_WRITE);
         let (claimed, lo) = timed(self.bounded(other.claim_jobs(mount, &ids, now))).await;
         self.log.answered(OP, route.authority.other(), lo, claimed.is_err());
         let concerns = |jobs: &[JobId]| {

@@ -179,7 +179,7 @@ async fn open_bridge(args: &BackendArgs, label: &str) -> Result<Opened, Error> {
             args.schema, args.schema
         )));
     }
-    let target = PgSchedulerDb::connect(PgConfig::new(url, args.schema.clone())).await?;
+    let target = PgSchedulerDb::connect(PgConfig::new(url.clone(), args.schema.clone())).await?;
     let legacy = tapesched_backends::open(&plain_target(args, Backend::ObjectstoreRedis, label)).await?;
     // The stage and the log go over two connections of their own: a slow or stopped target
     // (its operations queued behind a lock, its pool taken) never holds the stage read up, and

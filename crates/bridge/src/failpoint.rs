@@ -1,0 +1,52 @@
+//! Failpoints: named places where a process can be made to die on purpose, for tests of what a
+//! process killed at that point leaves behind.
+//!
+//! A failpoint is armed by naming it in the environment variable [`ENV`]
+//! (`TAPESCHED_FAILPOINT`) of the process; the process then kills itself with `SIGKILL` (no
+//! unwinding, no flush, nothing written after: exactly as if it had been killed from outside)
+//! the first time it reaches that place, after saying so on stderr. Unset (the normal case) a
+//! failpoint costs one read of a value initialised once per process.
+//!
+//! The bridge has one:
+//! - [`AFTER_AUTHORITY_WRITE`] (`bridge.after_authority_write`): in every mirrored write (writes
+//!   in dual-write through rampdown, a mount recorded on the other side, popped jobs claimed
+//!   there), after the authoritative side's write has returned and before the other side's has
+//!   started. While it is armed, the two sides' writes of a mirrored write run one after the
+//!   other instead of concurrently, so that the point is well defined.
+
+use std::sync::OnceLock;
+
+/// The environment variable naming the armed failpoint.
+pub const ENV: &str = "TAPESCHED_FAILPOINT";
+
+/// After the authoritative side's write of a mirrored write, before the other side's.
+pub const AFTER_AUTHORITY_WRITE: &str = "bridge.after_authority_write";
+
+/// The failpoint armed in this process, read once.
+fn armed_name() -> Option<&'static str> {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    ARMED.get_or_init(|| std::env::var(ENV).ok().filter(|v| !v.is_empty())).as_deref()
+}
+
+/// Whether the failpoint `name` is armed in this process.
+pub fn armed(name: &str) -> bool {
+    armed_name() == Some(name)
+}
+
+/// Kills this process with `SIGKILL` if the failpoint `name` is armed; otherwise nothing.
+pub fn hit(name: &str) {
+    if armed(name) {
+        fire(name)
+    }
+}
+
+/// Kills this process with `SIGKILL` at the failpoint `name`, saying so on stderr first.
+pub fn fire(name: &str) -> ! {
+    eprintln!("failpoint {name}: killing process {} (SIGKILL)", std::process::id());
+    // SAFETY: kill(2) on this process's own id with a constant signal touches no memory.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL cannot be caught; should the call have failed, abort rather than go on.
+    std::process::abort()
+}
