@@ -1,5 +1,6 @@
 //! The migration bridge over real backends: mount ids stay unique when authority flips, the
-//! non-authoritative side failing (a PostgreSQL schema dropped under it, a Redis server that
+//! fence of an authority flip (a mount id or jobs taken on the other side by a process in the
+//! other authority) on memory and Redis legacy sides, the non-authoritative side failing (a PostgreSQL schema dropped under it, a Redis server that
 //! cannot be reached) never fails callers and leaves divergences naming what it concerned, and
 //! sampling and ignore rules count comparisons as documented.
 
@@ -9,9 +10,12 @@ use tapesched_backends::bridge::{
     Answer, BridgeDb, Concern, DivergenceLog, FixedStage, IgnoreRule, ManualStage, Sampling, Stage,
 };
 use tapesched_backends::{database_url, redis_store};
+use tapesched_bridge::{fence_rule, FENCE_MOUNT, FENCE_POP};
 use tapesched_objectstore::redis_store::RedisSettings;
 use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
+use tapesched_scenario::backend::OpenBackend;
 use tapesched_scheduler::db::*;
+use tapesched_scheduler::state::{StateItem, StateKey};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
 use tapesched_testkit::workload::{archive_mount, archive_request, written};
@@ -213,4 +217,80 @@ async fn a_hung_legacy_delays_callers_by_the_timeout_at_most() {
         "{ds:#?}"
     );
     target.close().await;
+}
+
+/// A bridge with legacy authoritative (dual-write) over `legacy_name` and PostgreSQL, logging
+/// with the fence's ignore rule as the workers do; and both sides.
+async fn fenced(legacy_name: &str) -> (BridgeDb, Arc<DivergenceLog>, OpenBackend, OpenBackend) {
+    let (legacy, target) = (backend(legacy_name).await, backend("postgres").await);
+    let log = Arc::new(DivergenceLog::with(Sampling::default(), vec![fence_rule()]));
+    let stage = Arc::new(FixedStage(Stage::DualWrite));
+    (BridgeDb::new(legacy.db.clone(), target.db.clone(), stage, log.clone()), log, legacy, target)
+}
+
+#[tokio::test]
+async fn a_mount_id_taken_on_the_other_side_ends_the_mount_unused() {
+    for name in ["objectstore-memory", "objectstore-redis"] {
+        let (bridge, log, legacy, target) = fenced(name).await;
+        assert!(bridge.queue_archives(archives(1..=3), T).await.iter().all(Result::is_ok));
+        // A process that already sees the target as authoritative took mount 1 there.
+        let theirs = archive_mount("V9", POOL, "d9");
+        target.db.open_mount(1, &theirs, T).await.expect("mount 1 on the target");
+
+        let fenced = bridge.next_mount("lib", T, &first_queue).await.expect("next_mount");
+        assert_eq!(fenced, None, "{name}: the drive asks again");
+        let ignored = log.ignored();
+        assert_eq!(ignored.len(), 1, "{name}: {ignored:#?}");
+        let d = &ignored[0];
+        assert_eq!(d.op, FENCE_MOUNT);
+        assert_eq!(d.concerns, vec![Concern::Mount(1), Concern::Drive("d0".into())], "{name}");
+        assert!(matches!(&d.target, Answer::Error { kind: ErrorKind::Conflict, .. }), "{name}: {d:#?}");
+        assert_eq!(d.ignored_by.as_deref(), Some("authority-flip-fence"), "{name}");
+        assert_eq!(log.divergences(), vec![], "{name}: no mismatch");
+        assert_eq!(log.stats()[FENCE_MOUNT].ignored.get("authority-flip-fence"), Some(&1), "{name}");
+
+        // Legacy's mount 1 was ended unused; the target's is theirs; the next mount is past both.
+        let on_legacy = legacy.db.read_state(&[StateKey::Mount(1)]).await.expect("legacy's mounts");
+        assert!(on_legacy.is_empty(), "{name}: {on_legacy:?}");
+        let on_target = target.db.read_state(&[StateKey::Mount(1)]).await.expect("the target's mounts");
+        assert!(matches!(on_target.as_slice(), [StateItem::Mount { spec, .. }] if *spec == theirs), "{name}");
+        assert_eq!(one_mount(&bridge, 3, 1).await, 2, "{name}");
+        assert_eq!(log.ignored().len(), 1, "{name}: fenced once");
+        assert_eq!(log.divergences(), vec![], "{name}");
+        legacy.close().await;
+        target.close().await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_held_by_another_mount_on_the_other_side_go_back_to_their_queue() {
+    for name in ["objectstore-memory", "objectstore-redis"] {
+        let (bridge, log, legacy, target) = fenced(name).await;
+        assert!(bridge.queue_archives(archives(1..=4), T).await.iter().all(Result::is_ok));
+        // A process that already sees the target as authoritative gave jobs 1 and 2 to its mount.
+        let job = |id: u64| JobId { request: RequestId::Archive(id), copy_nb: 1 };
+        target.db.open_mount(50, &archive_mount("V9", POOL, "d9"), T).await.expect("mount 50 on the target");
+        let theirs = target.db.claim_jobs(50, &[job(1), job(2)], T).await.expect("claimed on the target");
+        assert_eq!(theirs.len(), 2, "{name}");
+
+        let (mount, _) = bridge.next_mount("lib", T, &first_queue).await.expect("next_mount").expect("a mount");
+        let popped = bridge.pop_jobs(mount, 10, u64::MAX, T).await.expect("pop");
+        let ids: Vec<u64> = popped.iter().map(MountJob::archive_file_id).collect();
+        assert_eq!(ids, vec![3, 4], "{name}: only the jobs no other mount holds are handed out");
+        let ignored = log.ignored();
+        assert_eq!(ignored.len(), 1, "{name}: {ignored:#?}");
+        let d = &ignored[0];
+        assert_eq!(d.op, FENCE_POP);
+        assert_eq!(d.concerns, vec![Concern::Mount(mount), Concern::Job(job(1)), Concern::Job(job(2))], "{name}");
+        assert_eq!(d.ignored_by.as_deref(), Some("authority-flip-fence"), "{name}");
+        assert_eq!(log.divergences(), vec![], "{name}: no mismatch");
+        assert_eq!(log.stats()[FENCE_POP].ignored.get("authority-flip-fence"), Some(&1), "{name}");
+
+        // On legacy they are queued again, not held by this mount.
+        let pending = legacy.db.list_pending(JobKind::Archive, None).await.expect("pending");
+        let queued: Vec<u64> = pending.iter().map(|p| p.archive_file_id).collect();
+        assert_eq!(queued, vec![1, 2], "{name}: {pending:?}");
+        legacy.close().await;
+        target.close().await;
+    }
 }
