@@ -204,7 +204,7 @@ impl Migration {
 
     /// Moves to live once the gate lets it: after a clean verify the gate wants comparisons
     /// flushed since, so batches go through shadow until it does.
-    fn to_live(&mut self) {
+    fn go_live(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
             self.produce(1);
@@ -326,7 +326,7 @@ fn a_live_archive_moves_to_postgres_and_back_and_forth_with_every_request_report
     m.flip("shadow");
     m.settle(&BTreeSet::new());
     m.verify_and_repair();
-    m.to_live();
+    m.go_live();
     m.flip("shadow");
     m.flip("live");
     m.flip("rampdown");
@@ -334,7 +334,7 @@ fn a_live_archive_moves_to_postgres_and_back_and_forth_with_every_request_report
     m.flip("shadow");
     m.settle(&BTreeSet::new());
     m.verify_and_repair();
-    m.to_live();
+    m.go_live();
     m.flip("rampdown");
     m.flip("complete");
     m.settle(&BTreeSet::new());
