@@ -29,7 +29,7 @@ const LEGACY_JOBS: u64 = 200;
 const HELD: u64 = 20;
 const BATCH: u64 = 20;
 const WAIT: Duration = Duration::from_secs(60);
-/// How many windows with a mismatch `to_live` repairs before it gives up.
+/// How many windows with a mismatch `go_live` repairs before it gives up.
 const MISMATCH_WINDOWS: usize = 2;
 
 /// The lines every process printed, by process name, and a signal for each new one.
@@ -208,7 +208,7 @@ impl Migration {
     /// wants comparisons flushed since, so batches go through shadow until it does; a window
     /// with a mismatch (a mirrored write that timed out on a loaded machine) is repaired and
     /// verified again, at most [`MISMATCH_WINDOWS`] times, each printed.
-    fn to_live(&mut self) {
+    fn go_live(&mut self) {
         let deadline = Instant::now() + WAIT;
         let mut mismatch_windows = 0;
         loop {
@@ -338,7 +338,7 @@ fn a_live_archive_moves_to_postgres_and_back_and_forth_with_every_request_report
     m.flip("shadow");
     m.settle(&BTreeSet::new());
     m.verify_and_repair();
-    m.to_live();
+    m.go_live();
     m.flip("shadow");
     m.flip("live");
     m.flip("rampdown");
@@ -346,7 +346,7 @@ fn a_live_archive_moves_to_postgres_and_back_and_forth_with_every_request_report
     m.flip("shadow");
     m.settle(&BTreeSet::new());
     m.verify_and_repair();
-    m.to_live();
+    m.go_live();
     m.flip("rampdown");
     m.flip("complete");
     m.settle(&BTreeSet::new());
