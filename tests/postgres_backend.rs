@@ -583,3 +583,41 @@ async fn oldest_and_youngest_follow_every_claim() {
         vec![Some((1000, 1090)), Some((1000, 1090)), Some((1010, 1090)), Some((1010, 1090)), Some((1010, 1070)), None]
     );
 }
+
+/// A mount recorded under its id by another process (the migration bridge's `open_mount`) while
+/// `next_mount` draws that same id from the sequence: the decision takes the next free id
+/// instead of failing on the duplicate, whether the other insert is still open or committed.
+#[tokio::test]
+async fn next_mount_skips_an_id_another_process_is_recording() {
+    let (db, _guard) = fresh().await;
+    let db = Arc::new(db);
+    db.queue_archive(plain_request(1, "p1"), 1000).await.expect("queued");
+    let spec = |drive: &str| tapesched_scheduler::db::MountSpec {
+        mount_type: MountType::ArchiveForUser,
+        vid: "V1".into(),
+        tape_pool: "p1".into(),
+        vo: "vo".into(),
+        drive: drive.into(),
+        logical_library: "lib".into(),
+    };
+    // The id the sequence gives next, inserted in an open transaction and without moving the
+    // sequence: the moment between another process's insert and its commit.
+    let mut other = db.pool().begin().await.expect("begin");
+    tapesched_postgres::sqlx::query(
+        "INSERT INTO mount (mount_id, mount_type, vid, tape_pool, vo, drive, logical_library, created_at, heartbeat)
+         VALUES (1, 'ArchiveForUser', 'V9', 'p1', 'vo', 'other', 'lib', 1000, 1000)",
+    )
+    .execute(&mut *other)
+    .await
+    .expect("insert");
+    let deciding = tokio::spawn({
+        let db = db.clone();
+        let chosen = spec("d1");
+        async move { db.next_mount("lib", 1000, &|_| Some(chosen.clone())).await }
+    });
+    other.commit().await.expect("commit");
+    let (id, _) = deciding.await.expect("task").expect("no duplicate-key failure").expect("a mount");
+    assert_eq!(id, 2, "the id taken by the other process is skipped");
+    let (again, _) = db.next_mount("lib", 1000, &|_| Some(spec("d2"))).await.expect("next").expect("a mount");
+    assert_eq!(again, 3);
+}

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::SchedulerDb;
-use tapesched_scheduler::{Error, Result};
+use tapesched_scheduler::{Error, ErrorKind, Result};
 
 use crate::divergence::{Answer, Concern, Divergence, DivergenceLog};
 use crate::stage::{Side, Stage};
@@ -124,10 +124,35 @@ pub(crate) struct Route<'a> {
     pub both_complete: bool,
 }
 
-/// Pauses (milliseconds) before each re-read of a compared read whose two answers differed;
-/// the difference is recorded only if it lasts through all of them (at most 260 ms, on the
-/// mismatch path only).
-pub(crate) const RECHECK_MS: [u64; 3] = [10, 50, 200];
+/// The first pauses (milliseconds) before the re-reads of a compared read whose two answers
+/// differed; after them, pauses of [`RECHECK_LATER_MS`] until the other side's timeout is
+/// reached (see [`BridgeDb::recheck_pauses`]).
+pub(crate) const RECHECK_MS: [u64; 4] = [10, 50, 200, 500];
+/// The pause between later re-reads.
+pub(crate) const RECHECK_LATER_MS: u64 = 1000;
+/// How long re-reads go on without a timeout on the other side (scenario runs, tests).
+pub(crate) const RECHECK_UNBOUNDED_MS: u64 = 260;
+
+/// The pauses before each re-read of a compared read whose answers differed: [`RECHECK_MS`],
+/// then [`RECHECK_LATER_MS`], cut so that they add up to the other side's `timeout` (without
+/// one, [`RECHECK_UNBOUNDED_MS`]). A mirrored write of another process in flight at the first
+/// read has landed on both sides by then, or its writer waited out the same timeout and recorded
+/// a divergence of its own: a difference that outlasts them is no write in flight. Paid by the
+/// caller on the mismatch path only.
+pub(crate) fn recheck_pauses(timeout: Option<Duration>) -> Vec<Duration> {
+    let total = timeout.map_or(RECHECK_UNBOUNDED_MS, |t| t.as_millis().max(1) as u64);
+    let mut pauses = Vec::new();
+    let mut sum = 0;
+    for pause in RECHECK_MS.into_iter().chain(std::iter::repeat(RECHECK_LATER_MS)) {
+        if sum >= total {
+            break;
+        }
+        let pause = pause.min(total - sum);
+        sum += pause;
+        pauses.push(Duration::from_millis(pause));
+    }
+    pauses
+}
 
 /// `f`'s output and how long it took.
 pub(crate) async fn timed<F: Future>(f: F) -> (F::Output, Duration) {
@@ -164,6 +189,12 @@ impl BridgeDb {
     pub fn with_other_timeout(mut self, timeout: Option<Duration>) -> BridgeDb {
         self.other_timeout = timeout;
         self
+    }
+
+    /// The pauses before each re-read of a compared read whose answers differed
+    /// ([`recheck_pauses`] of this bridge's timeout).
+    pub(crate) fn recheck_pauses(&self) -> Vec<Duration> {
+        recheck_pauses(self.other_timeout)
     }
 
     /// `f`, the non-authoritative side's call, bounded by the timeout if one is set.
@@ -286,22 +317,36 @@ impl BridgeDb {
         a
     }
 
-    /// Runs the two sides' reads concurrently and answers the authoritative one and whether they
-    /// agree; agreement is counted as a match, a difference is left to the caller's re-read.
-    pub(crate) async fn read_both<T, A, O>(&self, route: &Route<'_>, op: &str, auth: A, other: O) -> (Result<T>, bool)
+    /// Runs the two sides' reads concurrently and answers the authoritative one and whether the
+    /// difference, if any, is left to the caller's re-reads. Agreement is counted as a match. A
+    /// non-authoritative side that cannot be reached (or did not answer within the timeout) is
+    /// recorded at once: reading it again would only make the caller wait once more.
+    pub(crate) async fn read_both<T, A, O>(
+        &self,
+        route: &Route<'_>,
+        op: &str,
+        concerns: impl FnOnce() -> Vec<Concern>,
+        auth: A,
+        other: O,
+    ) -> (Result<T>, bool)
     where
-        T: PartialEq,
+        T: PartialEq + Serialize,
         A: Future<Output = Result<T>>,
         O: Future<Output = Result<T>>,
     {
         let ((a, la), (o, lo)) = tokio::join!(timed(auth), timed(self.bounded(other)));
         self.log.answered(op, route.authority, la, a.is_err());
         self.log.answered(op, route.authority.other(), lo, o.is_err());
-        let agreed = same(&a, &o);
-        if agreed {
+        if same(&a, &o) {
             self.log.matched(op);
+            return (a, false);
         }
-        (a, agreed)
+        if matches!(&o, Err(e) if e.kind == ErrorKind::Unavailable) {
+            let note = Some(format!("the {} side failed", route.authority.other()));
+            self.diverge(route, op, concerns(), Answer::of(&a), Answer::of(&o), note);
+            return (a, false);
+        }
+        (a, true)
     }
 }
 
@@ -337,8 +382,8 @@ macro_rules! write_op {
 }
 
 /// A read: the authoritative side; in shadow and live, on sampled calls, both sides compared.
-/// Answers that differ are read again from both sides, after the pauses of [`RECHECK_MS`],
-/// before a divergence is recorded: other processes' mirrored writes land on the two sides at
+/// Answers that differ are read again from both sides, after the pauses of
+/// [`BridgeDb::recheck_pauses`], before a divergence is recorded: other processes' mirrored writes land on the two sides at
 /// slightly different moments, and a read between the two is no defect. Only a difference that
 /// lasts through every re-read is recorded (with the last answers); the caller gets the first
 /// authoritative answer.
@@ -355,11 +400,11 @@ macro_rules! read_op {
                     let $db = other;
                     $call
                 };
-                let (first, agreed) = $self.read_both(&route, $op, auth, other_answer).await;
-                if !agreed {
-                    let mut settled = false;
-                    for (i, pause) in $crate::db::RECHECK_MS.iter().enumerate() {
-                        tokio::time::sleep(std::time::Duration::from_millis(*pause)).await;
+                let (first, recheck) = $self.read_both(&route, $op, || $concerns, auth, other_answer).await;
+                if recheck {
+                    let pauses = $self.recheck_pauses();
+                    for (i, pause) in pauses.iter().enumerate() {
+                        tokio::time::sleep(*pause).await;
                         let auth = {
                             let $db = route.auth;
                             $call
@@ -368,19 +413,16 @@ macro_rules! read_op {
                             let $db = other;
                             $call
                         };
-                        if i + 1 < $crate::db::RECHECK_MS.len() {
+                        if i + 1 < pauses.len() {
                             let (a, o) = tokio::join!(auth, $self.bounded(other_answer));
                             if $crate::db::same(&a, &o) {
                                 $self.log.matched($op);
-                                settled = true;
                                 break;
                             }
                         } else {
                             let _ = $self.mirror(&route, $op, || $concerns, auth, other_answer).await;
-                            settled = true;
                         }
                     }
-                    debug_assert!(settled);
                 }
                 first
             }
@@ -393,3 +435,20 @@ macro_rules! read_op {
 }
 
 pub(crate) use {read_op, write_op};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(pauses: Vec<Duration>) -> Vec<u128> {
+        pauses.into_iter().map(|p| p.as_millis()).collect()
+    }
+
+    #[test]
+    fn re_reads_last_as_long_as_the_other_side_may_take() {
+        assert_eq!(ms(recheck_pauses(None)), [10, 50, 200]);
+        assert_eq!(ms(recheck_pauses(Some(Duration::from_millis(2000)))), [10, 50, 200, 500, 1000, 240]);
+        assert_eq!(ms(recheck_pauses(Some(Duration::from_millis(30)))), [10, 20]);
+        assert_eq!(ms(recheck_pauses(Some(Duration::ZERO))), [1]);
+    }
+}

@@ -265,7 +265,7 @@ impl BridgeDb {
         popped
     }
 
-    /// Whether both sides, read again (after the pauses of `RECHECK_MS`), give the same mount
+    /// Whether both sides, read again (after the pauses of `recheck_pauses`), give the same mount
     /// info and the same decision on it.
     async fn same_on_reread(
         &self,
@@ -274,8 +274,8 @@ impl BridgeDb {
         now: Timestamp,
         decide: &DecideFn<'_>,
     ) -> bool {
-        for pause in crate::db::RECHECK_MS {
-            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        for pause in self.recheck_pauses() {
+            tokio::time::sleep(pause).await;
             let (a, o) = tokio::join!(route.auth.mount_info(now), self.bounded(other.mount_info(now)));
             if let (Ok(a), Ok(o)) = (a, o) {
                 if a == o && decide(&a) == decide(&o) {

@@ -29,6 +29,8 @@ const LEGACY_JOBS: u64 = 200;
 const HELD: u64 = 20;
 const BATCH: u64 = 20;
 const WAIT: Duration = Duration::from_secs(60);
+/// How many windows with a mismatch `go_live` repairs before it gives up.
+const MISMATCH_WINDOWS: usize = 2;
 
 /// The lines every process printed, by process name, and a signal for each new one.
 #[derive(Default)]
@@ -202,10 +204,13 @@ impl Migration {
         );
     }
 
-    /// Moves to live once the gate lets it: after a clean verify the gate wants comparisons
-    /// flushed since, so batches go through shadow until it does.
+    /// Moves to live once the gate lets it, as the runbook says: after a clean verify the gate
+    /// wants comparisons flushed since, so batches go through shadow until it does; a window
+    /// with a mismatch (a mirrored write that timed out on a loaded machine) is repaired and
+    /// verified again, at most [`MISMATCH_WINDOWS`] times, each printed.
     fn go_live(&mut self) {
         let deadline = Instant::now() + WAIT;
+        let mut mismatch_windows = 0;
         loop {
             self.produce(1);
             self.settle(&BTreeSet::new());
@@ -214,6 +219,13 @@ impl Migration {
                 break;
             }
             let why = String::from_utf8_lossy(&out.stderr).to_string();
+            if why.contains("mismatch rate") && mismatch_windows < MISMATCH_WINDOWS {
+                mismatch_windows += 1;
+                let status = self.migrate(&["status", "--divergences", "8"], false);
+                eprintln!("live refused ({why}); repairing:\n{}", String::from_utf8_lossy(&status.stdout));
+                self.verify_and_repair();
+                continue;
+            }
             if !why.contains("nothing was compared") || Instant::now() > deadline {
                 self.stage("live"); // fails, printing the status
             }

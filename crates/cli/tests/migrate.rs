@@ -75,8 +75,9 @@ async fn the_live_gate_refuses_without_evidence_and_above_the_rate_and_force_is_
         process: "bridge-1".into(),
         instance: "bridge-1/1".into(),
         batch: 1,
-        window_start: wall() - 1,
-        window_end: wall(),
+        // Flushed after the verify (the gate's window starts when the last verify ended).
+        window_start: wall(),
+        window_end: wall() + 1,
         delta,
     };
     record.write_log(&batch).await.expect("flushed");

@@ -189,8 +189,9 @@ impl Record {
         let last_verify = self.last_verify().await?;
         let config = self.gate_config().await?;
         // The window starts no earlier than the last verify: what differed before it was
-        // verified (and repaired); counts from the second the verify ended are left out too.
-        let since = (now_secs() - config.window_secs).max(last_verify.as_ref().map_or(i64::MIN, |v| v.at + 1));
+        // verified (and repaired) is left out, with every flush window ending in the second the
+        // verify ended (whole seconds: such a window may hold comparisons made before it).
+        let since = (now_secs() - config.window_secs).max(last_verify.as_ref().map_or(i64::MIN, |v| v.at));
         let window = self.counters(Some(since)).await?;
         let mut e = LiveEvidence { last_verify, config, ..LiveEvidence::default() };
         for c in window.values() {

@@ -297,8 +297,9 @@ async fn stages_advance_one_at_a_time_and_live_needs_a_clean_verify() {
         process: "p".into(),
         instance: "p/1".into(),
         batch: 1,
-        window_start: now - 1,
-        window_end: now,
+        // Flushed after the verify (the gate's window starts when the last verify ended).
+        window_start: now,
+        window_end: now + 1,
         delta,
     };
     assert!(record.write_log(&batch).await.unwrap());

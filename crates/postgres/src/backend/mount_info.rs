@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// How many mount ids `next_mount` tries before giving up: each failed try means another
+/// process recorded a mount under the id just drawn, which moves the sequence past it.
+const MOUNT_ID_TRIES: usize = 16;
+
 impl PgSchedulerDb {
     /// The mount information: every queue summary with jobs. Summaries are kept in memory
     /// between calls and only those written since the previous read are read again (see
@@ -133,26 +137,48 @@ impl PgSchedulerDb {
             tx.rollback().await.ok();
             return Ok(None);
         };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO mount (mount_id, mount_type, vid, tape_pool, vo, drive, logical_library, created_at, heartbeat)
-             VALUES (nextval('mount_id_seq'), $1, $2, $3, $4, $5, $6, $7, $7) RETURNING mount_id",
-        )
-        .bind(spec.mount_type.as_str())
-        .bind(&spec.vid)
-        .bind(&spec.tape_pool)
-        .bind(&spec.vo)
-        .bind(&spec.drive)
-        .bind(&spec.logical_library)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        Self::commit(tx).await?;
-        Ok(Some((id as u64, spec)))
+        // An id given to `open_mount` by another process (the migration bridge records the other
+        // side's mounts under their ids) can be taken between `nextval` and the insert: such an
+        // insert does nothing (after that process commits or rolls back), and the next value is
+        // taken, which `open_mount` has moved past the id it recorded.
+        for _ in 0..MOUNT_ID_TRIES {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO mount (mount_id, mount_type, vid, tape_pool, vo, drive, logical_library, created_at, heartbeat)
+                 VALUES (nextval('mount_id_seq'), $1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (mount_id) DO NOTHING RETURNING mount_id",
+            )
+            .bind(spec.mount_type.as_str())
+            .bind(&spec.vid)
+            .bind(&spec.tape_pool)
+            .bind(&spec.vo)
+            .bind(&spec.drive)
+            .bind(&spec.logical_library)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = id {
+                Self::commit(tx).await?;
+                return Ok(Some((id as u64, spec)));
+            }
+        }
+        tx.rollback().await.ok();
+        Err(Fail::Fatal(Error::conflict(format!(
+            "no free mount id after {MOUNT_ID_TRIES} tries (every one was taken by a mount recorded under its id)"
+        ))))
     }
 
     pub(super) async fn open_mount_once(&self, mount: MountId, spec: &MountSpec, now: Timestamp) -> Result<(), Fail> {
         let mut tx = self.begin().await?;
         let id = checked_i64("mount id", mount)?;
+        // Later mount ids must not collide with this one: moved first, so that a `nextval` after
+        // this point cannot give it out (one before it is the race `next_mount` retries).
+        sqlx::query(
+            "SELECT setval('mount_id_seq', $1) FROM mount_id_seq
+             WHERE $1 > CASE WHEN is_called THEN last_value ELSE last_value - 1 END",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         let n = sqlx::query(
             "INSERT INTO mount (mount_id, mount_type, vid, tape_pool, vo, drive, logical_library, created_at, heartbeat)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (mount_id) DO NOTHING",
@@ -171,14 +197,6 @@ impl PgSchedulerDb {
         if n == 0 {
             return Err(Fail::Fatal(Error::conflict(format!("mount {mount} already exists"))));
         }
-        // Later mount ids must not collide with this one.
-        sqlx::query(
-            "SELECT setval('mount_id_seq', $1) FROM mount_id_seq
-             WHERE $1 > CASE WHEN is_called THEN last_value ELSE last_value - 1 END",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
         Self::commit(tx).await
     }
 }
