@@ -183,6 +183,12 @@ async fn load(url: &str, prefix: &str, set: DecisionSet, shard_size: usize) -> R
     ))
 }
 
+/// Writes the data set under `prefix` with the backend's default shard size; returns what the
+/// load took (the bridge's benchmark loads both sides with this and [`crate::decision_postgres`]).
+pub async fn load_set(url: &str, prefix: &str, set: DecisionSet) -> Result<Value> {
+    Ok(load(url, prefix, set, ObjectstoreConfig::default().shard_size).await?.0)
+}
+
 /// Runs the decision benchmark under `prefix` (empty; cleared by the caller's guard); with
 /// `repack`, then queues that repack work and times the decisions again
 /// ([`crate::repack_decision`]).

@@ -137,6 +137,11 @@ async fn load(url: &str, schema: &str, set: DecisionSet) -> Result<Value> {
     }))
 }
 
+/// Loads the data set into `schema` (new); returns what the load took.
+pub async fn load_set(url: &str, schema: &str, set: DecisionSet) -> Result<Value> {
+    load(url, schema, set).await
+}
+
 /// Runs the decision benchmark in `schemas[0]` (new, dropped by the caller's guard); with
 /// `repack`, loads a second copy of the data set in `schemas[1]`, queues the repack work there
 /// and times decisions on the two copies in alternation ([`crate::repack_decision`]).

@@ -1,13 +1,17 @@
 //! `cargo xtask`: project automation.
 //!
-//! `cargo xtask bench --backend objectstore-redis|postgres [--quick | --scale]`: the backend's
-//! benchmark ([`bench_objectstore`], [`bench_postgres`]), printed as JSON on stdout, followed by
-//! the rows of the README's tables (Markdown). Progress goes to stderr.
+//! `cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]`: the
+//! backend's benchmark ([`bench_objectstore`], [`bench_postgres`], [`bench_bridge`]: the bridge
+//! beside the two backends it joins), printed as JSON on stdout, followed by the rows of the
+//! README's tables (Markdown). Progress goes to stderr.
 //!
 //! - default: queueing, claiming and requeueing with their substrates, the mount decision on
 //!   1000 pools x 10 000 VIDs x 1 M queued jobs ([`decision_set`]), then again with 1 M repack
 //!   jobs queued beside them ([`repack_decision`]), and the repack expansion of a 1 M-file tape
 //!   with its substrate ([`repack_expansion`]); several minutes;
+//! - `--backend bridge`: queueing and claims on Redis alone, PostgreSQL alone and the bridge in
+//!   dual-write and live, backfill and verify, and shadow decisions on 1 M queued jobs (no
+//!   `--scale`);
 //! - `--scale`: the mount decision alone on 10 000 pools x 100 000 VIDs x 10 M queued jobs, with
 //!   the process's peak memory;
 //! - `--quick`: every measured path on a small data set, in the build that runs it (a smoke test
@@ -17,6 +21,7 @@
 //! with `cargo run --release`. Each run works in namespaces of its own (schemas, a key prefix)
 //! and removes them at the end, also when it fails or is interrupted (SIGINT, SIGTERM).
 
+mod bench_bridge;
 mod bench_objectstore;
 mod bench_postgres;
 mod decision_objectstore;
@@ -34,7 +39,7 @@ use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
 use tapesched_postgres::SchemaGuard;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask bench --backend objectstore-redis|postgres [--quick | --scale]"
+    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]"
 }
 
 fn main() -> Result<()> {
@@ -49,6 +54,7 @@ fn main() -> Result<()> {
 enum Backend {
     Postgres,
     Redis,
+    Bridge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +69,7 @@ enum Size {
 fn service_url(backend: Backend) -> Result<String> {
     match backend {
         Backend::Postgres => tapesched_testkit::postgres_url(),
-        Backend::Redis => tapesched_testkit::redis_url(),
+        Backend::Redis | Backend::Bridge => tapesched_testkit::redis_url(),
     }
 }
 
@@ -87,9 +93,13 @@ fn bench(args: &[String]) -> Result<()> {
     let backend = match backend.as_deref() {
         Some("postgres") => Backend::Postgres,
         Some("objectstore-redis") => Backend::Redis,
-        Some(other) => bail!("no benchmark for backend {other:?} (available: objectstore-redis, postgres)"),
+        Some("bridge") => Backend::Bridge,
+        Some(other) => bail!("no benchmark for backend {other:?} (available: objectstore-redis, postgres, bridge)"),
         None => bail!("{}", usage()),
     };
+    if backend == Backend::Bridge && size == Size::Scale {
+        bail!("--scale measures the mount decision of one backend; the bridge has --quick or the default run");
+    }
     if cfg!(debug_assertions) && size != Size::Quick && std::env::var_os("XTASK_BENCH_OPTIMIZED").is_none() {
         // Timings of a debug build say little: become the same command, optimized.
         let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -141,6 +151,36 @@ fn bench(args: &[String]) -> Result<()> {
                 Size::Scale => bench_objectstore::Options::scale(),
             };
             let outcome = until_signal(&runtime, bench_objectstore::run(&url, &prefix, &pg_url, &cat_schema, opts));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            outcome
+        }
+        Backend::Bridge => {
+            let prefix = format!("{}:", namespace("bench_bridge"));
+            let pg_url = service_url(Backend::Postgres)?;
+            let names = [
+                namespace("bench_bridge_pg"),
+                namespace("bench_bridge_dual"),
+                namespace("bench_bridge_live"),
+                namespace("bench_bridge_backfill"),
+                namespace("bench_bridge_decision"),
+            ];
+            let _guards = (
+                ClearOnDrop(RedisSettings::new(&url, &prefix)),
+                names.iter().map(|n| SchemaGuard::new(&pg_url, n)).collect::<Vec<_>>(),
+            );
+            let ns = bench_bridge::Namespaces {
+                prefix: &prefix,
+                postgres_alone: &names[0],
+                dual_write: &names[1],
+                live: &names[2],
+                backfill: &names[3],
+                decision: &names[4],
+            };
+            let opts = match size {
+                Size::Quick => bench_bridge::Options::quick(),
+                _ => bench_bridge::Options::default(),
+            };
+            let outcome = until_signal(&runtime, bench_bridge::run(&url, &pg_url, ns, opts));
             runtime.shutdown_timeout(std::time::Duration::from_secs(10));
             outcome
         }

@@ -166,8 +166,90 @@ fn repack_expansion(r: &Value) -> Option<String> {
     ))
 }
 
-/// The README rows of a report: the decision table, then (when measured) the throughput table.
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+
+/// The bridge's table: each configuration's rates and ratios, backfill and verify, shadow
+/// decisions, each with its target and whether it holds.
+fn bridge(r: &Value) -> String {
+    let q = &r["queueing_and_claims"];
+    let c = &q["configurations"];
+    let mut out = format!(
+        "Queueing and claims ({} requests, {} producers x {} per call; {} sessions, {}-job batches, {} pools):\n\n\
+         | configuration | queued /s | ratio to slower alone | claimed /s | ratio to slower alone | target |\n\
+         |---|---|---|---|---|---|\n",
+        n(&q["requests"]),
+        q["producers"],
+        q["producer_batch"],
+        q["sessions"],
+        q["claim_batch"],
+        q["pools"]
+    );
+    for name in ["objectstore-redis alone", "postgres alone", "bridge dual-write", "bridge live"] {
+        let row = &c[name];
+        let (rq, rc) = (&row["ratio_queued_to_slower_alone"], &row["ratio_claimed_to_slower_alone"]);
+        let target = match (rq.as_f64(), rc.as_f64()) {
+            (Some(a), Some(b)) => format!(">= 0.8 {} {}", mark(a >= 0.8), mark(b >= 0.8)),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {target} |\n",
+            n(&row["queued_per_s"]),
+            f(rq),
+            n(&row["claimed_per_s"]),
+            f(rc)
+        ));
+    }
+    let b = &r["backfill_and_verify"];
+    let (bf, vf) = (b["backfill_jobs_per_s"].as_f64().unwrap_or(0.0), b["verify_jobs_per_s"].as_f64().unwrap_or(0.0));
+    out.push_str(&format!(
+        "\nBackfill and verify ({} queued jobs, Redis to PostgreSQL; substrate: the same pages read from Redis alone, \
+         {} jobs/s):\n\n\
+         | measure | jobs/s | ratio to substrate | target |\n|---|---|---|---|\n\
+         | backfill | {} | {} | >= 50 000 {} |\n| verify | {} | {} | >= 100 000 {} |\n",
+        n(&b["jobs"]),
+        n(&b["substrate_export_alone_jobs_per_s"]),
+        n(&b["backfill_jobs_per_s"]),
+        f(&b["ratio_backfill_to_export"]),
+        mark(bf >= 50_000.0),
+        n(&b["verify_jobs_per_s"]),
+        f(&b["ratio_verify_to_export"]),
+        mark(vf >= 100_000.0),
+    ));
+    let d = &r["shadow_decisions"];
+    let p99 = d["ratio_p99"].as_f64().unwrap_or(f64::INFINITY);
+    out.push_str(&format!(
+        "\nShadow decisions ({} x {} x {} queued jobs, {} decisions each, every one compared: {} matched):\n\n\
+         | next_mount | p50 | p99 |\n|---|---|---|\n\
+         | Redis alone | {} ms | {} ms |\n| bridge in shadow | {} ms | {} ms |\n\
+         | ratio (target p99 <= 1.2) | {} | {} {} |\n",
+        n(&d["pools"]),
+        n(&d["vids"]),
+        n(&d["queued_jobs"]),
+        d["samples"],
+        d["decisions_compared"]["matched"],
+        f(&d["next_mount_ms_redis_alone"]["p50"]),
+        f(&d["next_mount_ms_redis_alone"]["p99"]),
+        f(&d["next_mount_ms_bridge_shadow"]["p50"]),
+        f(&d["next_mount_ms_bridge_shadow"]["p99"]),
+        f(&d["ratio_p50"]),
+        f(&d["ratio_p99"]),
+        mark(p99 <= 1.2),
+    ));
+    out
+}
+
+/// The README rows of a report: the decision table, then (when measured) the throughput table;
+/// for the bridge, its own tables.
 pub fn markdown(report: &Value) -> String {
+    if report["backend"] == "bridge" {
+        return bridge(report);
+    }
     let mut out = String::from("Mount decision (paste the row under the other backend's):\n\n");
     out.push_str(&decision(report));
     if let Some(t) = decision_with_repack(report) {

@@ -96,8 +96,15 @@ impl BridgeDb {
             decide(info)
         };
         let decided = timed(route.auth.next_mount(logical_library, now, &watched));
+        // The other side's mount info is read, and its decision made, while the authoritative
+        // side decides (its wait on its store overlaps them).
+        let other_decides = async {
+            let (info, latency) = timed(self.bounded(other.mount_info(now))).await;
+            let choice = info.as_ref().ok().and_then(decide);
+            (info, latency, choice)
+        };
         let ((chosen, la), other_info) = if compare {
-            let (d, o) = tokio::join!(decided, timed(self.bounded(other.mount_info(now))));
+            let (d, o) = tokio::join!(decided, other_decides);
             (d, Some(o))
         } else {
             (decided.await, None)
@@ -117,7 +124,7 @@ impl BridgeDb {
             }
         }
 
-        let (Some((other_info, lo)), Ok(auth_choice)) = (other_info, &chosen) else { return chosen };
+        let (Some((other_info, lo, other_choice)), Ok(auth_choice)) = (other_info, &chosen) else { return chosen };
         self.log.answered(OP, route.authority.other(), lo, other_info.is_err());
         let auth_spec = auth_choice.as_ref().map(|(_, s)| s);
         let auth_info = seen.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -141,7 +148,6 @@ impl BridgeDb {
                 );
             }
             Ok(info) => {
-                let other_choice = decide(&info);
                 let same_info = auth_info.as_ref() == Some(&info);
                 if same_info && auth_spec == other_choice.as_ref() {
                     self.log.matched(OP);

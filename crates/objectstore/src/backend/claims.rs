@@ -92,67 +92,66 @@ impl ObjectstoreDb {
         }
     }
 
+    /// Claims the named jobs that a transfer queue still owns, in one batch: the names are
+    /// logged in the mount's agent first, the requests switched to the agent by
+    /// compare-and-swap (one read and one write round trip for the whole batch, as `pop_jobs`),
+    /// then the pointers removed from each queue they were in, and the names not claimed taken
+    /// out of the agent's log. Answers in the order of `jobs` (duplicates once).
     pub(super) async fn claim_jobs_op(&self, mount: MountId, jobs: &[JobId], now: Timestamp) -> Result<Vec<MountJob>> {
         self.ready().await?;
         let (agent, _, _) = self.mount_agent(mount).await?;
         let me = Owner::Agent(agent.clone());
-        let mut out = Vec::new();
-        for id in jobs {
-            let (name, owner) = match id.request {
-                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
-                    let name = request_name(id.request);
-                    let Some(s) = self.objs.read::<StoredArchive>(&name).await? else { continue };
-                    let Some(job) = s.request.job(id.copy_nb) else { continue };
-                    if job.status != ArchiveJobStatus::ToTransfer {
-                        continue;
-                    }
-                    (name, s.owners.get(&id.copy_nb).cloned())
+        let mut seen = HashSet::new();
+        let jobs: Vec<JobId> = jobs.iter().copied().filter(|j| seen.insert(*j)).collect();
+        if jobs.is_empty() {
+            return Ok(vec![]);
+        }
+        let names: Vec<String> = jobs.iter().map(|j| request_name(j.request)).collect();
+        self.log(&agent, &names, true, now).await?;
+        let ids: Vec<RequestId> = jobs.iter().map(|j| j.request).collect();
+        let from_transfer_queue = |owner: Option<&Owner>| match owner {
+            Some(Owner::Queue(key)) if key.kind.is_transfer() => Some(key.clone()),
+            _ => None,
+        };
+        let switched = self
+            .update_requests(
+                &ids,
+                |i, s| {
+                    let copy_nb = jobs[i].copy_nb;
+                    let queued = s.request.job(copy_nb).is_some_and(|j| j.status == ArchiveJobStatus::ToTransfer);
+                    let Some(key) = from_transfer_queue(s.owners.get(&copy_nb)).filter(|_| queued) else {
+                        return Ok((None, Write::Keep));
+                    };
+                    s.owners.insert(copy_nb, me.clone());
+                    Ok((Some((MountJob::Archive { request: s.request.clone(), copy_nb }, key)), Write::Commit))
+                },
+                |_, s| {
+                    let Some(key) =
+                        from_transfer_queue(Some(&s.owner)).filter(|_| s.request.status == RetrieveStatus::ToTransfer)
+                    else {
+                        return Ok((None, Write::Keep));
+                    };
+                    s.owner = me.clone();
+                    Ok((Some((MountJob::Retrieve { request: s.request.clone() }, key)), Write::Commit))
+                },
+            )
+            .await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut from: BTreeMap<QueueKey, Vec<(String, u32)>> = BTreeMap::new();
+        let mut unclaimed = Vec::new();
+        for ((id, name), got) in jobs.iter().zip(names).zip(switched) {
+            match got.flatten() {
+                Some((job, key)) => {
+                    from.entry(key).or_default().push((name, id.copy_nb.max(job.id().copy_nb)));
+                    out.push(job);
                 }
-                RequestId::Retrieve(rid) => {
-                    let name = retrieve_request_name(rid);
-                    let Some(s) = self.objs.read::<StoredRetrieve>(&name).await? else { continue };
-                    if s.request.status != RetrieveStatus::ToTransfer {
-                        continue;
-                    }
-                    (name, Some(s.owner))
-                }
-            };
-            let Some(Owner::Queue(key)) = owner else { continue };
-            if !key.kind.is_transfer() {
-                continue;
-            }
-            self.log(&agent, std::slice::from_ref(&name), true, now).await?;
-            let (qk, me2) = (Owner::Queue(key.clone()), me.clone());
-            let job = match id.request {
-                RequestId::Archive(_) | RequestId::RepackArchive(_) => self
-                    .update_archive(&name, |s| {
-                        if s.owners.get(&id.copy_nb) != Some(&qk) {
-                            return Ok((None, Write::Keep));
-                        }
-                        s.owners.insert(id.copy_nb, me2);
-                        Ok((Some(MountJob::Archive { request: s.request.clone(), copy_nb: id.copy_nb }), Write::Commit))
-                    })
-                    .await?
-                    .flatten(),
-                RequestId::Retrieve(rid) => self
-                    .update_retrieve(rid, |s| {
-                        if s.owner != qk {
-                            return Ok((None, Write::Keep));
-                        }
-                        s.owner = me2;
-                        Ok((Some(MountJob::Retrieve { request: s.request.clone() }), Write::Commit))
-                    })
-                    .await?
-                    .flatten(),
-            };
-            match job {
-                Some(j) => {
-                    self.remove_pointers(&key, &[(name, id.copy_nb.max(j.id().copy_nb))], now).await?;
-                    out.push(j);
-                }
-                None => self.log(&agent, &[name], false, now).await?,
+                None => unclaimed.push(name),
             }
         }
+        for (key, targets) in from {
+            self.remove_pointers(&key, &targets, now).await?;
+        }
+        self.log(&agent, &unclaimed, false, now).await?;
         Ok(out)
     }
 }

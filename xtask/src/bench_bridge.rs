@@ -1,0 +1,440 @@
+//! `cargo xtask bench --backend bridge`: the migration bridge beside the two backends it joins,
+//! measured side by side in one run, printed as JSON on stdout.
+//!
+//! Runs on the servers the project's service discovery finds, under a Redis key prefix and in
+//! PostgreSQL schemas of its own, removed at the end (on failure and on SIGINT/SIGTERM too).
+//!
+//! - queueing and claims: the same archive requests (`queue_archives`, 1000 per call, several
+//!   producers, each its own backend instance: its own agent on Redis) then the same claims
+//!   (drive sessions opening a mount per pool and popping 4000-job batches until the pool is
+//!   empty), on four configurations in turn, each on empty namespaces of its own: Redis alone,
+//!   PostgreSQL alone, the bridge in `dual-write` (Redis authoritative, writes mirrored to
+//!   PostgreSQL) and in `live` (PostgreSQL authoritative, writes mirrored to Redis). The ratio
+//!   is the bridge's rate over the slower backend alone (target: at least 0.8);
+//! - backfill and verify: the requests Redis alone holds after queueing, copied into an empty
+//!   PostgreSQL schema (`tapesched_migrate::backfill`, the migration record and its checkpoints
+//!   included), then compared in full (`tapesched_migrate::verify`); substrate: reading the same
+//!   items from Redis alone (`export_state`, the same pages), which both must do;
+//! - shadow decisions: the mount-decision data set ([`crate::decision_set`], 1 M jobs by
+//!   default) loaded into Redis and into PostgreSQL; `next_mount` timed on Redis alone and
+//!   through the bridge in `shadow` comparing every decision (100 % sampling), in alternation,
+//!   the same arrivals (through the bridge, so both sides hold them) before each. A mount chosen
+//!   by Redis alone is recorded on PostgreSQL too (untimed), as the bridge would, so that the two
+//!   sides stay equal. Target: the bridge's p99 at most 1.2x Redis alone's.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use tapesched_bridge::{BridgeDb, DivergenceLog, FixedStage, Stage};
+use tapesched_migrate::{BackfillOptions, Record, VerifyOptions};
+use tapesched_objectstore::redis_store::{RedisSettings, RedisStore};
+use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
+use tapesched_postgres::{PgConfig, PgSchedulerDb};
+use tapesched_scheduler::db::{MountInfo, SchedulerDb};
+use tapesched_scheduler::decision::{self, SchedulerConfig};
+use tapesched_scheduler::types::*;
+use tapesched_testkit::workload::archive_mount;
+
+use crate::decision_set::{Arrivals, DecisionSet, DRIVE, LIBRARY, NOW};
+use crate::measure::{rate, ratio, Samples};
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Requests queued (then claimed) on each configuration.
+    pub requests: u64,
+    /// Concurrent producers.
+    pub producers: u64,
+    /// Requests per `queue_archives` call.
+    pub producer_batch: u64,
+    /// Concurrent drive sessions.
+    pub sessions: u64,
+    /// Jobs per claim.
+    pub claim_batch: u64,
+    /// The decision data set.
+    pub decision: DecisionSet,
+    /// Timed decisions on each side.
+    pub decision_samples: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            requests: 200_000,
+            producers: 8,
+            producer_batch: 1000,
+            sessions: 4,
+            claim_batch: 4000,
+            decision: DecisionSet::DEFAULT,
+            decision_samples: 100,
+        }
+    }
+}
+
+impl Options {
+    /// `--quick`: every measured path on a small data set (a smoke test, not a measurement).
+    pub fn quick() -> Self {
+        Options { requests: 8_000, decision: DecisionSet::QUICK, decision_samples: 10, ..Options::default() }
+    }
+}
+
+/// The namespaces of one run: a Redis key prefix (everything under it is removed by the
+/// caller's guard) and PostgreSQL schemas (each dropped by a guard of the caller's).
+pub struct Namespaces<'a> {
+    /// Redis key prefix, ending in `:`.
+    pub prefix: &'a str,
+    /// PostgreSQL alone's queueing and claims.
+    pub postgres_alone: &'a str,
+    /// The target of the bridge in dual-write.
+    pub dual_write: &'a str,
+    /// The target of the bridge in live.
+    pub live: &'a str,
+    /// The backfill's target (and its migration record).
+    pub backfill: &'a str,
+    /// The decision data set's PostgreSQL copy.
+    pub decision: &'a str,
+}
+
+const T0: i64 = 1_700_000_000;
+const POOLS: u64 = 16;
+
+fn request(id: u64) -> ArchiveRequest {
+    ArchiveRequest {
+        archive_file_id: id,
+        disk_instance: "eos".into(),
+        disk_file_id: format!("{id:#x}"),
+        requester: Requester { name: "user".into(), group: "group".into() },
+        storage_class: "sc".into(),
+        size: 1_000_000 + id % 1000,
+        created_at: T0 + (id % 3600) as i64,
+        report_url: Some(format!("eos://instance/report/{id}")),
+        error_report_url: Some("eos://instance/error".into()),
+        policy: QueuedPolicy { name: format!("policy{}", id % 4), priority: id % 4, min_request_age: 60 },
+        jobs: vec![ArchiveJob::new(1, format!("pool{}", id % POOLS))],
+        report_decided: false,
+        repack: None,
+    }
+}
+
+fn objectstore(url: &str, prefix: &str, label: &str) -> Result<Arc<ObjectstoreDb>> {
+    let store = RedisStore::new(RedisSettings::new(url, prefix)).context("redis store")?;
+    let config = ObjectstoreConfig {
+        process_label: label.into(),
+        lock_timeout: Duration::from_secs(120),
+        ..ObjectstoreConfig::default()
+    };
+    Ok(Arc::new(ObjectstoreDb::new(Arc::new(store), config)))
+}
+
+async fn postgres(url: &str, schema: &str, connections: u32) -> Result<Arc<PgSchedulerDb>> {
+    let config = PgConfig { max_connections: connections, ..PgConfig::new(url, schema) };
+    Ok(Arc::new(PgSchedulerDb::connect(config).await.with_context(|| format!("connecting to schema {schema}"))?))
+}
+
+/// One configuration under test: a fresh handle per producer and per drive session (a process
+/// of its own on Redis), and the bridge's log when there is a bridge.
+struct Config {
+    name: &'static str,
+    open: Box<dyn Fn(&str) -> Result<Arc<dyn SchedulerDb>> + Send + Sync>,
+    log: Option<Arc<DivergenceLog>>,
+}
+
+impl Config {
+    fn redis(url: &str, prefix: String) -> Config {
+        let url = url.to_string();
+        Config {
+            name: "objectstore-redis alone",
+            open: Box::new(move |label| Ok(objectstore(&url, &prefix, label)? as Arc<dyn SchedulerDb>)),
+            log: None,
+        }
+    }
+
+    fn postgres(db: Arc<PgSchedulerDb>) -> Config {
+        Config { name: "postgres alone", open: Box::new(move |_| Ok(db.clone() as Arc<dyn SchedulerDb>)), log: None }
+    }
+
+    fn bridge(name: &'static str, url: &str, prefix: String, target: Arc<PgSchedulerDb>, stage: Stage) -> Config {
+        let (url, log) = (url.to_string(), Arc::new(DivergenceLog::new()));
+        let shared = log.clone();
+        Config {
+            name,
+            open: Box::new(move |label| {
+                let legacy = objectstore(&url, &prefix, label)?;
+                let bridge = BridgeDb::new(legacy, target.clone(), Arc::new(FixedStage(stage)), shared.clone());
+                Ok(Arc::new(bridge) as Arc<dyn SchedulerDb>)
+            }),
+            log: Some(log),
+        }
+    }
+}
+
+/// Queues `opts.requests` archive requests with `opts.producers` producers; returns the rate.
+async fn queue(config: &Config, opts: &Options) -> Result<f64> {
+    let n = opts.requests;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..opts.producers {
+        let (db, producers, batch) = ((config.open)(&format!("producer{p}"))?, opts.producers, opts.producer_batch);
+        tasks.push(tokio::spawn(async move {
+            let mine: Vec<u64> = (1..=n).filter(|id| id % producers == p).collect();
+            for chunk in mine.chunks(batch as usize) {
+                for a in db.queue_archives(chunk.iter().map(|id| request(*id)).collect(), T0).await {
+                    a?;
+                }
+            }
+            Ok::<(), tapesched_scheduler::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(rate(n, start.elapsed()))
+}
+
+/// Claims every queued job: `opts.sessions` drive sessions take the pools one by one (each
+/// pool to one session), open a mount on it and pop batches until it is empty. Returns the rate.
+async fn claim(config: &Config, opts: &Options) -> Result<f64> {
+    let next_pool = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..opts.sessions {
+        let (db, batch, next_pool) = ((config.open)(&format!("drive{s}"))?, opts.claim_batch, next_pool.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut claimed = 0u64;
+            loop {
+                let pool = next_pool.fetch_add(1, Ordering::Relaxed);
+                if pool >= POOLS {
+                    break;
+                }
+                let spec = archive_mount(format!("B{pool:05}"), format!("pool{pool}"), format!("d{s}"));
+                db.open_mount(pool + 1, &spec, T0).await?;
+                loop {
+                    let got = db.pop_jobs(pool + 1, batch, u64::MAX, T0).await?.len() as u64;
+                    if got == 0 {
+                        break;
+                    }
+                    claimed += got;
+                }
+            }
+            Ok::<u64, tapesched_scheduler::Error>(claimed)
+        }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        claimed += t.await??;
+    }
+    ensure!(claimed == opts.requests, "{}: claimed {claimed} of {} jobs", config.name, opts.requests);
+    Ok(rate(claimed, start.elapsed()))
+}
+
+/// The bridge's comparison counters (calls, matched, mismatched, errors per side) as JSON.
+fn counters(log: &DivergenceLog) -> Value {
+    let stats = log.stats();
+    let mut out = serde_json::Map::new();
+    for (op, s) in stats {
+        out.insert(
+            op,
+            json!({
+                "calls": s.calls, "compared": s.compared, "matched": s.matched, "mismatched": s.mismatched,
+                "ignored": s.ignored, "legacy_errors": s.legacy_errors, "target_errors": s.target_errors,
+            }),
+        );
+    }
+    json!({"per_operation": out, "divergences": log.divergences().len(), "mismatches": log.mismatches()})
+}
+
+/// Queueing and claims on one configuration.
+async fn throughput_of(config: &Config, opts: &Options) -> Result<(f64, f64)> {
+    eprintln!("{}: queueing {} archive requests with {} producers", config.name, opts.requests, opts.producers);
+    let queued = queue(config, opts).await?;
+    eprintln!("{}: claiming with {} sessions in batches of {}", config.name, opts.sessions, opts.claim_batch);
+    let claimed = claim(config, opts).await?;
+    eprintln!("{}: {queued:.0} requests/s queued, {claimed:.0} jobs/s claimed", config.name);
+    if let Some(log) = &config.log {
+        ensure!(
+            log.divergences().is_empty(),
+            "{}: the bridge recorded divergences: {:?}",
+            config.name,
+            log.divergences().first()
+        );
+    }
+    Ok((queued, claimed))
+}
+
+/// Runs the benchmark in `ns` (see the module documentation).
+pub async fn run(redis_url: &str, pg_url: &str, ns: Namespaces<'_>, opts: Options) -> Result<Value> {
+    let connections = (opts.producers.max(opts.sessions) + 2) as u32;
+    let mut report = json!({"backend": "bridge", "legacy": "objectstore-redis", "target": "postgres"});
+
+    // Redis alone, then backfill and verify of what it holds, then its claims.
+    let redis = Config::redis(redis_url, format!("{}alone:", ns.prefix));
+    eprintln!("{}: queueing {} archive requests with {} producers", redis.name, opts.requests, opts.producers);
+    let redis_queued = queue(&redis, &opts).await?;
+    let copy = backfill_and_verify(&redis, pg_url, ns.backfill, opts.requests).await?;
+    let redis_claimed = claim(&redis, &opts).await?;
+    eprintln!("{}: {redis_queued:.0} requests/s queued, {redis_claimed:.0} jobs/s claimed", redis.name);
+
+    let pg = Config::postgres(postgres(pg_url, ns.postgres_alone, connections).await?);
+    let (pg_queued, pg_claimed) = throughput_of(&pg, &opts).await?;
+
+    let mut rows = serde_json::Map::new();
+    let slower_queued = redis_queued.min(pg_queued);
+    let slower_claimed = redis_claimed.min(pg_claimed);
+    rows.insert(redis.name.into(), json!({"queued_per_s": redis_queued, "claimed_per_s": redis_claimed}));
+    rows.insert(pg.name.into(), json!({"queued_per_s": pg_queued, "claimed_per_s": pg_claimed}));
+    for (name, stage, prefix, schema) in [
+        ("bridge dual-write", Stage::DualWrite, "dual:", ns.dual_write),
+        ("bridge live", Stage::Live, "live:", ns.live),
+    ] {
+        let target = postgres(pg_url, schema, connections).await?;
+        let config = Config::bridge(name, redis_url, format!("{}{prefix}", ns.prefix), target, stage);
+        let (queued, claimed) = throughput_of(&config, &opts).await?;
+        rows.insert(
+            name.into(),
+            json!({
+                "queued_per_s": queued, "claimed_per_s": claimed,
+                "ratio_queued_to_slower_alone": ratio(queued, slower_queued),
+                "ratio_claimed_to_slower_alone": ratio(claimed, slower_claimed),
+                "comparisons": counters(config.log.as_deref().expect("a bridge has a log")),
+            }),
+        );
+    }
+    report["queueing_and_claims"] = json!({
+        "requests": opts.requests, "producers": opts.producers, "producer_batch": opts.producer_batch,
+        "sessions": opts.sessions, "claim_batch": opts.claim_batch, "pools": POOLS,
+        "configurations": rows, "target_ratio": 0.8,
+        "what": "requests queued per second and jobs claimed per second (mount openings included) on each \
+                 configuration; ratio: the bridge's rate over the slower backend alone's",
+    });
+    report["backfill_and_verify"] = copy;
+
+    let prefix = format!("{}decision:", ns.prefix);
+    report["shadow_decisions"] =
+        shadow_decisions(redis_url, pg_url, &prefix, ns.decision, opts.decision, opts.decision_samples).await?;
+    Ok(report)
+}
+
+/// Backfill of what `legacy` holds (`jobs` jobs) into the new schema `schema`, then verify, with
+/// the export of the same items alone as the substrate.
+async fn backfill_and_verify(legacy: &Config, pg_url: &str, schema: &str, jobs: u64) -> Result<Value> {
+    let legacy = (legacy.open)("migrate")?;
+    let target = postgres(pg_url, schema, 8).await?;
+    let record = Record::of_postgres(&target);
+    record.init("bench").await?;
+    let page = BackfillOptions::default().page;
+
+    eprintln!("substrate: reading {jobs} queued requests from Redis alone (export_state, pages of {page})");
+    let start = Instant::now();
+    let (mut after, mut exported) = (None, 0u64);
+    loop {
+        let items = legacy.export_state(after.as_ref(), page).await?;
+        let Some(last) = items.last() else { break };
+        after = Some(last.key());
+        exported += items.iter().map(|i| i.jobs()).sum::<u64>();
+    }
+    let export_rate = rate(exported, start.elapsed());
+    ensure!(exported == jobs, "exported {exported} of {jobs} jobs");
+
+    eprintln!("backfill: {jobs} queued jobs from Redis to PostgreSQL");
+    let copied = tapesched_migrate::backfill(
+        legacy.as_ref(),
+        target.as_ref(),
+        &record,
+        &BackfillOptions::default(),
+        T0,
+        &mut |_| {},
+    )
+    .await?;
+    ensure!(copied.complete && copied.progress.jobs == jobs, "backfill copied {} of {jobs} jobs", copied.progress.jobs);
+    let backfill_rate = copied.progress.jobs_per_sec;
+
+    eprintln!("verify: Redis against PostgreSQL in full");
+    let verified = tapesched_migrate::verify(legacy.as_ref(), target.as_ref(), &VerifyOptions::default()).await?;
+    ensure!(verified.is_clean(), "verify after backfill found differences: {}", verified.summary());
+    ensure!(verified.jobs_a == jobs, "verify read {} of {jobs} jobs", verified.jobs_a);
+    let verify_rate = verified.jobs_per_sec();
+    eprintln!(
+        "backfill {backfill_rate:.0} jobs/s, verify {verify_rate:.0} jobs/s, export alone {export_rate:.0} jobs/s"
+    );
+    Ok(json!({
+        "jobs": jobs, "items": copied.progress.items, "page": page,
+        "backfill_jobs_per_s": backfill_rate, "backfill_target_per_s": 50_000,
+        "verify_jobs_per_s": verify_rate, "verify_target_per_s": 100_000,
+        "substrate_export_alone_jobs_per_s": export_rate,
+        "ratio_backfill_to_export": ratio(backfill_rate, export_rate),
+        "ratio_verify_to_export": ratio(verify_rate, export_rate),
+        "what": "queued archive requests (one job each) copied from Redis into an empty PostgreSQL schema with \
+                 checkpoints in the migration record, then both sides read and compared in full; substrate: the \
+                 same pages read from Redis alone",
+    }))
+}
+
+/// `next_mount` on Redis alone and through the bridge in shadow, in alternation, on the decision
+/// data set loaded on both sides.
+async fn shadow_decisions(
+    redis_url: &str,
+    pg_url: &str,
+    prefix: &str,
+    schema: &str,
+    set: DecisionSet,
+    samples: usize,
+) -> Result<Value> {
+    eprintln!("decision data set on both sides: {} pools, {} VIDs, {} queued jobs", set.pools, set.vids, set.jobs);
+    let loaded_redis = crate::decision_objectstore::load_set(redis_url, prefix, set).await?;
+    let loaded_pg = crate::decision_postgres::load_set(pg_url, schema, set).await?;
+    let legacy = objectstore(redis_url, prefix, "scheduler")?;
+    let target = postgres(pg_url, schema, 4).await?;
+    set.check(&legacy.mount_info(NOW).await?).context("checking the data set on Redis")?;
+    set.check(&target.mount_info(NOW).await?).context("checking the data set on PostgreSQL")?;
+    // Every decision compared: a fresh log compares every call of every operation.
+    let log = Arc::new(DivergenceLog::new());
+    let stage = Arc::new(FixedStage(Stage::Shadow));
+    let bridge = BridgeDb::new(legacy.clone(), target.clone(), stage.clone(), log.clone());
+    // Arrivals through a bridge of their own (a frontend process): both sides hold them.
+    let frontend = BridgeDb::new(objectstore(redis_url, prefix, "frontend")?, target.clone(), stage, log.clone());
+    let mut arrivals = Arrivals::new(&frontend, set);
+
+    let snap = set.catalogue();
+    let config = SchedulerConfig::default();
+    let decide = |info: &MountInfo| decision::choose(info, &snap, DRIVE, NOW, &config);
+    eprintln!("{samples} decisions on Redis alone and {samples} through the bridge in shadow, in alternation");
+    let (mut alone, mut shadow) = (Samples::default(), Samples::default());
+    for _ in 0..samples {
+        arrivals.arrive().await?;
+        let t = Instant::now();
+        let chosen = legacy.next_mount(LIBRARY, NOW, &decide).await?;
+        alone.push(t.elapsed());
+        let (id, spec) = chosen.context("Redis alone chose no mount")?;
+        target.open_mount(id, &spec, NOW).await?;
+
+        arrivals.arrive().await?;
+        let t = Instant::now();
+        let chosen = bridge.next_mount(LIBRARY, NOW, &decide).await?;
+        shadow.push(t.elapsed());
+        chosen.context("the bridge chose no mount")?;
+    }
+    eprintln!("next_mount ms, Redis alone: {}, bridge in shadow: {}", alone.json(), shadow.json());
+    let compared = log.stats().get("next_mount").cloned().unwrap_or_default();
+    ensure!(
+        compared.matched as usize == samples,
+        "the bridge matched {} of {samples} decisions: {:?}",
+        compared.matched,
+        log.divergences().first()
+    );
+    Ok(json!({
+        "pools": set.pools, "vids": set.vids, "queued_jobs": set.jobs, "samples": samples,
+        "load": {"redis": loaded_redis, "postgres": loaded_pg},
+        "next_mount_ms_redis_alone": alone.json(),
+        "next_mount_ms_bridge_shadow": shadow.json(),
+        "ratio_p50": ratio(shadow.pct(0.5), alone.pct(0.5)),
+        "ratio_p99": ratio(shadow.pct(0.99), alone.pct(0.99)),
+        "target_ratio_p99": 1.2,
+        "decisions_compared": {"calls": compared.calls, "compared": compared.compared, "matched": compared.matched, "mismatched": compared.mismatched},
+        "what": "next_mount on Redis alone and through the bridge in shadow (Redis authoritative; PostgreSQL's \
+                 mount info read, its decision computed and compared candidate by candidate, the mount recorded \
+                 there under the same id), alternating, each after the same arrivals",
+    }))
+}
