@@ -171,6 +171,23 @@ impl Config {
     }
 }
 
+/// The machine's CPU time so far (busy, total), in clock ticks, from `/proc/stat`: what the
+/// benchmark's processes and both servers used together (all on this machine).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPU time that was busy between two [`cpu_ticks`] readings.
+fn busy(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (before?, after?);
+    (t1 > t0).then(|| ((b1 - b0) as f64 / (t1 - t0) as f64 * 100.0).round() / 100.0)
+}
+
 /// Queues `opts.requests` archive requests with `opts.producers` producers; returns the rate.
 async fn queue(config: &Config, opts: &Options) -> Result<f64> {
     let n = opts.requests;
@@ -246,12 +263,32 @@ fn counters(log: &DivergenceLog) -> Value {
     json!({"per_operation": out, "divergences": log.divergences().len(), "mismatches": log.mismatches()})
 }
 
+/// What one configuration measured.
+struct Rates {
+    queued: f64,
+    claimed: f64,
+    /// The machine's CPU busy share while queueing and while claiming.
+    busy: [Option<f64>; 2],
+}
+
+impl Rates {
+    fn json(&self) -> Value {
+        json!({
+            "queued_per_s": self.queued, "claimed_per_s": self.claimed,
+            "cpu_busy_queueing": self.busy[0], "cpu_busy_claiming": self.busy[1],
+        })
+    }
+}
+
 /// Queueing and claims on one configuration.
-async fn throughput_of(config: &Config, opts: &Options) -> Result<(f64, f64)> {
+async fn throughput_of(config: &Config, opts: &Options) -> Result<Rates> {
     eprintln!("{}: queueing {} archive requests with {} producers", config.name, opts.requests, opts.producers);
+    let t0 = cpu_ticks();
     let queued = queue(config, opts).await?;
+    let t1 = cpu_ticks();
     eprintln!("{}: claiming with {} sessions in batches of {}", config.name, opts.sessions, opts.claim_batch);
     let claimed = claim(config, opts).await?;
+    let t2 = cpu_ticks();
     eprintln!("{}: {queued:.0} requests/s queued, {claimed:.0} jobs/s claimed", config.name);
     if let Some(log) = &config.log {
         ensure!(
@@ -261,7 +298,17 @@ async fn throughput_of(config: &Config, opts: &Options) -> Result<(f64, f64)> {
             log.divergences().first()
         );
     }
-    Ok((queued, claimed))
+    Ok(Rates { queued, claimed, busy: [busy(t0, t1), busy(t1, t2)] })
+}
+
+/// The rate of doing the work of two configurations one after the other on the same machine
+/// (`1 / (1/a + 1/b)`): what a bridge doing both sides' work reaches when the machine's CPUs
+/// are the limit of each side alone (client and both servers share them here).
+fn serial(a: f64, b: f64) -> f64 {
+    if a <= 0.0 || b <= 0.0 {
+        return 0.0;
+    }
+    1.0 / (1.0 / a + 1.0 / b)
 }
 
 /// Runs the benchmark in `ns` (see the module documentation).
@@ -272,42 +319,51 @@ pub async fn run(redis_url: &str, pg_url: &str, ns: Namespaces<'_>, opts: Option
     // Redis alone, then backfill and verify of what it holds, then its claims.
     let redis = Config::redis(redis_url, format!("{}alone:", ns.prefix));
     eprintln!("{}: queueing {} archive requests with {} producers", redis.name, opts.requests, opts.producers);
+    let t0 = cpu_ticks();
     let redis_queued = queue(&redis, &opts).await?;
+    let t1 = cpu_ticks();
     let copy = backfill_and_verify(&redis, pg_url, ns.backfill, opts.requests).await?;
+    let t2 = cpu_ticks();
     let redis_claimed = claim(&redis, &opts).await?;
+    let t3 = cpu_ticks();
     eprintln!("{}: {redis_queued:.0} requests/s queued, {redis_claimed:.0} jobs/s claimed", redis.name);
+    let redis_rates = Rates { queued: redis_queued, claimed: redis_claimed, busy: [busy(t0, t1), busy(t2, t3)] };
 
     let pg = Config::postgres(postgres(pg_url, ns.postgres_alone, connections).await?);
-    let (pg_queued, pg_claimed) = throughput_of(&pg, &opts).await?;
+    let pg_rates = throughput_of(&pg, &opts).await?;
 
     let mut rows = serde_json::Map::new();
-    let slower_queued = redis_queued.min(pg_queued);
-    let slower_claimed = redis_claimed.min(pg_claimed);
-    rows.insert(redis.name.into(), json!({"queued_per_s": redis_queued, "claimed_per_s": redis_claimed}));
-    rows.insert(pg.name.into(), json!({"queued_per_s": pg_queued, "claimed_per_s": pg_claimed}));
+    let slower_queued = redis_rates.queued.min(pg_rates.queued);
+    let slower_claimed = redis_rates.claimed.min(pg_rates.claimed);
+    let serial_queued = serial(redis_rates.queued, pg_rates.queued);
+    let serial_claimed = serial(redis_rates.claimed, pg_rates.claimed);
+    rows.insert(redis.name.into(), redis_rates.json());
+    rows.insert(pg.name.into(), pg_rates.json());
     for (name, stage, prefix, schema) in [
         ("bridge dual-write", Stage::DualWrite, "dual:", ns.dual_write),
         ("bridge live", Stage::Live, "live:", ns.live),
     ] {
         let target = postgres(pg_url, schema, connections).await?;
         let config = Config::bridge(name, redis_url, format!("{}{prefix}", ns.prefix), target, stage);
-        let (queued, claimed) = throughput_of(&config, &opts).await?;
-        rows.insert(
-            name.into(),
-            json!({
-                "queued_per_s": queued, "claimed_per_s": claimed,
-                "ratio_queued_to_slower_alone": ratio(queued, slower_queued),
-                "ratio_claimed_to_slower_alone": ratio(claimed, slower_claimed),
-                "comparisons": counters(config.log.as_deref().expect("a bridge has a log")),
-            }),
-        );
+        let rates = throughput_of(&config, &opts).await?;
+        let mut row = rates.json();
+        row["ratio_queued_to_slower_alone"] = json!(ratio(rates.queued, slower_queued));
+        row["ratio_claimed_to_slower_alone"] = json!(ratio(rates.claimed, slower_claimed));
+        row["ratio_queued_to_both_one_after_the_other"] = json!(ratio(rates.queued, serial_queued));
+        row["ratio_claimed_to_both_one_after_the_other"] = json!(ratio(rates.claimed, serial_claimed));
+        row["comparisons"] = counters(config.log.as_deref().expect("a bridge has a log"));
+        rows.insert(name.into(), row);
     }
     report["queueing_and_claims"] = json!({
         "requests": opts.requests, "producers": opts.producers, "producer_batch": opts.producer_batch,
         "sessions": opts.sessions, "claim_batch": opts.claim_batch, "pools": POOLS,
         "configurations": rows, "target_ratio": 0.8,
+        "both_one_after_the_other": {"queued_per_s": serial_queued, "claimed_per_s": serial_claimed},
         "what": "requests queued per second and jobs claimed per second (mount openings included) on each \
-                 configuration; ratio: the bridge's rate over the slower backend alone's",
+                 configuration; ratio: the bridge's rate over the slower backend alone's; both one after the other: \
+                 1/(1/redis + 1/postgres), the rate of doing both sides' work in turn, the ceiling of a bridge \
+                 when the machine's CPUs (shared by the benchmark and both servers) limit each side alone (see \
+                 cpu_busy_*)",
     });
     report["backfill_and_verify"] = copy;
 

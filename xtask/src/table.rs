@@ -180,29 +180,39 @@ fn bridge(r: &Value) -> String {
     let q = &r["queueing_and_claims"];
     let c = &q["configurations"];
     let mut out = format!(
-        "Queueing and claims ({} requests, {} producers x {} per call; {} sessions, {}-job batches, {} pools):\n\n\
-         | configuration | queued /s | ratio to slower alone | claimed /s | ratio to slower alone | target |\n\
-         |---|---|---|---|---|---|\n",
+        "Queueing and claims ({} requests, {} producers x {} per call; {} sessions, {}-job batches, {} pools; \
+         both sides' work one after the other: {} queued /s, {} claimed /s):\n\n\
+         | configuration | queued /s | ratio to slower alone / to both in turn | CPU busy | claimed /s \
+         | ratio to slower alone / to both in turn | CPU busy | target (ratio to slower alone) |\n\
+         |---|---|---|---|---|---|---|---|\n",
         n(&q["requests"]),
         q["producers"],
         q["producer_batch"],
         q["sessions"],
         q["claim_batch"],
-        q["pools"]
+        q["pools"],
+        n(&q["both_one_after_the_other"]["queued_per_s"]),
+        n(&q["both_one_after_the_other"]["claimed_per_s"]),
     );
+    let pct = |v: &Value| v.as_f64().map(|x| format!("{:.0} %", x * 100.0)).unwrap_or_else(|| "-".into());
     for name in ["objectstore-redis alone", "postgres alone", "bridge dual-write", "bridge live"] {
         let row = &c[name];
         let (rq, rc) = (&row["ratio_queued_to_slower_alone"], &row["ratio_claimed_to_slower_alone"]);
+        let (sq, sc) =
+            (&row["ratio_queued_to_both_one_after_the_other"], &row["ratio_claimed_to_both_one_after_the_other"]);
         let target = match (rq.as_f64(), rc.as_f64()) {
-            (Some(a), Some(b)) => format!(">= 0.8 {} {}", mark(a >= 0.8), mark(b >= 0.8)),
+            (Some(a), Some(b)) => format!(">= 0.8: {} {}", mark(a >= 0.8), mark(b >= 0.8)),
             _ => "-".into(),
         };
+        let both = |a: &Value, b: &Value| if a.is_null() { "-".to_string() } else { format!("{} / {}", f(a), f(b)) };
         out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {target} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {} | {target} |\n",
             n(&row["queued_per_s"]),
-            f(rq),
+            both(rq, sq),
+            pct(&row["cpu_busy_queueing"]),
             n(&row["claimed_per_s"]),
-            f(rc)
+            both(rc, sc),
+            pct(&row["cpu_busy_claiming"]),
         ));
     }
     let b = &r["backfill_and_verify"];

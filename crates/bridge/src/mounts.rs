@@ -96,15 +96,8 @@ impl BridgeDb {
             decide(info)
         };
         let decided = timed(route.auth.next_mount(logical_library, now, &watched));
-        // The other side's mount info is read, and its decision made, while the authoritative
-        // side decides (its wait on its store overlaps them).
-        let other_decides = async {
-            let (info, latency) = timed(self.bounded(other.mount_info(now))).await;
-            let choice = info.as_ref().ok().and_then(decide);
-            (info, latency, choice)
-        };
         let ((chosen, la), other_info) = if compare {
-            let (d, o) = tokio::join!(decided, other_decides);
+            let (d, o) = tokio::join!(decided, timed(self.bounded(other.mount_info(now))));
             (d, Some(o))
         } else {
             (decided.await, None)
@@ -124,7 +117,7 @@ impl BridgeDb {
             }
         }
 
-        let (Some((other_info, lo, other_choice)), Ok(auth_choice)) = (other_info, &chosen) else { return chosen };
+        let (Some((other_info, lo)), Ok(auth_choice)) = (other_info, &chosen) else { return chosen };
         self.log.answered(OP, route.authority.other(), lo, other_info.is_err());
         let auth_spec = auth_choice.as_ref().map(|(_, s)| s);
         let auth_info = seen.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -149,6 +142,10 @@ impl BridgeDb {
             }
             Ok(info) => {
                 let same_info = auth_info.as_ref() == Some(&info);
+                // The decision is a pure function of the mount info (and of the drive, catalogue
+                // and clock, the same for both): on equal mount info it is the authoritative
+                // side's, and is decided again only on different mount info.
+                let other_choice = if same_info { auth_spec.cloned() } else { decide(&info) };
                 if same_info && auth_spec == other_choice.as_ref() {
                     self.log.matched(OP);
                 } else if self.same_on_reread(&route, other, now, decide).await {
