@@ -27,7 +27,12 @@
 //!
 //! An operation is thus a few arithmetic steps under one mutex: a day of library activity (some
 //! thousands of operations) runs in milliseconds of CPU. Every operation is appended to a log
-//! ([`OpRecord`], [`SimLibrary::take_log`]).
+//! ([`OpRecord`], [`SimLibrary::take_log`], [`SimLibrary::with_log`]).
+//!
+//! Checks come before changes: an operation that fails (unknown drive, empty slot, occupied
+//! drive, incompatible media — checked before the robot moves —, tape full...) leaves the state
+//! and the clock as they were, except a read of a bad file, which costs its locate, and a stuck
+//! unload, which costs the rewind and unload it attempted.
 //!
 //! Faults ([`Fault`]) are injected by tests or a workload: a drive error on the next operation of
 //! a drive, a cartridge that sticks at the next unload (the drive is then out of service until
@@ -54,8 +59,9 @@ pub const ROBOT_MOVE_MS: i64 = 12_000;
 /// A fault to inject into the simulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// The next operation on the drive fails with [`LibraryError::DriveError`] and this message;
-    /// the drive's state is unchanged.
+    /// The next operation on the drive (a mount into it, load, locate, write, read or unload;
+    /// not [`Library::status`]) fails with [`LibraryError::DriveError`] and this message, taking
+    /// no time; the drive's state is unchanged.
     DriveError {
         /// The drive.
         drive: String,
@@ -68,7 +74,8 @@ pub enum Fault {
         /// The drive.
         drive: String,
     },
-    /// Reading file `fseq` of the cartridge fails with [`LibraryError::BadFile`], every time.
+    /// Reading file `fseq` of the cartridge fails with [`LibraryError::BadFile`], every time,
+    /// after the locate to it (which takes its time).
     BadFile {
         /// The cartridge.
         barcode: String,
@@ -141,6 +148,7 @@ struct State {
     robot_free_ms: i64,
     robot_move_ms: i64,
     auto_advance: bool,
+    keep_log: bool,
     log: Vec<OpRecord>,
 }
 
@@ -243,6 +251,7 @@ impl SimLibrary {
             robot_free_ms: i64::MIN,
             robot_move_ms: ROBOT_MOVE_MS,
             auto_advance: true,
+            keep_log: true,
             log: Vec::new(),
         };
         Ok(SimLibrary {
@@ -271,6 +280,13 @@ impl SimLibrary {
     /// driver.
     pub fn with_auto_advance(self, auto: bool) -> Self {
         self.lock().auto_advance = auto;
+        self
+    }
+
+    /// Whether operations are logged (the default); a long run that never calls
+    /// [`SimLibrary::take_log`] should turn the log off.
+    pub fn with_log(self, keep: bool) -> Self {
+        self.lock().keep_log = keep;
         self
     }
 
@@ -375,7 +391,9 @@ impl SimLibrary {
             if st.auto_advance {
                 self.clock.advance_to_ms(r.end_ms);
             }
-            st.log.push(r);
+            if st.keep_log {
+                st.log.push(r);
+            }
         }
         Ok(value)
     }
