@@ -134,11 +134,14 @@ async fn postgres(url: &str, schema: &str, connections: u32) -> Result<Arc<PgSch
     Ok(Arc::new(PgSchedulerDb::connect(config).await.with_context(|| format!("connecting to schema {schema}"))?))
 }
 
+/// Opens a handle on a configuration for a process of the given label.
+type Opener = Box<dyn Fn(&str) -> Result<Arc<dyn SchedulerDb>> + Send + Sync>;
+
 /// One configuration under test: a fresh handle per producer and per drive session (a process
 /// of its own on Redis), and the bridge's log when there is a bridge.
 struct Config {
     name: &'static str,
-    open: Box<dyn Fn(&str) -> Result<Arc<dyn SchedulerDb>> + Send + Sync>,
+    open: Opener,
     log: Option<Arc<DivergenceLog>>,
 }
 
