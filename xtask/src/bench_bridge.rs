@@ -35,7 +35,6 @@ use tapesched_objectstore::{ObjectstoreConfig, ObjectstoreDb};
 use tapesched_postgres::{PgConfig, PgSchedulerDb};
 use tapesched_scheduler::db::{MountInfo, SchedulerDb};
 use tapesched_scheduler::decision::{self, SchedulerConfig};
-use tapesched_scheduler::types::*;
 use tapesched_testkit::workload::archive_mount;
 
 use crate::decision_set::{Arrivals, DecisionSet, DRIVE, LIBRARY, NOW};
@@ -98,26 +97,7 @@ pub struct Namespaces<'a> {
     pub decision: &'a str,
 }
 
-const T0: i64 = 1_700_000_000;
-const POOLS: u64 = 16;
-
-fn request(id: u64) -> ArchiveRequest {
-    ArchiveRequest {
-        archive_file_id: id,
-        disk_instance: "eos".into(),
-        disk_file_id: format!("{id:#x}"),
-        requester: Requester { name: "user".into(), group: "group".into() },
-        storage_class: "sc".into(),
-        size: 1_000_000 + id % 1000,
-        created_at: T0 + (id % 3600) as i64,
-        report_url: Some(format!("eos://instance/report/{id}")),
-        error_report_url: Some("eos://instance/error".into()),
-        policy: QueuedPolicy { name: format!("policy{}", id % 4), priority: id % 4, min_request_age: 60 },
-        jobs: vec![ArchiveJob::new(1, format!("pool{}", id % POOLS))],
-        report_decided: false,
-        repack: None,
-    }
-}
+use crate::bench_postgres::{request, POOLS, T0};
 
 fn objectstore(url: &str, prefix: &str, label: &str) -> Result<Arc<ObjectstoreDb>> {
     let store = RedisStore::new(RedisSettings::new(url, prefix)).context("redis store")?;

@@ -110,8 +110,10 @@ impl Options {
     }
 }
 
-const T0: i64 = 1_700_000_000;
-const POOLS: u64 = 16;
+/// Creation times count from here.
+pub const T0: i64 = 1_700_000_000;
+/// Tape pools the requests go to.
+pub const POOLS: u64 = 16;
 
 struct NoRoute;
 impl RetrieveRouter for NoRoute {
@@ -123,7 +125,8 @@ impl RetrieveRouter for NoRoute {
     }
 }
 
-fn request(id: u64) -> ArchiveRequest {
+/// Archive request `id` of the throughput benchmarks (pool `id % POOLS`; the bridge's too).
+pub fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
         archive_file_id: id,
         disk_instance: "eos".into(),
