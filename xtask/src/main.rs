@@ -38,12 +38,27 @@ use anyhow::{bail, Context, Result};
 use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
 use tapesched_postgres::SchemaGuard;
 
+/// What `--help` prints after the usage line.
+const HELP: &str =
+    "  --backend objectstore-redis  the objectstore on Redis: queueing, claims, requeue, mount decision, repack
+  --backend postgres           the PostgreSQL backend: the same
+  --backend bridge             the migration bridge beside both backends: queueing and claims in
+                               dual-write and live, backfill, verify, shadow decisions
+  --quick                      every measured path on a small data set (a smoke test)
+  --scale                      the mount decision alone on 10 M queued jobs (not for the bridge)
+A JSON report goes to stdout, then the README's table rows; progress to stderr.";
+
 fn usage() -> &'static str {
     "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]"
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let help = |a: &String| a == "--help" || a == "-h";
+    if args.iter().any(help) {
+        println!("{}\n\n{}", usage(), HELP);
+        return Ok(());
+    }
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         _ => bail!("{}", usage()),
