@@ -208,6 +208,15 @@ impl Scheduler {
         self.catalogue.apply(CatalogueEdit::SetDrive(state)).await
     }
 
+    /// Records a drive's status in the drive register as its tape daemon reports it during a
+    /// session (`Mounting`, `Transferring`, `Unloading`, `CleaningUp`, `Down`...), with the mount
+    /// it works on; the drive keeps its library and configuration. `next_mount` (`Starting`),
+    /// `end_mount` (`Up`) and `crash_session` (`Down`) report their own statuses.
+    pub async fn report_drive_status(&self, drive: &str, status: DriveStatus, mount: Option<&MountSpec>) -> Result<()> {
+        check_name("drive", drive)?;
+        self.set_drive_status(drive, status, mount).await
+    }
+
     async fn set_drive_status(&self, drive: &str, status: DriveStatus, mount: Option<&MountSpec>) -> Result<()> {
         let snap = self.catalogue.snapshot().await?;
         let Some(cur) = snap.drives.get(drive) else { return Err(Error::not_found(format!("drive {drive:?}"))) };
