@@ -30,7 +30,7 @@ use tapesched_scheduler::types::DriveStatus;
 use tapesched_scheduler::Result;
 use tokio::sync::watch;
 
-use crate::session::{DriveSession, DriveStats, Shared, Timeline, NEVER};
+use crate::session::{DriveSession, DriveStats, EventSink, Shared, Timeline, NEVER};
 
 /// Why [`Daemon::run_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl Daemon {
 
     /// Sends one line per event (mounts, ends, failures, drives going Down) to `f`. Call it before
     /// running the daemon (it has no effect once the drives' state is shared with tasks).
-    pub fn set_on_event(&mut self, f: Arc<dyn Fn(&str) + Send + Sync>) {
+    pub fn set_on_event(&mut self, f: EventSink) {
         if let Some(s) = Arc::get_mut(&mut self.shared) {
             s.on_event = Some(f);
         }

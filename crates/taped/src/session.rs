@@ -28,7 +28,7 @@ use tapesched_library::Library;
 use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::db::{MountJob, Outcome};
 use tapesched_scheduler::scheduler::{Scheduler, TapeSession};
-use tapesched_scheduler::types::DriveStatus;
+use tapesched_scheduler::types::{DriveStatus, MountType};
 use tapesched_scheduler::Result;
 
 use crate::data::{self, DataPath, Transfer};
@@ -63,6 +63,9 @@ impl Timeline {
     }
 }
 
+/// Where a daemon sends its event lines.
+pub type EventSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What every drive session of a daemon shares.
 pub struct Shared {
     /// The scheduler (its clock is the timeline's).
@@ -84,7 +87,7 @@ pub struct Shared {
     /// The library's barcode of each catalogue VID.
     pub barcodes: BTreeMap<String, String>,
     /// Receives one line per event (mounts, ends, errors), if set.
-    pub on_event: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub on_event: Option<EventSink>,
 }
 
 impl Shared {
@@ -306,19 +309,45 @@ impl DriveSession {
         }
         self.stats.mounts += 1;
         let now = sh.timeline.now_ms();
+        let end = self.check_end_of_data(sh, &session, &barcode).await?;
         let mount = Mount {
             session,
             batch: VecDeque::new(),
             in_flight: None,
             done: vec![],
             failed: vec![],
-            end: None,
+            end,
             transferring: false,
             last_heartbeat_ms: now,
         };
         self.phase = Phase::Transferring(Box::new(mount));
         self.next_at_ms = sh.timeline.free_ms(&self.name);
         Ok(())
+    }
+
+    /// Before writing, the tape's files must be those the catalogue knows: a daemon killed after
+    /// writing files it never reported leaves more files on the tape than the catalogue's last
+    /// fSeq, and the next file would get another fSeq on tape than in the catalogue. Such a tape is
+    /// marked full (no more writes; its reported files stay readable) and the mount ends. Only the
+    /// simulated library tells how many files a cartridge holds.
+    async fn check_end_of_data(&mut self, sh: &Shared, session: &TapeSession, barcode: &str) -> Result<Option<End>> {
+        let Timeline::Sim(lib) = &sh.timeline else { return Ok(None) };
+        if session.spec.mount_type == MountType::Retrieve {
+            return Ok(None);
+        }
+        let on_tape = lib.cartridge(barcode).map(|c| c.3).unwrap_or(0);
+        let snap = sh.scheduler.catalogue().snapshot().await?;
+        let known = snap.tapes.get(&session.spec.vid).map_or(0, |t| t.last_fseq);
+        if on_tape == known {
+            return Ok(None);
+        }
+        let vid = &session.spec.vid;
+        sh.say(format!(
+            "{} tape {vid} holds {on_tape} files, the catalogue knows {known}: marked full, not written",
+            self.name
+        ));
+        sh.scheduler.edit_catalogue(full_tape(vid)).await?;
+        Ok(Some(End::TapeFull))
     }
 
     async fn transfer(&mut self, sh: &Shared, mut m: Box<Mount>) -> Result<()> {

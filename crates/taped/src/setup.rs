@@ -95,12 +95,12 @@ fn scheduler_config(config: &Config) -> SchedulerConfig {
     }
 }
 
+/// A library, its timeline, and the simulator behind it when it is one.
+type OpenLibrary = (Arc<dyn Library>, Timeline, Option<Arc<SimLibrary>>);
+
 /// The library the configuration names, and its timeline. The simulated library starts at
 /// `start` seconds and is driven by the daemon's event loop (no auto-advance, no log).
-fn library(
-    config: &Config,
-    start: Timestamp,
-) -> Result<(Arc<dyn Library>, Timeline, Option<Arc<SimLibrary>>), SetupError> {
+fn library(config: &Config, start: Timestamp) -> Result<OpenLibrary, SetupError> {
     match config.library.kind {
         LibraryKind::Sim => {
             let clock = Arc::new(SimClock::new(start));
