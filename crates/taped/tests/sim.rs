@@ -156,3 +156,71 @@ async fn drain_finishes_the_file_in_flight_and_hands_back_the_rest() {
     assert_eq!(sim.status("ULT11").await.unwrap().barcode, None, "unloaded and put back");
     open.close().await;
 }
+
+/// A daemon killed in the middle of a mount (dropped: no drain, no end of mount): the collector
+/// of dead mounts (`db collect --mount-timeout`) hands its jobs back once its heartbeat is old
+/// enough, and a restarted daemon probes its drive, finds the cartridge left in it, takes it out
+/// (CleaningUp), does not append to the tape that holds unreported files, and archives everything
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
+    use std::sync::Arc;
+    use tapesched_library::Library;
+    use tapesched_scheduler::scheduler::Scheduler;
+    use tapesched_taped::data::DataPath;
+    use tapesched_taped::session::{Shared, Timeline};
+    use tapesched_taped::Daemon;
+
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 40], |_| None).await;
+    built.daemon.run_until(START * 1000 + 600_000, None).await.unwrap();
+    assert_eq!(built.daemon.drives()[0].status(), DriveStatus::Transferring);
+    let sim = built.sim.clone().unwrap();
+    let catalogue = s.catalogue().clone();
+    let barcodes = built.daemon.shared().barcodes.clone();
+    drop(built); // killed: the mount stays recorded, the cartridge stays in the drive
+    assert!(sim.status("ULT11").await.unwrap().barcode.is_some());
+
+    // The collector, with a 10-minute heartbeat time-out, an hour later on the simulated clock.
+    sim.clock().advance_to_ms(START * 1000 + HOUR_MS);
+    let url = tapesched_backends::database_url(None).unwrap();
+    let config = tapesched_postgres::PgConfig {
+        mount_timeout: Some(600),
+        ..tapesched_postgres::PgConfig::new(url, open.namespace().unwrap())
+    };
+    let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
+        Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
+    let s2 = Arc::new(Scheduler::new(db, catalogue, sim.clock().clone(), s.config().clone()));
+    let requeued = s2.garbage_collect().await.unwrap();
+    assert!(requeued > 0, "the dead mount's jobs go back");
+
+    // The restarted daemon.
+    let shared = Shared {
+        scheduler: s2.clone(),
+        library: sim.clone(),
+        timeline: Timeline::Sim(sim.clone()),
+        data: DataPath::Sizes,
+        batch_files: 4000,
+        batch_bytes: 80_000_000_000,
+        idle_ms: 60_000,
+        heartbeat_ms: 60_000,
+        barcodes,
+        on_event: None,
+    };
+    let mut d = Daemon::new(shared, &["ULT11".to_string()]);
+    let sink = events.clone();
+    d.set_on_event(Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())));
+    d.run_until(START * 1000 + 6 * HOUR_MS, None).await.unwrap();
+    d.drain().await.unwrap();
+    assert!(events.lock().unwrap().iter().any(|l| l.contains("ULT11 cleaned up V00")), "{:?}", events.lock().unwrap());
+    // The killed mount wrote files it never reported: that tape is not written again.
+    assert!(events.lock().unwrap().iter().any(|l| l.contains("the catalogue knows 16: marked full, not written")));
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s2).await.unwrap();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!(disk.duplicates, 0);
+    assert_eq!(d.summary().drives[0].status, DriveStatus::Shutdown);
+    open.close().await;
+}
