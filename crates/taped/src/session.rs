@@ -28,7 +28,7 @@ use tapesched_library::Library;
 use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::db::{MountJob, Outcome};
 use tapesched_scheduler::scheduler::{Scheduler, TapeSession};
-use tapesched_scheduler::types::{DriveStatus, MountType};
+use tapesched_scheduler::types::{DriveStatus, JobId, MountType};
 use tapesched_scheduler::Result;
 
 use crate::data::{self, DataPath, Transfer};
@@ -414,8 +414,8 @@ impl DriveSession {
     async fn report(&mut self, sh: &Shared, m: &mut Mount) -> Result<()> {
         if !m.done.is_empty() {
             let done = std::mem::take(&mut m.done);
-            let ids: Vec<u64> = done.iter().map(MountJob::archive_file_id).collect();
-            sh.scheduler.complete_jobs(&mut m.session, Some(&ids), Outcome::Success, None).await?;
+            let ids: Vec<JobId> = done.iter().map(MountJob::id).collect();
+            sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Success, None).await?;
             for job in &done {
                 match job {
                     MountJob::Archive { request, .. } => {
@@ -429,15 +429,15 @@ impl DriveSession {
                 }
             }
         }
-        let mut by_reason: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut by_reason: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
         for (job, reason) in std::mem::take(&mut m.failed) {
-            by_reason.entry(reason).or_default().push(job.archive_file_id());
+            by_reason.entry(reason).or_default().push(job.id());
         }
         for (reason, ids) in by_reason {
             sh.say(format!("{} failed {} job(s): {reason}", self.name, ids.len()));
             self.stats.failed += ids.len() as u64;
             let reason: String = reason.chars().take(1000).collect();
-            sh.scheduler.complete_jobs(&mut m.session, Some(&ids), Outcome::Failure, Some(&reason)).await?;
+            sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Failure, Some(&reason)).await?;
         }
         Ok(())
     }

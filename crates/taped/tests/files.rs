@@ -60,6 +60,21 @@ async fn files_move_with_their_checksums() {
         assert_eq!(&std::fs::read(dst.join(format!("f{i}"))).unwrap(), c, "f{i} intact");
     }
     assert!(!dst.join("f0").exists(), "a corrupted file is never delivered");
+
+    // Two retrieves of the same file in one batch, one to a directory that does not exist: each
+    // job gets its own outcome.
+    let failures_before = disk.failures.len();
+    let good = format!("file://{}/again", dst.display());
+    let bad = format!("file://{}/no/such/dir/again", dst.display());
+    for url in [good, bad.clone()] {
+        s.queue_retrieve(RetrieveSubmission { dst_url: Some(url), ..retrieve_of(ids[1]) }).await.unwrap();
+    }
+    built.daemon.run_until(START * 1000 + 12 * HOUR_MS, None).await.unwrap();
+    disk.pump(&s).await.unwrap();
+    assert_eq!(&std::fs::read(dst.join("again")).unwrap(), &contents[1]);
+    assert_eq!(disk.duplicates, 1, "the second retrieve of f1 succeeded once");
+    assert_eq!(disk.failures.len(), failures_before + 1, "the other one failed");
+    assert!(events.lock().unwrap().iter().any(|l| l.contains(&format!("cannot write destination {bad}"))));
     built.daemon.drain().await.unwrap();
     open.close().await;
     let _ = std::fs::remove_dir_all(&dir);
