@@ -26,6 +26,7 @@
 //!
 //! [intervals]
 //! idle_ms = 60_000               # a drive with nothing to mount asks again after this
+//! heartbeat_ms = 60_000          # a mount's heartbeat, at most this often
 //!
 //! [data]
 //! mode = "sizes"                 # sizes (the simulator: no byte moves) | files
@@ -236,11 +237,17 @@ impl Default for BatchConfig {
 pub struct Intervals {
     /// A drive that found nothing to mount asks again after this many milliseconds.
     pub idle_ms: u64,
+    /// A mount's heartbeat is recorded at most this often (milliseconds; at least once per
+    /// batch); the collector's `--mount-timeout` must be longer than a file's transfer.
+    pub heartbeat_ms: u64,
 }
+
+/// Default interval of a mount's heartbeats, in milliseconds.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 60_000;
 
 impl Default for Intervals {
     fn default() -> Self {
-        Intervals { idle_ms: DEFAULT_IDLE_MS }
+        Intervals { idle_ms: DEFAULT_IDLE_MS, heartbeat_ms: DEFAULT_HEARTBEAT_MS }
     }
 }
 
@@ -362,6 +369,9 @@ impl Config {
             if !seen.insert(d.name.get_ref().clone()) {
                 return Err(self.err_at(&d.name, format!("drive {} is listed twice", d.name.get_ref())));
             }
+        }
+        if self.intervals.idle_ms == 0 {
+            return Err(ConfigError::new(&self.source, None, "[intervals]: idle_ms must be positive"));
         }
         if self.batch.max_files == 0 || self.batch.max_bytes == 0 {
             return Err(ConfigError::new(&self.source, None, "[batch]: max_files and max_bytes must be positive"));

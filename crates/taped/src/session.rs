@@ -287,6 +287,8 @@ impl DriveSession {
             self.next_at_ms = NEVER;
             return Ok(());
         }
+        // The process is alive (the objectstore's agent; a no-op where only mounts beat).
+        sh.scheduler.db().heartbeat(None, sh.timeline.now_ms() / 1000).await?;
         let Some(session) = sh.scheduler.next_mount(&self.name, true).await? else {
             self.phase = Phase::Idle;
             self.next_at_ms = sh.timeline.now_ms() + sh.idle_ms as i64;

@@ -25,9 +25,6 @@ use crate::daemon::Daemon;
 use crate::data::DataPath;
 use crate::session::{Shared, Timeline};
 
-/// Heartbeat interval of a mount, ms.
-pub const HEARTBEAT_MS: u64 = 60_000;
-
 /// Why a daemon could not be set up: a bad configuration (naming the file and line), or a
 /// backend or catalogue error.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +189,7 @@ pub async fn build(
         batch_files: config.batch.max_files,
         batch_bytes: config.batch.max_bytes,
         idle_ms: config.intervals.idle_ms,
-        heartbeat_ms: HEARTBEAT_MS,
+        heartbeat_ms: config.intervals.heartbeat_ms,
         barcodes,
         on_event: None,
     };
