@@ -88,7 +88,8 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Checks a tape server configuration: keys, the library files, drives and cartridges
-    /// against the library and the catalogue (the backend is not opened).
+    /// against the library and the catalogue (the scheduler backend is not opened; a Postgres
+    /// catalogue is read).
     Check(taped::CheckArgs),
 }
 

@@ -224,3 +224,36 @@ async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
     assert_eq!(d.summary().drives[0].status, DriveStatus::Shutdown);
     open.close().await;
 }
+
+/// The wall-clock driver (mhVTL's), here over the simulated library: cancelled from the start, every
+/// drive probes and stops (Shutdown) without mounting, and the run returns its summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
+    use tapesched_taped::data::DataPath;
+    use tapesched_taped::session::{Shared, Timeline};
+    use tapesched_taped::Daemon;
+
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
+    let (built, open, _events) = daemon(Backend::Postgres, &text).await;
+    let sim = built.sim.clone().unwrap();
+    let shared = Shared {
+        scheduler: built.scheduler.clone(),
+        library: sim.clone(),
+        timeline: Timeline::Wall,
+        data: DataPath::Sizes,
+        batch_files: 10,
+        batch_bytes: 1 << 40,
+        idle_ms: 60_000,
+        heartbeat_ms: 60_000,
+        barcodes: built.daemon.shared().barcodes.clone(),
+        on_event: None,
+    };
+    let d = Daemon::new(shared, &["ULT11".to_string(), "ULT12".to_string()]);
+    let (_tx, rx) = tokio::sync::watch::channel(true);
+    let summary = d.run_realtime(rx).await;
+    assert_eq!(summary.drives.len(), 2);
+    assert!(summary.drives.iter().all(|d| d.status == DriveStatus::Shutdown && d.stats.mounts == 0), "{summary:?}");
+    let snap = built.scheduler.catalogue().snapshot().await.unwrap();
+    assert_eq!(snap.drives["ULT12"].status, DriveStatus::Shutdown);
+    open.close().await;
+}
