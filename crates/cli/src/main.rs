@@ -9,6 +9,8 @@
 //! - `tapesched db migrate|collect|gc-runs` and `tapesched catalogue load FILE` administer a
 //!   PostgreSQL instance and the namespaces of scenario runs (`database.rs`); `tapesched worker
 //!   drive` runs one drive session as a process (`worker.rs`);
+//! - `tapesched taped --config FILE [--simulate-for DURATION]` runs the drives of a tape server
+//!   and `tapesched config check FILE` checks its configuration (`taped.rs`);
 //! - `tapesched migrate init|status|config|stage|backfill|verify|repair|report` moves a
 //!   scheduler from the legacy objectstore to PostgreSQL (`migrate.rs`, `migrate_status.rs`,
 //!   `migrate_report.rs`).
@@ -28,6 +30,7 @@ mod migrate_status;
 mod repack;
 mod scenario;
 mod table;
+mod taped;
 mod worker;
 
 use std::path::PathBuf;
@@ -74,6 +77,20 @@ enum Command {
     /// Migration from the legacy objectstore (Redis) to PostgreSQL: stage, backfill, verify, repair.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
+    /// The tape daemon of one tape server: runs its drives (on the simulated library for
+    /// --simulate-for of virtual time; on mhVTL until SIGINT/SIGTERM), draining them on a signal.
+    Taped(taped::TapedArgs),
+    /// Tape server configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a tape server configuration: keys, the library files, drives and cartridges
+    /// against the library and the catalogue (the scheduler backend is not opened; a Postgres
+    /// catalogue is read).
+    Check(taped::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +226,8 @@ fn main() -> ExitCode {
             Command::Worker(WorkerCommand::Report(args)) => worker::report(args).await,
             Command::Repack(c) => repack::run(c).await,
             Command::Migrate(c) => migrate::run(c).await,
+            Command::Taped(args) => taped::taped(args).await,
+            Command::Config(ConfigCommand::Check(args)) => taped::check(args).await,
         }
     });
     drop(runtime);

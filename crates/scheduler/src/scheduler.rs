@@ -208,6 +208,15 @@ impl Scheduler {
         self.catalogue.apply(CatalogueEdit::SetDrive(state)).await
     }
 
+    /// Records a drive's status in the drive register as its tape daemon reports it during a
+    /// session (`Mounting`, `Transferring`, `Unloading`, `CleaningUp`, `Down`...), with the mount
+    /// it works on; the drive keeps its library and configuration. `next_mount` (`Starting`),
+    /// `end_mount` (`Up`) and `crash_session` (`Down`) report their own statuses.
+    pub async fn report_drive_status(&self, drive: &str, status: DriveStatus, mount: Option<&MountSpec>) -> Result<()> {
+        check_name("drive", drive)?;
+        self.set_drive_status(drive, status, mount).await
+    }
+
     async fn set_drive_status(&self, drive: &str, status: DriveStatus, mount: Option<&MountSpec>) -> Result<()> {
         let snap = self.catalogue.snapshot().await?;
         let Some(cur) = snap.drives.get(drive) else { return Err(Error::not_found(format!("drive {drive:?}"))) };
@@ -721,6 +730,41 @@ impl Scheduler {
             .into_iter()
             .partition(|j| archive_file_ids.is_none_or(|ids| ids.contains(&j.archive_file_id())));
         session.popped = rest;
+        self.complete_popped(session, done, outcome, reason, now).await
+    }
+
+    /// Completes the popped jobs `jobs` (by job identity: two retrieves of the same file in one
+    /// batch are told apart) with the tape side's outcome, as [`Scheduler::complete_jobs`] does.
+    pub async fn complete_job_ids(
+        &self,
+        session: &mut TapeSession,
+        jobs: &[JobId],
+        outcome: Outcome,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let now = self.now();
+        for id in jobs {
+            if !session.popped.iter().any(|j| j.id() == *id) {
+                return Err(Error::not_found(format!(
+                    "job {id:?} is not popped and not completed on drive {:?}",
+                    session.spec.drive
+                )));
+            }
+        }
+        let (done, rest): (Vec<MountJob>, Vec<MountJob>) =
+            std::mem::take(&mut session.popped).into_iter().partition(|j| jobs.contains(&j.id()));
+        session.popped = rest;
+        self.complete_popped(session, done, outcome, reason, now).await
+    }
+
+    async fn complete_popped(
+        &self,
+        session: &mut TapeSession,
+        done: Vec<MountJob>,
+        outcome: Outcome,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
         let ids: Vec<JobId> = done.iter().map(MountJob::id).collect();
         match outcome {
             Outcome::Success => {

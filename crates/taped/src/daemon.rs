@@ -1,0 +1,244 @@
+//! The daemon: every drive's [`DriveSession`] and the driver that runs them.
+//!
+//! # Simulated time: a discrete-event loop
+//!
+//! With the simulated library every drive, the library and the scheduler read one
+//! [`SimClock`](tapesched_library::sim::SimClock) (the scheduler's injected `Clock` is that
+//! clock; the library is built without auto-advance). Each drive has a "next at" time: when its
+//! last library operation ends (the simulator's `drive_free_at_ms`), or when an idle drive asks
+//! for a mount again. [`Daemon::run_until`] repeatedly takes the drive whose next time is the
+//! earliest (ties by the configuration's order), moves the clock there and runs that drive's
+//! next step ([`DriveSession::step`]: at most one timed library operation, plus the scheduler
+//! calls around it, which take no virtual time). Nothing sleeps: a simulated day of ten drives is
+//! a few tens of thousands of steps, and the run is deterministic for a given workload because
+//! one step runs at a time, in a fixed order.
+//!
+//! # Real time
+//!
+//! With real devices ([`Daemon::run_realtime`]) each drive runs its steps in a task of its own and
+//! waits for its next time on the wall clock, or for the cancellation.
+//!
+//! # Draining
+//!
+//! [`Daemon::drain`] (SIGTERM in `tapesched taped`) asks every drive to drain and runs until every
+//! drive has stopped or is Down: a drive finishes the file in flight, reports, hands the rest of
+//! its batch back to the queues, unloads, and reports Shutdown.
+
+use std::sync::Arc;
+
+use tapesched_scheduler::types::DriveStatus;
+use tapesched_scheduler::Result;
+use tokio::sync::watch;
+
+use crate::session::{DriveSession, DriveStats, EventSink, Shared, Timeline, NEVER};
+
+/// Why [`Daemon::run_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The time asked for was reached.
+    Reached,
+    /// The cancellation fired first.
+    Cancelled,
+    /// Every drive is Down or stopped.
+    AllStopped,
+}
+
+/// One drive's line of a [`Summary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveSummary {
+    /// The drive.
+    pub name: String,
+    /// Its last status.
+    pub status: DriveStatus,
+    /// Why it is Down.
+    pub down_reason: Option<String>,
+    /// What it did.
+    pub stats: DriveStats,
+}
+
+/// What the daemon's drives did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Per drive, in the configuration's order.
+    pub drives: Vec<DriveSummary>,
+}
+
+impl Summary {
+    /// The totals over every drive.
+    pub fn total(&self) -> DriveStats {
+        let mut t = DriveStats::default();
+        for d in &self.drives {
+            let s = &d.stats;
+            t.mounts += s.mounts;
+            t.archived += s.archived;
+            t.retrieved += s.retrieved;
+            t.failed += s.failed;
+            t.bytes += s.bytes;
+            t.handed_back += s.handed_back;
+            t.tapes_full += s.tapes_full;
+            t.drive_errors += s.drive_errors;
+        }
+        t
+    }
+
+    /// The summary as text: one line per drive and a total.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let line = |name: &str, status: &str, s: &DriveStats, why: &str| {
+            format!(
+                "{name:<10} {status:<12} mounts {:>5} archived {:>8} retrieved {:>8} failed {:>6} bytes {:>16} handed back {:>6} full {:>3} errors {:>3}{why}\n",
+                s.mounts, s.archived, s.retrieved, s.failed, s.bytes, s.handed_back, s.tapes_full, s.drive_errors
+            )
+        };
+        for d in &self.drives {
+            let why = d.down_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+            out.push_str(&line(&d.name, d.status.as_str(), &d.stats, &why));
+        }
+        out.push_str(&line("total", "", &self.total(), ""));
+        out
+    }
+}
+
+/// The drives of one tape server and what they share.
+pub struct Daemon {
+    shared: Arc<Shared>,
+    drives: Vec<DriveSession>,
+}
+
+impl Daemon {
+    /// A daemon running `drives` (each starts by probing, now).
+    pub fn new(shared: Shared, drives: &[String]) -> Daemon {
+        let now = shared.timeline.now_ms();
+        let drives = drives.iter().map(|d| DriveSession::new(d, now)).collect();
+        Daemon { shared: Arc::new(shared), drives }
+    }
+
+    /// What the drives share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Sends one line per event (mounts, ends, failures, drives going Down) to `f`. Call it before
+    /// running the daemon (it has no effect once the drives' state is shared with tasks).
+    pub fn set_on_event(&mut self, f: EventSink) {
+        if let Some(s) = Arc::get_mut(&mut self.shared) {
+            s.on_event = Some(f);
+        }
+    }
+
+    /// The drive sessions.
+    pub fn drives(&self) -> &[DriveSession] {
+        &self.drives
+    }
+
+    /// What the drives did so far.
+    pub fn summary(&self) -> Summary {
+        let drives = self
+            .drives
+            .iter()
+            .map(|d| DriveSummary {
+                name: d.name().to_string(),
+                status: d.status(),
+                down_reason: d.down_reason().map(str::to_string),
+                stats: d.stats().clone(),
+            })
+            .collect();
+        Summary { drives }
+    }
+
+    fn earliest(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, d) in self.drives.iter().enumerate() {
+            if d.next_at_ms() == NEVER {
+                continue;
+            }
+            if best.is_none_or(|b| d.next_at_ms() < self.drives[b].next_at_ms()) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
+    fn sim_clock_to(&self, t_ms: i64) {
+        if let Timeline::Sim(lib) = &self.shared.timeline {
+            lib.clock().advance_to_ms(t_ms);
+        }
+    }
+
+    /// Simulated time: runs every drive step due at or before `until_ms`, in time order, then
+    /// moves the clock to `until_ms`. Stops early, between two steps, when `cancel` turns true.
+    pub async fn run_until(&mut self, until_ms: i64, cancel: Option<&watch::Receiver<bool>>) -> Result<RunEnd> {
+        loop {
+            if cancel.is_some_and(|c| *c.borrow()) {
+                return Ok(RunEnd::Cancelled);
+            }
+            let Some(i) = self.earliest() else { return Ok(RunEnd::AllStopped) };
+            let at = self.drives[i].next_at_ms();
+            if at > until_ms {
+                break;
+            }
+            self.sim_clock_to(at);
+            self.drives[i].step(&self.shared).await?;
+        }
+        self.sim_clock_to(until_ms);
+        Ok(RunEnd::Reached)
+    }
+
+    /// Drains every drive (finish the file in flight, report, hand the rest back, unload, stop)
+    /// and runs until each has stopped or is Down.
+    pub async fn drain(&mut self) -> Result<()> {
+        let now = self.shared.timeline.now_ms();
+        for d in &mut self.drives {
+            d.drain(now);
+        }
+        while let Some(i) = self.earliest() {
+            let at = self.drives[i].next_at_ms();
+            self.sim_clock_to(at);
+            self.drives[i].step(&self.shared).await?;
+        }
+        Ok(())
+    }
+
+    /// Real time: each drive in a task of its own, waiting for its next step on the wall clock,
+    /// until `cancel` turns true; then every drive drains. A step that fails (a backend that
+    /// cannot be reached) is said through the event lines and tried again after the idle pause.
+    pub async fn run_realtime(self, cancel: watch::Receiver<bool>) -> Summary {
+        let mut tasks = Vec::new();
+        for mut drive in self.drives {
+            let shared = self.shared.clone();
+            let mut cancel = cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if *cancel.borrow() {
+                        drive.drain(shared.timeline.now_ms());
+                    }
+                    if drive.finished() {
+                        break;
+                    }
+                    let wait = drive.next_at_ms() - shared.timeline.now_ms();
+                    if wait > 0 && !*cancel.borrow() {
+                        let pause = std::time::Duration::from_millis(wait as u64);
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = cancel.changed() => continue,
+                        }
+                    }
+                    if let Err(e) = drive.step(&shared).await {
+                        if let Some(f) = &shared.on_event {
+                            f(&format!("{} step failed: {e}", drive.name()));
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(shared.idle_ms)).await;
+                    }
+                }
+                drive
+            }));
+        }
+        let mut drives = Vec::new();
+        for t in tasks {
+            if let Ok(d) = t.await {
+                drives.push(d);
+            }
+        }
+        Daemon { shared: self.shared, drives }.summary()
+    }
+}

@@ -1,0 +1,494 @@
+//! One drive's session loop, as CTA's tape daemon runs it, written as a state machine that moves
+//! one step at a time so that a driver ([`crate::daemon`]) can run many drives on one virtual
+//! timeline.
+//!
+//! A drive goes Probing (what does the library say? a cartridge left by a killed daemon is
+//! dismounted, CleaningUp) -> Up -> when free, `Scheduler::next_mount` (Starting) -> the tape
+//! mounted through the [`Library`] (Mounting) -> batches popped with `Scheduler::pop_jobs`
+//! (Transferring), each job's data moved ([`crate::data`]), one file per step, the batch's
+//! successes and failures reported with `Scheduler::complete_jobs` -> when the queue is empty, the
+//! tape full or the daemon draining: Unloading (the cartridge dismounted), then
+//! `Scheduler::end_mount` hands back what the mount still holds and reports Up.
+//!
+//! A drive error (the library failing a mount, write, read or unload) puts the drive CleaningUp,
+//! hands the mount's jobs back (`end_mount`: no job lost, none counted as failed), tries to take
+//! the cartridge out and puts the drive Down; the reason is kept ([`DriveSession::down_reason`])
+//! and said in the daemon's event lines. A full tape is marked full in the catalogue, so that the
+//! next decision chooses the pool's next tape. A drain finishes the file in flight, reports, hands
+//! the rest back, unloads and puts the drive in Shutdown.
+//!
+//! Each step returns after at most one timed library operation: [`DriveSession::next_at_ms`] is
+//! when the drive is free again (the simulator's "free at"), or when an idle drive asks again.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use tapesched_library::sim::SimLibrary;
+use tapesched_library::Library;
+use tapesched_scheduler::catalogue::CatalogueEdit;
+use tapesched_scheduler::db::{MountJob, Outcome};
+use tapesched_scheduler::scheduler::{Scheduler, TapeSession};
+use tapesched_scheduler::types::{DriveStatus, JobId, MountType};
+use tapesched_scheduler::Result;
+
+use crate::data::{self, DataPath, Transfer};
+
+/// Where time comes from: the simulator's clock and "free at", or the wall clock.
+#[derive(Clone)]
+pub enum Timeline {
+    /// The simulated library: its [`tapesched_library::sim::SimClock`] and drive timelines.
+    Sim(Arc<SimLibrary>),
+    /// Real devices: operations take their real time.
+    Wall,
+}
+
+impl Timeline {
+    /// Now, in milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Timeline::Sim(lib) => lib.clock().now_ms(),
+            Timeline::Wall => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        }
+    }
+
+    /// When the drive is free (its last operation done), in milliseconds.
+    pub fn free_ms(&self, drive: &str) -> i64 {
+        match self {
+            Timeline::Sim(lib) => lib.drive_free_at_ms(drive).unwrap_or_else(|_| self.now_ms()),
+            Timeline::Wall => self.now_ms(),
+        }
+    }
+}
+
+/// Where a daemon sends its event lines.
+pub type EventSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What every drive session of a daemon shares.
+pub struct Shared {
+    /// The scheduler (its clock is the timeline's).
+    pub scheduler: Arc<Scheduler>,
+    /// The library.
+    pub library: Arc<dyn Library>,
+    /// Where time comes from.
+    pub timeline: Timeline,
+    /// How data moves.
+    pub data: DataPath,
+    /// Files per batch.
+    pub batch_files: u64,
+    /// Bytes per batch.
+    pub batch_bytes: u64,
+    /// Pause of an idle drive, ms.
+    pub idle_ms: u64,
+    /// Interval between heartbeats of a mount, ms.
+    pub heartbeat_ms: u64,
+    /// The library's barcode of each catalogue VID.
+    pub barcodes: BTreeMap<String, String>,
+    /// Receives one line per event (mounts, ends, errors), if set.
+    pub on_event: Option<EventSink>,
+}
+
+impl Shared {
+    fn say(&self, line: String) {
+        if let Some(f) = &self.on_event {
+            f(&format!("t={} {line}", self.timeline.now_ms() / 1000));
+        }
+    }
+}
+
+/// What a drive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriveStats {
+    /// Mounts done.
+    pub mounts: u64,
+    /// Archive jobs written and reported.
+    pub archived: u64,
+    /// Retrieve jobs read and reported.
+    pub retrieved: u64,
+    /// Jobs reported failed.
+    pub failed: u64,
+    /// Bytes moved by successful jobs.
+    pub bytes: u64,
+    /// Jobs handed back to their queues at the end of mounts.
+    pub handed_back: u64,
+    /// Mounts ended by a full tape.
+    pub tapes_full: u64,
+    /// Drive errors.
+    pub drive_errors: u64,
+}
+
+/// Why a mount ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    QueueEmpty,
+    TapeFull,
+    Drain,
+    DriveError(String),
+}
+
+struct Mount {
+    session: TapeSession,
+    batch: VecDeque<MountJob>,
+    in_flight: Option<(MountJob, Transfer)>,
+    done: Vec<MountJob>,
+    failed: Vec<(MountJob, String)>,
+    end: Option<End>,
+    transferring: bool,
+    last_heartbeat_ms: i64,
+}
+
+enum Phase {
+    Probe,
+    Up,
+    Idle,
+    Transferring(Box<Mount>),
+    Unloading(Box<Mount>),
+    Down,
+    Stopped,
+}
+
+/// One drive's session loop.
+pub struct DriveSession {
+    name: String,
+    phase: Phase,
+    next_at_ms: i64,
+    draining: bool,
+    status: DriveStatus,
+    down_reason: Option<String>,
+    stats: DriveStats,
+}
+
+/// The `next_at_ms` of a drive with nothing more to do (Down or stopped).
+pub const NEVER: i64 = i64::MAX;
+
+impl DriveSession {
+    /// A drive about to probe, at `now_ms`.
+    pub fn new(name: &str, now_ms: i64) -> Self {
+        DriveSession {
+            name: name.to_string(),
+            phase: Phase::Probe,
+            next_at_ms: now_ms,
+            draining: false,
+            status: DriveStatus::Down,
+            down_reason: None,
+            stats: DriveStats::default(),
+        }
+    }
+
+    /// The drive's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// When the drive's next step is due ([`NEVER`]: Down or stopped).
+    pub fn next_at_ms(&self) -> i64 {
+        self.next_at_ms
+    }
+    /// The status last reported.
+    pub fn status(&self) -> DriveStatus {
+        self.status
+    }
+    /// Why the drive is Down.
+    pub fn down_reason(&self) -> Option<&str> {
+        self.down_reason.as_deref()
+    }
+    /// What the drive did.
+    pub fn stats(&self) -> &DriveStats {
+        &self.stats
+    }
+    /// True once the drive has nothing more to do (Down or stopped).
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Down | Phase::Stopped)
+    }
+
+    /// Asks the drive to drain: finish the file in flight, report, hand the rest back, unload and
+    /// stop. An idle drive stops at `now_ms`.
+    pub fn drain(&mut self, now_ms: i64) {
+        self.draining = true;
+        if matches!(self.phase, Phase::Probe | Phase::Up | Phase::Idle) {
+            self.next_at_ms = self.next_at_ms.min(now_ms);
+        }
+    }
+
+    async fn set_status(&mut self, sh: &Shared, status: DriveStatus, session: Option<&TapeSession>) -> Result<()> {
+        sh.scheduler.report_drive_status(&self.name, status, session.map(|s| &s.spec)).await?;
+        self.status = status;
+        Ok(())
+    }
+
+    async fn go_down(&mut self, sh: &Shared, reason: String) -> Result<()> {
+        sh.say(format!("{} down: {reason}", self.name));
+        self.set_status(sh, DriveStatus::Down, None).await?;
+        self.down_reason = Some(reason);
+        self.phase = Phase::Down;
+        self.next_at_ms = NEVER;
+        Ok(())
+    }
+
+    /// Runs the drive's next step at the timeline's now.
+    pub async fn step(&mut self, sh: &Shared) -> Result<()> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Down);
+        match phase {
+            Phase::Probe => self.probe(sh).await,
+            Phase::Up => {
+                self.set_status(sh, DriveStatus::Up, None).await?;
+                self.phase = Phase::Idle;
+                self.next_at_ms = sh.timeline.now_ms();
+                Ok(())
+            }
+            Phase::Idle => self.idle(sh).await,
+            Phase::Transferring(m) => self.transfer(sh, m).await,
+            Phase::Unloading(m) => {
+                let n = sh.scheduler.end_mount(m.session).await?;
+                self.stats.handed_back += n;
+                self.status = DriveStatus::Up;
+                sh.say(format!("{} unloaded, handed back {n}", self.name));
+                self.phase = Phase::Idle;
+                self.next_at_ms = sh.timeline.now_ms();
+                Ok(())
+            }
+            Phase::Down => {
+                self.phase = Phase::Down;
+                self.next_at_ms = NEVER;
+                Ok(())
+            }
+            Phase::Stopped => {
+                self.phase = Phase::Stopped;
+                self.next_at_ms = NEVER;
+                Ok(())
+            }
+        }
+    }
+
+    async fn probe(&mut self, sh: &Shared) -> Result<()> {
+        self.set_status(sh, DriveStatus::Probing, None).await?;
+        match sh.library.status(&self.name).await {
+            Err(e) => return self.go_down(sh, format!("probe: {e}")).await,
+            Ok(st) if st.barcode.is_some() => {
+                // A cartridge left in the drive (a daemon killed mid-mount): take it out first.
+                self.set_status(sh, DriveStatus::CleaningUp, None).await?;
+                if let Err(e) = sh.library.dismount(&self.name).await {
+                    return self.go_down(sh, format!("cleaning up a cartridge left in the drive: {e}")).await;
+                }
+                sh.say(format!("{} cleaned up {}", self.name, st.barcode.unwrap_or_default()));
+            }
+            Ok(_) => {}
+        }
+        self.phase = Phase::Up;
+        self.next_at_ms = sh.timeline.free_ms(&self.name);
+        Ok(())
+    }
+
+    async fn idle(&mut self, sh: &Shared) -> Result<()> {
+        if self.draining {
+            self.set_status(sh, DriveStatus::Shutdown, None).await?;
+            self.phase = Phase::Stopped;
+            self.next_at_ms = NEVER;
+            return Ok(());
+        }
+        // The process is alive (the objectstore's agent; a no-op where only mounts beat).
+        sh.scheduler.db().heartbeat(None, sh.timeline.now_ms() / 1000).await?;
+        let Some(session) = sh.scheduler.next_mount(&self.name, true).await? else {
+            self.phase = Phase::Idle;
+            self.next_at_ms = sh.timeline.now_ms() + sh.idle_ms as i64;
+            return Ok(());
+        };
+        self.status = DriveStatus::Starting;
+        let spec = session.spec.clone();
+        sh.say(format!("{} mount {} {} for {}", self.name, spec.vid, spec.mount_type, spec.tape_pool));
+        let Some(barcode) = sh.barcodes.get(&spec.vid).cloned() else {
+            let n = sh.scheduler.end_mount(session).await?;
+            self.stats.handed_back += n;
+            return self.go_down(sh, format!("tape {} is not in the library", spec.vid)).await;
+        };
+        self.set_status(sh, DriveStatus::Mounting, Some(&session)).await?;
+        if let Err(e) = sh.library.mount(&barcode, &self.name).await {
+            self.stats.drive_errors += 1;
+            let n = sh.scheduler.end_mount(session).await?;
+            self.stats.handed_back += n;
+            return self.go_down(sh, format!("mount of {barcode}: {e}")).await;
+        }
+        self.stats.mounts += 1;
+        let now = sh.timeline.now_ms();
+        let end = self.check_end_of_data(sh, &session, &barcode).await?;
+        let mount = Mount {
+            session,
+            batch: VecDeque::new(),
+            in_flight: None,
+            done: vec![],
+            failed: vec![],
+            end,
+            transferring: false,
+            last_heartbeat_ms: now,
+        };
+        self.phase = Phase::Transferring(Box::new(mount));
+        self.next_at_ms = sh.timeline.free_ms(&self.name);
+        Ok(())
+    }
+
+    /// Before writing, the tape's files must be those the catalogue knows: a daemon killed after
+    /// writing files it never reported leaves more files on the tape than the catalogue's last
+    /// fSeq, and the next file would get another fSeq on tape than in the catalogue. Such a tape is
+    /// marked full (no more writes; its reported files stay readable) and the mount ends. Only the
+    /// simulated library tells how many files a cartridge holds.
+    async fn check_end_of_data(&mut self, sh: &Shared, session: &TapeSession, barcode: &str) -> Result<Option<End>> {
+        let Timeline::Sim(lib) = &sh.timeline else { return Ok(None) };
+        if session.spec.mount_type == MountType::Retrieve {
+            return Ok(None);
+        }
+        let on_tape = lib.cartridge(barcode).map(|c| c.3).unwrap_or(0);
+        let snap = sh.scheduler.catalogue().snapshot().await?;
+        let known = snap.tapes.get(&session.spec.vid).map_or(0, |t| t.last_fseq);
+        if on_tape == known {
+            return Ok(None);
+        }
+        let vid = &session.spec.vid;
+        sh.say(format!(
+            "{} tape {vid} holds {on_tape} files, the catalogue knows {known}: marked full, not written",
+            self.name
+        ));
+        sh.scheduler.edit_catalogue(full_tape(vid)).await?;
+        Ok(Some(End::TapeFull))
+    }
+
+    async fn transfer(&mut self, sh: &Shared, mut m: Box<Mount>) -> Result<()> {
+        loop {
+            if let Some((job, t)) = m.in_flight.take() {
+                match t {
+                    Transfer::Done => m.done.push(job),
+                    Transfer::Failed(reason) => m.failed.push((job, reason)),
+                    // Never in flight: they end the mount at once.
+                    Transfer::TapeFull(_) | Transfer::DriveFailed(_) => {}
+                }
+            }
+            if m.end.is_none() && self.draining {
+                m.end = Some(End::Drain);
+            }
+            if let Some(end) = m.end.clone() {
+                return self.finish(sh, m, end).await;
+            }
+            if m.batch.is_empty() {
+                self.report(sh, &mut m).await?;
+                let now = sh.timeline.now_ms();
+                if now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 || m.session.popped.is_empty() {
+                    sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000).await?;
+                    m.last_heartbeat_ms = now;
+                }
+                let jobs = sh.scheduler.pop_jobs(&mut m.session, sh.batch_files, sh.batch_bytes).await?;
+                if jobs.is_empty() {
+                    m.end = Some(End::QueueEmpty);
+                    continue;
+                }
+                if !m.transferring {
+                    self.set_status(sh, DriveStatus::Transferring, Some(&m.session)).await?;
+                    m.transferring = true;
+                }
+                m.batch.extend(jobs);
+            }
+            let Some(job) = m.batch.pop_front() else { continue };
+            let now = sh.timeline.now_ms();
+            if now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 {
+                sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000).await?;
+                m.last_heartbeat_ms = now;
+            }
+            let vid = m.session.spec.vid.clone();
+            match data::transfer(&sh.data, &*sh.library, &self.name, &vid, &job).await {
+                Transfer::TapeFull(reason) => {
+                    sh.say(format!("{} {reason}", self.name));
+                    self.stats.tapes_full += 1;
+                    sh.scheduler.edit_catalogue(full_tape(&vid)).await?;
+                    m.end = Some(End::TapeFull);
+                }
+                Transfer::DriveFailed(reason) => m.end = Some(End::DriveError(reason)),
+                t => {
+                    m.in_flight = Some((job, t));
+                    self.phase = Phase::Transferring(m);
+                    self.next_at_ms = sh.timeline.free_ms(&self.name);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Reports the results gathered since the last report: successes in one call, failures in
+    /// one call per reason.
+    async fn report(&mut self, sh: &Shared, m: &mut Mount) -> Result<()> {
+        if !m.done.is_empty() {
+            let done = std::mem::take(&mut m.done);
+            let ids: Vec<JobId> = done.iter().map(MountJob::id).collect();
+            sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Success, None).await?;
+            for job in &done {
+                match job {
+                    MountJob::Archive { request, .. } => {
+                        self.stats.archived += 1;
+                        self.stats.bytes += request.size;
+                    }
+                    MountJob::Retrieve { request } => {
+                        self.stats.retrieved += 1;
+                        self.stats.bytes += request.size;
+                    }
+                }
+            }
+        }
+        let mut by_reason: BTreeMap<String, Vec<JobId>> = BTreeMap::new();
+        for (job, reason) in std::mem::take(&mut m.failed) {
+            by_reason.entry(reason).or_default().push(job.id());
+        }
+        for (reason, ids) in by_reason {
+            sh.say(format!("{} failed {} job(s): {reason}", self.name, ids.len()));
+            self.stats.failed += ids.len() as u64;
+            let reason: String = reason.chars().take(1000).collect();
+            sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Failure, Some(&reason)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, sh: &Shared, mut m: Box<Mount>, end: End) -> Result<()> {
+        self.report(sh, &mut m).await?;
+        match end {
+            End::DriveError(reason) => {
+                self.stats.drive_errors += 1;
+                self.set_status(sh, DriveStatus::CleaningUp, Some(&m.session)).await?;
+                let n = sh.scheduler.end_mount(m.session).await?;
+                self.stats.handed_back += n;
+                let left = match sh.library.dismount(&self.name).await {
+                    Ok(()) => String::new(),
+                    Err(e) => format!("; the cartridge could not be taken out: {e}"),
+                };
+                self.go_down(sh, format!("{reason}{left}")).await
+            }
+            _ => {
+                let what = match end {
+                    End::QueueEmpty => "queue empty",
+                    End::TapeFull => "tape full",
+                    _ => "draining",
+                };
+                sh.say(format!("{} end of mount {} ({what})", self.name, m.session.spec.vid));
+                self.set_status(sh, DriveStatus::Unloading, Some(&m.session)).await?;
+                if let Err(e) = sh.library.dismount(&self.name).await {
+                    self.stats.drive_errors += 1;
+                    let n = sh.scheduler.end_mount(m.session).await?;
+                    self.stats.handed_back += n;
+                    return self.go_down(sh, format!("unload: {e}")).await;
+                }
+                self.phase = Phase::Unloading(m);
+                self.next_at_ms = sh.timeline.free_ms(&self.name);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn full_tape(vid: &str) -> CatalogueEdit {
+    CatalogueEdit::EditTape {
+        vid: vid.to_string(),
+        state: None,
+        state_reason: None,
+        full: Some(true),
+        data_on_tape_bytes: None,
+        last_fseq: None,
+        logical_library: None,
+        tape_pool: None,
+    }
+}

@@ -1,0 +1,216 @@
+//! From a [`Config`] to a running [`Daemon`]: the catalogue loaded, the backend opened, the library
+//! built, the drives and cartridges checked ([`check`], what `tapesched config check` runs), and
+//! the optional simulated [`WorkloadConfig`] queued.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tapesched_backends::{Backend, Target};
+use tapesched_library::sim::{SimClock, SimLibrary};
+use tapesched_library::Library;
+use tapesched_postgres::PgCatalogue;
+use tapesched_scheduler::catalogue::memory::MemoryCatalogue;
+use tapesched_scheduler::catalogue::Catalogue;
+use tapesched_scheduler::clock::{Clock, SystemClock, Timestamp};
+use tapesched_scheduler::db::SchedulerDb;
+use tapesched_scheduler::decision::SchedulerConfig;
+use tapesched_scheduler::scheduler::{ArchiveSubmission, Scheduler};
+use tapesched_scheduler::types::Requester;
+use tapesched_scheduler::Error;
+
+use crate::config::{vid_matches, Config, ConfigError, LibraryKind, WorkloadConfig};
+use crate::daemon::Daemon;
+use crate::data::DataPath;
+use crate::session::{Shared, Timeline};
+
+/// Why a daemon could not be set up: a bad configuration (naming the file and line), or a
+/// backend or catalogue error.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The configuration (or a file it names) is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend or catalogue failed.
+    #[error(transparent)]
+    Scheduler(#[from] Error),
+}
+
+/// A configured daemon and what a driver needs besides.
+pub struct Built {
+    /// The daemon.
+    pub daemon: Daemon,
+    /// The scheduler its drives use.
+    pub scheduler: Arc<Scheduler>,
+    /// The simulated library, when the configuration names one.
+    pub sim: Option<Arc<SimLibrary>>,
+}
+
+/// Loads the catalogue the configuration names.
+pub async fn catalogue(config: &Config) -> Result<Arc<dyn Catalogue>, SetupError> {
+    if config.catalogue.postgres {
+        let url = tapesched_backends::database_url(config.backend.database_url.as_deref())?;
+        return Ok(Arc::new(PgCatalogue::connect(&url, &config.backend.schema).await?));
+    }
+    let Some(file) = &config.catalogue.file else {
+        return Err(ConfigError { path: config.source.clone(), line: None, message: "no catalogue".into() }.into());
+    };
+    let path = config.resolve(file.get_ref());
+    let line = config.line(file);
+    let bad = |message: String| ConfigError { path: config.source.clone(), line, message };
+    let spec = tapesched_scenario::load_catalogue_file(&path).map_err(|e| bad(format!("catalogue: {e}")))?;
+    let (snapshot, files) = tapesched_scenario::catalogue::build(spec.catalogue(), &config.scheduler.backend_name)
+        .map_err(|e| bad(format!("catalogue {}: {e}", path.display())))?;
+    Ok(Arc::new(MemoryCatalogue::new(snapshot, files)?))
+}
+
+/// Opens the backend the configuration names (objectstore-memory: a fresh one in this process).
+pub async fn backend(config: &Config) -> Result<Arc<dyn SchedulerDb>, SetupError> {
+    let b = Backend::from_name(config.backend.name.get_ref())?;
+    if b == Backend::ObjectstoreMemory {
+        return Ok(Backend::ObjectstoreMemory.open().await?.db.clone());
+    }
+    let target = Target {
+        database_url: config.backend.database_url.clone(),
+        schema: config.backend.schema.clone(),
+        redis_url: config.backend.redis_url.clone(),
+        redis_prefix: config.backend.redis_prefix.clone(),
+        lock_lease: config.backend.lock_lease_ms.map(Duration::from_millis),
+        process_label: "taped".into(),
+        ..Target::new(b)
+    };
+    Ok(tapesched_backends::open(&target).await?)
+}
+
+fn scheduler_config(config: &Config) -> SchedulerConfig {
+    SchedulerConfig {
+        min_files_to_warrant_mount: config.scheduler.min_files_to_warrant_mount,
+        min_bytes_to_warrant_mount: config.scheduler.min_bytes_to_warrant_mount,
+        backend_name: config.scheduler.backend_name.clone(),
+        ..SchedulerConfig::default()
+    }
+}
+
+/// A library, its timeline, and the simulator behind it when it is one.
+type OpenLibrary = (Arc<dyn Library>, Timeline, Option<Arc<SimLibrary>>);
+
+/// The library the configuration names, and its timeline. The simulated library starts at
+/// `start` seconds and is driven by the daemon's event loop (no auto-advance, no log).
+fn library(config: &Config, start: Timestamp) -> Result<OpenLibrary, SetupError> {
+    match config.library.kind {
+        LibraryKind::Sim => {
+            let clock = Arc::new(SimClock::new(start));
+            let lib = Arc::new(config.sim_library(clock)?.with_auto_advance(false).with_log(false));
+            Ok((lib.clone(), Timeline::Sim(lib.clone()), Some(lib)))
+        }
+        LibraryKind::Mhvtl => {
+            let lib = tapesched_library::mhvtl::MhvtlLibrary::discover().map_err(|e| ConfigError {
+                path: config.source.clone(),
+                line: None,
+                message: format!("library: {e}"),
+            })?;
+            Ok((Arc::new(lib), Timeline::Wall, None))
+        }
+    }
+}
+
+/// Checks the configuration against the library and the catalogue (see
+/// [`Config::check_against`]) and returns the VID -> barcode map.
+pub async fn check_library(
+    config: &Config,
+    library: &dyn Library,
+    catalogue: &dyn Catalogue,
+) -> Result<BTreeMap<String, String>, SetupError> {
+    let inventory = library.inventory().await.map_err(|e| ConfigError {
+        path: config.source.clone(),
+        line: None,
+        message: format!("library inventory: {e}"),
+    })?;
+    let names: Vec<String> = inventory.drives.iter().map(|d| d.name.clone()).collect();
+    let barcodes = inventory.barcodes();
+    let snapshot = catalogue.snapshot().await?;
+    config.check_against(&names, &barcodes, &snapshot)?;
+    let mut map = BTreeMap::new();
+    for vid in snapshot.tapes.keys() {
+        if let Some(b) = barcodes.iter().find(|b| vid_matches(vid, b)) {
+            map.insert(vid.clone(), b.clone());
+        }
+    }
+    Ok(map)
+}
+
+/// `tapesched config check FILE`: parses the file, builds the library, loads the catalogue and
+/// checks drives and cartridges; the backend is not opened. Returns a one-line description.
+pub async fn check(path: &Path) -> Result<String, SetupError> {
+    let config = Config::read(path)?;
+    let catalogue = catalogue(&config).await?;
+    let (library, _, _) = library(&config, 0)?;
+    let barcodes = check_library(&config, &*library, &*catalogue).await?;
+    Ok(format!(
+        "{}: {} drive(s) ({}), {} tape(s) in the library, backend {}, batches of {} files / {} bytes",
+        path.display(),
+        config.drives.len(),
+        config.drive_names().join(", "),
+        barcodes.len(),
+        config.backend.name.get_ref(),
+        config.batch.max_files,
+        config.batch.max_bytes
+    ))
+}
+
+/// Builds the daemon of a configuration: `db` if given (a test's namespace), else the backend the
+/// file names; the simulated library's clock starts at `start` seconds (the wall clock's now
+/// when `None`).
+pub async fn build(
+    config: &Config,
+    db: Option<Arc<dyn SchedulerDb>>,
+    start: Option<Timestamp>,
+) -> Result<Built, SetupError> {
+    let catalogue = catalogue(config).await?;
+    let start = start.unwrap_or_else(|| SystemClock.now());
+    let (library, timeline, sim) = library(config, start)?;
+    let barcodes = check_library(config, &*library, &*catalogue).await?;
+    let db = match db {
+        Some(db) => db,
+        None => backend(config).await?,
+    };
+    let clock: Arc<dyn Clock> = match &sim {
+        Some(lib) => lib.clock().clone(),
+        None => Arc::new(SystemClock),
+    };
+    let scheduler = Arc::new(Scheduler::new(db, catalogue, clock, scheduler_config(config)));
+    let data_dir = config.data.tape_dir.as_deref().map(|d| config.resolve(d));
+    let shared = Shared {
+        scheduler: scheduler.clone(),
+        library,
+        timeline,
+        data: DataPath::new(config.data.mode, data_dir.as_deref()),
+        batch_files: config.batch.max_files,
+        batch_bytes: config.batch.max_bytes,
+        idle_ms: config.intervals.idle_ms,
+        heartbeat_ms: config.intervals.heartbeat_ms,
+        barcodes,
+        on_event: None,
+    };
+    Ok(Built { daemon: Daemon::new(shared, &config.drive_names()), scheduler, sim })
+}
+
+/// Queues a simulated workload's archive requests; returns their archive file ids.
+pub async fn queue_workload(scheduler: &Scheduler, w: &WorkloadConfig) -> Result<Vec<u64>, Error> {
+    let requester = Requester { name: "taped-sim".into(), group: "sim".into() };
+    let subs = (0..w.archive_files)
+        .map(|_| ArchiveSubmission {
+            archive_file_id: None,
+            disk_instance: None,
+            disk_file_id: None,
+            requester: requester.clone(),
+            storage_class: w.storage_class.clone(),
+            size: w.file_size,
+            created_at: None,
+            report_url: None,
+            error_report_url: None,
+        })
+        .collect();
+    scheduler.queue_archives(subs).await?.into_iter().collect()
+}

@@ -1,0 +1,259 @@
+//! The tape daemon on the simulated library against real PostgreSQL and Redis (a namespace per
+//! test): a simulated day on ten drives, a full tape, a drive error, a drain. Everything runs in
+//! virtual time: no sleep, no wall-clock assertion, fixed seeds.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use tapesched_backends::Backend;
+use tapesched_library::sim::Fault;
+use tapesched_scheduler::types::DriveStatus;
+use tapesched_taped::daemon::RunEnd;
+use tapesched_taped::workload::DiskSide;
+
+const TEN: &[&str] = &["ULT31", "ULT32", "ULT33", "ULT34", "ULT35", "ULT36", "ULT37", "ULT38", "ULT39", "ULT40"];
+
+async fn day_on_ten_drives(backend: Backend) {
+    let text = config_text("compat/mhvtl/lto9x10", 30, "compat/taped/lto9x10.yml", TEN, "");
+    let (mut built, open, _events) = daemon(backend, &text).await;
+    let s = built.scheduler.clone();
+    let mut disk = DiskSide::new(true);
+    let mut rng = Rng(13);
+    let mut queued = BTreeSet::new();
+    // 16 hourly waves of 150 archives (1 to 8 GB) alternating between the two pools; each file is
+    // retrieved once its archive is reported; the rest of the day drains the queues.
+    for hour in 0..24 {
+        if hour < 16 {
+            let sizes: Vec<u64> = (0..150).map(|_| (1 + rng.below(8)) * 1_000_000_000).collect();
+            let class = if hour % 2 == 0 { "sc_pool_a" } else { "sc_pool_b" };
+            queued.extend(queue_archives(&s, class, &sizes, |_| None).await);
+        }
+        for quarter in 1..=4 {
+            let until = START * 1000 + hour * HOUR_MS + quarter * HOUR_MS / 4;
+            assert_eq!(built.daemon.run_until(until, None).await.unwrap(), RunEnd::Reached);
+            disk.pump(&s).await.unwrap();
+        }
+    }
+    built.daemon.drain().await.unwrap();
+    disk.pump(&s).await.unwrap();
+    let summary = built.daemon.summary();
+    println!("{}", summary.render());
+    let total = summary.total();
+    assert_eq!(queued.len(), 2400);
+    assert_eq!(disk.archived, queued, "every archive reported once");
+    assert_eq!(disk.retrieved, queued, "every file retrieved once");
+    assert_eq!((disk.duplicates, disk.failures.len()), (0, 0));
+    assert_eq!((total.archived, total.retrieved, total.failed, total.drive_errors), (2400, 2400, 0, 0));
+    assert!(summary.drives.iter().all(|d| d.stats.mounts > 0), "every drive worked: {summary:?}");
+    assert!(s.show_queues().await.unwrap().is_empty());
+    let snap = s.catalogue().snapshot().await.unwrap();
+    for d in TEN {
+        assert_eq!(snap.drives[*d].status, DriveStatus::Shutdown, "{d}");
+    }
+    open.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_on_ten_drives_postgres() {
+    day_on_ten_drives(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_on_ten_drives_redis() {
+    day_on_ten_drives(Backend::ObjectstoreRedis).await;
+}
+
+/// Files of 5 TB on 18 TB LTO-9 tapes: the fourth does not fit, the tape is marked full, the
+/// mount ends, and the next decision takes the pool's next tape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_tape_then_the_pools_next_tape() {
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[5_000_000_000_000; 7], |_| None).await;
+    let mut disk = DiskSide::new(false);
+    // Seven files of 3.5 hours each at 400 MB/s.
+    built.daemon.run_until(START * 1000 + 36 * HOUR_MS, None).await.unwrap();
+    disk.pump(&s).await.unwrap();
+    let summary = built.daemon.summary();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!(summary.total().tapes_full, 2, "{summary:?}");
+    assert_eq!(summary.total().mounts, 3);
+    let snap = s.catalogue().snapshot().await.unwrap();
+    let mut vids = BTreeSet::new();
+    for id in &ids {
+        let f = s.catalogue().archive_file(*id).await.unwrap().unwrap();
+        vids.insert(f.copies[0].vid.clone());
+    }
+    assert_eq!(vids.len(), 3, "three tapes used: {vids:?}");
+    assert_eq!(vids.iter().filter(|v| snap.tapes[*v].full).count(), 2);
+    assert!(events.lock().unwrap().iter().any(|l| l.contains("tape full")));
+    assert_eq!(built.daemon.drives()[0].status(), DriveStatus::Up);
+    open.close().await;
+}
+
+/// A drive error in the middle of a batch: the drive goes Down with the reason, its jobs go back
+/// to the queue, the other drive writes them; every file archived exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_error_puts_the_drive_down_and_loses_no_job() {
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
+    let (mut built, open, _events) = daemon(Backend::ObjectstoreRedis, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 300], |_| None).await;
+    // Past the minimum request age (300 s) and the mount (robot move + load): both drives write.
+    built.daemon.run_until(START * 1000 + 600_000, None).await.unwrap();
+    let writing: Vec<_> = built.daemon.drives().iter().filter(|d| d.status() == DriveStatus::Transferring).collect();
+    assert!(!writing.is_empty(), "a drive is transferring");
+    let victim = writing[0].name().to_string();
+    let sim = built.sim.clone().unwrap();
+    sim.inject(Fault::DriveError { drive: victim.clone(), message: "write error: medium error 3/0C00".into() })
+        .unwrap();
+    built.daemon.run_until(START * 1000 + 24 * HOUR_MS, None).await.unwrap();
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s).await.unwrap();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!((disk.duplicates, disk.failures.len()), (0, 0));
+    let summary = built.daemon.summary();
+    let down = summary.drives.iter().find(|d| d.name == victim).unwrap();
+    assert_eq!(down.status, DriveStatus::Down);
+    assert!(down.down_reason.as_deref().unwrap().contains("medium error"), "{down:?}");
+    assert!(down.stats.handed_back > 0);
+    assert_eq!(summary.total().drive_errors, 1);
+    let snap = s.catalogue().snapshot().await.unwrap();
+    assert_eq!(snap.drives[&victim].status, DriveStatus::Down);
+    open.close().await;
+}
+
+/// A drain (SIGTERM) in the middle of a batch: the file in flight is finished and reported, the
+/// rest of the batch goes back to the queue, the cartridge is unloaded, the drive is Shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_finishes_the_file_in_flight_and_hands_back_the_rest() {
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
+    let (mut built, open, _events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 100], |_| None).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    built.daemon.run_until(START * 1000 + 600_000, Some(&rx)).await.unwrap();
+    assert_eq!(built.daemon.drives()[0].status(), DriveStatus::Transferring);
+    tx.send(true).unwrap();
+    assert_eq!(built.daemon.run_until(START * 1000 + HOUR_MS, Some(&rx)).await.unwrap(), RunEnd::Cancelled);
+    built.daemon.drain().await.unwrap();
+    let summary = built.daemon.summary();
+    let st = &summary.drives[0].stats;
+    assert!(st.archived > 0 && st.archived < 100, "{st:?}");
+    assert!(st.handed_back < 8, "at most the rest of one batch of 80 GB: {st:?}");
+    let queued: u64 = s.show_queues().await.unwrap().iter().map(|q| q.files_queued).sum();
+    assert_eq!(queued, 100 - st.archived);
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s).await.unwrap();
+    assert_eq!(disk.archived.len() as u64, st.archived);
+    assert!(disk.archived.iter().all(|id| ids.contains(id)));
+    assert_eq!(summary.drives[0].status, DriveStatus::Shutdown);
+    let sim = built.sim.clone().unwrap();
+    use tapesched_library::Library;
+    assert_eq!(sim.status("ULT11").await.unwrap().barcode, None, "unloaded and put back");
+    open.close().await;
+}
+
+/// A daemon killed in the middle of a mount (dropped: no drain, no end of mount): the collector
+/// of dead mounts (`db collect --mount-timeout`) hands its jobs back once its heartbeat is old
+/// enough, and a restarted daemon probes its drive, finds the cartridge left in it, takes it out
+/// (CleaningUp), does not append to the tape that holds unreported files, and archives everything
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
+    use std::sync::Arc;
+    use tapesched_library::Library;
+    use tapesched_scheduler::scheduler::Scheduler;
+    use tapesched_taped::data::DataPath;
+    use tapesched_taped::session::{Shared, Timeline};
+    use tapesched_taped::Daemon;
+
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 40], |_| None).await;
+    built.daemon.run_until(START * 1000 + 600_000, None).await.unwrap();
+    assert_eq!(built.daemon.drives()[0].status(), DriveStatus::Transferring);
+    let sim = built.sim.clone().unwrap();
+    let catalogue = s.catalogue().clone();
+    let barcodes = built.daemon.shared().barcodes.clone();
+    drop(built); // killed: the mount stays recorded, the cartridge stays in the drive
+    assert!(sim.status("ULT11").await.unwrap().barcode.is_some());
+
+    // The collector, with a 10-minute heartbeat time-out, an hour later on the simulated clock.
+    sim.clock().advance_to_ms(START * 1000 + HOUR_MS);
+    let url = tapesched_backends::database_url(None).unwrap();
+    let config = tapesched_postgres::PgConfig {
+        mount_timeout: Some(600),
+        ..tapesched_postgres::PgConfig::new(url, open.namespace().unwrap())
+    };
+    let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
+        Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
+    let s2 = Arc::new(Scheduler::new(db, catalogue, sim.clock().clone(), s.config().clone()));
+    let requeued = s2.garbage_collect().await.unwrap();
+    assert!(requeued > 0, "the dead mount's jobs go back");
+
+    // The restarted daemon.
+    let shared = Shared {
+        scheduler: s2.clone(),
+        library: sim.clone(),
+        timeline: Timeline::Sim(sim.clone()),
+        data: DataPath::Sizes,
+        batch_files: 4000,
+        batch_bytes: 80_000_000_000,
+        idle_ms: 60_000,
+        heartbeat_ms: 60_000,
+        barcodes,
+        on_event: None,
+    };
+    let mut d = Daemon::new(shared, &["ULT11".to_string()]);
+    let sink = events.clone();
+    d.set_on_event(Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())));
+    d.run_until(START * 1000 + 6 * HOUR_MS, None).await.unwrap();
+    d.drain().await.unwrap();
+    assert!(events.lock().unwrap().iter().any(|l| l.contains("ULT11 cleaned up V00")), "{:?}", events.lock().unwrap());
+    // The killed mount wrote files it never reported: that tape is not written again.
+    assert!(events.lock().unwrap().iter().any(|l| l.contains("the catalogue knows 16: marked full, not written")));
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s2).await.unwrap();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!(disk.duplicates, 0);
+    assert_eq!(d.summary().drives[0].status, DriveStatus::Shutdown);
+    open.close().await;
+}
+
+/// The wall-clock driver (mhVTL's), here over the simulated library: cancelled from the start, every
+/// drive probes and stops (Shutdown) without mounting, and the run returns its summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
+    use tapesched_taped::data::DataPath;
+    use tapesched_taped::session::{Shared, Timeline};
+    use tapesched_taped::Daemon;
+
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
+    let (built, open, _events) = daemon(Backend::Postgres, &text).await;
+    let sim = built.sim.clone().unwrap();
+    let shared = Shared {
+        scheduler: built.scheduler.clone(),
+        library: sim.clone(),
+        timeline: Timeline::Wall,
+        data: DataPath::Sizes,
+        batch_files: 10,
+        batch_bytes: 1 << 40,
+        idle_ms: 60_000,
+        heartbeat_ms: 60_000,
+        barcodes: built.daemon.shared().barcodes.clone(),
+        on_event: None,
+    };
+    let d = Daemon::new(shared, &["ULT11".to_string(), "ULT12".to_string()]);
+    let (_tx, rx) = tokio::sync::watch::channel(true);
+    let summary = d.run_realtime(rx).await;
+    assert_eq!(summary.drives.len(), 2);
+    assert!(summary.drives.iter().all(|d| d.status == DriveStatus::Shutdown && d.stats.mounts == 0), "{summary:?}");
+    let snap = built.scheduler.catalogue().snapshot().await.unwrap();
+    assert_eq!(snap.drives["ULT12"].status, DriveStatus::Shutdown);
+    open.close().await;
+}
