@@ -97,7 +97,7 @@ pub struct Namespaces<'a> {
     pub decision: &'a str,
 }
 
-use crate::bench_postgres::{request, POOLS, T0};
+use crate::bench_postgres::{queue_requests, POOLS, T0};
 
 fn objectstore(url: &str, prefix: &str, label: &str) -> Result<Arc<ObjectstoreDb>> {
     let store = RedisStore::new(RedisSettings::new(url, prefix)).context("redis store")?;
@@ -175,22 +175,8 @@ fn busy(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
 async fn queue(config: &Config, opts: &Options) -> Result<f64> {
     let n = opts.requests;
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for p in 0..opts.producers {
-        let (db, producers, batch) = ((config.open)(&format!("producer{p}"))?, opts.producers, opts.producer_batch);
-        tasks.push(tokio::spawn(async move {
-            let mine: Vec<u64> = (1..=n).filter(|id| id % producers == p).collect();
-            for chunk in mine.chunks(batch as usize) {
-                for a in db.queue_archives(chunk.iter().map(|id| request(*id)).collect(), T0).await {
-                    a?;
-                }
-            }
-            Ok::<(), tapesched_scheduler::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    let producers = (0..opts.producers).map(|p| (config.open)(&format!("producer{p}"))).collect::<Result<_>>()?;
+    queue_requests(producers, n, opts.producer_batch).await?;
     Ok(rate(n, start.elapsed()))
 }
 

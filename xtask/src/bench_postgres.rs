@@ -125,6 +125,28 @@ impl RetrieveRouter for NoRoute {
     }
 }
 
+/// Queues requests `1..=n` ([`request`]), `batch` per `queue_archives` call, with one producer
+/// task per handle in `producers` (producer `p` takes the ids equal to `p` modulo their number).
+pub async fn queue_requests(producers: Vec<Arc<dyn SchedulerDb>>, n: u64, batch: u64) -> Result<()> {
+    let count = producers.len() as u64;
+    let mut tasks = Vec::new();
+    for (p, db) in producers.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mine: Vec<u64> = (1..=n).filter(|id| id % count == p as u64).collect();
+            for chunk in mine.chunks(batch as usize) {
+                for a in db.queue_archives(chunk.iter().map(|id| request(*id)).collect(), T0).await {
+                    a?;
+                }
+            }
+            Ok::<(), tapesched_scheduler::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
 /// Archive request `id` of the throughput benchmarks (pool `id % POOLS`; the bridge's too).
 pub fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
@@ -422,23 +444,9 @@ async fn throughput(url: &str, schema: &str, opts: &Options) -> Result<Value> {
 
     // Queueing.
     eprintln!("queueing {n} archive requests with {} producers", opts.producers);
+    let producers = (0..opts.producers).map(|_| db.clone() as Arc<dyn SchedulerDb>).collect();
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for p in 0..opts.producers {
-        let (db, producers, batch) = (db.clone(), opts.producers, opts.producer_batch);
-        tasks.push(tokio::spawn(async move {
-            let mine: Vec<u64> = (1..=n).filter(|id| id % producers == p).collect();
-            for chunk in mine.chunks(batch as usize) {
-                for a in db.queue_archives(chunk.iter().map(|id| request(*id)).collect(), T0).await {
-                    a?;
-                }
-            }
-            Ok::<(), tapesched_scheduler::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    queue_requests(producers, n, opts.producer_batch).await?;
     let queued = start.elapsed();
     let queued_rate = rate(n, queued);
 
