@@ -11,6 +11,7 @@
 //!   drive` runs one drive session as a process (`worker.rs`);
 //! - `tapesched taped --config FILE [--simulate-for DURATION]` runs the drives of a tape server
 //!   and `tapesched config check FILE` checks its configuration (`taped.rs`);
+//! - `tapesched maintenance --config FILE [--once]` runs the maintenance loops (`maintenance.rs`);
 //! - `tapesched migrate init|status|config|stage|backfill|verify|repair|report` moves a
 //!   scheduler from the legacy objectstore to PostgreSQL (`migrate.rs`, `migrate_status.rs`,
 //!   `migrate_report.rs`).
@@ -24,6 +25,7 @@ mod compare_report;
 mod database;
 mod exit;
 mod explain;
+mod maintenance;
 mod migrate;
 mod migrate_report;
 mod migrate_status;
@@ -83,6 +85,9 @@ enum Command {
     /// Tape server configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The maintenance daemon: report delivery, garbage collection, retrieve-queue cleanup and
+    /// repack loops at their intervals until SIGINT/SIGTERM (or one pass each with --once).
+    Maintenance(maintenance::MaintenanceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +233,7 @@ fn main() -> ExitCode {
             Command::Migrate(c) => migrate::run(c).await,
             Command::Taped(args) => taped::taped(args).await,
             Command::Config(ConfigCommand::Check(args)) => taped::check(args).await,
+            Command::Maintenance(args) => maintenance::maintenance(args).await,
         }
     });
     drop(runtime);

@@ -104,7 +104,7 @@ pub struct Config {
     pub source: PathBuf,
     /// The text it was read from (for line numbers).
     #[serde(skip)]
-    text: String,
+    pub(crate) text: String,
 }
 
 /// `[backend]`: which scheduler backend, and where its servers are (as the `--backend`,
@@ -323,10 +323,7 @@ impl Config {
 
     /// A path of the configuration, relative ones resolved against the file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            return p.to_path_buf();
-        }
-        self.source.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_path_buf())
+        resolve(&self.source, p)
     }
 
     /// The drive names, in the file's order.
@@ -477,7 +474,15 @@ pub fn vid_matches(vid: &str, barcode: &str) -> bool {
     barcode == vid || vid_of(barcode) == vid
 }
 
+/// `p`, relative to the directory of the file `source` unless absolute.
+pub(crate) fn resolve(source: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    source.parent().map(|d| d.join(p)).unwrap_or_else(|| p.to_path_buf())
+}
+
 /// The 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }

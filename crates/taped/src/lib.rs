@@ -9,13 +9,16 @@
 //! * [`session`]: one drive's session loop, a state machine stepped by the daemon;
 //! * [`daemon`]: the drives and their driver (a discrete-event loop on the simulated clock, or one
 //!   task per drive on the wall clock), draining, the summary;
-//! * [`data`]: the data path (sizes only, or `file://` files with adler32 checksums).
+//! * [`data`]: the data path (sizes only, or `file://` files with adler32 checksums);
+//! * [`maintenance`]: the maintenance daemon (`tapesched maintenance`): report delivery,
+//!   garbage collection, queue cleanup and repack loops.
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod daemon;
 pub mod data;
+pub mod maintenance;
 pub mod session;
 pub mod setup;
 pub mod workload;

@@ -20,7 +20,9 @@ use tapesched_scheduler::scheduler::{ArchiveSubmission, Scheduler};
 use tapesched_scheduler::types::Requester;
 use tapesched_scheduler::Error;
 
-use crate::config::{vid_matches, Config, ConfigError, LibraryKind, WorkloadConfig};
+use crate::config::{
+    line_of, resolve, vid_matches, BackendConfig, CatalogueConfig, Config, ConfigError, LibraryKind, WorkloadConfig,
+};
 use crate::daemon::Daemon;
 use crate::data::DataPath;
 use crate::session::{Shared, Timeline};
@@ -49,35 +51,59 @@ pub struct Built {
 
 /// Loads the catalogue the configuration names.
 pub async fn catalogue(config: &Config) -> Result<Arc<dyn Catalogue>, SetupError> {
-    if config.catalogue.postgres {
-        let url = tapesched_backends::database_url(config.backend.database_url.as_deref())?;
-        return Ok(Arc::new(PgCatalogue::connect(&url, &config.backend.schema).await?));
+    open_catalogue(&config.catalogue, &config.backend, &config.scheduler.backend_name, &config.source, &config.text)
+        .await
+}
+
+/// Loads a catalogue from the `[catalogue]` section of the file `source` whose text is `text`
+/// (for line numbers); a file catalogue's drives are configured with `backend_name`.
+pub(crate) async fn open_catalogue(
+    section: &CatalogueConfig,
+    backend: &BackendConfig,
+    backend_name: &str,
+    source: &Path,
+    text: &str,
+) -> Result<Arc<dyn Catalogue>, SetupError> {
+    if section.postgres {
+        let url = tapesched_backends::database_url(backend.database_url.as_deref())?;
+        return Ok(Arc::new(PgCatalogue::connect(&url, &backend.schema).await?));
     }
-    let Some(file) = &config.catalogue.file else {
-        return Err(ConfigError { path: config.source.clone(), line: None, message: "no catalogue".into() }.into());
+    let Some(file) = &section.file else {
+        return Err(ConfigError { path: source.to_path_buf(), line: None, message: "no catalogue".into() }.into());
     };
-    let path = config.resolve(file.get_ref());
-    let line = config.line(file);
-    let bad = |message: String| ConfigError { path: config.source.clone(), line, message };
+    let path = resolve(source, file.get_ref());
+    let line = Some(line_of(text, file.span().start));
+    let bad = |message: String| ConfigError { path: source.to_path_buf(), line, message };
     let spec = tapesched_scenario::load_catalogue_file(&path).map_err(|e| bad(format!("catalogue: {e}")))?;
-    let (snapshot, files) = tapesched_scenario::catalogue::build(spec.catalogue(), &config.scheduler.backend_name)
+    let (snapshot, files) = tapesched_scenario::catalogue::build(spec.catalogue(), backend_name)
         .map_err(|e| bad(format!("catalogue {}: {e}", path.display())))?;
     Ok(Arc::new(MemoryCatalogue::new(snapshot, files)?))
 }
 
 /// Opens the backend the configuration names (objectstore-memory: a fresh one in this process).
 pub async fn backend(config: &Config) -> Result<Arc<dyn SchedulerDb>, SetupError> {
-    let b = Backend::from_name(config.backend.name.get_ref())?;
+    open_backend(&config.backend, "taped", None).await
+}
+
+/// Opens the backend of a `[backend]` section, its connections labelled `label`; on PostgreSQL
+/// a mount whose heartbeat is older than `mount_timeout` seconds is dead to the collector.
+pub(crate) async fn open_backend(
+    section: &BackendConfig,
+    label: &str,
+    mount_timeout: Option<i64>,
+) -> Result<Arc<dyn SchedulerDb>, SetupError> {
+    let b = Backend::from_name(section.name.get_ref())?;
     if b == Backend::ObjectstoreMemory {
         return Ok(Backend::ObjectstoreMemory.open().await?.db.clone());
     }
     let target = Target {
-        database_url: config.backend.database_url.clone(),
-        schema: config.backend.schema.clone(),
-        redis_url: config.backend.redis_url.clone(),
-        redis_prefix: config.backend.redis_prefix.clone(),
-        lock_lease: config.backend.lock_lease_ms.map(Duration::from_millis),
-        process_label: "taped".into(),
+        database_url: section.database_url.clone(),
+        schema: section.schema.clone(),
+        redis_url: section.redis_url.clone(),
+        redis_prefix: section.redis_prefix.clone(),
+        lock_lease: section.lock_lease_ms.map(Duration::from_millis),
+        mount_timeout,
+        process_label: label.into(),
         ..Target::new(b)
     };
     Ok(tapesched_backends::open(&target).await?)

@@ -1,0 +1,68 @@
+//! `tapesched maintenance --config FILE [--once]`, the maintenance daemon CTA runs beside the
+//! tape servers (`tapesched_taped::maintenance`): report delivery, garbage collection of dead
+//! owners, retrieve-queue cleanup and repack loops, each at its interval from the `[maintenance]`
+//! section of a tape server's configuration file, on the wall clock, until SIGINT or SIGTERM
+//! (which stop the loops between passes; exit 0, as `db collect --every`). With `--once`, one
+//! pass of every enabled loop, then exit. Each pass is a line on stdout.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use tapesched_scheduler::clock::SystemClock;
+use tapesched_taped::maintenance::{build, Maintenance, MaintenanceConfig};
+use tapesched_taped::SetupError;
+
+use crate::exit::{code_of, fail, EXIT_FAILED, EXIT_INVALID};
+
+/// Arguments of `maintenance`.
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// The configuration: a tape server's file (its `[backend]`, `[catalogue]`, `[scheduler]`
+    /// and `[maintenance]` sections are used, the others ignored).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// One pass of every enabled loop, then exit (0, or the error's status).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `maintenance`: exit 0 after `--once` or a signal, 2 on a bad configuration or an unreachable
+/// backend, 1 on another error of a `--once` pass (in the loops an error is a line and the loop
+/// goes on).
+pub async fn maintenance(args: MaintenanceArgs) -> u8 {
+    let config = match MaintenanceConfig::read(&args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_INVALID, anyhow::anyhow!("{e}")),
+    };
+    let daemon: Maintenance = match build(&config, None, Arc::new(SystemClock)).await {
+        Ok(m) => m,
+        Err(SetupError::Config(c)) => return fail(EXIT_INVALID, anyhow::anyhow!("{c}")),
+        Err(SetupError::Scheduler(e)) => return fail(code_of(e.kind), e.into()),
+    };
+    if args.once {
+        return match daemon.once().await {
+            Ok(lines) => {
+                for l in lines {
+                    crate::worker::say(l);
+                }
+                0
+            }
+            Err(e) => fail(code_of(e.kind), e.into()),
+        };
+    }
+    let signal = match crate::exit::interrupted() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let name = signal.await;
+        crate::worker::say(format!("{name}: stopping after the passes in progress"));
+        let _ = tx.send(true);
+    });
+    let loops: Vec<&str> = daemon.enabled().iter().map(|l| l.name()).collect();
+    crate::worker::say(format!("maintenance: loops {}", loops.join(", ")));
+    Arc::new(daemon).run(rx, Arc::new(crate::worker::say)).await;
+    0
+}
