@@ -241,3 +241,23 @@ fn bad_configurations_name_their_line() {
     let e = MaintenanceConfig::parse(&text, &root().join("m.toml")).unwrap_err();
     assert_eq!(e.line, Some(text.lines().count()), "{e}");
 }
+
+/// The loops run until told to stop: the first line a loop says stops every loop (between
+/// passes), and `run` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loops_stop_between_passes() {
+    let open = Backend::ObjectstoreMemory.open().await.unwrap();
+    let m = Arc::new(build(&mconfig(""), Some(open.db.clone()), Arc::new(ManualClock::new(START))).await.unwrap());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let say: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |l: String| {
+        sink.lock().unwrap().push(l);
+        let _ = tx.send(true);
+    });
+    m.run(rx, say).await;
+    let lines = lines.lock().unwrap().clone();
+    assert!(!lines.is_empty() && lines.len() <= 4, "{lines:?}");
+    assert!(lines.iter().all(|l| !l.starts_with("error")), "{lines:?}");
+    open.close().await;
+}
