@@ -102,9 +102,12 @@ async fn file_reports_are_appended_once_on_postgres() {
     file_reports_appended_once(Backend::Postgres).await;
 }
 
+/// The requests an HTTP server saw: path and body.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A tiny HTTP server on 127.0.0.1: `/ok` answers 200, anything else 500; every request's path
 /// and body are recorded. One request per connection (`Connection: close`).
-fn http_server() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+fn http_server() -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
