@@ -335,6 +335,24 @@ async fn cancel_repack_removes_every_subrequest(f: Fixture) {
     assert!(f.scheduler.list_pending(JobKind::Retrieve, None, Some("T3")).await.unwrap().is_empty());
 }
 
+/// Leases: granted when free, refused to another holder while they run, renewed by their
+/// holder, granted to another once expired, and free again once released.
+async fn leases_grant_refuse_renew_expire_release(f: Fixture) {
+    let db = &f.db;
+    assert!(db.try_lease("reports", "a", T0 + 30, T0).await.unwrap(), "free: granted");
+    assert!(!db.try_lease("reports", "b", T0 + 30, T0 + 1).await.unwrap(), "held by a: refused");
+    assert!(db.try_lease("collect", "b", T0 + 30, T0 + 1).await.unwrap(), "another lease: granted");
+    assert!(db.try_lease("reports", "a", T0 + 60, T0 + 20).await.unwrap(), "renewed by its holder");
+    assert!(!db.try_lease("reports", "b", T0 + 90, T0 + 45).await.unwrap(), "the renewal runs to T0 + 60");
+    assert!(db.try_lease("reports", "b", T0 + 90, T0 + 60).await.unwrap(), "expired: granted to b");
+    assert!(!db.try_lease("reports", "a", T0 + 120, T0 + 61).await.unwrap(), "a lost it");
+    db.release_lease("reports", "a").await.unwrap();
+    assert!(!db.try_lease("reports", "a", T0 + 120, T0 + 62).await.unwrap(), "a cannot release b's lease");
+    db.release_lease("reports", "b").await.unwrap();
+    assert!(db.try_lease("reports", "a", T0 + 120, T0 + 63).await.unwrap(), "released: granted");
+    db.release_lease("nothing", "a").await.unwrap();
+}
+
 macro_rules! conformance {
     ($module:ident, $backend:literal, $($case:ident),* $(,)?) => {
         mod $module {
@@ -369,6 +387,7 @@ macro_rules! every_case {
             repack_expands_by_passes_and_completes,
             cancel_repack_removes_every_subrequest,
             a_stale_expansion_pass_is_refused,
+            leases_grant_refuse_renew_expire_release,
         );
     };
 }

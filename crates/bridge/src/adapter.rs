@@ -219,6 +219,17 @@ impl SchedulerDb for BridgeDb {
         read_op!(self, "cleanup_flagged", None, Vec::new(), |db| db.cleanup_flagged())
     }
 
+    // Leases are not mirrored: they coordinate processes for a while, not scheduling state, so
+    // they live on the authoritative side of the stage (a stage change may grant a lease a
+    // second time, once: a maintenance pass runs twice at most, and passes are idempotent).
+    async fn try_lease(&self, name: &str, holder: &str, until: Timestamp, now: Timestamp) -> Result<bool> {
+        self.route(Some(now)).await?.auth.try_lease(name, holder, until, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.route(None).await?.auth.release_lease(name, holder).await
+    }
+
     async fn drain_retrieve_queue(
         &self,
         vid: &str,

@@ -69,10 +69,12 @@ pub enum Kind {
     RepackPass,
     /// The journal of a batch of processed repack reports, until it is fully applied.
     RepackBatch,
+    /// A named lease (maintenance loops).
+    Lease,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 13] = [
         Kind::Root,
         Kind::AgentRegister,
         Kind::Agent,
@@ -85,6 +87,7 @@ impl Kind {
         Kind::RepackRequest,
         Kind::RepackPass,
         Kind::RepackBatch,
+        Kind::Lease,
     ];
 
     /// The kind's byte in an object's header.
@@ -286,6 +289,23 @@ pub struct GlobalLock {
 }
 impl Stored for GlobalLock {
     const KIND: Kind = Kind::SchedulerGlobalLock;
+}
+
+/// A named lease (`SchedulerDb::try_lease`): who holds it, until when. Free: no holder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Lease {
+    /// The holder, empty when free.
+    pub holder: String,
+    /// The end of the lease (the caller's clock, seconds).
+    pub until: Timestamp,
+}
+impl Stored for Lease {
+    const KIND: Kind = Kind::Lease;
+}
+
+/// Name of a lease object.
+pub fn lease_name(name: &str) -> String {
+    format!("Lease-{}", escape(name))
 }
 
 /// Who holds a job: the authoritative ownership record (queue pointers are only hints).

@@ -409,6 +409,18 @@ pub trait SchedulerDb: Send + Sync {
     async fn drain_retrieve_queue(&self, vid: &str, now: Timestamp, router: &dyn RetrieveRouter)
         -> Result<DrainReport>;
 
+    // --- leases -------------------------------------------------------------------------------
+
+    /// Takes or renews the lease `name` for `holder` until `until`: granted (`true`) when the
+    /// lease is free, expired (its `until` is at or before `now`) or already held by `holder`
+    /// (renewed: its `until` becomes `until`); refused (`false`) while another holder's runs.
+    /// Atomic: of two instances asking at once, at most one is granted. Maintenance loops take
+    /// one each, so that several instances do not do a pass twice.
+    async fn try_lease(&self, name: &str, holder: &str, until: Timestamp, now: Timestamp) -> Result<bool>;
+
+    /// Gives the lease `name` up if `holder` holds it (another holder's lease, or none: nothing).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
     // --- listings -----------------------------------------------------------------------------
 
     /// Queued jobs of one queue (pool or VID) in queue order, or of every queue sorted by queue

@@ -32,8 +32,12 @@
 //! reason. Failures are report retries (`reports_failed`). Delivery is at least once: a report
 //! written to its target whose `reports_delivered` then fails is written again at a later pass.
 //!
-//! Several instances on one backend: not yet coordinated (no lease), so run one instance per
-//! backend; two would deliver some reports twice.
+//! Several instances on one backend: a pass of a loop runs only while its instance holds the
+//! loop's lease (`SchedulerDb::try_lease`, named `maintenance.<loop>`), taken or renewed before
+//! each pass for three intervals (at least 30 s) and released when the loops stop; an instance
+//! that finds the lease held by another says so and skips the pass. A pass that outlasts its
+//! lease could overlap another instance's: a report would then be delivered twice (at least once
+//! either way).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -217,12 +221,22 @@ impl MaintenanceConfig {
     }
 }
 
-/// The maintenance daemon: a scheduler and the loops' settings.
+/// The maintenance daemon: a scheduler, the loops' settings and the name it holds leases as.
 pub struct Maintenance {
     scheduler: Arc<Scheduler>,
     clock: Arc<dyn Clock>,
     settings: MaintenanceSection,
     agent: ureq::Agent,
+    holder: String,
+}
+
+/// A holder name unique to this process and instance: host, pid and a random part.
+fn holder_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("{}:{}:{:08x}", host.trim(), std::process::id(), h.finish() as u32)
 }
 
 /// Opens the backend (`db` if given: a test's namespace) and catalogue of a configuration and
@@ -259,7 +273,37 @@ impl Maintenance {
     pub fn new(scheduler: Arc<Scheduler>, clock: Arc<dyn Clock>, settings: MaintenanceSection) -> Self {
         let timeout = Duration::from_millis(settings.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS));
         let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
-        Maintenance { scheduler, clock, settings, agent }
+        Maintenance { scheduler, clock, settings, agent, holder: holder_name() }
+    }
+
+    /// The same daemon holding its leases as `holder` (default: host, pid and a random part).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// The name it holds leases as.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn lease_name(l: Loop) -> String {
+        format!("maintenance.{}", l.name())
+    }
+
+    /// Takes or renews loop `l`'s lease for three intervals (at least 30 s) from now.
+    async fn lease(&self, l: Loop) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let secs = ((self.settings.interval(l).as_millis() as u64 * 3).div_ceil(1000) as i64).max(30);
+        self.scheduler.db().try_lease(&Self::lease_name(l), &self.holder, now.saturating_add(secs), now).await
+    }
+
+    /// Gives up the leases of every loop it may hold.
+    pub async fn release_leases(&self) -> Result<(), Error> {
+        for l in Loop::ALL {
+            self.scheduler.db().release_lease(&Self::lease_name(l), &self.holder).await?;
+        }
+        Ok(())
     }
 
     /// The scheduler it works with.
@@ -272,8 +316,12 @@ impl Maintenance {
         Loop::ALL.into_iter().filter(|l| self.settings.enabled(*l)).collect()
     }
 
-    /// One pass of loop `l`; returns its line (what it did).
+    /// One pass of loop `l` if this instance holds (or can take) the loop's lease; returns its
+    /// line (what it did, or that another instance holds the lease).
     pub async fn pass(&self, l: Loop) -> Result<String, Error> {
+        if !self.lease(l).await? {
+            return Ok(format!("{}: skipped, another instance holds the lease", l.name()));
+        }
         match l {
             Loop::Collect => {
                 let n = self.scheduler.garbage_collect().await?;
@@ -297,19 +345,20 @@ impl Maintenance {
         }
     }
 
-    /// One pass of every enabled loop, in [`Loop::ALL`] order (`--once`): the lines, or the
-    /// first error.
+    /// One pass of every enabled loop, in [`Loop::ALL`] order (`--once`), then the leases
+    /// released: the lines, or the first error.
     pub async fn once(&self) -> Result<Vec<String>, Error> {
         let mut lines = Vec::new();
         for l in self.enabled() {
             lines.push(self.pass(l).await?);
         }
+        self.release_leases().await?;
         Ok(lines)
     }
 
     /// Runs every enabled loop at its interval (the first pass at once) until `stop` turns true;
-    /// a pass in progress is finished, not cancelled. Each pass's line (or error, prefixed
-    /// `error:`; the loop goes on at its next interval) goes to `say`.
+    /// a pass in progress is finished, not cancelled, and the leases are released. Each pass's
+    /// line (or error, prefixed `error:`; the loop goes on at its next interval) goes to `say`.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>, say: Arc<dyn Fn(String) + Send + Sync>) {
         let mut tasks = Vec::new();
         for l in self.enabled() {
@@ -336,6 +385,9 @@ impl Maintenance {
         }
         for t in tasks {
             let _ = t.await;
+        }
+        if let Err(e) = self.release_leases().await {
+            say(format!("error: releasing the leases: {e}"));
         }
     }
 

@@ -264,3 +264,46 @@ async fn the_loops_stop_between_passes() {
     assert!(lines.iter().all(|l| !l.starts_with("error")), "{lines:?}");
     open.close().await;
 }
+
+/// Two instances on one backend, their passes at once: one holds the reports loop's lease and
+/// delivers every report, the other skips; each report is appended once. Once the first releases
+/// its leases, the second takes them.
+async fn two_instances_deliver_once(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("tapesched-maint2-{}-{}", std::process::id(), backend.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("reports.jsonl");
+    let _ = std::fs::remove_file(&target);
+    let (open, ids) = archived(backend, &vec![format!("file://{}", target.display()); 6]).await;
+    let clock = Arc::new(ManualClock::new(START + 7200));
+    let a = build(&mconfig(""), Some(open.db.clone()), clock.clone()).await.unwrap().with_holder("a");
+    let b = build(&mconfig(""), Some(open.db.clone()), clock.clone()).await.unwrap().with_holder("b");
+    let (la, lb) = tokio::join!(a.pass(Loop::Reports), b.pass(Loop::Reports));
+    let mut lines = [la.unwrap(), lb.unwrap()];
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["reports: 6 delivered (0 without URL), 0 failed", "reports: skipped, another instance holds the lease"]
+            .map(String::from)
+    );
+    let text = std::fs::read_to_string(&target).unwrap();
+    let mut got = ids_in(&text.lines().map(String::from).collect::<Vec<_>>());
+    got.sort();
+    assert_eq!(got, ids, "each report appended once");
+    // The holder of the lease releases it; the other takes it at its next pass.
+    let (holder, other) = if b.pass(Loop::Reports).await.unwrap().contains("skipped") { (&a, &b) } else { (&b, &a) };
+    holder.release_leases().await.unwrap();
+    assert_eq!(other.pass(Loop::Reports).await.unwrap(), "reports: 0 delivered (0 without URL), 0 failed");
+    assert!(holder.pass(Loop::Reports).await.unwrap().contains("skipped"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    open.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_each_report_once_on_redis() {
+    two_instances_deliver_once(Backend::ObjectstoreRedis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_each_report_once_on_postgres() {
+    two_instances_deliver_once(Backend::Postgres).await;
+}

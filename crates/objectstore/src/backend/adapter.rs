@@ -130,6 +130,14 @@ impl SchedulerDb for ObjectstoreDb {
         self.cleanup_flagged_op().await
     }
 
+    async fn try_lease(&self, name: &str, holder: &str, until: Timestamp, now: Timestamp) -> Result<bool> {
+        self.try_lease_op(name, holder, until, now).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.release_lease_op(name, holder).await
+    }
+
     async fn drain_retrieve_queue(
         &self,
         vid: &str,

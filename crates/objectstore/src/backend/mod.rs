@@ -200,6 +200,7 @@ mod agents;
 mod claims;
 mod collection;
 mod completion;
+mod leases;
 mod mounts;
 mod queueing;
 mod queues;

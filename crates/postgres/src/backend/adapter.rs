@@ -185,6 +185,41 @@ impl SchedulerDb for PgSchedulerDb {
         .await
     }
 
+    async fn try_lease(&self, name: &str, holder: &str, until: Timestamp, now: Timestamp) -> Result<bool> {
+        if holder.is_empty() {
+            return Err(Error::invalid("a lease holder has a name"));
+        }
+        retry(self.config.max_attempts, || async move {
+            let mut conn = self.pool.acquire().await?;
+            let granted: Option<String> = sqlx::query_scalar(
+                "INSERT INTO lease (name, holder, until) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+                 WHERE lease.holder = EXCLUDED.holder OR lease.until <= $4 RETURNING holder",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(granted.is_some())
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        retry(self.config.max_attempts, || async move {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("DELETE FROM lease WHERE name = $1 AND holder = $2")
+                .bind(name)
+                .bind(holder)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn drain_retrieve_queue(
         &self,
         vid: &str,
