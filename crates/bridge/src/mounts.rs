@@ -87,13 +87,15 @@ impl BridgeDb {
         let route = self.route(Some(now)).await?;
         let Some(other) = route.other else { return route.auth.next_mount(logical_library, now, decide).await };
         let compare = route.stage.compares_reads() && self.log.sample(OP);
-        // The mount info the authoritative side decided on, kept when comparing.
-        let seen: Mutex<Option<MountInfo>> = Mutex::new(None);
+        // The mount info the authoritative side decided on and what the decision chose on it,
+        // kept when comparing.
+        let seen: Mutex<Option<(MountInfo, Option<MountSpec>)>> = Mutex::new(None);
         let watched = |info: &MountInfo| {
+            let choice = decide(info);
             if compare {
-                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((info.clone(), choice.clone()));
             }
-            decide(info)
+            choice
         };
         let decided = timed(route.auth.next_mount(logical_library, now, &watched));
         let ((chosen, la), other_info) = if compare {
@@ -120,7 +122,10 @@ impl BridgeDb {
         let (Some((other_info, lo)), Ok(auth_choice)) = (other_info, &chosen) else { return chosen };
         self.log.answered(OP, route.authority.other(), lo, other_info.is_err());
         let auth_spec = auth_choice.as_ref().map(|(_, s)| s);
-        let auth_info = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+        let (auth_info, auth_decided) = match seen.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some((info, choice)) => (Some(info), choice),
+            None => (None, None),
+        };
         let mut concerns = vec![Concern::Library(logical_library.to_string())];
         if let Some((id, spec)) = auth_choice {
             concerns.extend([Concern::Mount(*id), Concern::Drive(spec.drive.clone())]);
@@ -143,9 +148,10 @@ impl BridgeDb {
             Ok(info) => {
                 let same_info = auth_info.as_ref() == Some(&info);
                 // The decision is a pure function of the mount info (and of the drive, catalogue
-                // and clock, the same for both): on equal mount info it is the authoritative
-                // side's, and is decided again only on different mount info.
-                let other_choice = if same_info { auth_spec.cloned() } else { decide(&info) };
+                // and clock, the same for both): on equal mount info it is what the decision chose
+                // on the authoritative side (compared below with the mount that side recorded),
+                // and is decided again only on different mount info.
+                let other_choice = if same_info { auth_decided } else { decide(&info) };
                 if same_info && auth_spec == other_choice.as_ref() {
                     self.log.matched(OP);
                 } else if self.same_on_reread(&route, other, now, decide).await {
