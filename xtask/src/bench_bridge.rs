@@ -97,7 +97,7 @@ pub struct Namespaces<'a> {
     pub decision: &'a str,
 }
 
-use crate::bench_postgres::{queue_requests, POOLS, T0};
+use crate::bench_postgres::{pop_all, queue_requests, POOLS, T0};
 
 fn objectstore(url: &str, prefix: &str, label: &str) -> Result<Arc<ObjectstoreDb>> {
     let store = RedisStore::new(RedisSettings::new(url, prefix)).context("redis store")?;
@@ -197,13 +197,7 @@ async fn claim(config: &Config, opts: &Options) -> Result<f64> {
                 }
                 let spec = archive_mount(format!("B{pool:05}"), format!("pool{pool}"), format!("d{s}"));
                 db.open_mount(pool + 1, &spec, T0).await?;
-                loop {
-                    let got = db.pop_jobs(pool + 1, batch, u64::MAX, T0).await?.len() as u64;
-                    if got == 0 {
-                        break;
-                    }
-                    claimed += got;
-                }
+                claimed += pop_all(db.as_ref(), pool + 1, batch).await?;
             }
             Ok::<u64, tapesched_scheduler::Error>(claimed)
         }));
@@ -364,6 +358,8 @@ async fn backfill_and_verify(legacy: &Config, pg_url: &str, schema: &str, jobs: 
     ensure!(exported == jobs, "exported {exported} of {jobs} jobs");
 
     eprintln!("backfill: {jobs} queued jobs from Redis to PostgreSQL");
+    // Timed whole: the backfill's lock, its checkpoint reads and writes and its end included.
+    let start = Instant::now();
     let copied = tapesched_migrate::backfill(
         legacy.as_ref(),
         target.as_ref(),
@@ -374,13 +370,14 @@ async fn backfill_and_verify(legacy: &Config, pg_url: &str, schema: &str, jobs: 
     )
     .await?;
     ensure!(copied.complete && copied.progress.jobs == jobs, "backfill copied {} of {jobs} jobs", copied.progress.jobs);
-    let backfill_rate = copied.progress.jobs_per_sec;
+    let backfill_rate = rate(copied.progress.jobs, start.elapsed());
 
     eprintln!("verify: Redis against PostgreSQL in full");
+    let start = Instant::now();
     let verified = tapesched_migrate::verify(legacy.as_ref(), target.as_ref(), &VerifyOptions::default()).await?;
     ensure!(verified.is_clean(), "verify after backfill found differences: {}", verified.summary());
     ensure!(verified.jobs_a == jobs, "verify read {} of {jobs} jobs", verified.jobs_a);
-    let verify_rate = verified.jobs_per_sec();
+    let verify_rate = rate(verified.jobs_a, start.elapsed());
     eprintln!(
         "backfill {backfill_rate:.0} jobs/s, verify {verify_rate:.0} jobs/s, export alone {export_rate:.0} jobs/s"
     );

@@ -317,13 +317,7 @@ async fn claim_round(
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             for id in ids {
-                loop {
-                    let jobs = db.pop_jobs(id, batch, u64::MAX, T0).await?;
-                    if jobs.is_empty() {
-                        break;
-                    }
-                    n += jobs.len() as u64;
-                }
+                n += crate::bench_postgres::pop_all(db.as_ref(), id, batch).await?;
             }
             Ok::<_, tapesched_scheduler::Error>(n)
         }));

@@ -147,6 +147,18 @@ pub async fn queue_requests(producers: Vec<Arc<dyn SchedulerDb>>, n: u64, batch:
     Ok(())
 }
 
+/// Pops batches of `batch` jobs for `mount` until its queue is empty; returns the jobs popped.
+pub async fn pop_all(db: &dyn SchedulerDb, mount: MountId, batch: u64) -> tapesched_scheduler::Result<u64> {
+    let mut popped = 0;
+    loop {
+        let got = db.pop_jobs(mount, batch, u64::MAX, T0).await?.len() as u64;
+        if got == 0 {
+            return Ok(popped);
+        }
+        popped += got;
+    }
+}
+
 /// Archive request `id` of the throughput benchmarks (pool `id % POOLS`; the bridge's too).
 pub fn request(id: u64) -> ArchiveRequest {
     ArchiveRequest {
@@ -549,13 +561,7 @@ async fn claim_round(db: &Arc<PgSchedulerDb>, opts: &Options, round: u64, sharin
                 let id = ((round * 1000 + s) * 100) + pool + 1;
                 let spec = archive_mount(format!("B{s}"), format!("pool{pool}"), format!("d{s}"));
                 db.open_mount(id, &spec, T0).await?;
-                loop {
-                    let got = db.pop_jobs(id, batch, u64::MAX, T0).await?.len() as u64;
-                    if got == 0 {
-                        break;
-                    }
-                    claimed += got;
-                }
+                claimed += pop_all(db.as_ref(), id, batch).await?;
             }
             Ok::<u64, tapesched_scheduler::Error>(claimed)
         }));

@@ -22,10 +22,10 @@
 //! exactly what the target misses, `migrate repair` mends it and `verify` is clean afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tapesched_bridge::{Answer, Concern};
@@ -36,6 +36,9 @@ use tapesched_postgres::sqlx::{self, Connection, PgConnection};
 use tapesched_postgres::SchemaGuard;
 use tapesched_scheduler::types::RequestId;
 use tapesched_scheduler::ErrorKind;
+
+mod common;
+use common::{counts, ids_after, Outputs};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// The workers' bound on the target (`--other-timeout-ms`).
@@ -50,61 +53,6 @@ const PARKED: &str = "pool_parked";
 /// lock never deadlocks with an operation of the target (it gives up and is taken again).
 const STOP: &str = "BEGIN; SET LOCAL lock_timeout = '200ms'; LOCK TABLE mount, mount_claim, archive_request, \
                     archive_job, retrieve_request, queue_summary, repack_request IN ACCESS EXCLUSIVE MODE";
-
-/// The lines every process printed, by process name, and a signal for each new one.
-#[derive(Default)]
-struct Outputs {
-    lines: Mutex<BTreeMap<String, Vec<String>>>,
-    more: Condvar,
-}
-
-impl Outputs {
-    /// Waits until `done` holds of the lines (each new line re-checks it); panics naming `what`
-    /// after [`WAIT`].
-    fn wait(&self, what: &str, done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        let mut lines = self.lines.lock().unwrap();
-        while !done(&lines) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                let last: BTreeMap<_, _> = lines
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.iter().rev().take(5).rev().cloned().collect::<Vec<_>>()))
-                    .collect();
-                drop(lines);
-                panic!("timed out waiting for {what}; last lines: {last:#?}");
-            }
-            lines = self.more.wait_timeout(lines, left).unwrap().0;
-        }
-    }
-
-    fn of(&self, name: &str) -> Vec<String> {
-        self.lines.lock().unwrap().get(name).cloned().unwrap_or_default()
-    }
-}
-
-/// Ids on the lines starting with `what ` (`queued 1,2`, `completed 7 1,2`, `reported archive:1:success`).
-fn ids_after(lines: &[String], what: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    for l in lines {
-        let Some(rest) = l.strip_prefix(what).and_then(|r| r.strip_prefix(' ')) else { continue };
-        let list = if what == "completed" { rest.split_once(' ').map_or("", |x| x.1) } else { rest };
-        for item in list.split(',').filter(|s| !s.is_empty()) {
-            let id = if what == "reported" { item.split(':').nth(1).unwrap_or("") } else { item };
-            out.push(id.parse().unwrap_or_else(|_| panic!("bad id in {l:?}")));
-        }
-    }
-    out
-}
-
-/// How many times each id appears.
-fn counts(ids: impl IntoIterator<Item = u64>) -> BTreeMap<u64, usize> {
-    let mut out = BTreeMap::new();
-    for id in ids {
-        *out.entry(id).or_default() += 1;
-    }
-    out
-}
 
 /// One test's migration: its namespaces, its worker processes and their output. Dropped, it
 /// kills its processes, ends the test's lock on the target, then removes its namespaces.
@@ -152,7 +100,7 @@ impl Setup {
             prefix,
             pg_url,
             schema: name,
-            outputs: Arc::default(),
+            outputs: Outputs::new(WAIT),
             children: Vec::new(),
             stdins: BTreeMap::new(),
             asked: BTreeMap::new(),
@@ -236,15 +184,7 @@ impl Setup {
             .expect("tapesched runs");
         let stdout = child.stdout.take().expect("stdout");
         self.stdins.insert(name.to_string(), child.stdin.take().expect("stdin"));
-        let (outputs, key) = (self.outputs.clone(), name.to_string());
-        outputs.lines.lock().unwrap().insert(key.clone(), Vec::new());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                outputs.lines.lock().unwrap().get_mut(&key).expect("registered").push(line);
-                outputs.more.notify_all();
-            }
-        });
+        self.outputs.collect(name, stdout);
         self.children.push((name.to_string(), child));
     }
 

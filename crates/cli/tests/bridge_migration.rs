@@ -11,9 +11,9 @@
 //! queued on the target.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tapesched_bridge::{BridgeDb, DivergenceLog};
@@ -24,6 +24,9 @@ use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
 use tapesched_scheduler::db::{JobKind, MountInfo, ReportFilter, SchedulerDb, StayRouter};
 use tapesched_testkit::workload::{archive_mount, archive_request};
 
+mod common;
+use common::{ids_after, Outputs};
+
 const POOL: &str = "pool_m";
 const LEGACY_JOBS: u64 = 200;
 const HELD: u64 = 20;
@@ -31,63 +34,6 @@ const BATCH: u64 = 20;
 const WAIT: Duration = Duration::from_secs(60);
 /// How many windows with a mismatch `go_live` repairs before it gives up.
 const MISMATCH_WINDOWS: usize = 2;
-
-/// The lines every process printed, by process name, and a signal for each new one.
-#[derive(Default)]
-struct Outputs {
-    lines: Mutex<BTreeMap<String, Vec<String>>>,
-    more: Condvar,
-}
-
-impl Outputs {
-    /// Waits until `done` holds of the lines (each new line re-checks it); panics naming `what`
-    /// after [`WAIT`].
-    fn wait(&self, what: &str, done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool) {
-        self.wait_or(what, done, |_| String::new())
-    }
-
-    /// [`Outputs::wait`], saying `more` of the lines on a timeout.
-    fn wait_or(
-        &self,
-        what: &str,
-        done: impl Fn(&BTreeMap<String, Vec<String>>) -> bool,
-        more: impl Fn(&BTreeMap<String, Vec<String>>) -> String,
-    ) {
-        let deadline = Instant::now() + WAIT;
-        let mut lines = self.lines.lock().unwrap();
-        while !done(&lines) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                let (last, more) = (tails(&lines), more(&lines));
-                drop(lines);
-                panic!("timed out waiting for {what} {more}; last lines: {last:#?}");
-            }
-            lines = self.more.wait_timeout(lines, left).unwrap().0;
-        }
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-fn tails(lines: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
-    lines.iter().map(|(k, v)| (k.clone(), v.iter().rev().take(5).rev().cloned().collect())).collect()
-}
-
-/// Ids on the lines starting with `what ` (`queued 1,2`, `completed 7 1,2`, `reported archive:1:success`).
-fn ids_after(lines: &[String], what: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    for l in lines {
-        let Some(rest) = l.strip_prefix(what).and_then(|r| r.strip_prefix(' ')) else { continue };
-        let list = if what == "completed" { rest.split_once(' ').map_or("", |x| x.1) } else { rest };
-        for item in list.split(',').filter(|s| !s.is_empty()) {
-            let id = if what == "reported" { item.split(':').nth(1).unwrap_or("") } else { item };
-            out.push(id.parse().unwrap_or_else(|_| panic!("bad id in {l:?}")));
-        }
-    }
-    out
-}
 
 struct Migration {
     redis_url: String,
@@ -148,15 +94,7 @@ impl Migration {
         if name == "producer" {
             self.producer = child.stdin.take();
         }
-        let (outputs, key) = (self.outputs.clone(), name.to_string());
-        outputs.lines.lock().unwrap().insert(key.clone(), Vec::new());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                outputs.lines.lock().unwrap().get_mut(&key).expect("registered").push(line);
-                outputs.more.notify_all();
-            }
-        });
+        self.outputs.collect(name, stdout);
         self.children.push((name.to_string(), child));
     }
 
@@ -294,7 +232,7 @@ fn a_live_archive_moves_to_postgres_and_back_and_forth_with_every_request_report
         prefix,
         pg_url,
         schema: name.clone(),
-        outputs: Arc::default(),
+        outputs: Outputs::new(WAIT),
         children: Vec::new(),
         producer: None,
         produced: 0,

@@ -202,9 +202,7 @@ impl DeviceConf {
 
     /// Reads and parses a `device.conf` file.
     pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let name = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, 0, format!("cannot read: {e}")))?;
+        let (text, name) = read_text(path)?;
         DeviceConf::parse(&text, &name)
     }
 
@@ -387,9 +385,7 @@ impl LibraryContents {
 
     /// Reads and parses a `library_contents.<id>` file.
     pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let name = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, 0, format!("cannot read: {e}")))?;
+        let (text, name) = read_text(path)?;
         LibraryContents::parse(&text, &name)
     }
 
@@ -397,6 +393,13 @@ impl LibraryContents {
     pub fn barcodes(&self) -> impl Iterator<Item = &str> {
         self.slots.iter().chain(self.maps.iter()).filter_map(|b| b.as_deref())
     }
+}
+
+/// A configuration file's text and its name for messages.
+fn read_text(path: &std::path::Path) -> Result<(String, String), ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&name, 0, format!("cannot read: {e}")))?;
+    Ok((text, name))
 }
 
 #[cfg(test)]

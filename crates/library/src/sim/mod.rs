@@ -411,6 +411,19 @@ impl State {
             .ok_or_else(|| LibraryError::UnknownDrive { drive: name.to_string() })
     }
 
+    /// A drive about to work on its cartridge: its injected fault taken, ready with a cartridge;
+    /// the drive, the cartridge's barcode and its tape.
+    fn loaded(&mut self, name: &str) -> Result<(&mut SimDrive, String, &mut Tape), LibraryError> {
+        let State { drives, tapes, .. } = self;
+        let d = drives.iter_mut().find(|d| d.name == name);
+        let d = d.ok_or_else(|| LibraryError::UnknownDrive { drive: name.into() })?;
+        take_fault(d)?;
+        check_ready(d)?;
+        let barcode = d.cartridge.clone().unwrap_or_default();
+        let t = tapes.get_mut(&barcode).ok_or_else(|| unknown_barcode(&barcode))?;
+        Ok((d, barcode, t))
+    }
+
     fn slot_mut(&mut self, element: &Element) -> Result<&mut Option<String>, LibraryError> {
         let (list, n) = match element {
             Element::Slot(n) => (&mut self.slots, *n),
@@ -574,13 +587,7 @@ impl Library for SimLibrary {
 
     async fn locate(&self, drive: &str, fseq: u64) -> Result<FilePosition, LibraryError> {
         self.run(|st, now| {
-            let State { drives, tapes, .. } = st;
-            let d = drives.iter_mut().find(|d| d.name == drive);
-            let d = d.ok_or_else(|| LibraryError::UnknownDrive { drive: drive.into() })?;
-            take_fault(d)?;
-            check_ready(d)?;
-            let barcode = d.cartridge.clone().unwrap_or_default();
-            let t = tapes.get(&barcode).ok_or_else(|| unknown_barcode(&barcode))?;
+            let (d, barcode, t) = st.loaded(drive)?;
             let files = t.files.len() as u64;
             if fseq == 0 || fseq > files + 1 {
                 return Err(LibraryError::NoSuchFile { drive: drive.into(), barcode, fseq, files });
@@ -597,13 +604,7 @@ impl Library for SimLibrary {
 
     async fn write_file(&self, drive: &str, size: u64, checksum: u32) -> Result<FilePosition, LibraryError> {
         self.run(|st, now| {
-            let State { drives, tapes, .. } = st;
-            let d = drives.iter_mut().find(|d| d.name == drive);
-            let d = d.ok_or_else(|| LibraryError::UnknownDrive { drive: drive.into() })?;
-            take_fault(d)?;
-            check_ready(d)?;
-            let barcode = d.cartridge.clone().unwrap_or_default();
-            let t = tapes.get_mut(&barcode).ok_or_else(|| unknown_barcode(&barcode))?;
+            let (d, barcode, t) = st.loaded(drive)?;
             let used = t.used();
             if used.saturating_add(size) > t.capacity {
                 return Err(LibraryError::TapeFull {
@@ -630,13 +631,7 @@ impl Library for SimLibrary {
         // A bad file costs its locate: the clock moves, then the error is returned.
         let mut failure = None;
         let meta = self.run(|st, now| {
-            let State { drives, tapes, .. } = st;
-            let d = drives.iter_mut().find(|d| d.name == drive);
-            let d = d.ok_or_else(|| LibraryError::UnknownDrive { drive: drive.into() })?;
-            take_fault(d)?;
-            check_ready(d)?;
-            let barcode = d.cartridge.clone().unwrap_or_default();
-            let t = tapes.get(&barcode).ok_or_else(|| unknown_barcode(&barcode))?;
+            let (d, barcode, t) = st.loaded(drive)?;
             let files = t.files.len() as u64;
             if fseq == 0 || fseq > files {
                 return Err(LibraryError::NoSuchFile { drive: drive.into(), barcode, fseq, files });
