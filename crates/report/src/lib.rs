@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod bridge;
+pub mod e2e;
 pub mod explain;
 mod html;
 mod markdown;
