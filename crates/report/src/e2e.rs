@@ -180,3 +180,155 @@ pub struct ToleranceCheck {
     /// Whether the values are within it.
     pub ok: bool,
 }
+
+mod charts;
+mod html;
+mod markdown;
+#[cfg(test)]
+mod tests;
+
+pub use html::render_html;
+pub use markdown::render_markdown;
+
+/// Writes `report.md`, `report.html` and `record.json` (the record itself, to render again or
+/// diff two runs) into `dir`, created if needed; returns the paths of the two reports.
+pub fn write_report(
+    dir: &std::path::Path,
+    record: &E2eRecord,
+) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let md = dir.join("report.md");
+    let html = dir.join("report.html");
+    std::fs::write(&md, render_markdown(record))?;
+    std::fs::write(&html, render_html(record))?;
+    let json = serde_json::to_string_pretty(record)
+        .map_err(|e| std::io::Error::other(format!("cannot write record.json in {}: {e}", dir.display())))?;
+    std::fs::write(dir.join("record.json"), json + "\n")?;
+    Ok((md, html))
+}
+
+/// The verdict a report shows at its top.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Every check held ([`E2eRecord::passed`]) on at least one backend.
+    Pass,
+    /// Something failed: one line per reason.
+    Fail(Vec<String>),
+    /// No backend ran: nothing to judge.
+    NoData,
+}
+
+impl Verdict {
+    /// The verdict of `r`, with the reasons of a failure (at most ten lines, then a count).
+    pub(crate) fn of(r: &E2eRecord) -> Verdict {
+        if r.passed() {
+            return if r.backends.is_empty() { Verdict::NoData } else { Verdict::Pass };
+        }
+        let mut reasons = Vec::new();
+        if !r.divergences.is_empty() {
+            reasons.push(crate::svg::plural(r.divergences.len() as u64, "divergence") + " between the backends");
+        }
+        for t in r.tolerances.iter().filter(|t| !t.ok) {
+            reasons.push(format!("tolerance failed: {} ({})", t.measure, t.tolerance));
+        }
+        for b in &r.backends {
+            for i in b.invariants.iter().filter(|i| !i.ok) {
+                reasons.push(format!("invariant failed on {}: {}", b.backend, i.name));
+            }
+        }
+        const SHOWN: usize = 10;
+        if reasons.len() > SHOWN {
+            let more = reasons.len() - SHOWN;
+            reasons.truncate(SHOWN);
+            reasons.push(format!("and {more} more"));
+        }
+        Verdict::Fail(reasons)
+    }
+
+    /// `PASS`, `FAIL` or `NO DATA`.
+    pub(crate) fn word(&self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail(_) => "FAIL",
+            Verdict::NoData => "NO DATA",
+        }
+    }
+}
+
+/// A number for people: integers as such, otherwise at most two decimals (trailing zeros
+/// dropped), very large or very small ones in scientific notation, NaN and infinities named.
+pub(crate) fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    if v.abs() >= 1e15 || (v != 0.0 && v.abs() < 0.01) {
+        return format!("{v:.2e}");
+    }
+    if v.fract() == 0.0 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Seconds for people: `850 µs`, `12.5 ms`, `3.40 s`, `12.5 min`, `3.20 h`, `2.10 d`.
+pub(crate) fn fmt_secs(v: f64) -> String {
+    use crate::three_digits as d;
+    if !v.is_finite() {
+        return format!("{v} s");
+    }
+    if v < 0.0 {
+        return format!("-{}", fmt_secs(-v));
+    }
+    match v {
+        0.0 => "0 s".to_string(),
+        v if v < 1e-3 => format!("{} µs", d(v * 1e6)),
+        v if v < 1.0 => format!("{} ms", d(v * 1e3)),
+        v if v < 120.0 => format!("{} s", d(v)),
+        v if v < 7200.0 => format!("{} min", d(v / 60.0)),
+        v if v < 172_800.0 => format!("{} h", d(v / 3600.0)),
+        v => format!("{} d", d(v / 86_400.0)),
+    }
+}
+
+/// Seconds since the Unix epoch as a UTC date and time (`2026-12-04 17:25:00 UTC`).
+pub(crate) fn utc(s: i64) -> String {
+    let (days, secs) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i128 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// An instant as hours since the run's start: `+1.25 h`.
+pub(crate) fn since_start(r: &E2eRecord, t: i64) -> String {
+    let h = (t as f64 - r.start_s as f64) / 3600.0;
+    format!("{}{} h", if h >= 0.0 { "+" } else { "" }, fmt_num(h))
+}
+
+/// The simulated span in words: `24 h, from 2026-12-04 00:00:00 UTC (1764806400 s)`.
+pub(crate) fn span_words(r: &E2eRecord) -> String {
+    let secs = r.end_s as f64 - r.start_s as f64;
+    format!("{}, from {} ({} s) to {} ({} s)", fmt_secs(secs), utc(r.start_s), r.start_s, utc(r.end_s), r.end_s)
+}
+
+/// Totals rows: label and the value of one backend.
+pub(crate) const TOTALS: [(&str, fn(&Totals) -> u64); 10] = [
+    ("archive requests queued", |t| t.archives_queued),
+    ("archive requests done", |t| t.archived),
+    ("retrieve requests queued", |t| t.retrieves_queued),
+    ("retrieve requests done", |t| t.retrieved),
+    ("jobs failed", |t| t.failed),
+    ("duplicate success reports", |t| t.duplicates),
+    ("repacks queued", |t| t.repacks_queued),
+    ("repacks done", |t| t.repacks_done),
+    ("mounts", |t| t.mounts),
+    ("bytes moved", |t| t.bytes),
+];

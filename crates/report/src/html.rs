@@ -22,7 +22,8 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+/// The page style every report shares.
+pub(crate) const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; background: #f6f7f9; }
 main { max-width: 1240px; margin: 0 auto; padding: 16px 24px 48px; }
 h1 { font-size: 24px; margin: 8px 0 6px; }

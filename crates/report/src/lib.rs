@@ -136,7 +136,7 @@ pub fn format_micros(us: u64) -> String {
 }
 
 /// A number with three significant digits (at most two decimals).
-fn three_digits(v: f64) -> String {
+pub(crate) fn three_digits(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {

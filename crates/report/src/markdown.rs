@@ -28,7 +28,7 @@ pub(crate) fn md(s: &str) -> String {
 }
 
 /// `text` in a fenced block that nothing inside can close.
-fn fenced(text: &str) -> String {
+pub(crate) fn fenced(text: &str) -> String {
     let mut longest = 0;
     let mut run = 0;
     for c in text.chars() {
@@ -39,11 +39,11 @@ fn fenced(text: &str) -> String {
     format!("{fence}text\n{}\n{fence}\n", text.trim_end_matches('\n'))
 }
 
-fn row(cells: &[String]) -> String {
+pub(crate) fn row(cells: &[String]) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
-fn align(n: usize) -> String {
+pub(crate) fn align(n: usize) -> String {
     format!("|{}\n", "---|".repeat(n))
 }
 

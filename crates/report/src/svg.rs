@@ -11,7 +11,7 @@ use crate::{format_micros, OpRow, Report};
 pub(crate) const SIDE_COLORS: [&str; 8] =
     ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
 /// Colours of the operations in the timeline.
-const OP_COLORS: [&str; 10] =
+pub(crate) const OP_COLORS: [&str; 10] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const MATCHED: &str = "#59a14f";
 const IGNORED: &str = "#b0b0b0";
@@ -22,7 +22,7 @@ pub(crate) fn side_color(i: usize) -> &'static str {
 }
 
 /// `s` shortened to `max` characters (with an ellipsis).
-fn short(s: &str, max: usize) -> String {
+pub(crate) fn short(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
@@ -33,19 +33,19 @@ fn short(s: &str, max: usize) -> String {
 }
 
 /// A text element: `label` shortened to `max` characters, the whole of it as a tooltip.
-fn text(x: f64, y: f64, anchor: &str, class: &str, label: &str, max: usize) -> String {
+pub(crate) fn text(x: f64, y: f64, anchor: &str, class: &str, label: &str, max: usize) -> String {
     let shown = short(label, max);
     let title = if shown != label { format!("<title>{}</title>", esc(label)) } else { String::new() };
     format!("<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" class=\"{class}\">{title}{}</text>", esc(&shown))
 }
 
-fn svg_open(w: f64, h: f64, label: &str) -> String {
+pub(crate) fn svg_open(w: f64, h: f64, label: &str) -> String {
     format!("<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">", esc(label))
 }
 
 /// Legend entries (colour, label) laid out left to right from (x, y), wrapping at `right`;
 /// returns the SVG and the y below the legend.
-fn legend(entries: &[(String, String)], x: f64, y: f64, right: f64) -> (String, f64) {
+pub(crate) fn legend(entries: &[(String, String)], x: f64, y: f64, right: f64) -> (String, f64) {
     let mut out = String::new();
     let (mut cx, mut cy) = (x, y);
     for (color, label) in entries {
@@ -63,7 +63,7 @@ fn legend(entries: &[(String, String)], x: f64, y: f64, right: f64) -> (String, 
 }
 
 /// Smallest 1, 2 or 5 times a power of ten at or above `v` (at least 1).
-fn nice(v: f64) -> f64 {
+pub(crate) fn nice(v: f64) -> f64 {
     let mut p = 1.0;
     loop {
         for m in [1.0, 2.0, 5.0] {
@@ -464,7 +464,7 @@ pub(crate) fn timeline(r: &Report) -> String {
 }
 
 /// `n thing` or `n things`.
-fn plural(n: u64, thing: &str) -> String {
+pub(crate) fn plural(n: u64, thing: &str) -> String {
     if n == 1 {
         format!("1 {thing}")
     } else {
