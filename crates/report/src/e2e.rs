@@ -291,6 +291,33 @@ pub(crate) fn fmt_secs(v: f64) -> String {
     }
 }
 
+/// Bytes in decimal units: `950 B`, `1.50 kB`, `85.5 TB`.
+pub(crate) fn fmt_bytes(v: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if v < 1000 {
+        return format!("{v} B");
+    }
+    let mut x = v as f64 / 1000.0;
+    let mut unit = 0;
+    while x >= 1000.0 && unit < UNITS.len() - 1 {
+        x /= 1000.0;
+        unit += 1;
+    }
+    format!("{} {}", crate::three_digits(x), UNITS[unit])
+}
+
+/// A histogram bound for an axis: the largest unit in which it is at least 1 with at most one
+/// decimal (`5 s`, `1.5 s`, `2 h`, `500 s`), otherwise [`fmt_secs`].
+pub(crate) fn fmt_bound(v: f64) -> String {
+    for (unit, name) in [(86_400.0, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s"), (1e-3, "ms"), (1e-6, "µs")] {
+        let n = v / unit;
+        if n >= 1.0 && (n * 10.0 - (n * 10.0).round()).abs() < 1e-6 {
+            return format!("{} {name}", fmt_num((n * 10.0).round() / 10.0));
+        }
+    }
+    fmt_secs(v)
+}
+
 /// Seconds since the Unix epoch as a UTC date and time (`2026-12-04 17:25:00 UTC`).
 pub(crate) fn utc(s: i64) -> String {
     let (days, secs) = (s.div_euclid(86_400), s.rem_euclid(86_400));
@@ -319,8 +346,14 @@ pub(crate) fn span_words(r: &E2eRecord) -> String {
     format!("{}, from {} ({} s) to {} ({} s)", fmt_secs(secs), utc(r.start_s), r.start_s, utc(r.end_s), r.end_s)
 }
 
+/// One count of a backend's totals.
+pub(crate) type TotalOf = fn(&Totals) -> u64;
+
+/// One latency summary of a backend (archive or retrieve).
+pub(crate) type LatencyOf = fn(&BackendRun) -> &LatencySummary;
+
 /// Totals rows: label and the value of one backend.
-pub(crate) const TOTALS: [(&str, fn(&Totals) -> u64); 10] = [
+pub(crate) const TOTALS: [(&str, TotalOf); 10] = [
     ("archive requests queued", |t| t.archives_queued),
     ("archive requests done", |t| t.archived),
     ("retrieve requests queued", |t| t.retrieves_queued),

@@ -14,7 +14,9 @@
 //!   divergences);
 //! - [`explain`] renders a mount decision in `tapesched explain`'s form, and a `next_mount`
 //!   answer of the bridge (chosen mount and mount info) as readable text;
-//! - [`stats`] holds the percentile, histogram and timeline arithmetic.
+//! - [`stats`] holds the percentile, histogram and timeline arithmetic;
+//! - [`e2e`] is the record of an end-to-end run ([`e2e::E2eRecord`]) and its own report
+//!   ([`e2e::write_report`]: verdict, backends side by side, series over simulated time).
 //!
 //! Every string of the input is escaped where it is written (HTML, SVG text, Markdown): names of
 //! operations, tapes or sides are hostile input.

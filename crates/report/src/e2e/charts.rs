@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{fmt_num, fmt_secs, BackendRun, E2eRecord, LatencySummary};
+use super::{fmt_bound, fmt_num, fmt_secs, BackendRun, E2eRecord, LatencySummary};
 use crate::html::esc;
 use crate::svg::{nice, short, side_color, svg_open, text, OP_COLORS};
 
@@ -337,16 +337,8 @@ pub(crate) fn latency_chart(r: &E2eRecord, title: &str, pick: fn(&BackendRun) ->
     let lat: Vec<&LatencySummary> = r.backends.iter().map(pick).collect();
     let (uppers, counts) = histogram_categories(&lat, 40);
     let shown: Vec<usize> = (0..lat.len()).filter(|&i| counts[i].iter().any(|&c| c > 0)).collect();
-    let entries: Vec<(String, String)> = shown
-        .iter()
-        .map(|&i| {
-            let l = lat[i];
-            (
-                side_color(i).to_string(),
-                format!("{}: p50 {}, p99 {}", r.backends[i].backend, fmt_secs(l.p50_s), fmt_secs(l.p99_s)),
-            )
-        })
-        .collect();
+    let entries: Vec<(String, String)> =
+        shown.iter().map(|&i| (side_color(i).to_string(), r.backends[i].backend.clone())).collect();
     let (legend_svg, legend_bottom) = crate::svg::legend(&entries, 10.0, 36.0, w - 10.0);
     let top = legend_bottom + 10.0;
     let bottom = top + 150.0;
@@ -395,7 +387,7 @@ pub(crate) fn latency_chart(r: &E2eRecord, title: &str, pick: fn(&BackendRun) ->
             );
         }
         if k % every == 0 {
-            out.push_str(&text(cx + cw / 2.0, bottom + 14.0, "middle", "tick", &format!("≤{}", fmt_secs(upper)), 10));
+            out.push_str(&text(cx + cw / 2.0, bottom + 14.0, "middle", "tick", &format!("≤{}", fmt_bound(upper)), 10));
         }
     }
     out.push_str("</svg>");
@@ -406,7 +398,7 @@ pub(crate) fn latency_chart(r: &E2eRecord, title: &str, pick: fn(&BackendRun) ->
 /// part on every backend); the rest of the wall time is grey, and parts adding up to more than
 /// the wall time (overlapping work) are drawn to their sum with the wall time marked.
 pub(crate) fn wall_chart(r: &E2eRecord) -> String {
-    let (w, label_w, x0, x1) = (1000.0, 200.0, 210.0, 860.0);
+    let (w, label_w, x0, x1) = (1000.0, 200.0, 210.0, 780.0);
     let mut names: Vec<&str> = Vec::new();
     for b in &r.backends {
         for (name, _) in &b.time_split {
@@ -427,12 +419,16 @@ pub(crate) fn wall_chart(r: &E2eRecord) -> String {
     let finite = |v: f64| if v.is_finite() { v.max(0.0) } else { 0.0 };
     let extent = |b: &BackendRun| finite(b.wall_s).max(b.time_split.iter().map(|p| finite(p.1)).sum());
     let scale_max = r.backends.iter().map(extent).fold(0f64, f64::max);
-    let scale_max = if scale_max > 0.0 { scale_max } else { 1.0 };
+    // Round ticks: a 1-2-5 step (in seconds, or a power of ten below one) giving about five.
+    let peak = if scale_max > 0.0 { scale_max } else { 1.0 };
+    let step = if peak >= 5.0 { nice(peak / 5.0) } else { 10f64.powf((peak / 5.0).log10().floor()) };
+    let scale_max = (peak / step).ceil() * step;
     let sx = |v: f64| (x1 - x0) * v / scale_max;
-    for frac in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let x = x0 + (x1 - x0) * frac;
+    let ticks = (scale_max / step).round() as usize;
+    for k in 0..=ticks {
+        let x = x0 + (x1 - x0) * k as f64 / ticks.max(1) as f64;
         let _ = write!(out, "<line x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" class=\"grid\"/>");
-        out.push_str(&text(x, bottom + 14.0, "middle", "tick", &fmt_secs(scale_max * frac), 12));
+        out.push_str(&text(x, bottom + 14.0, "middle", "tick", &format!("{} s", fmt_num(step * k as f64)), 12));
     }
     out.push_str(&text((x0 + x1) / 2.0, bottom + 32.0, "middle", "axis-title", "wall time", 20));
     if r.backends.is_empty() {
@@ -472,9 +468,9 @@ pub(crate) fn wall_chart(r: &E2eRecord) -> String {
         }
         let mut label = fmt_secs(b.wall_s);
         if sum > wall {
-            label.push_str(&format!(" (parts add up to {}: overlapping)", fmt_secs(sum)));
+            label.push_str(&format!(" wall, parts {}", fmt_secs(sum)));
         }
-        out.push_str(&text(x0 + sx(wall.max(sum)) + 8.0, y + 14.0, "start", "note", &label, 60));
+        out.push_str(&text(x0 + sx(wall.max(sum)) + 8.0, y + 14.0, "start", "note", &label, 30));
     }
     out.push_str("</svg>");
     out

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::charts::{self, Span};
-use super::{fmt_num, fmt_secs, since_start, span_words, BackendRun, E2eRecord, LatencySummary, Verdict, TOTALS};
+use super::{fmt_bytes, fmt_num, fmt_secs, since_start, span_words, E2eRecord, LatencyOf, Verdict, TOTALS};
 use crate::format_rate;
 use crate::html::{esc, STYLE};
 use crate::svg::side_color;
@@ -21,6 +21,7 @@ dl.head dt { font-weight: 600; } dl.head dd { margin: 0; overflow-wrap: anywhere
 td.diff { background: #fff4e5; }
 td.ok, span.ok { color: #2e7d32; font-weight: 600; } span.bad { color: #c62828; font-weight: 600; }
 .note { color: #555; font-size: 13px; }
+.answers pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 "#;
 
 fn swatch(i: usize) -> String {
@@ -122,7 +123,13 @@ fn header(out: &mut String, r: &E2eRecord) {
     for (class, label, value, sub) in [
         ("", "decisions compared", d.compared.to_string(), String::new()),
         (
-            if d.matched < d.compared { "bad" } else { "good" },
+            if d.compared == 0 {
+                "muted"
+            } else if d.matched < d.compared {
+                "bad"
+            } else {
+                "good"
+            },
             "decisions matched",
             d.matched.to_string(),
             format_rate(d.matched, d.compared),
@@ -146,16 +153,18 @@ fn header(out: &mut String, r: &E2eRecord) {
             format!("of {checked_inv}"),
         ),
     ] {
+        let class = if r.backends.is_empty() { "muted" } else { class };
         let _ = write!(out, "<div class=\"card {class}\">{label}<b>{value}</b>{sub}</div>");
     }
     out.push_str("</div>\n");
 }
 
 /// A table head: the first column's title, then one column per backend.
-fn backend_head(out: &mut String, r: &E2eRecord, first: &str) {
+fn backend_head(out: &mut String, r: &E2eRecord, first: &str, numbers: bool) {
     let _ = write!(out, "<table><thead><tr><th>{first}</th>");
+    let class = if numbers { " class=\"num\"" } else { "" };
     for (i, b) in r.backends.iter().enumerate() {
-        let _ = write!(out, "<th class=\"num\">{}{}</th>", swatch(i), esc(&b.backend));
+        let _ = write!(out, "<th{class}>{}{}</th>", swatch(i), esc(&b.backend));
     }
     out.push_str("</tr></thead><tbody>\n");
 }
@@ -167,13 +176,17 @@ fn totals(out: &mut String, r: &E2eRecord) {
         return;
     }
     out.push_str("<p class=\"note\">Cells of a row whose backends disagree are shaded.</p>\n");
-    backend_head(out, r, "requests");
+    backend_head(out, r, "requests", true);
     for (label, value) in TOTALS {
         let values: Vec<u64> = r.backends.iter().map(|b| value(&b.totals)).collect();
         let diff = if values.windows(2).any(|w| w[0] != w[1]) { " diff" } else { "" };
         let _ = write!(out, "<tr><td>{label}</td>");
         for v in values {
-            let _ = write!(out, "<td class=\"num{diff}\">{v}</td>");
+            if label == "bytes moved" {
+                let _ = write!(out, "<td class=\"num{diff}\" title=\"{v} bytes\">{}</td>", fmt_bytes(v));
+            } else {
+                let _ = write!(out, "<td class=\"num{diff}\">{v}</td>");
+            }
         }
         out.push_str("</tr>\n");
     }
@@ -200,6 +213,8 @@ fn series(out: &mut String, r: &E2eRecord, span: &Span) {
             charts::SLICES,
             counts.join("; ")
         )
+    } else if most == 0 {
+        "No samples: no data.".to_string()
     } else {
         "Every sample is drawn.".to_string()
     };
@@ -240,7 +255,7 @@ fn series(out: &mut String, r: &E2eRecord, span: &Span) {
 fn latency(out: &mut String, r: &E2eRecord) {
     out.push_str("<h2>Request latency</h2>\n");
     out.push_str("<p class=\"note\">Queued to reported done, in simulated time: the share of each backend's requests per histogram bucket.</p>\n<div class=\"charts\">");
-    let kinds: [(&str, fn(&BackendRun) -> &LatencySummary); 2] =
+    let kinds: [(&str, LatencyOf); 2] =
         [("Archive requests", |b| &b.archive_latency), ("Retrieve requests", |b| &b.retrieve_latency)];
     for (title, pick) in kinds {
         let _ = write!(out, "<div class=\"chart\">{}</div>", charts::latency_chart(r, title, pick));
@@ -286,7 +301,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
             }
         }
     }
-    backend_head(out, r, "part");
+    backend_head(out, r, "part", true);
     out.push_str("<tr><td><b>wall time</b></td>");
     for b in &r.backends {
         let _ = write!(out, "<td class=\"num\"><b>{}</b></td>", esc(&fmt_secs(b.wall_s)));
@@ -300,8 +315,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
                 "-".to_string()
             } else {
                 let s: f64 = v.iter().sum();
-                let share =
-                    if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
+                let share = if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
                 format!("{}{share}", fmt_secs(s))
             };
             let _ = write!(out, "<td class=\"num\">{}</td>", esc(&cell));
@@ -401,7 +415,7 @@ fn invariants(out: &mut String, r: &E2eRecord) {
         out.push_str("<p class=\"none\">No invariants checked (no data).</p>\n");
         return;
     }
-    backend_head(out, r, "invariant");
+    backend_head(out, r, "invariant", false);
     for name in names {
         let _ = write!(out, "<tr><td>{}</td>", esc(name));
         for b in &r.backends {

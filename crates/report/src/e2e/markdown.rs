@@ -4,9 +4,7 @@
 //! comparison report (`crate::markdown`).
 
 use super::charts::{mean_drives, Span};
-use super::{
-    fmt_num, fmt_secs, since_start, span_words, BackendRun, E2eRecord, LatencySummary, Sample, Verdict, TOTALS,
-};
+use super::{fmt_bytes, fmt_num, fmt_secs, since_start, span_words, E2eRecord, LatencyOf, Sample, Verdict, TOTALS};
 use crate::format_rate;
 use crate::markdown::{align, fenced, md, row};
 
@@ -66,7 +64,10 @@ pub fn render_markdown(r: &E2eRecord) -> String {
         backend_head(&mut out, r, "requests");
         for (label, value) in TOTALS {
             let mut cells = vec![label.to_string()];
-            cells.extend(r.backends.iter().map(|b| value(&b.totals).to_string()));
+            cells.extend(r.backends.iter().map(|b| match value(&b.totals) {
+                v if label == "bytes moved" => format!("{} ({v} B)", fmt_bytes(v)),
+                v => v.to_string(),
+            }));
             out.push_str(&row(&cells));
         }
         let mut cells = vec!["samples over time".to_string()];
@@ -245,8 +246,7 @@ fn latency(out: &mut String, r: &E2eRecord) {
     }
     out.push_str(&row(&["requests", "backend", "count", "p50", "p90", "p99", "max"].map(String::from)));
     out.push_str(&align(7));
-    let kinds: [(&str, fn(&BackendRun) -> &LatencySummary); 2] =
-        [("archive", |b| &b.archive_latency), ("retrieve", |b| &b.retrieve_latency)];
+    let kinds: [(&str, LatencyOf); 2] = [("archive", |b| &b.archive_latency), ("retrieve", |b| &b.retrieve_latency)];
     for (kind, pick) in kinds {
         for b in &r.backends {
             let l = pick(b);
@@ -292,8 +292,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
                 "-".to_string()
             } else {
                 let s: f64 = v.iter().sum();
-                let share =
-                    if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
+                let share = if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
                 md(&format!("{}{share}", fmt_secs(s)))
             });
         }

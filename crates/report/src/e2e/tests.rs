@@ -265,7 +265,10 @@ fn large_records_stay_small_and_say_they_are_downsampled() {
     assert!(html.contains("Downsampled for drawing"), "the report says so");
     assert!(html.contains("objectstore-redis: 10000 samples, about "));
     let md = render_markdown(&r);
-    assert_eq!(md.lines().filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit())).count(), markdown::INSTANTS);
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit())).count(),
+        markdown::INSTANTS
+    );
 }
 
 #[test]
@@ -291,6 +294,15 @@ fn numbers_and_times_read_well() {
     assert_eq!(fmt_secs(900.0), "15.0 min");
     assert_eq!(fmt_secs(3.0 * 3600.0), "3.00 h");
     assert_eq!(fmt_secs(-2.0), "-2.00 s");
+    assert_eq!(
+        (fmt_bound(500.0), fmt_bound(7200.0), fmt_bound(0.002), fmt_bound(1.5)),
+        ("500 s".into(), "2 h".into(), "2 ms".into(), "1.5 s".into())
+    );
+    assert_eq!(fmt_bound(1.0 / 3.0), "333 ms");
+    assert_eq!(
+        (fmt_bytes(999), fmt_bytes(1_500), fmt_bytes(85_492_000_000_000)),
+        ("999 B".into(), "1.50 kB".into(), "85.5 TB".into())
+    );
     assert_eq!(utc(1_764_806_400), "2025-12-04 00:00:00 UTC");
     assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
     let r = record(0);
