@@ -62,8 +62,11 @@ pub(crate) fn legend(entries: &[(String, String)], x: f64, y: f64, right: f64) -
     (out, cy + 12.0)
 }
 
-/// Smallest 1, 2 or 5 times a power of ten at or above `v` (at least 1).
+/// Smallest 1, 2 or 5 times a power of ten at or above `v` (at least 1; 1 for NaN).
 pub(crate) fn nice(v: f64) -> f64 {
+    if v.is_nan() {
+        return 1.0;
+    }
     let mut p = 1.0;
     loop {
         for m in [1.0, 2.0, 5.0] {

@@ -115,6 +115,9 @@ impl Span {
 
 /// A tick step in hours giving at most about eight ticks over `hours`.
 fn hour_step(hours: f64) -> f64 {
+    if !hours.is_finite() {
+        return 1.0;
+    }
     const STEPS: [f64; 13] = [1.0 / 60.0, 5.0 / 60.0, 0.25, 0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0, 168.0];
     for s in STEPS {
         if hours / s <= 8.0 {

@@ -221,6 +221,37 @@ fn an_empty_record_renders_and_says_no_data() {
 }
 
 #[test]
+fn extreme_values_render_without_panicking() {
+    let mut r = record(3);
+    r.start_s = i64::MAX;
+    r.end_s = i64::MIN;
+    r.drives = u32::MAX;
+    let b = &mut r.backends[0];
+    b.samples[0].t_s = i64::MIN;
+    b.samples[1].t_s = i64::MAX;
+    b.samples[2] = Sample { t_s: 0, queued_archive: u64::MAX, drives_busy: u32::MAX, ..Sample::default() };
+    b.wall_s = f64::NAN;
+    b.time_split = vec![("inf".into(), f64::INFINITY), ("neg".into(), -5.0), ("nan".into(), f64::NAN)];
+    b.archive_latency = LatencySummary {
+        count: u64::MAX,
+        p50_s: f64::NAN,
+        p90_s: f64::INFINITY,
+        p99_s: -1.0,
+        max_s: f64::NEG_INFINITY,
+        histogram: vec![(f64::NEG_INFINITY, u64::MAX), (f64::NAN, 1), (f64::INFINITY, u64::MAX), (0.0, 3)],
+    };
+    r.backends[1].samples.reverse();
+    let html = render_html(&r);
+    assert!(html.ends_with("</html>\n"));
+    assert!(html.contains("NaN s"), "a NaN is shown as such");
+    for coordinate in ["=\"NaN", "=\"inf", "=\"-inf", "NaN,", ",NaN", "inf,", ",inf"] {
+        assert!(!html.contains(coordinate), "no {coordinate} coordinate");
+    }
+    let md = render_markdown(&r);
+    assert!(md.contains("## Invariants"));
+}
+
+#[test]
 fn write_report_writes_both_reports_and_the_record() {
     let dir = std::env::temp_dir().join(format!("tapesched-e2e-report-{}", std::process::id())).join("a/b");
     let _ = std::fs::remove_dir_all(&dir);
