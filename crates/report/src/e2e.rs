@@ -41,10 +41,11 @@ pub struct E2eRecord {
 }
 
 impl E2eRecord {
-    /// True when the run found no divergence, every tolerance held and every invariant of every
-    /// backend held.
+    /// True when at least one backend ran, the run found no divergence, every tolerance held and
+    /// every invariant of every backend held.
     pub fn passed(&self) -> bool {
-        self.divergences.is_empty()
+        !self.backends.is_empty()
+            && self.divergences.is_empty()
             && self.tolerances.iter().all(|t| t.ok)
             && self.backends.iter().all(|b| b.invariants.iter().all(|i| i.ok))
     }
@@ -221,8 +222,11 @@ pub(crate) enum Verdict {
 impl Verdict {
     /// The verdict of `r`, with the reasons of a failure (at most ten lines, then a count).
     pub(crate) fn of(r: &E2eRecord) -> Verdict {
+        if r.backends.is_empty() {
+            return Verdict::NoData;
+        }
         if r.passed() {
-            return if r.backends.is_empty() { Verdict::NoData } else { Verdict::Pass };
+            return Verdict::Pass;
         }
         let mut reasons = Vec::new();
         if !r.divergences.is_empty() {

@@ -204,6 +204,7 @@ fn a_divergence_shows_every_backends_answer_side_by_side() {
 fn an_empty_record_renders_and_says_no_data() {
     let r = E2eRecord::default();
     assert_eq!(Verdict::of(&r), Verdict::NoData);
+    assert!(!r.passed(), "a run of no backend did not pass");
     let html = render_html(&r);
     assert!(html.contains("<b>NO DATA</b>"), "{html}");
     assert!(html.contains("No backend ran: no data."));
