@@ -203,3 +203,58 @@ fn processes_on_a_scaled_clock_archive_everything_once_on_objectstore_redis() {
     );
     run("objectstore-redis", &section, &url, &name);
 }
+
+/// Bad input to the processes mode exits 2 with what is wrong (no server needed: each is refused
+/// before a backend is opened).
+#[test]
+fn bad_clocks_events_and_backends_exit_2_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("processes-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = root().join("compat/taped/sim.toml");
+    let run = |args: &[&str]| {
+        let out = bin().args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let config = example.display().to_string();
+    let (code, err) = run(&["taped", "--config", &config, "--clock", "1767225600,0,fast"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad clock factor \"fast\""), "{err}");
+    let (code, err) = run(&["taped", "--config", &config, "--clock", "1,2,3", "--simulate-for", "1h"]);
+    assert_eq!(code, Some(2), "{err}");
+    // The example queues a [workload] and runs on objectstore-memory: refused with --clock.
+    let (code, err) = run(&["taped", "--config", &config, "--clock", "1,2,3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("[workload] is not played with --clock"), "{err}");
+    let no_workload = std::fs::read_to_string(&example).unwrap();
+    let no_workload = &no_workload[..no_workload.find("[workload]").unwrap()];
+    let path = dir.join("memory.toml");
+    std::fs::write(
+        &path,
+        no_workload
+            .replace("../mhvtl/lto9", &root().join("compat/mhvtl/lto9").display().to_string())
+            .replace("\"lto9.yml\"", &format!("\"{}\"", root().join("compat/taped/lto9.yml").display())),
+    )
+    .unwrap();
+    let memory = path.display().to_string();
+    let (code, err) = run(&["taped", "--config", &memory, "--clock", "1,2,3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("objectstore-memory lives in one process"), "{err}");
+
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, "{\"at\":1,\"op\":\"queue_retrieve\",\"archive_file_id\":1}\n{\"at\":2,\"op\":\"fly\"}\n")
+        .unwrap();
+    let redis = memory.replace("memory.toml", "redis.toml");
+    std::fs::write(
+        &redis,
+        std::fs::read_to_string(&path).unwrap().replace("\"objectstore-memory\"", "\"objectstore-redis\""),
+    )
+    .unwrap();
+    let events_arg = events.display().to_string();
+    let (code, err) = run(&["produce", "--config", &redis, "--events", &events_arg, "--clock", "1,2,3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("events.jsonl:2: unknown variant `fly`"), "{err}");
+    let (code, err) = run(&["produce", "--config", &memory, "--events", &events_arg, "--clock", "1,2,3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("objectstore-memory lives in one process"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
