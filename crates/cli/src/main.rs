@@ -11,7 +11,11 @@
 //!   drive` runs one drive session as a process (`worker.rs`);
 //! - `tapesched taped --config FILE [--simulate-for DURATION]` runs the drives of a tape server
 //!   and `tapesched config check FILE` checks its configuration (`taped.rs`);
-//! - `tapesched maintenance --config FILE [--once]` runs the maintenance loops (`maintenance.rs`);
+//! - `tapesched maintenance --config FILE [--once] [--clock START,ORIGIN,FACTOR]` runs the
+//!   maintenance loops (`maintenance.rs`);
+//! - `tapesched produce --config FILE --events FILE.jsonl --clock START,ORIGIN,FACTOR` replays
+//!   arrivals on a scaled clock (`produce.rs`; with `taped --clock` and `maintenance --clock`,
+//!   the processes mode of the end-to-end harness);
 //! - `tapesched migrate init|status|config|stage|backfill|verify|repair|report` moves a
 //!   scheduler from the legacy objectstore to PostgreSQL (`migrate.rs`, `migrate_status.rs`,
 //!   `migrate_report.rs`).
@@ -29,6 +33,7 @@ mod maintenance;
 mod migrate;
 mod migrate_report;
 mod migrate_status;
+mod produce;
 mod repack;
 mod scenario;
 mod table;
@@ -80,7 +85,8 @@ enum Command {
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
     /// The tape daemon of one tape server: runs its drives (on the simulated library for
-    /// --simulate-for of virtual time; on mhVTL until SIGINT/SIGTERM), draining them on a signal.
+    /// --simulate-for of virtual time, or with --clock in real time on a scaled clock until
+    /// SIGINT/SIGTERM; on mhVTL until SIGINT/SIGTERM), draining them on a signal.
     Taped(taped::TapedArgs),
     /// Tape server configuration files.
     #[command(subcommand)]
@@ -88,6 +94,10 @@ enum Command {
     /// The maintenance daemon: report delivery, garbage collection, retrieve-queue cleanup and
     /// repack loops at their intervals until SIGINT/SIGTERM (or one pass each with --once).
     Maintenance(maintenance::MaintenanceArgs),
+    /// A producer on a scaled clock: replays arrivals (JSON lines: queue archives, queue
+    /// retrieves, tape state changes, each at its simulated time) through the scheduler, one JSON
+    /// line per applied event (the processes mode of the end-to-end harness).
+    Produce(produce::ProduceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +244,7 @@ fn main() -> ExitCode {
             Command::Taped(args) => taped::taped(args).await,
             Command::Config(ConfigCommand::Check(args)) => taped::check(args).await,
             Command::Maintenance(args) => maintenance::maintenance(args).await,
+            Command::Produce(args) => produce::produce(args).await,
         }
     });
     drop(runtime);

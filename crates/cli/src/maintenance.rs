@@ -3,13 +3,15 @@
 //! owners, retrieve-queue cleanup and repack loops, each at its interval from the `[maintenance]`
 //! section of a tape server's configuration file, on the wall clock, until SIGINT or SIGTERM
 //! (which stop the loops between passes; exit 0, as `db collect --every`). With `--once`, one
-//! pass of every enabled loop, then exit. Each pass is a line on stdout.
+//! pass of every enabled loop, then exit. Each pass is a line on stdout. With `--clock
+//! START,ORIGIN,FACTOR` the daemon runs on that scaled clock (as `taped --clock`): its "now" is
+//! scaled time and each loop waits its interval / FACTOR of wall time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use tapesched_scheduler::clock::SystemClock;
+use tapesched_scheduler::clock::{Clock, ClockSpec, ScaledClock, SystemClock};
 use tapesched_taped::maintenance::{build, Maintenance, MaintenanceConfig};
 use tapesched_taped::SetupError;
 
@@ -25,6 +27,11 @@ pub struct MaintenanceArgs {
     /// One pass of every enabled loop, then exit (0, or the error's status).
     #[arg(long)]
     pub once: bool,
+    /// Run on a scaled clock, as `taped --clock`: simulated now = START + (wall now - ORIGIN) x
+    /// FACTOR (START seconds and ORIGIN milliseconds since the epoch); the loops' intervals are
+    /// simulated time (each waits interval / FACTOR of wall time).
+    #[arg(long, value_name = "START,ORIGIN,FACTOR", value_parser = crate::taped::parse_clock)]
+    pub clock: Option<ClockSpec>,
 }
 
 /// `maintenance`: exit 0 after `--once` or a signal, 2 on a bad configuration or an unreachable
@@ -35,8 +42,12 @@ pub async fn maintenance(args: MaintenanceArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return fail(EXIT_INVALID, anyhow::anyhow!("{e}")),
     };
-    let daemon: Maintenance = match build(&config, None, Arc::new(SystemClock)).await {
-        Ok(m) => m,
+    let clock: Arc<dyn Clock> = match args.clock {
+        Some(spec) => Arc::new(ScaledClock::new(spec)),
+        None => Arc::new(SystemClock),
+    };
+    let daemon: Maintenance = match build(&config, None, clock).await {
+        Ok(m) => m.with_time_factor(args.clock.map_or(1.0, |c| c.factor)),
         Err(SetupError::Config(c)) => return fail(EXIT_INVALID, anyhow::anyhow!("{c}")),
         Err(SetupError::Scheduler(e)) => return fail(code_of(e.kind), e.into()),
     };

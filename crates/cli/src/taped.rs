@@ -1,5 +1,11 @@
-//! `tapesched taped --config FILE [--simulate-for DURATION]`, the tape daemon of one tape server,
-//! and `tapesched config check FILE`, which validates its configuration (`tapesched-taped`).
+//! `tapesched taped --config FILE [--simulate-for DURATION | --clock START,ORIGIN,FACTOR]`, the
+//! tape daemon of one tape server, and `tapesched config check FILE`, which validates its
+//! configuration (`tapesched-taped`).
+//!
+//! With `--clock` the simulated library runs in real time on a scaled clock
+//! ([`ScaledClock`]: simulated now = START + (wall now - ORIGIN) x FACTOR), shared with the
+//! producers (`tapesched produce`) and the maintenance daemon of the run; it runs until SIGINT or
+//! SIGTERM, then drains on that clock (the processes mode of the end-to-end harness).
 //!
 //! On the simulated library the daemon runs `--simulate-for` of virtual time (as fast as the
 //! backend answers), queues the `[workload]` of the file if it has one and plays its disk side
@@ -13,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use tapesched_scheduler::clock::{Clock, ClockSpec, ScaledClock};
 use tapesched_taped::config::LibraryKind;
 use tapesched_taped::setup::{queue_workload, SetupError};
 use tapesched_taped::workload::DiskSide;
@@ -28,8 +35,20 @@ pub struct TapedArgs {
     pub config: PathBuf,
     /// Simulated library only (and required with it): run this much virtual time (`90s`, `30m`,
     /// `8h`, `1d`, or seconds), then drain the drives and print a summary.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", conflicts_with = "clock")]
     pub simulate_for: Option<String>,
+    /// Simulated library only: run it in real time, sped up, on a scaled clock until SIGINT or
+    /// SIGTERM: simulated now = START + (wall now - ORIGIN) x FACTOR, with START in seconds since
+    /// the epoch, ORIGIN the wall instant in milliseconds since the epoch, FACTOR simulated
+    /// seconds per wall second (e.g. `1767225600,1767225600000,720`: an hour in 5 s). Processes
+    /// given the same three numbers share one time. `[workload]` is refused: producers queue.
+    #[arg(long, value_name = "START,ORIGIN,FACTOR", value_parser = parse_clock)]
+    pub clock: Option<ClockSpec>,
+}
+
+/// Parses `--clock START,ORIGIN,FACTOR` ([`ClockSpec::parse`]).
+pub fn parse_clock(text: &str) -> Result<ClockSpec, String> {
+    ClockSpec::parse(text)
 }
 
 /// Arguments of `config check`.
@@ -83,13 +102,19 @@ pub async fn taped(args: TapedArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return fail(EXIT_INVALID, anyhow::anyhow!("{e}")),
     };
+    if let Some(spec) = args.clock {
+        return scaled(&config, spec).await;
+    }
     let simulate = match (&args.simulate_for, config.library.kind) {
         (Some(d), LibraryKind::Sim) => match parse_duration(d) {
             Ok(s) => Some(s),
             Err(e) => return fail(EXIT_INVALID, anyhow::anyhow!(e)),
         },
         (None, LibraryKind::Sim) => {
-            return fail(EXIT_INVALID, anyhow::anyhow!("the simulated library needs --simulate-for DURATION"))
+            return fail(
+                EXIT_INVALID,
+                anyhow::anyhow!("the simulated library needs --simulate-for DURATION or --clock START,ORIGIN,FACTOR"),
+            )
         }
         (Some(_), LibraryKind::Mhvtl) => {
             return fail(EXIT_INVALID, anyhow::anyhow!("--simulate-for is for the simulated library only"))
@@ -163,6 +188,66 @@ pub async fn taped(args: TapedArgs) -> u8 {
         EXIT_INTERRUPTED
     } else {
         0
+    }
+}
+
+/// `taped --clock`: the simulated library in real time on the scaled clock `spec`, until a
+/// signal, then drained on that clock; exit 130 after the signal, 2 on a configuration this mode
+/// cannot run, 1 on a backend error.
+async fn scaled(config: &Config, spec: ClockSpec) -> u8 {
+    if config.library.kind != LibraryKind::Sim {
+        return fail(EXIT_INVALID, anyhow::anyhow!("--clock is for the simulated library only"));
+    }
+    if config.workload.is_some() {
+        return fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "{}: [workload] is not played with --clock (producers queue the requests: tapesched produce)",
+                config.source.display()
+            ),
+        );
+    }
+    if config.backend.name.get_ref() == "objectstore-memory" {
+        return fail(
+            EXIT_INVALID,
+            anyhow::anyhow!(
+                "{}: --clock shares the backend with other processes: objectstore-memory lives in one process \
+                 (use objectstore-redis or postgres)",
+                config.source.display()
+            ),
+        );
+    }
+    let clock = ScaledClock::new(spec);
+    let mut built = match build(config, None, Some(clock.now())).await {
+        Ok(b) => b,
+        Err(e) => return setup_failure(e),
+    };
+    built.daemon.set_on_event(Arc::new(|line: &str| crate::worker::say(line.to_string())));
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let signal = match crate::exit::interrupted() {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    };
+    tokio::spawn(async move {
+        let name = signal.await;
+        crate::worker::say(format!("{name}: draining"));
+        let _ = tx.send(true);
+    });
+    crate::worker::say(format!("clock {spec}: now {}", clock.now()));
+    let outcome: Result<RunEnd, tapesched_scheduler::Error> = async {
+        let end = built.daemon.run_paced(&clock, &mut rx).await?;
+        built.daemon.drain_paced(&clock).await?;
+        Ok(end)
+    }
+    .await;
+    let end = match outcome {
+        Ok(end) => end,
+        Err(e) => return fail(code_of(e.kind), e.into()),
+    };
+    print!("{}", built.daemon.summary().render());
+    match end {
+        RunEnd::Cancelled => EXIT_INTERRUPTED,
+        _ => 0,
     }
 }
 

@@ -352,8 +352,11 @@ impl Config {
             }
             _ => {}
         }
-        if self.catalogue.postgres && name != "postgres" {
-            return Err(self.err_at(&self.backend.name, "the Postgres catalogue needs backend `postgres`"));
+        // The shared catalogue lives in the PostgreSQL database of `[backend]` (its `database_url`
+        // and `schema`), beside either backend that processes share.
+        if self.catalogue.postgres && !matches!(name.as_str(), "postgres" | "objectstore-redis") {
+            return Err(self
+                .err_at(&self.backend.name, "the Postgres catalogue needs backend `postgres` or `objectstore-redis`"));
         }
         if self.library.kind == LibraryKind::Sim && self.library.config_dir.is_none() {
             return Err(ConfigError::new(&self.source, None, "[library]: a `sim` library needs `config_dir`"));

@@ -18,6 +18,16 @@
 //! With real devices ([`Daemon::run_realtime`]) each drive runs its steps in a task of its own and
 //! waits for its next time on the wall clock, or for the cancellation.
 //!
+//! # Scaled time: the simulated library in real time, sped up
+//!
+//! In the processes mode of the end-to-end harness ([`Daemon::run_paced`], `tapesched taped
+//! --clock`) the same event loop runs on a [`Pacer`] (a [`ScaledClock`](
+//! tapesched_scheduler::clock::ScaledClock) shared with the producer and maintenance processes):
+//! before each step it waits until the scaled time reaches the drive's next time, then moves the
+//! `SimClock` to the scaled now (never back) and steps. The scheduler of the daemon still reads
+//! the `SimClock`, which is thus the scaled time of the step in progress; steps run one at a time,
+//! so a step that takes wall time delays the next ones, as a busy tape server would.
+//!
 //! # Draining
 //!
 //! [`Daemon::drain`] (SIGTERM in `tapesched taped`) asks every drive to drain and runs until every
@@ -30,6 +40,7 @@ use tapesched_scheduler::types::DriveStatus;
 use tapesched_scheduler::Result;
 use tokio::sync::watch;
 
+use crate::pace::Pacer;
 use crate::session::{DriveSession, DriveStats, EventSink, Shared, Timeline, NEVER};
 
 /// Why [`Daemon::run_until`] returned.
@@ -194,6 +205,50 @@ impl Daemon {
         while let Some(i) = self.earliest() {
             let at = self.drives[i].next_at_ms();
             self.sim_clock_to(at);
+            self.drives[i].step(&self.shared).await?;
+        }
+        Ok(())
+    }
+
+    /// Scaled time: runs each drive's steps when `pacer`'s time reaches them (see the module
+    /// documentation), until `cancel` turns true (a wait in progress is cancelled) or every drive
+    /// has stopped. A step's error ends the run with it.
+    pub async fn run_paced(&mut self, pacer: &dyn Pacer, cancel: &mut watch::Receiver<bool>) -> Result<RunEnd> {
+        loop {
+            if *cancel.borrow() {
+                return Ok(RunEnd::Cancelled);
+            }
+            let Some(i) = self.earliest() else { return Ok(RunEnd::AllStopped) };
+            let at = self.drives[i].next_at_ms();
+            if pacer.now_ms() < at {
+                let stop = async {
+                    // A dropped sender never cancels: wait for the step instead.
+                    if cancel.changed().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                };
+                tokio::select! {
+                    _ = pacer.wait_until_ms(at) => {}
+                    _ = stop => continue,
+                }
+            }
+            self.sim_clock_to(pacer.now_ms().max(at));
+            self.drives[i].step(&self.shared).await?;
+        }
+    }
+
+    /// [`Daemon::drain`] on scaled time: every drive drains, each step waiting for its time on
+    /// `pacer`, until each has stopped or is Down.
+    pub async fn drain_paced(&mut self, pacer: &dyn Pacer) -> Result<()> {
+        let now = pacer.now_ms().max(self.shared.timeline.now_ms());
+        self.sim_clock_to(now);
+        for d in &mut self.drives {
+            d.drain(now);
+        }
+        while let Some(i) = self.earliest() {
+            let at = self.drives[i].next_at_ms();
+            pacer.wait_until_ms(at).await;
+            self.sim_clock_to(pacer.now_ms().max(at));
             self.drives[i].step(&self.shared).await?;
         }
         Ok(())

@@ -10,6 +10,12 @@
 //! * [`daemon`]: the drives and their driver (a discrete-event loop on the simulated clock, or one
 //!   task per drive on the wall clock), draining, the summary;
 //! * [`data`]: the data path (sizes only, or `file://` files with adler32 checksums);
+//! * [`pace`]: [`pace::Pacer`], waiting on a scaled clock (the processes mode of the end-to-end
+//!   harness);
+//! * [`replay`]: a producer's arrivals (queue archives and retrieves, tape state changes) as
+//!   JSON lines, replayed on a [`pace::Pacer`] (`tapesched produce`);
+//! * [`outcome`]: the measures of a finished processes-mode run (mounts per hour, files per
+//!   mount, queue latency percentiles, requests done exactly once) from its output lines;
 //! * [`maintenance`]: the maintenance daemon (`tapesched maintenance`): report delivery,
 //!   garbage collection, queue cleanup and repack loops.
 
@@ -19,6 +25,9 @@ pub mod config;
 pub mod daemon;
 pub mod data;
 pub mod maintenance;
+pub mod outcome;
+pub mod pace;
+pub mod replay;
 pub mod session;
 pub mod setup;
 pub mod workload;

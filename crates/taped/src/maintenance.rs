@@ -228,6 +228,7 @@ pub struct Maintenance {
     settings: MaintenanceSection,
     agent: ureq::Agent,
     holder: String,
+    time_factor: f64,
 }
 
 /// A holder name unique to this process and instance: host, pid and a random part.
@@ -246,6 +247,20 @@ pub async fn build(
     db: Option<Arc<dyn tapesched_scheduler::db::SchedulerDb>>,
     clock: Arc<dyn Clock>,
 ) -> Result<Maintenance, SetupError> {
+    let scheduler = open_scheduler(config, db, clock.clone(), "maintd").await?;
+    Ok(Maintenance::new(Arc::new(scheduler), clock, config.maintenance.clone()))
+}
+
+/// The scheduler of a configuration's `[backend]`, `[catalogue]` and `[scheduler]` sections on
+/// `clock` (`db` if given: a test's namespace), its backend connections labelled `label`, with
+/// the file-system repack buffer: what the maintenance daemon and a producer
+/// (`tapesched produce`) work through.
+pub async fn open_scheduler(
+    config: &MaintenanceConfig,
+    db: Option<Arc<dyn tapesched_scheduler::db::SchedulerDb>>,
+    clock: Arc<dyn Clock>,
+    label: &str,
+) -> Result<Scheduler, SetupError> {
     let catalogue = open_catalogue(
         &config.catalogue,
         &config.backend,
@@ -256,7 +271,7 @@ pub async fn build(
     .await?;
     let db = match db {
         Some(db) => db,
-        None => open_backend(&config.backend, "maintd", config.maintenance.mount_timeout_s).await?,
+        None => open_backend(&config.backend, label, config.maintenance.mount_timeout_s).await?,
     };
     let sc = SchedulerConfig {
         min_files_to_warrant_mount: config.scheduler.min_files_to_warrant_mount,
@@ -264,8 +279,7 @@ pub async fn build(
         backend_name: config.scheduler.backend_name.clone(),
         ..SchedulerConfig::default()
     };
-    let scheduler = Arc::new(Scheduler::new(db, catalogue, clock.clone(), sc).with_buffer(Arc::new(FsBuffer)));
-    Ok(Maintenance::new(scheduler, clock, config.maintenance.clone()))
+    Ok(Scheduler::new(db, catalogue, clock, sc).with_buffer(Arc::new(FsBuffer)))
 }
 
 impl Maintenance {
@@ -273,13 +287,30 @@ impl Maintenance {
     pub fn new(scheduler: Arc<Scheduler>, clock: Arc<dyn Clock>, settings: MaintenanceSection) -> Self {
         let timeout = Duration::from_millis(settings.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS));
         let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
-        Maintenance { scheduler, clock, settings, agent, holder: holder_name() }
+        Maintenance { scheduler, clock, settings, agent, holder: holder_name(), time_factor: 1.0 }
     }
 
     /// The same daemon holding its leases as `holder` (default: host, pid and a random part).
     pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
         self.holder = holder.into();
         self
+    }
+
+    /// The same daemon on a clock running `factor` times faster than the wall clock (a
+    /// [`tapesched_scheduler::clock::ScaledClock`]): the loops' intervals are simulated time, so
+    /// each waits interval / factor of wall time (at least 1 ms). A factor that is not finite and
+    /// above 0 is ignored.
+    pub fn with_time_factor(mut self, factor: f64) -> Self {
+        if factor.is_finite() && factor > 0.0 {
+            self.time_factor = factor;
+        }
+        self
+    }
+
+    /// Loop `l`'s wait between passes on the wall clock: its interval divided by the time factor.
+    pub fn wall_interval(&self, l: Loop) -> Duration {
+        let ms = (self.settings.interval(l).as_secs_f64() * 1000.0 / self.time_factor).ceil();
+        Duration::from_millis((ms.min(u64::MAX as f64) as u64).max(1))
     }
 
     /// The name it holds leases as.
@@ -356,7 +387,8 @@ impl Maintenance {
         Ok(lines)
     }
 
-    /// Runs every enabled loop at its interval (the first pass at once) until `stop` turns true;
+    /// Runs every enabled loop at its interval ([`Maintenance::wall_interval`]; the first pass at
+    /// once) until `stop` turns true;
     /// a pass in progress is finished, not cancelled, and the leases are released. Each pass's
     /// line (or error, prefixed `error:`; the loop goes on at its next interval) goes to `say`.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>, say: Arc<dyn Fn(String) + Send + Sync>) {
@@ -366,7 +398,7 @@ impl Maintenance {
             let mut stop = stop.clone();
             let say = say.clone();
             tasks.push(tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(me.settings.interval(l));
+                let mut ticks = tokio::time::interval(me.wall_interval(l));
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     if *stop.borrow() {
