@@ -1,5 +1,8 @@
 //! `cargo xtask`: project automation.
 //!
+//! `cargo xtask e2e ...`: the end-to-end run of a workload on the simulated library in lockstep
+//! on several backends ([`e2e`]; `cargo xtask e2e --help`).
+//!
 //! `cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]`: the
 //! backend's benchmark ([`bench_objectstore`], [`bench_postgres`], [`bench_bridge`]: the bridge
 //! beside the two backends it joins), printed as JSON on stdout, followed by the rows of the
@@ -27,6 +30,7 @@ mod bench_postgres;
 mod decision_objectstore;
 mod decision_postgres;
 mod decision_set;
+mod e2e;
 mod measure;
 mod repack_decision;
 mod repack_expansion;
@@ -49,12 +53,20 @@ const HELP: &str =
 A JSON report goes to stdout, then the README's table rows; progress to stderr.";
 
 fn usage() -> &'static str {
-    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]"
+    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]
+       cargo xtask e2e --help"
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let help = |a: &String| a == "--help" || a == "-h";
+    if args.first().map(String::as_str) == Some("e2e") {
+        if args.iter().any(help) {
+            println!("{}\n\n{}", e2e::USAGE, e2e::HELP);
+            return Ok(());
+        }
+        return e2e::main(&args[1..]);
+    }
     if args.iter().any(help) {
         println!("{}\n\n{}", usage(), HELP);
         return Ok(());

@@ -138,7 +138,13 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
     buffer: Arc<dyn RepackBuffer>,
+    observer: Option<DecisionObserver>,
 }
+
+/// Receives every mount decision [`Scheduler::next_mount`] makes, with its explanation: the drive
+/// and the [`Decision`] (`decision::decide` on the mount info the backend read under its
+/// scheduling lock). The end-to-end harness compares them between backends.
+pub type DecisionObserver = Arc<dyn Fn(&str, &Decision) + Send + Sync>;
 
 fn opt_text(field: &str, v: &Option<String>) -> Result<()> {
     v.as_deref().map_or(Ok(()), |s| check_text(field, s, MAX_TEXT))
@@ -157,7 +163,15 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
         config: SchedulerConfig,
     ) -> Self {
-        Scheduler { db, catalogue, clock, config, buffer: Arc::new(MemoryBuffer::default()) }
+        Scheduler { db, catalogue, clock, config, buffer: Arc::new(MemoryBuffer::default()), observer: None }
+    }
+
+    /// The same scheduler sending every decision of [`Scheduler::next_mount`] to `observer`. Each
+    /// decision is then computed with its explanation (`decision::decide`, which sorts every
+    /// candidate) instead of `decision::choose`; the chosen mount is the same.
+    pub fn with_decision_observer(mut self, observer: DecisionObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The same scheduler with `buffer` as the repack buffer (default: one in memory).
@@ -598,12 +612,34 @@ impl Scheduler {
         let snap = self.catalogue.snapshot().await?;
         let library = self.drive_library(&snap, drive).await?;
         if !decision::library_enabled(&snap, &library) {
+            if let Some(observe) = &self.observer {
+                observe(drive, &Decision::default());
+            }
             return Ok(None);
         }
         let now = self.now();
         let config = self.config.clone();
-        let decide = |info: &MountInfo| decision::choose(info, &snap, drive, now, &config);
-        let Some((mount_id, spec)) = self.db.next_mount(&library, now, &decide).await? else { return Ok(None) };
+        let decided = match &self.observer {
+            None => {
+                let decide = |info: &MountInfo| decision::choose(info, &snap, drive, now, &config);
+                self.db.next_mount(&library, now, &decide).await?
+            }
+            Some(observe) => {
+                // The backend may run `decide` more than once (a transaction tried again): the
+                // last run is the one whose mount it recorded.
+                let last = std::sync::Mutex::new(Decision::default());
+                let decide = |info: &MountInfo| {
+                    let d = decision::decide(info, &snap, drive, now, &config);
+                    let chosen = d.chosen.clone();
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = d;
+                    chosen
+                };
+                let decided = self.db.next_mount(&library, now, &decide).await?;
+                observe(drive, &last.into_inner().unwrap_or_else(|e| e.into_inner()));
+                decided
+            }
+        };
+        let Some((mount_id, spec)) = decided else { return Ok(None) };
         if report_starting {
             self.set_drive_status(drive, DriveStatus::Starting, Some(&spec)).await?;
         }

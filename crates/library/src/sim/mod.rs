@@ -335,6 +335,30 @@ impl SimLibrary {
         Ok((t.media.clone(), t.capacity, t.used(), t.files.len() as u64))
     }
 
+    /// Puts files on a cartridge as if written before the run (files a catalogue already has on
+    /// tape), each `(size, checksum)` after the cartridge's last file, taking no time; returns
+    /// the cartridge's file count. Fails when the cartridge is unknown or the files do not fit.
+    pub fn preload(&self, barcode: &str, files: &[(u64, u32)]) -> Result<u64, LibraryError> {
+        let mut st = self.lock();
+        let t = st.tapes.get_mut(barcode).ok_or_else(|| unknown_barcode(barcode))?;
+        let mut used = t.used();
+        let requested = files.iter().fold(0u64, |a, f| a.saturating_add(f.0));
+        if used.saturating_add(requested) > t.capacity {
+            return Err(LibraryError::TapeFull {
+                drive: String::new(),
+                barcode: barcode.into(),
+                capacity: t.capacity,
+                used,
+                requested,
+            });
+        }
+        for &(size, checksum) in files {
+            t.files.push(TapeFile { start: used, size, checksum });
+            used += size;
+        }
+        Ok(t.files.len() as u64)
+    }
+
     /// Injects a fault; fails when it names an unknown drive or cartridge.
     pub fn inject(&self, fault: Fault) -> Result<(), LibraryError> {
         let mut st = self.lock();
