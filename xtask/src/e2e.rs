@@ -144,11 +144,12 @@ fn hms(s: i64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// Writes `record.json` and `summary.txt` into `dir` (until the report renderer is merged) and
+/// Writes the report (`report.md`, `report.html`, `record.json`) and `summary.txt` into `dir`;
 /// returns the summary.
 fn render(dir: &Path, record: &E2eRecord) -> std::io::Result<String> {
-    std::fs::write(dir.join("record.json"), serde_json::to_string_pretty(record)?)?;
-    let text = summary(record);
+    let (_md, html) = tapesched_report::e2e::write_report(dir, record)?;
+    let mut text = summary(record);
+    text.push_str(&format!("report: {}\n", html.display()));
     std::fs::write(dir.join("summary.txt"), &text)?;
     Ok(text)
 }
