@@ -31,6 +31,7 @@ use tapesched_scheduler::Result;
 use tokio::sync::watch;
 
 use crate::session::{DriveSession, DriveStats, EventSink, Shared, Timeline, NEVER};
+use crate::timing::Op;
 
 /// Why [`Daemon::run_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +166,15 @@ impl Daemon {
         }
     }
 
+    /// Runs drive `i`'s next step (going on with files due by `horizon_ms`, see
+    /// [`DriveSession::step_until`]), timed as one [`Op::Step`].
+    async fn step(&mut self, i: usize, horizon_ms: i64) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let r = self.drives[i].step_until(&self.shared, horizon_ms).await;
+        self.shared.times.add(Op::Step, t0.elapsed().as_nanos() as u64);
+        r
+    }
+
     /// Simulated time: runs every drive step due at or before `until_ms`, in time order, then
     /// moves the clock to `until_ms`. Stops early, between two steps, when `cancel` turns true.
     pub async fn run_until(&mut self, until_ms: i64, cancel: Option<&watch::Receiver<bool>>) -> Result<RunEnd> {
@@ -178,7 +188,7 @@ impl Daemon {
                 break;
             }
             self.sim_clock_to(at);
-            self.drives[i].step(&self.shared).await?;
+            self.step(i, until_ms).await?;
         }
         self.sim_clock_to(until_ms);
         Ok(RunEnd::Reached)
@@ -194,7 +204,7 @@ impl Daemon {
         while let Some(i) = self.earliest() {
             let at = self.drives[i].next_at_ms();
             self.sim_clock_to(at);
-            self.drives[i].step(&self.shared).await?;
+            self.step(i, i64::MIN).await?;
         }
         Ok(())
     }

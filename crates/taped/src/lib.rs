@@ -10,6 +10,9 @@
 //! * [`daemon`]: the drives and their driver (a discrete-event loop on the simulated clock, or one
 //!   task per drive on the wall clock), draining, the summary;
 //! * [`data`]: the data path (sizes only, or `file://` files with adler32 checksums);
+//! * [`simday`]: a simulated day of a large tape server, as a measurement (the bench test and
+//!   `cargo xtask bench --taped`);
+//! * [`timing`]: where the daemon's time goes (calls and wall time per kind of call);
 //! * [`maintenance`]: the maintenance daemon (`tapesched maintenance`): report delivery,
 //!   garbage collection, queue cleanup and repack loops.
 
@@ -21,6 +24,8 @@ pub mod data;
 pub mod maintenance;
 pub mod session;
 pub mod setup;
+pub mod simday;
+pub mod timing;
 pub mod workload;
 
 pub use config::Config;

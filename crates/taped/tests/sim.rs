@@ -208,6 +208,7 @@ async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
         heartbeat_ms: 60_000,
         barcodes,
         on_event: None,
+        times: Default::default(),
     };
     let mut d = Daemon::new(shared, &["ULT11".to_string()]);
     let sink = events.clone();
@@ -247,6 +248,7 @@ async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
         heartbeat_ms: 60_000,
         barcodes: built.daemon.shared().barcodes.clone(),
         on_event: None,
+        times: Default::default(),
     };
     let d = Daemon::new(shared, &["ULT11".to_string(), "ULT12".to_string()]);
     let (_tx, rx) = tokio::sync::watch::channel(true);
