@@ -13,6 +13,13 @@
 //! a few tens of thousands of steps, and the run is deterministic for a given workload because
 //! one step runs at a time, in a fixed order.
 //!
+//! A transferring drive's step goes on with the next files of its batch while nothing that
+//! another drive or the scheduler sees can happen in between ([`DriveSession::step_until`]:
+//! files that the library says will succeed, no heartbeat due, starting by `run_until`'s end);
+//! the calls the scheduler sees keep their simulated times and their order, there are only fewer
+//! steps. [`Daemon::set_multi_file_steps`] turns it off (one file per step) for comparison.
+//! Each step and each kind of call the drives make is timed ([`crate::timing`]).
+//!
 //! # Real time
 //!
 //! With real devices ([`Daemon::run_realtime`]) each drive runs its steps in a task of its own and
@@ -104,6 +111,7 @@ impl Summary {
 pub struct Daemon {
     shared: Arc<Shared>,
     drives: Vec<DriveSession>,
+    multi_file_steps: bool,
 }
 
 impl Daemon {
@@ -111,7 +119,15 @@ impl Daemon {
     pub fn new(shared: Shared, drives: &[String]) -> Daemon {
         let now = shared.timeline.now_ms();
         let drives = drives.iter().map(|d| DriveSession::new(d, now)).collect();
-        Daemon { shared: Arc::new(shared), drives }
+        Daemon { shared: Arc::new(shared), drives, multi_file_steps: true }
+    }
+
+    /// Whether a transferring drive may move several files in one step of
+    /// [`Daemon::run_until`] when nothing can happen in between (the default; see
+    /// [`DriveSession::step_until`]). Off, every file is a step of its own: the same calls in the
+    /// same order, only more steps (the tests compare both).
+    pub fn set_multi_file_steps(&mut self, on: bool) {
+        self.multi_file_steps = on;
     }
 
     /// What the drives share.
@@ -188,7 +204,8 @@ impl Daemon {
                 break;
             }
             self.sim_clock_to(at);
-            self.step(i, until_ms).await?;
+            let horizon = if self.multi_file_steps { until_ms } else { i64::MIN };
+            self.step(i, horizon).await?;
         }
         self.sim_clock_to(until_ms);
         Ok(RunEnd::Reached)
@@ -249,6 +266,6 @@ impl Daemon {
                 drives.push(d);
             }
         }
-        Daemon { shared: self.shared, drives }.summary()
+        Daemon { shared: self.shared, drives, multi_file_steps: true }.summary()
     }
 }

@@ -259,3 +259,59 @@ async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
     assert_eq!(snap.drives["ULT12"].status, DriveStatus::Shutdown);
     open.close().await;
 }
+
+/// What a run left behind, for comparing two runs: the event lines, the summary, every file's
+/// copies (tape, fSeq) and the library as `mtx status` shows it.
+async fn outcome(multi_file_steps: bool) -> (Vec<String>, String, Vec<String>, String) {
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
+    let (mut built, open, events) = daemon(Backend::ObjectstoreMemory, &text).await;
+    built.daemon.set_multi_file_steps(multi_file_steps);
+    let s = built.scheduler.clone();
+    let mut rng = Rng(7);
+    // Files of 1 to 3 TB: tapes fill up within a few hours; retrieves follow the reports.
+    let sizes: Vec<u64> = (0..40).map(|_| (1 + rng.below(3)) * 1_000_000_000_000).collect();
+    let mut ids = queue_archives(&s, "sc_pool_a", &sizes, |_| None).await;
+    let small: Vec<u64> = (0..200).map(|_| (1 + rng.below(8)) * 1_000_000_000).collect();
+    ids.extend(queue_archives(&s, "sc_pool_a", &small, |_| None).await);
+    let mut disk = DiskSide::new(true);
+    let sim = built.sim.clone().unwrap();
+    for quarter in 1..=40 {
+        built.daemon.run_until(START * 1000 + quarter * HOUR_MS / 4, None).await.unwrap();
+        disk.pump(&s).await.unwrap();
+        if quarter == 6 {
+            // A drive error on ULT12's next operation, whatever it is.
+            sim.inject(Fault::DriveError { drive: "ULT12".into(), message: "medium error 3/0C00".into() }).unwrap();
+        }
+    }
+    // A drain at a quarter hour, mid-batch for a writing drive.
+    built.daemon.drain().await.unwrap();
+    disk.pump(&s).await.unwrap();
+    let mut copies = Vec::new();
+    for id in &ids {
+        let f = s.catalogue().archive_file(*id).await.unwrap();
+        copies.push(format!(
+            "{id}: {:?}",
+            f.map(|f| f.copies.iter().map(|c| (c.vid.clone(), c.fseq)).collect::<Vec<_>>())
+        ));
+    }
+    let lines = events.lock().unwrap().clone();
+    let out = (lines, built.daemon.summary().render(), copies, sim.mtx_status("/dev/sg0"));
+    open.close().await;
+    out
+}
+
+/// Several files per step (the default) and one file per step give the same run: the same event
+/// lines at the same simulated times (mounts, full tapes, the drive error, ends of mounts, the
+/// drain), the same summary, every file at the same tape and fSeq, the same library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_files_per_step_change_nothing() {
+    let (events_a, summary_a, copies_a, mtx_a) = outcome(true).await;
+    let (events_b, summary_b, copies_b, mtx_b) = outcome(false).await;
+    assert!(events_a.iter().any(|l| l.contains("tape full")), "{events_a:?}");
+    assert!(events_a.iter().any(|l| l.contains("down: ") && l.contains("medium error")), "{events_a:?}");
+    assert!(summary_a.contains("ULT11"), "{summary_a}");
+    assert_eq!(events_a, events_b);
+    assert_eq!(summary_a, summary_b);
+    assert_eq!(copies_a, copies_b);
+    assert_eq!(mtx_a, mtx_b);
+}
