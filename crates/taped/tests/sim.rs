@@ -261,24 +261,25 @@ async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
 }
 
 /// What a run left behind, for comparing two runs: the event lines, the summary, every file's
-/// copies (tape, fSeq) and the library as `mtx status` shows it.
-async fn outcome(multi_file_steps: bool) -> (Vec<String>, String, Vec<String>, String) {
+/// copies (tape, fSeq), the library as `mtx status` shows it, and how many steps it took.
+async fn outcome(multi_file_steps: bool) -> (Vec<String>, String, Vec<String>, String, u64) {
     let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
     let (mut built, open, events) = daemon(Backend::ObjectstoreMemory, &text).await;
     built.daemon.set_multi_file_steps(multi_file_steps);
     let s = built.scheduler.clone();
     let mut rng = Rng(7);
-    // Files of 1 to 3 TB: tapes fill up within a few hours; retrieves follow the reports.
-    let sizes: Vec<u64> = (0..40).map(|_| (1 + rng.below(3)) * 1_000_000_000_000).collect();
-    let mut ids = queue_archives(&s, "sc_pool_a", &sizes, |_| None).await;
-    let small: Vec<u64> = (0..200).map(|_| (1 + rng.below(8)) * 1_000_000_000).collect();
-    ids.extend(queue_archives(&s, "sc_pool_a", &small, |_| None).await);
+    // First 600 files of 1 to 8 GB (seconds each: several per step), then files of 3 to 5 TB
+    // (hours each): an 18 TB tape fills up in about 12 hours. Retrieves follow the reports.
+    let small: Vec<u64> = (0..600).map(|_| (1 + rng.below(8)) * 1_000_000_000).collect();
+    let mut ids = queue_archives(&s, "sc_pool_a", &small, |_| None).await;
+    let sizes: Vec<u64> = (0..24).map(|_| (3 + rng.below(3)) * 1_000_000_000_000).collect();
+    ids.extend(queue_archives(&s, "sc_pool_a", &sizes, |_| None).await);
     let mut disk = DiskSide::new(true);
     let sim = built.sim.clone().unwrap();
-    for quarter in 1..=40 {
+    for quarter in 1..=80 {
         built.daemon.run_until(START * 1000 + quarter * HOUR_MS / 4, None).await.unwrap();
         disk.pump(&s).await.unwrap();
-        if quarter == 6 {
+        if quarter == 1 {
             // A drive error on ULT12's next operation, whatever it is.
             sim.inject(Fault::DriveError { drive: "ULT12".into(), message: "medium error 3/0C00".into() }).unwrap();
         }
@@ -295,7 +296,8 @@ async fn outcome(multi_file_steps: bool) -> (Vec<String>, String, Vec<String>, S
         ));
     }
     let lines = events.lock().unwrap().clone();
-    let out = (lines, built.daemon.summary().render(), copies, sim.mtx_status("/dev/sg0"));
+    let steps = built.daemon.shared().times.get(tapesched_taped::timing::Op::Step).0;
+    let out = (lines, built.daemon.summary().render(), copies, sim.mtx_status("/dev/sg0"), steps);
     open.close().await;
     out
 }
@@ -305,8 +307,9 @@ async fn outcome(multi_file_steps: bool) -> (Vec<String>, String, Vec<String>, S
 /// drain), the same summary, every file at the same tape and fSeq, the same library.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_files_per_step_change_nothing() {
-    let (events_a, summary_a, copies_a, mtx_a) = outcome(true).await;
-    let (events_b, summary_b, copies_b, mtx_b) = outcome(false).await;
+    let (events_a, summary_a, copies_a, mtx_a, steps_a) = outcome(true).await;
+    let (events_b, summary_b, copies_b, mtx_b, steps_b) = outcome(false).await;
+    assert!(steps_a < steps_b, "fewer steps: {steps_a} against {steps_b}");
     assert!(events_a.iter().any(|l| l.contains("tape full")), "{events_a:?}");
     assert!(events_a.iter().any(|l| l.contains("down: ") && l.contains("medium error")), "{events_a:?}");
     assert!(summary_a.contains("ULT11"), "{summary_a}");
