@@ -106,7 +106,27 @@ async fn same_edits_same_answers_as_the_memory_catalogue() {
         let b = pg.record_tape_file(file).await.map_err(|e| e.kind);
         assert_eq!(a, b);
     }
-    for afid in [100, 101, 501, 999] {
+    // Several files at once (one transaction in PostgreSQL), then a list naming one copy twice
+    // (recorded one by one): the same copies, in order, as the memory catalogue.
+    let file = |afid: u64, vid: &str, copy: u32| NewTapeFile {
+        archive_file_id: afid,
+        disk_instance: "eos".into(),
+        disk_file_id: format!("{afid}"),
+        size: 1_000_000,
+        storage_class: "sc2".into(),
+        copy_nb: copy,
+        vid: vid.into(),
+    };
+    for list in [
+        vec![file(600, "T1", 1), file(601, "T1", 1), file(100, "T3", 2), file(602, "T1", 1)],
+        vec![file(603, "T1", 1), file(603, "T1", 1)],
+    ] {
+        let a = mem.record_tape_files(list.clone()).await.unwrap();
+        let b = pg.record_tape_files(list).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(*pg.snapshot().await.unwrap(), *mem.snapshot().await.unwrap());
+    }
+    for afid in [100, 101, 501, 600, 601, 602, 603, 999] {
         assert_eq!(mem.archive_file(afid).await.unwrap(), pg.archive_file(afid).await.unwrap(), "file {afid}");
     }
     assert_eq!(*pg.snapshot().await.unwrap(), *mem.snapshot().await.unwrap());

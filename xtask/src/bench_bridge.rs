@@ -38,7 +38,7 @@ use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_testkit::workload::archive_mount;
 
 use crate::decision_set::{Arrivals, DecisionSet, DRIVE, LIBRARY, NOW};
-use crate::measure::{rate, ratio, Samples};
+use crate::measure::{busy, cpu_ticks, rate, ratio, Samples};
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]
@@ -152,23 +152,6 @@ impl Config {
             log: Some(log),
         }
     }
-}
-
-/// The machine's CPU time so far (busy, total), in clock ticks, from `/proc/stat`: what the
-/// benchmark's processes and both servers used together (all on this machine).
-fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
-}
-
-/// The share of the machine's CPU time that was busy between two [`cpu_ticks`] readings.
-fn busy(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
-    let ((b0, t0), (b1, t1)) = (before?, after?);
-    (t1 > t0).then(|| ((b1 - b0) as f64 / (t1 - t0) as f64 * 100.0).round() / 100.0)
 }
 
 /// Queues `opts.requests` archive requests with `opts.producers` producers; returns the rate.

@@ -18,7 +18,9 @@
 //! - `--scale`: the mount decision alone on 10 000 pools x 100 000 VIDs x 10 M queued jobs, with
 //!   the process's peak memory;
 //! - `--quick`: every measured path on a small data set, in the build that runs it (a smoke test
-//!   for CI: its timings mean nothing; well under a minute).
+//!   for CI: its timings mean nothing; well under a minute);
+//! - `--taped` (postgres or objectstore-redis): instead, a simulated day of the tape daemon, 100
+//!   drives serving 1 000 000 files ([`bench_taped`]); with `--quick`, 10 drives and 2000 files.
 //!
 //! The default and `--scale` runs always run an optimized build: a debug build re-runs itself
 //! with `cargo run --release`. Each run works in namespaces of its own (schemas, a key prefix)
@@ -27,6 +29,7 @@
 mod bench_bridge;
 mod bench_objectstore;
 mod bench_postgres;
+mod bench_taped;
 mod decision_objectstore;
 mod decision_postgres;
 mod decision_set;
@@ -50,10 +53,13 @@ const HELP: &str =
                                dual-write and live, backfill, verify, shadow decisions
   --quick                      every measured path on a small data set (a smoke test)
   --scale                      the mount decision alone on 10 M queued jobs (not for the bridge)
+  --taped                      instead: a simulated day of the tape daemon (100 drives, 1 M files
+                               of 2 GB; with --quick 10 drives, 2000 files) on postgres or
+                               objectstore-redis: wall time, time split, CPU per file, substrate
 A JSON report goes to stdout, then the README's table rows; progress to stderr.";
 
 fn usage() -> &'static str {
-    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale]
+    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale] [--taped]
        cargo xtask e2e --help"
 }
 
@@ -106,11 +112,12 @@ fn namespace(prefix: &str) -> String {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let (mut backend, mut size) = (None, Size::Default);
+    let (mut backend, mut size, mut taped) = (None, Size::Default, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--backend" => backend = it.next().cloned(),
+            "--taped" => taped = true,
             "--quick" if size == Size::Default => size = Size::Quick,
             "--scale" if size == Size::Default => size = Size::Scale,
             "--quick" | "--scale" => bail!("--quick and --scale exclude each other; {}", usage()),
@@ -124,6 +131,9 @@ fn bench(args: &[String]) -> Result<()> {
         Some(other) => bail!("no benchmark for backend {other:?} (available: objectstore-redis, postgres, bridge)"),
         None => bail!("{}", usage()),
     };
+    if taped && (backend == Backend::Bridge || size == Size::Scale) {
+        bail!("--taped runs on postgres or objectstore-redis, with --quick or without; {}", usage());
+    }
     if backend == Backend::Bridge && size == Size::Scale {
         bail!("--scale measures the mount decision of one backend; the bridge has --quick or the default run");
     }
@@ -142,6 +152,21 @@ fn bench(args: &[String]) -> Result<()> {
     // The namespaces' guards outlive the runtime: on an error, a panic or a signal, the
     // benchmark's tasks stop first, then the guards remove what they wrote.
     let outcome = match backend {
+        _ if taped => {
+            let (which, ns) = match backend {
+                Backend::Postgres => (tapesched_backends::Backend::Postgres, namespace("bench_taped")),
+                _ => (tapesched_backends::Backend::ObjectstoreRedis, format!("{}:", namespace("bench_taped"))),
+            };
+            let _guards = match backend {
+                Backend::Postgres => (Some(SchemaGuard::new(&url, &ns)), None),
+                _ => (None, Some(ClearOnDrop(RedisSettings::new(&url, &ns)))),
+            };
+            let opts = if size == Size::Quick { bench_taped::Options::quick() } else { bench_taped::Options::full() };
+            let place = bench_taped::Place { backend: which, url: &url, namespace: &ns };
+            let outcome = until_signal(&runtime, bench_taped::run(place, opts));
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            outcome
+        }
         Backend::Postgres => {
             let names = [
                 namespace("bench"),

@@ -110,3 +110,20 @@ pub fn memory_json(before_reset: Option<f64>, reset: bool) -> Value {
         "note": "this benchmark process only (VmHWM of /proc/self/status); the server's memory is not counted",
     })
 }
+
+/// The machine's CPU time so far (busy, total), in clock ticks, from `/proc/stat`: what the
+/// benchmark's process and the servers used together (all on this machine), and anything else.
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPU time that was busy between two [`cpu_ticks`] readings.
+pub fn busy(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (before?, after?);
+    (t1 > t0).then(|| ((b1 - b0) as f64 / (t1 - t0) as f64 * 100.0).round() / 100.0)
+}

@@ -254,11 +254,53 @@ fn bridge(r: &Value) -> String {
     out
 }
 
+/// The tape daemon's simulated day: one row, then the time split.
+fn taped(r: &Value) -> String {
+    let t = &r["taped"];
+    let sub = &t["substrate"];
+    let split: Vec<String> = t["split"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| l["op"] != "step")
+                .map(|l| format!("{} {} s", l["op"].as_str().unwrap_or("?"), f(&l["seconds"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "Tape daemon, simulated day (paste under the other backend's):\n\n\
+         | backend | day | wall (queueing + run) | CPU per file | mounts / archived | substrate | ratio | machine busy | target |\n\
+         |---|---|---|---|---|---|---|---|---|\n\
+         | {} | {} drives, {} files of {} bytes, {} h | {} s ({} + {}) | {} us | {} / {} | {} s | {} | {} | <= {} s |\n\n\
+         Split of the run (drives' calls; `other`: the rest of the steps): {}; reports pumped {} s\n",
+        r["backend"].as_str().unwrap_or("?"),
+        t["drives"],
+        n(&t["files"]),
+        n(&t["file_size"]),
+        t["simulated_hours"],
+        f(&t["wall_seconds"]),
+        f(&t["queue_seconds"]),
+        f(&t["run_seconds"]),
+        f(&t["cpu_per_file_us"]),
+        n(&t["mounts"]),
+        n(&t["archived"]),
+        f(&sub["day_seconds"]),
+        f(&t["ratio_substrate_to_day"]),
+        f(&t["machine_busy_share"]),
+        t["target_seconds"],
+        split.join(", "),
+        f(&t["report_pump_seconds"]),
+    )
+}
+
 /// The README rows of a report: the decision table, then (when measured) the throughput table;
 /// for the bridge, its own tables.
 pub fn markdown(report: &Value) -> String {
     if report["backend"] == "bridge" {
         return bridge(report);
+    }
+    if report.get("taped").is_some() {
+        return taped(report);
     }
     let mut out = String::from("Mount decision (paste the row under the other backend's):\n\n");
     out.push_str(&decision(report));

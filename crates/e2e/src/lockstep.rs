@@ -161,6 +161,7 @@ impl Side {
             heartbeat_ms: w.intervals.heartbeat_ms,
             barcodes,
             on_event: None,
+            times: Default::default(),
         };
         let daemon = Daemon::new(shared, &plan.drives);
         let clock_dyn: Arc<dyn Clock> = clock.clone();

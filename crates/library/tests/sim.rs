@@ -279,3 +279,31 @@ async fn a_simulated_day_of_mounts_and_writes() {
     assert!(inv.drives.iter().all(|d| d.barcode.is_none()));
     assert_eq!(inv.locate("V00116L9"), Some(Element::Slot(16)));
 }
+
+/// `write_would_succeed` / `read_would_succeed` say what the next write or read will do, without
+/// doing it: no cartridge, a pending drive error, a full tape, a missing or bad file all say no.
+#[tokio::test]
+async fn would_succeed_predicts_the_next_write_and_read() {
+    let l = lib("mixed");
+    assert!(!l.write_would_succeed("ULT22", GB), "no cartridge");
+    assert!(!l.write_would_succeed("NOPE", GB), "no such drive");
+    l.mount("V00203L8", "ULT22").await.unwrap();
+    assert!(l.write_would_succeed("ULT22", 12 * TB));
+    assert!(!l.write_would_succeed("ULT22", 12 * TB + 1), "does not fit");
+    l.write_file("ULT22", 11 * TB, 1).await.unwrap();
+    let t = elapsed(&l);
+    assert!(!l.write_would_succeed("ULT22", 2 * TB));
+    assert!(matches!(l.write_file("ULT22", 2 * TB, 2).await, Err(LibraryError::TapeFull { .. })));
+    assert!(l.write_would_succeed("ULT22", TB));
+    assert!(!l.write_would_succeed("ULT22", u64::MAX), "no overflow");
+    assert!(l.read_would_succeed("ULT22", 1));
+    assert!(!l.read_would_succeed("ULT22", 0) && !l.read_would_succeed("ULT22", 2), "no such file");
+    l.inject(Fault::BadFile { barcode: "V00203L8".into(), fseq: 1 }).unwrap();
+    assert!(!l.read_would_succeed("ULT22", 1), "bad file");
+    l.inject(Fault::DriveError { drive: "ULT22".into(), message: "medium error".into() }).unwrap();
+    assert!(!l.write_would_succeed("ULT22", GB), "a drive error is pending");
+    assert_eq!(elapsed(&l), t, "asking takes no time");
+    assert!(l.write_file("ULT22", GB, 2).await.is_err());
+    assert!(l.write_would_succeed("ULT22", GB), "the error was taken");
+    assert_eq!(l.write_file("ULT22", GB, 2).await.unwrap().fseq, 2);
+}

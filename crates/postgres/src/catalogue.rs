@@ -529,6 +529,46 @@ impl PgCatalogue {
         Ok(written)
     }
 
+    /// Records several files in one transaction: the snapshot changed once, one UNNEST insert
+    /// each for the archive files and their copies (no two with the same file and copy number:
+    /// [`Catalogue::record_tape_files`] sends such lists one file at a time).
+    async fn record_many_once(&self, files: &[NewTapeFile]) -> Result<Vec<TapeFile>, Fail> {
+        let (mut tx, version, snap) = self.begin_write().await?;
+        let mut new = (*snap).clone();
+        let mut written = Vec::with_capacity(files.len());
+        for file in files {
+            written.push(new.write_tape_file(file, BLOCK_SIZE)?);
+        }
+        write_diff(&mut tx, &snap, &new).await?;
+        sqlx::query(
+            "INSERT INTO cat_archive_file (archive_file_id, disk_instance, disk_file_id, size, storage_class)
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[])
+             ON CONFLICT (archive_file_id) DO NOTHING",
+        )
+        .bind(files.iter().map(|f| f.archive_file_id as i64).collect::<Vec<_>>())
+        .bind(files.iter().map(|f| f.disk_instance.as_str()).collect::<Vec<_>>())
+        .bind(files.iter().map(|f| f.disk_file_id.as_str()).collect::<Vec<_>>())
+        .bind(files.iter().map(|f| f.size as i64).collect::<Vec<_>>())
+        .bind(files.iter().map(|f| f.storage_class.as_str()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO cat_tape_file (archive_file_id, copy_nb, vid, fseq, block_id)
+             SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int8[], $5::int8[])
+             ON CONFLICT (archive_file_id, copy_nb) DO UPDATE SET vid = excluded.vid, fseq = excluded.fseq,
+                 block_id = excluded.block_id",
+        )
+        .bind(files.iter().map(|f| f.archive_file_id as i64).collect::<Vec<_>>())
+        .bind(written.iter().map(|w| w.copy_nb as i32).collect::<Vec<_>>())
+        .bind(written.iter().map(|w| w.vid.as_str()).collect::<Vec<_>>())
+        .bind(written.iter().map(|w| w.fseq as i64).collect::<Vec<_>>())
+        .bind(written.iter().map(|w| w.block_id as i64).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        self.finish_write(tx, version, new).await?;
+        Ok(written)
+    }
+
     async fn archive_file_once(&self, id: u64) -> Result<Option<ArchiveFile>, Fail> {
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query("SELECT * FROM cat_archive_file WHERE archive_file_id = $1")
@@ -700,6 +740,21 @@ impl Catalogue for PgCatalogue {
 
     async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile> {
         retry(self.max_attempts, || self.record_once(&file)).await
+    }
+
+    async fn record_tape_files(&self, files: Vec<NewTapeFile>) -> Result<Vec<TapeFile>> {
+        let mut keys: Vec<(u64, u32)> = files.iter().map(|f| (f.archive_file_id, f.copy_nb)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if files.len() < 2 || keys.len() < files.len() {
+            // One file, or a copy given twice (one statement cannot upsert a row twice).
+            let mut out = Vec::with_capacity(files.len());
+            for file in files {
+                out.push(self.record_tape_file(file).await?);
+            }
+            return Ok(out);
+        }
+        retry(self.max_attempts, || self.record_many_once(&files)).await
     }
 
     async fn next_request_ids(&self, n: u64) -> Result<Vec<u64>> {

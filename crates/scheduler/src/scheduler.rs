@@ -805,22 +805,30 @@ impl Scheduler {
         let ids: Vec<JobId> = done.iter().map(MountJob::id).collect();
         match outcome {
             Outcome::Success => {
+                // The archive copies go to the catalogue in one call, in the batch's order.
+                let files: Vec<NewTapeFile> = done
+                    .iter()
+                    .filter_map(|job| match job {
+                        MountJob::Archive { request, copy_nb } => Some(NewTapeFile {
+                            archive_file_id: request.archive_file_id,
+                            disk_instance: request.disk_instance.clone(),
+                            disk_file_id: request.disk_file_id.clone(),
+                            size: request.size,
+                            storage_class: request.storage_class.clone(),
+                            copy_nb: *copy_nb,
+                            vid: session.spec.vid.clone(),
+                        }),
+                        MountJob::Retrieve { .. } => None,
+                    })
+                    .collect();
+                let mut written =
+                    if files.is_empty() { vec![] } else { self.catalogue.record_tape_files(files).await? }.into_iter();
                 let mut successes = Vec::with_capacity(done.len());
                 for job in &done {
                     let tape_file = match job {
-                        MountJob::Archive { request, copy_nb } => Some(
-                            self.catalogue
-                                .record_tape_file(NewTapeFile {
-                                    archive_file_id: request.archive_file_id,
-                                    disk_instance: request.disk_instance.clone(),
-                                    disk_file_id: request.disk_file_id.clone(),
-                                    size: request.size,
-                                    storage_class: request.storage_class.clone(),
-                                    copy_nb: *copy_nb,
-                                    vid: session.spec.vid.clone(),
-                                })
-                                .await?,
-                        ),
+                        MountJob::Archive { .. } => Some(written.next().ok_or_else(|| {
+                            Error::internal("the catalogue recorded fewer tape files than it was given")
+                        })?),
                         MountJob::Retrieve { .. } => None,
                     };
                     successes.push(TransferSuccess { job: job.id(), tape_file });

@@ -13,6 +13,13 @@
 //! a few tens of thousands of steps, and the run is deterministic for a given workload because
 //! one step runs at a time, in a fixed order.
 //!
+//! A transferring drive's step goes on with the next files of its batch while nothing that
+//! another drive or the scheduler sees can happen in between ([`DriveSession::step_until`]:
+//! files that the library says will succeed, no heartbeat due, starting by `run_until`'s end);
+//! the calls the scheduler sees keep their simulated times and their order, there are only fewer
+//! steps. [`Daemon::set_multi_file_steps`] turns it off (one file per step) for comparison.
+//! Each step and each kind of call the drives make is timed ([`crate::timing`]).
+//!
 //! # Real time
 //!
 //! With real devices ([`Daemon::run_realtime`]) each drive runs its steps in a task of its own and
@@ -42,6 +49,7 @@ use tokio::sync::watch;
 
 use crate::pace::Pacer;
 use crate::session::{DriveSession, DriveStats, EventSink, Shared, Timeline, NEVER};
+use crate::timing::Op;
 
 /// Why [`Daemon::run_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +122,7 @@ impl Summary {
 pub struct Daemon {
     shared: Arc<Shared>,
     drives: Vec<DriveSession>,
+    multi_file_steps: bool,
 }
 
 impl Daemon {
@@ -121,7 +130,15 @@ impl Daemon {
     pub fn new(shared: Shared, drives: &[String]) -> Daemon {
         let now = shared.timeline.now_ms();
         let drives = drives.iter().map(|d| DriveSession::new(d, now)).collect();
-        Daemon { shared: Arc::new(shared), drives }
+        Daemon { shared: Arc::new(shared), drives, multi_file_steps: true }
+    }
+
+    /// Whether a transferring drive may move several files in one step of
+    /// [`Daemon::run_until`] when nothing can happen in between (the default; see
+    /// [`DriveSession::step_until`]). Off, every file is a step of its own: the same calls in the
+    /// same order, only more steps (the tests compare both).
+    pub fn set_multi_file_steps(&mut self, on: bool) {
+        self.multi_file_steps = on;
     }
 
     /// What the drives share.
@@ -176,6 +193,15 @@ impl Daemon {
         }
     }
 
+    /// Runs drive `i`'s next step (going on with files due by `horizon_ms`, see
+    /// [`DriveSession::step_until`]), timed as one [`Op::Step`].
+    async fn step(&mut self, i: usize, horizon_ms: i64) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let r = self.drives[i].step_until(&self.shared, horizon_ms).await;
+        self.shared.times.add(Op::Step, t0.elapsed().as_nanos() as u64);
+        r
+    }
+
     /// Simulated time: runs every drive step due at or before `until_ms`, in time order, then
     /// moves the clock to `until_ms`. Stops early, between two steps, when `cancel` turns true.
     pub async fn run_until(&mut self, until_ms: i64, cancel: Option<&watch::Receiver<bool>>) -> Result<RunEnd> {
@@ -189,7 +215,8 @@ impl Daemon {
                 break;
             }
             self.sim_clock_to(at);
-            self.drives[i].step(&self.shared).await?;
+            let horizon = if self.multi_file_steps { until_ms } else { i64::MIN };
+            self.step(i, horizon).await?;
         }
         self.sim_clock_to(until_ms);
         Ok(RunEnd::Reached)
@@ -205,7 +232,7 @@ impl Daemon {
         while let Some(i) = self.earliest() {
             let at = self.drives[i].next_at_ms();
             self.sim_clock_to(at);
-            self.drives[i].step(&self.shared).await?;
+            self.step(i, i64::MIN).await?;
         }
         Ok(())
     }
@@ -294,6 +321,6 @@ impl Daemon {
                 drives.push(d);
             }
         }
-        Daemon { shared: self.shared, drives }.summary()
+        Daemon { shared: self.shared, drives, multi_file_steps: true }.summary()
     }
 }

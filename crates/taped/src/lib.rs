@@ -16,6 +16,9 @@
 //!   JSON lines, replayed on a [`pace::Pacer`] (`tapesched produce`);
 //! * [`outcome`]: the measures of a finished processes-mode run (mounts per hour, files per
 //!   mount, queue latency percentiles, requests done exactly once) from its output lines;
+//! * [`simday`]: a simulated day of a large tape server, as a measurement (the bench test and
+//!   `cargo xtask bench --taped`);
+//! * [`timing`]: where the daemon's time goes (calls and wall time per kind of call);
 //! * [`maintenance`]: the maintenance daemon (`tapesched maintenance`): report delivery,
 //!   garbage collection, queue cleanup and repack loops.
 
@@ -30,6 +33,8 @@ pub mod pace;
 pub mod replay;
 pub mod session;
 pub mod setup;
+pub mod simday;
+pub mod timing;
 pub mod workload;
 
 pub use config::Config;

@@ -32,6 +32,7 @@ use tapesched_scheduler::types::{DriveStatus, JobId, MountType};
 use tapesched_scheduler::Result;
 
 use crate::data::{self, DataPath, Transfer};
+use crate::timing::{Op, OpTimes};
 
 /// Where time comes from: the simulator's clock and "free at", or the wall clock.
 #[derive(Clone)]
@@ -88,6 +89,8 @@ pub struct Shared {
     pub barcodes: BTreeMap<String, String>,
     /// Receives one line per event (mounts, ends, errors), if set.
     pub on_event: Option<EventSink>,
+    /// Where the drives' time goes (calls and wall time per kind).
+    pub times: OpTimes,
 }
 
 impl Shared {
@@ -212,7 +215,8 @@ impl DriveSession {
     }
 
     async fn set_status(&mut self, sh: &Shared, status: DriveStatus, session: Option<&TapeSession>) -> Result<()> {
-        sh.scheduler.report_drive_status(&self.name, status, session.map(|s| &s.spec)).await?;
+        let spec = session.map(|s| &s.spec);
+        sh.times.time(Op::DriveStatus, sh.scheduler.report_drive_status(&self.name, status, spec)).await?;
         self.status = status;
         Ok(())
     }
@@ -228,6 +232,18 @@ impl DriveSession {
 
     /// Runs the drive's next step at the timeline's now.
     pub async fn step(&mut self, sh: &Shared) -> Result<()> {
+        self.step_until(sh, i64::MIN).await
+    }
+
+    /// Runs the drive's next step at the timeline's now; on the simulated library, a transferring
+    /// drive goes on with the next files of its batch in the same step as long as nothing can
+    /// happen in between that another drive or the scheduler would see: each next file starts at
+    /// or before `horizon_ms` (the driver's stopping time, where a drain or a fault may come),
+    /// the library says it will succeed (no tape full, no pending fault, no bad file), no
+    /// heartbeat is due at its start, and the batch still holds it (reports and pops stay steps
+    /// of their own, at their time). Every call the scheduler sees is thus made at the same
+    /// simulated time and in the same order as with one file per step.
+    pub async fn step_until(&mut self, sh: &Shared, horizon_ms: i64) -> Result<()> {
         let phase = std::mem::replace(&mut self.phase, Phase::Down);
         match phase {
             Phase::Probe => self.probe(sh).await,
@@ -238,9 +254,9 @@ impl DriveSession {
                 Ok(())
             }
             Phase::Idle => self.idle(sh).await,
-            Phase::Transferring(m) => self.transfer(sh, m).await,
+            Phase::Transferring(m) => self.transfer(sh, m, horizon_ms).await,
             Phase::Unloading(m) => {
-                let n = sh.scheduler.end_mount(m.session).await?;
+                let n = sh.times.time(Op::EndMount, sh.scheduler.end_mount(m.session)).await?;
                 self.stats.handed_back += n;
                 self.status = DriveStatus::Up;
                 sh.say(format!("{} unloaded, handed back {n}", self.name));
@@ -263,12 +279,12 @@ impl DriveSession {
 
     async fn probe(&mut self, sh: &Shared) -> Result<()> {
         self.set_status(sh, DriveStatus::Probing, None).await?;
-        match sh.library.status(&self.name).await {
+        match sh.times.time(Op::Library, sh.library.status(&self.name)).await {
             Err(e) => return self.go_down(sh, format!("probe: {e}")).await,
             Ok(st) if st.barcode.is_some() => {
                 // A cartridge left in the drive (a daemon killed mid-mount): take it out first.
                 self.set_status(sh, DriveStatus::CleaningUp, None).await?;
-                if let Err(e) = sh.library.dismount(&self.name).await {
+                if let Err(e) = sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     return self.go_down(sh, format!("cleaning up a cartridge left in the drive: {e}")).await;
                 }
                 sh.say(format!("{} cleaned up {}", self.name, st.barcode.unwrap_or_default()));
@@ -288,8 +304,11 @@ impl DriveSession {
             return Ok(());
         }
         // The process is alive (the objectstore's agent; a no-op where only mounts beat).
-        sh.scheduler.db().heartbeat(None, sh.timeline.now_ms() / 1000).await?;
-        let Some(session) = sh.scheduler.next_mount(&self.name, true).await? else {
+        let ask = async {
+            sh.scheduler.db().heartbeat(None, sh.timeline.now_ms() / 1000).await?;
+            sh.scheduler.next_mount(&self.name, true).await
+        };
+        let Some(session) = sh.times.time(Op::NextMount, ask).await? else {
             self.phase = Phase::Idle;
             self.next_at_ms = sh.timeline.now_ms() + sh.idle_ms as i64;
             return Ok(());
@@ -303,7 +322,7 @@ impl DriveSession {
             return self.go_down(sh, format!("tape {} is not in the library", spec.vid)).await;
         };
         self.set_status(sh, DriveStatus::Mounting, Some(&session)).await?;
-        if let Err(e) = sh.library.mount(&barcode, &self.name).await {
+        if let Err(e) = sh.times.time(Op::Library, sh.library.mount(&barcode, &self.name)).await {
             self.stats.drive_errors += 1;
             let n = sh.scheduler.end_mount(session).await?;
             self.stats.handed_back += n;
@@ -352,7 +371,9 @@ impl DriveSession {
         Ok(Some(End::TapeFull))
     }
 
-    async fn transfer(&mut self, sh: &Shared, mut m: Box<Mount>) -> Result<()> {
+    async fn transfer(&mut self, sh: &Shared, mut m: Box<Mount>, horizon_ms: i64) -> Result<()> {
+        // The simulated time of this step; a later file's start when the step goes on.
+        let mut at = sh.timeline.now_ms();
         loop {
             if let Some((job, t)) = m.in_flight.take() {
                 match t {
@@ -371,11 +392,17 @@ impl DriveSession {
             if m.batch.is_empty() {
                 self.report(sh, &mut m).await?;
                 let now = sh.timeline.now_ms();
-                if now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 || m.session.popped.is_empty() {
-                    sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000).await?;
+                let beat = now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 || m.session.popped.is_empty();
+                let pop = async {
+                    if beat {
+                        sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000).await?;
+                    }
+                    sh.scheduler.pop_jobs(&mut m.session, sh.batch_files, sh.batch_bytes).await
+                };
+                let jobs = sh.times.time(Op::PopJobs, pop).await?;
+                if beat {
                     m.last_heartbeat_ms = now;
                 }
-                let jobs = sh.scheduler.pop_jobs(&mut m.session, sh.batch_files, sh.batch_bytes).await?;
                 if jobs.is_empty() {
                     m.end = Some(End::QueueEmpty);
                     continue;
@@ -387,27 +414,54 @@ impl DriveSession {
                 m.batch.extend(jobs);
             }
             let Some(job) = m.batch.pop_front() else { continue };
-            let now = sh.timeline.now_ms();
+            let now = at;
             if now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 {
-                sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000).await?;
+                let beat = sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000);
+                sh.times.time(Op::Heartbeat, beat).await?;
                 m.last_heartbeat_ms = now;
             }
             let vid = m.session.spec.vid.clone();
-            match data::transfer(&sh.data, &*sh.library, &self.name, &vid, &job).await {
+            let moved = data::transfer(&sh.data, &*sh.library, &self.name, &vid, &job);
+            match sh.times.time(Op::Library, moved).await {
                 Transfer::TapeFull(reason) => {
                     sh.say(format!("{} {reason}", self.name));
                     self.stats.tapes_full += 1;
-                    sh.scheduler.edit_catalogue(full_tape(&vid)).await?;
+                    sh.times.time(Op::DriveStatus, sh.scheduler.edit_catalogue(full_tape(&vid))).await?;
                     m.end = Some(End::TapeFull);
                 }
                 Transfer::DriveFailed(reason) => m.end = Some(End::DriveError(reason)),
                 t => {
                     m.in_flight = Some((job, t));
-                    self.phase = Phase::Transferring(m);
                     self.next_at_ms = sh.timeline.free_ms(&self.name);
+                    if self.goes_on(sh, &m, horizon_ms) {
+                        at = self.next_at_ms;
+                        continue;
+                    }
+                    self.phase = Phase::Transferring(m);
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// True when the step may go on with the batch's next file at `self.next_at_ms` (see
+    /// [`DriveSession::step_until`]): simulated library and sizes only, the file starts by the
+    /// horizon, no drain, no end, no heartbeat due, and the library will not fail it.
+    fn goes_on(&self, sh: &Shared, m: &Mount, horizon_ms: i64) -> bool {
+        let (Timeline::Sim(lib), DataPath::Sizes) = (&sh.timeline, &sh.data) else { return false };
+        let next = self.next_at_ms;
+        if next > horizon_ms || self.draining || m.end.is_some() {
+            return false;
+        }
+        if next - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 {
+            return false;
+        }
+        match m.batch.front() {
+            Some(MountJob::Archive { request, .. }) => lib.write_would_succeed(&self.name, request.size),
+            Some(MountJob::Retrieve { request }) => {
+                request.active_copy().is_some_and(|c| lib.read_would_succeed(&self.name, c.fseq))
+            }
+            None => false,
         }
     }
 
@@ -417,7 +471,8 @@ impl DriveSession {
         if !m.done.is_empty() {
             let done = std::mem::take(&mut m.done);
             let ids: Vec<JobId> = done.iter().map(MountJob::id).collect();
-            sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Success, None).await?;
+            let complete = sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Success, None);
+            sh.times.time(Op::Complete, complete).await?;
             for job in &done {
                 match job {
                     MountJob::Archive { request, .. } => {
@@ -439,7 +494,8 @@ impl DriveSession {
             sh.say(format!("{} failed {} job(s): {reason}", self.name, ids.len()));
             self.stats.failed += ids.len() as u64;
             let reason: String = reason.chars().take(1000).collect();
-            sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Failure, Some(&reason)).await?;
+            let complete = sh.scheduler.complete_job_ids(&mut m.session, &ids, Outcome::Failure, Some(&reason));
+            sh.times.time(Op::Complete, complete).await?;
         }
         Ok(())
     }
@@ -450,9 +506,9 @@ impl DriveSession {
             End::DriveError(reason) => {
                 self.stats.drive_errors += 1;
                 self.set_status(sh, DriveStatus::CleaningUp, Some(&m.session)).await?;
-                let n = sh.scheduler.end_mount(m.session).await?;
+                let n = sh.times.time(Op::EndMount, sh.scheduler.end_mount(m.session)).await?;
                 self.stats.handed_back += n;
-                let left = match sh.library.dismount(&self.name).await {
+                let left = match sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     Ok(()) => String::new(),
                     Err(e) => format!("; the cartridge could not be taken out: {e}"),
                 };
@@ -466,9 +522,9 @@ impl DriveSession {
                 };
                 sh.say(format!("{} end of mount {} ({what})", self.name, m.session.spec.vid));
                 self.set_status(sh, DriveStatus::Unloading, Some(&m.session)).await?;
-                if let Err(e) = sh.library.dismount(&self.name).await {
+                if let Err(e) = sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     self.stats.drive_errors += 1;
-                    let n = sh.scheduler.end_mount(m.session).await?;
+                    let n = sh.times.time(Op::EndMount, sh.scheduler.end_mount(m.session)).await?;
                     self.stats.handed_back += n;
                     return self.go_down(sh, format!("unload: {e}")).await;
                 }

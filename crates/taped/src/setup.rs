@@ -218,6 +218,7 @@ pub async fn build(
         heartbeat_ms: config.intervals.heartbeat_ms,
         barcodes,
         on_event: None,
+        times: Default::default(),
     };
     Ok(Built { daemon: Daemon::new(shared, &config.drive_names()), scheduler, sim })
 }

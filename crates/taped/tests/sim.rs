@@ -208,6 +208,7 @@ async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
         heartbeat_ms: 60_000,
         barcodes,
         on_event: None,
+        times: Default::default(),
     };
     let mut d = Daemon::new(shared, &["ULT11".to_string()]);
     let sink = events.clone();
@@ -247,6 +248,7 @@ async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
         heartbeat_ms: 60_000,
         barcodes: built.daemon.shared().barcodes.clone(),
         on_event: None,
+        times: Default::default(),
     };
     let d = Daemon::new(shared, &["ULT11".to_string(), "ULT12".to_string()]);
     let (_tx, rx) = tokio::sync::watch::channel(true);
@@ -256,4 +258,63 @@ async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
     let snap = built.scheduler.catalogue().snapshot().await.unwrap();
     assert_eq!(snap.drives["ULT12"].status, DriveStatus::Shutdown);
     open.close().await;
+}
+
+/// What a run left behind, for comparing two runs: the event lines, the summary, every file's
+/// copies (tape, fSeq), the library as `mtx status` shows it, and how many steps it took.
+async fn outcome(multi_file_steps: bool) -> (Vec<String>, String, Vec<String>, String, u64) {
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
+    let (mut built, open, events) = daemon(Backend::ObjectstoreMemory, &text).await;
+    built.daemon.set_multi_file_steps(multi_file_steps);
+    let s = built.scheduler.clone();
+    let mut rng = Rng(7);
+    // First 600 files of 1 to 8 GB (seconds each: several per step), then files of 3 to 5 TB
+    // (hours each): an 18 TB tape fills up in about 12 hours. Retrieves follow the reports.
+    let small: Vec<u64> = (0..600).map(|_| (1 + rng.below(8)) * 1_000_000_000).collect();
+    let mut ids = queue_archives(&s, "sc_pool_a", &small, |_| None).await;
+    let sizes: Vec<u64> = (0..24).map(|_| (3 + rng.below(3)) * 1_000_000_000_000).collect();
+    ids.extend(queue_archives(&s, "sc_pool_a", &sizes, |_| None).await);
+    let mut disk = DiskSide::new(true);
+    let sim = built.sim.clone().unwrap();
+    for quarter in 1..=80 {
+        built.daemon.run_until(START * 1000 + quarter * HOUR_MS / 4, None).await.unwrap();
+        disk.pump(&s).await.unwrap();
+        if quarter == 1 {
+            // A drive error on ULT12's next operation, whatever it is.
+            sim.inject(Fault::DriveError { drive: "ULT12".into(), message: "medium error 3/0C00".into() }).unwrap();
+        }
+    }
+    // A drain at a quarter hour, mid-batch for a writing drive.
+    built.daemon.drain().await.unwrap();
+    disk.pump(&s).await.unwrap();
+    let mut copies = Vec::new();
+    for id in &ids {
+        let f = s.catalogue().archive_file(*id).await.unwrap();
+        copies.push(format!(
+            "{id}: {:?}",
+            f.map(|f| f.copies.iter().map(|c| (c.vid.clone(), c.fseq)).collect::<Vec<_>>())
+        ));
+    }
+    let lines = events.lock().unwrap().clone();
+    let steps = built.daemon.shared().times.get(tapesched_taped::timing::Op::Step).0;
+    let out = (lines, built.daemon.summary().render(), copies, sim.mtx_status("/dev/sg0"), steps);
+    open.close().await;
+    out
+}
+
+/// Several files per step (the default) and one file per step give the same run: the same event
+/// lines at the same simulated times (mounts, full tapes, the drive error, ends of mounts, the
+/// drain), the same summary, every file at the same tape and fSeq, the same library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_files_per_step_change_nothing() {
+    let (events_a, summary_a, copies_a, mtx_a, steps_a) = outcome(true).await;
+    let (events_b, summary_b, copies_b, mtx_b, steps_b) = outcome(false).await;
+    assert!(steps_a < steps_b, "fewer steps: {steps_a} against {steps_b}");
+    assert!(events_a.iter().any(|l| l.contains("tape full")), "{events_a:?}");
+    assert!(events_a.iter().any(|l| l.contains("down: ") && l.contains("medium error")), "{events_a:?}");
+    assert!(summary_a.contains("ULT11"), "{summary_a}");
+    assert_eq!(events_a, events_b);
+    assert_eq!(summary_a, summary_b);
+    assert_eq!(copies_a, copies_b);
+    assert_eq!(mtx_a, mtx_b);
 }

@@ -359,6 +359,23 @@ impl SimLibrary {
         Ok(t.files.len() as u64)
     }
 
+    /// True when writing a file of `size` bytes on `drive` now would succeed: the drive is ready
+    /// with a cartridge, no drive error is pending for it and the file fits on the tape. A driver
+    /// uses it to run several transfers at once only when none of them can fail.
+    pub fn write_would_succeed(&self, drive: &str, size: u64) -> bool {
+        let st = self.lock();
+        let Some((_, t)) = st.quiet_drive(drive) else { return false };
+        t.used().checked_add(size).is_some_and(|end| end <= t.capacity)
+    }
+
+    /// True when reading file `fseq` on `drive` now would succeed: the drive is ready with a
+    /// cartridge, no drive error is pending for it, the file exists and is not bad.
+    pub fn read_would_succeed(&self, drive: &str, fseq: u64) -> bool {
+        let st = self.lock();
+        let Some((_, t)) = st.quiet_drive(drive) else { return false };
+        fseq >= 1 && fseq <= t.files.len() as u64 && !t.bad.contains(&fseq)
+    }
+
     /// Injects a fault; fails when it names an unknown drive or cartridge.
     pub fn inject(&self, fault: Fault) -> Result<(), LibraryError> {
         let mut st = self.lock();
@@ -433,6 +450,15 @@ impl State {
             .iter_mut()
             .find(|d| d.name == name)
             .ok_or_else(|| LibraryError::UnknownDrive { drive: name.to_string() })
+    }
+
+    /// A ready drive with a cartridge and no pending drive error, and its tape.
+    fn quiet_drive(&self, name: &str) -> Option<(&SimDrive, &Tape)> {
+        let d = self.drives.iter().find(|d| d.name == name)?;
+        if d.fail_next.is_some() || check_ready(d).is_err() {
+            return None;
+        }
+        Some((d, self.tapes.get(d.cartridge.as_deref()?)?))
     }
 
     /// A drive about to work on its cartridge: its injected fault taken, ready with a cartridge;

@@ -124,11 +124,10 @@ impl PgSchedulerDb {
     ) -> Result<Option<(MountId, MountSpec)>, Fail> {
         let mut tx = self.begin().await?;
         let timeout_ms = self.config.lock_timeout.as_millis().clamp(1, i32::MAX as u128) as i64;
-        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        // The lock timeout is set before the lock is asked for: one statement, two steps in
+        // order (a scalar subquery in FROM runs before the target list).
+        sqlx::query("SELECT pg_advisory_xact_lock($2) FROM (SELECT set_config('lock_timeout', $1, true)) AS t")
             .bind(format!("{timeout_ms}ms"))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(advisory_key(&self.config.schema, "mount-decision", logical_library))
             .execute(&mut *tx)
             .await?;

@@ -25,6 +25,29 @@ struct State {
     next_request_id: u64,
 }
 
+impl State {
+    /// Adds (or replaces) copy `written` of `file` in the file list and the tape index.
+    fn add_copy(&mut self, file: &NewTapeFile, written: &TapeFile) {
+        let entry = self.files.entry(file.archive_file_id).or_insert_with(|| ArchiveFile {
+            archive_file_id: file.archive_file_id,
+            disk_instance: file.disk_instance.clone(),
+            disk_file_id: file.disk_file_id.clone(),
+            size: file.size,
+            storage_class: file.storage_class.clone(),
+            copies: vec![],
+        });
+        let replaced: Vec<(String, u64)> =
+            entry.copies.iter().filter(|c| c.copy_nb == file.copy_nb).map(|c| (c.vid.clone(), c.fseq)).collect();
+        entry.copies.retain(|c| c.copy_nb != file.copy_nb);
+        entry.copies.push(written.clone());
+        entry.copies.sort_by_key(|c| c.copy_nb);
+        for key in replaced {
+            self.by_tape.remove(&key);
+        }
+        self.by_tape.insert((written.vid.clone(), written.fseq), file.archive_file_id);
+    }
+}
+
 /// A catalogue held in process memory; snapshots are shared copy-on-write.
 pub struct MemoryCatalogue {
     state: Mutex<State>,
@@ -127,24 +150,31 @@ impl Catalogue for MemoryCatalogue {
         let mut snap = (*st.snapshot).clone();
         let written = snap.write_tape_file(&file, BLOCK_SIZE)?;
         st.snapshot = Arc::new(snap);
-        let entry = st.files.entry(file.archive_file_id).or_insert_with(|| ArchiveFile {
-            archive_file_id: file.archive_file_id,
-            disk_instance: file.disk_instance.clone(),
-            disk_file_id: file.disk_file_id.clone(),
-            size: file.size,
-            storage_class: file.storage_class.clone(),
-            copies: vec![],
-        });
-        let replaced: Vec<(String, u64)> =
-            entry.copies.iter().filter(|c| c.copy_nb == file.copy_nb).map(|c| (c.vid.clone(), c.fseq)).collect();
-        entry.copies.retain(|c| c.copy_nb != file.copy_nb);
-        entry.copies.push(written.clone());
-        entry.copies.sort_by_key(|c| c.copy_nb);
-        for key in replaced {
-            st.by_tape.remove(&key);
-        }
-        st.by_tape.insert((written.vid.clone(), written.fseq), file.archive_file_id);
+        st.add_copy(&file, &written);
         Ok(written)
+    }
+
+    async fn record_tape_files(&self, files: Vec<NewTapeFile>) -> Result<Vec<TapeFile>> {
+        // One copy of the snapshot for the whole list; the files before a failing one stay
+        // recorded, as with record_tape_file one by one.
+        let mut st = self.lock();
+        let mut snap = (*st.snapshot).clone();
+        let mut out = Vec::with_capacity(files.len());
+        let mut failure = None;
+        for file in &files {
+            match snap.write_tape_file(file, BLOCK_SIZE) {
+                Ok(written) => {
+                    st.add_copy(file, &written);
+                    out.push(written);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        st.snapshot = Arc::new(snap);
+        failure.map_or(Ok(out), Err)
     }
 
     async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {

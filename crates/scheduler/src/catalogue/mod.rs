@@ -586,6 +586,17 @@ pub trait Catalogue: Send + Sync {
     async fn next_request_id(&self) -> Result<u64>;
     /// Records a copy written on tape: next fSeq, block id, tape fill, the file's copy list.
     async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile>;
+    /// Records copies written on tape, in order, as many [`Catalogue::record_tape_file`] calls
+    /// would one after the other; answers their copies in the same order. An implementation may
+    /// write them at once (one snapshot change, one transaction); on an error the files before
+    /// the failing one may or may not be recorded, as with the calls one by one.
+    async fn record_tape_files(&self, files: Vec<NewTapeFile>) -> Result<Vec<TapeFile>> {
+        let mut out = Vec::with_capacity(files.len());
+        for file in files {
+            out.push(self.record_tape_file(file).await?);
+        }
+        Ok(out)
+    }
     /// `n` fresh retrieve request ids (repack expansion takes one per file, a pass at a time).
     async fn next_request_ids(&self, n: u64) -> Result<Vec<u64>> {
         let mut out = Vec::with_capacity(n.min(1 << 16) as usize);
