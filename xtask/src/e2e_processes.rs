@@ -214,7 +214,31 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     let w = &o.workload;
     let plan = Plan::new(&o.config_dir, w)?;
     let generated = events(w, &plan);
-    let spec = plan.catalogue_spec(w);
+    let mut spec = plan.catalogue_spec(w);
+    // The tape daemon refuses a cartridge its catalogue does not know: the cartridges the
+    // workload leaves unused join the catalogue DISABLED (never mounted).
+    let contents = tapesched_library::config::LibraryContents::read(
+        &o.config_dir.join(format!("library_contents.{}", w.library_id)),
+    )
+    .map_err(|e| anyhow::anyhow!("library configuration: {e}"))?;
+    let used: Vec<&str> = plan.tapes.iter().map(|t| t.barcode.as_str()).collect();
+    if let Some(first) = plan.tapes.first() {
+        for b in contents.barcodes().filter(|b| !b.starts_with("CLN") && !used.contains(b)) {
+            spec.tapes.push(tapesched_scenario::model::TapeSpec {
+                vid: tapesched_taped::config::vid_of(b).to_string(),
+                tape_pool: first.tape_pool.clone(),
+                logical_library: w.logical_library.clone(),
+                capacity_bytes: first.capacity,
+                data_on_tape_bytes: 0,
+                last_fseq: 0,
+                full: false,
+                state: Some(TapeState::Disabled),
+                state_reason: Some("not used by the workload".into()),
+                media_type: None,
+                vendor: None,
+            });
+        }
+    }
     let bin = binary()?;
     let pg = tapesched_testkit::postgres_url().context("the processes mode needs PostgreSQL for its catalogue")?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -271,6 +295,8 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             .map_err(|e| anyhow::anyhow!("backend {b}: loading the catalogue: {e}"))?;
         let dir = o.out.join(b.name());
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        // Absolute: the report URLs are file:// URLs.
+        let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
         let reports = dir.join("reports.jsonl");
         let _ = std::fs::remove_file(&reports);
         let (evs, skipped) = producer_events(w, &generated, &format!("file://{}", reports.display()))?;
