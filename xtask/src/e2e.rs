@@ -15,7 +15,7 @@ use tapesched_report::e2e::E2eRecord;
 
 /// The usage line.
 pub const USAGE: &str = "usage: cargo xtask e2e --config DIR --workload FILE --out DIR [--library sim|mhvtl] \
-[--backends LIST] [--mode lockstep|processes]";
+[--backends LIST] [--mode lockstep|processes] [--factor F]";
 
 /// What `cargo xtask e2e --help` prints after the usage line: exactly the options that exist.
 pub const HELP: &str =
@@ -27,7 +27,14 @@ pub const HELP: &str =
   --backends LIST            comma-separated: objectstore-memory, objectstore-redis, postgres,
                              bridge:LEGACY:TARGET:STAGE (default objectstore-redis,postgres)
   --mode lockstep|processes  lockstep: every backend in this process on simulated time, every
-                             mount decision compared (default); processes: not yet available
+                             mount decision compared (default); processes: per backend, at the
+                             same time, a producer, a tape daemon and a maintenance daemon as
+                             real processes on one scaled clock (objectstore-redis, postgres)
+  --factor F                 processes mode: simulated seconds per wall second (default 600)
+                             The processes mode compares the backends' mounts per hour and files
+                             per mount (within max(50 %, 1 resp. 2)), archive and retrieve latency
+                             p50 (within max(50 %, 300 s)) and p99 (max(50 %, 600 s)), and checks
+                             every request is reported exactly once, none failed, none unknown
   --out DIR                  where record.json and the report go
 Exit status: 0 when the backends agreed and every invariant held, 1 otherwise.";
 
@@ -37,6 +44,7 @@ struct Args {
     workload: PathBuf,
     backends: Vec<Backend>,
     mode: String,
+    factor: f64,
     out: PathBuf,
 }
 
@@ -45,6 +53,7 @@ fn parse(args: &[String]) -> Result<Args> {
     let (mut config, mut workload, mut out) = (None, None, None);
     let mut backends = "objectstore-redis,postgres".to_string();
     let mut mode = "lockstep".to_string();
+    let mut factor = 600.0;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value\n{USAGE}"));
@@ -54,6 +63,12 @@ fn parse(args: &[String]) -> Result<Args> {
             "--workload" => workload = Some(PathBuf::from(value()?)),
             "--backends" => backends = value()?,
             "--mode" => mode = value()?,
+            "--factor" => {
+                let v = value()?;
+                factor = v.parse().ok().filter(|f: &f64| f.is_finite() && *f > 0.0).with_context(|| {
+                    format!("--factor {v:?}: must be a positive number of simulated seconds per wall second")
+                })?;
+            }
             "--out" => out = Some(PathBuf::from(value()?)),
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
@@ -74,6 +89,7 @@ fn parse(args: &[String]) -> Result<Args> {
         workload: workload.with_context(|| format!("--workload is missing\n{USAGE}"))?,
         backends,
         mode,
+        factor,
         out: out.with_context(|| format!("--out is missing\n{USAGE}"))?,
     })
 }
@@ -84,10 +100,12 @@ pub fn main(args: &[String]) -> Result<()> {
     if a.library == "mhvtl" {
         // Stops here on a host without mhVTL, saying what was looked for.
         tapesched_library::mhvtl::MhvtlLibrary::discover().map_err(|e| anyhow::anyhow!("--library mhvtl: {e}"))?;
-        bail!("--library mhvtl: the lockstep mode runs on the simulated library only; mhVTL's real devices need --mode processes, which is not yet available");
+        bail!("--library mhvtl: the lockstep mode runs on the simulated library only; the processes mode also runs the simulated library only (mhVTL's real devices are not yet driven by this command)");
     }
     if a.mode == "processes" {
-        bail!("--mode processes is not yet available (one process per backend is a later part of issue 14); use --mode lockstep");
+        if let Some(b) = a.backends.iter().find(|b| !matches!(b, Backend::ObjectstoreRedis | Backend::Postgres)) {
+            bail!("--backends {b}: the processes mode runs objectstore-redis and postgres only");
+        }
     }
     let workload = Workload::read(&a.workload)?;
     for b in &a.backends {
@@ -97,6 +115,27 @@ pub fn main(args: &[String]) -> Result<()> {
         format!("cargo xtask e2e {}", std::env::args().skip(2).collect::<Vec<_>>().join(" ")),
         format!("host {}, {} cores", hostname(), std::thread::available_parallelism().map_or(1, |n| n.get())),
     ];
+    if a.mode == "processes" {
+        std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+        let wall = Instant::now();
+        let record = crate::e2e_processes::run(crate::e2e_processes::ProcessesOptions {
+            workload,
+            workload_file: a.workload.display().to_string(),
+            config_dir: a.config.clone(),
+            backends: a.backends.clone(),
+            factor: a.factor,
+            out: a.out.clone(),
+            context,
+        })?;
+        let summary =
+            render(&a.out, &record).with_context(|| format!("writing the report into {}", a.out.display()))?;
+        eprint!("{summary}");
+        eprintln!("wall {:.1} s; record: {}", wall.elapsed().as_secs_f64(), a.out.join("record.json").display());
+        if !record.passed() {
+            bail!("the run failed: a tolerance or an invariant above did not hold");
+        }
+        return Ok(());
+    }
     let opts = RunOptions {
         workload,
         workload_file: a.workload.display().to_string(),
@@ -234,8 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn processes_mode_says_it_is_not_there() {
-        let e = main(&args("--config c --workload w --out o --mode processes")).err().unwrap();
-        assert!(e.to_string().contains("not yet available"), "{e}");
+    fn processes_mode_arguments_are_checked() {
+        let a = parse(&args("--config c --workload w --out o --mode processes --factor 120")).unwrap();
+        assert_eq!((a.mode.as_str(), a.factor), ("processes", 120.0));
+        assert_eq!(parse(&args("--config c --workload w --out o --mode processes")).unwrap().factor, 600.0);
+        for bad in ["0", "-3", "fast", "inf"] {
+            let e = parse(&args(&format!("--config c --workload w --out o --mode processes --factor {bad}")))
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains(&format!("--factor \"{bad}\": must be a positive number")), "{e}");
+        }
+        let e = main(&args("--config c --workload w --out o --mode processes --backends objectstore-memory"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("processes mode runs objectstore-redis and postgres only"), "{e}");
     }
 }

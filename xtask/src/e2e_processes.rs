@@ -1,0 +1,535 @@
+//! `cargo xtask e2e --mode processes`: the workload played by real processes, one set per
+//! backend (a producer `tapesched produce`, a tape daemon `taped --clock` on the simulated library
+//! and a maintenance daemon `maintenance --clock`), every backend at the same time on one scaled
+//! clock, each with its own PostgreSQL catalogue schema (and Redis key prefix), all removed at the
+//! end. The run's measures (`tapesched_taped::outcome::measure`) per backend fill an
+//! [`E2eRecord`] of mode "processes"; the backends are compared within stated tolerances.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tapesched_backends::Backend;
+use tapesched_e2e::catalogue::Plan;
+use tapesched_e2e::generate::{events, Event as GenEvent, EventKind};
+use tapesched_e2e::workload::IncidentKind;
+use tapesched_e2e::Workload;
+use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
+use tapesched_postgres::{PgCatalogue, SchemaGuard};
+use tapesched_report::e2e::{BackendRun, E2eRecord, InvariantCheck, LatencySummary, ToleranceCheck, Totals};
+use tapesched_scheduler::clock::ClockSpec;
+use tapesched_scheduler::types::{Requester, TapeState};
+use tapesched_taped::outcome::{measure, parse_lines, parse_summary_total, Latency, ReportLine, RunOutcome};
+use tapesched_taped::replay::{Action, Applied, Event};
+
+/// The tolerances between backends: a measure holds when its largest and smallest values differ
+/// by at most `relative` of the largest, or by at most `absolute` (whichever allows more).
+pub const TOLERANCES: [(&str, f64, f64); 6] = [
+    ("mounts per hour", 0.5, 1.0),
+    ("files per mount", 0.5, 2.0),
+    ("archive latency p50 (s)", 0.5, 300.0),
+    ("archive latency p99 (s)", 0.5, 600.0),
+    ("retrieve latency p50 (s)", 0.5, 300.0),
+    ("retrieve latency p99 (s)", 0.5, 600.0),
+];
+
+/// The workload's generated events as the producer's event lines (simulated seconds since the
+/// epoch), their reports to `report_url`; the second list says which events were skipped and why.
+pub fn producer_events(w: &Workload, generated: &[GenEvent], report_url: &str) -> Result<(Vec<Event>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for e in generated {
+        // Arrivals are queued at the second they fall in (the producer's times are seconds).
+        let at = w.start + e.t_ms.div_euclid(1000);
+        let requester = |flow: usize| {
+            w.flows[flow].requester.as_ref().map(|r| Requester { name: r.name.clone(), group: r.group.clone() })
+        };
+        let action = match &e.kind {
+            EventKind::Archive { flow, size } => Action::QueueArchive {
+                storage_class: w.flows[*flow].storage_class.clone().with_context(|| {
+                    format!("flow {:?}: an archive flow without storage_class", w.flows[*flow].name)
+                })?,
+                size: *size,
+                count: 1,
+                first_archive_file_id: None,
+                requester: requester(*flow),
+                report_url: Some(report_url.to_string()),
+                error_report_url: Some(report_url.to_string()),
+            },
+            EventKind::Retrieve { flow, archive_file_id } => Action::QueueRetrieve {
+                archive_file_id: *archive_file_id,
+                requester: requester(*flow),
+                dst_url: None,
+                report_url: Some(report_url.to_string()),
+                error_report_url: Some(report_url.to_string()),
+            },
+            EventKind::Incident(IncidentKind::TapeDisabled(vid)) => Action::ChangeTapeState {
+                vid: vid.clone(),
+                state: TapeState::Disabled,
+                reason: Some("e2e incident".into()),
+            },
+            EventKind::Incident(other) => {
+                skipped.push(format!(
+                    "incident at +{} s skipped (the producer has no action for it): {other:?}",
+                    e.t_ms / 1000
+                ));
+                continue;
+            }
+        };
+        out.push(Event { at, action });
+    }
+    Ok((out, skipped))
+}
+
+/// One tolerance check over the backends' `values` of `measure`.
+pub fn tolerance(measure: &str, values: Vec<f64>, relative: f64, absolute: f64) -> ToleranceCheck {
+    let max = values.iter().cloned().fold(f64::MIN, f64::max);
+    let min = values.iter().cloned().fold(f64::MAX, f64::min);
+    let ok = values.len() < 2 || max - min <= (relative * max.abs()).max(absolute);
+    ToleranceCheck {
+        measure: measure.to_string(),
+        values,
+        tolerance: format!("max - min <= max({:.0} % of max, {absolute})", relative * 100.0),
+        ok,
+    }
+}
+
+/// The tolerance checks of [`TOLERANCES`] over the backends' outcomes.
+pub fn tolerances(outcomes: &[RunOutcome]) -> Vec<ToleranceCheck> {
+    TOLERANCES
+        .iter()
+        .map(|(name, rel, abs)| {
+            let values = outcomes
+                .iter()
+                .map(|o| match *name {
+                    "mounts per hour" => o.mounts_per_hour,
+                    "files per mount" => o.files_per_mount,
+                    "archive latency p50 (s)" => o.archive_latency.p50_s,
+                    "archive latency p99 (s)" => o.archive_latency.p99_s,
+                    "retrieve latency p50 (s)" => o.retrieve_latency.p50_s,
+                    _ => o.retrieve_latency.p99_s,
+                })
+                .collect();
+            tolerance(name, values, *rel, *abs)
+        })
+        .collect()
+}
+
+/// The invariants of one backend's outcome.
+pub fn invariants(o: &RunOutcome, queued: u64) -> Vec<InvariantCheck> {
+    let check = |name: &str, ok: bool, detail: String| InvariantCheck { name: name.into(), ok, detail };
+    vec![
+        check("every request queued", o.queued == queued, format!("{} of {queued} queued", o.queued)),
+        check("every request reported", o.missing_count == 0, format!("{} missing {:?}", o.missing_count, o.missing)),
+        check(
+            "no request reported twice",
+            o.duplicate_count == 0,
+            format!("{} duplicated {:?}", o.duplicate_count, o.duplicates),
+        ),
+        check("no unknown report", o.unknown_reports == 0, format!("{} unknown report lines", o.unknown_reports)),
+        check("no request failed", o.failed == 0, format!("{} failed", o.failed)),
+    ]
+}
+
+fn summary_of(l: &Latency) -> LatencySummary {
+    LatencySummary { count: l.count, p50_s: l.p50_s, p90_s: 0.0, p99_s: l.p99_s, max_s: l.max_s, histogram: vec![] }
+}
+
+/// The options of a processes run.
+pub struct ProcessesOptions {
+    /// The workload.
+    pub workload: Workload,
+    /// Its file.
+    pub workload_file: String,
+    /// The library's mhVTL configuration.
+    pub config_dir: PathBuf,
+    /// The backends.
+    pub backends: Vec<Backend>,
+    /// Simulated seconds per wall second.
+    pub factor: f64,
+    /// Where the run's files go.
+    pub out: PathBuf,
+    /// The record's first context lines.
+    pub context: Vec<String>,
+}
+
+struct Running {
+    backend: Backend,
+    dir: PathBuf,
+    children: Vec<(String, Child)>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: signalling a child this process started, by its pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the `tapesched` binary (a no-op when it is up to date) and returns its path.
+fn binary() -> Result<PathBuf> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-p", "tapesched-cli", "--bin", "tapesched"])
+        .current_dir(root())
+        .status()
+        .context("running cargo build -p tapesched-cli")?;
+    if !status.success() {
+        bail!("cargo build -p tapesched-cli failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let bin = target.join("debug/tapesched");
+    if !bin.exists() {
+        bail!("{} is missing after cargo build", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Runs the workload as processes on every backend at once and returns the record.
+pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
+    if !(o.factor.is_finite() && o.factor > 0.0) {
+        bail!("--factor {}: must be a positive number", o.factor);
+    }
+    let w = &o.workload;
+    let plan = Plan::new(&o.config_dir, w)?;
+    let generated = events(w, &plan);
+    let mut spec = plan.catalogue_spec(w);
+    // The tape daemon refuses a cartridge its catalogue does not know: the cartridges the
+    // workload leaves unused join the catalogue DISABLED (never mounted).
+    let contents = tapesched_library::config::LibraryContents::read(
+        &o.config_dir.join(format!("library_contents.{}", w.library_id)),
+    )
+    .map_err(|e| anyhow::anyhow!("library configuration: {e}"))?;
+    let used: Vec<&str> = plan.tapes.iter().map(|t| t.barcode.as_str()).collect();
+    if let Some(first) = plan.tapes.first() {
+        for b in contents.barcodes().filter(|b| !b.starts_with("CLN") && !used.contains(b)) {
+            spec.tapes.push(tapesched_scenario::model::TapeSpec {
+                vid: tapesched_taped::config::vid_of(b).to_string(),
+                tape_pool: first.tape_pool.clone(),
+                logical_library: w.logical_library.clone(),
+                capacity_bytes: first.capacity,
+                data_on_tape_bytes: 0,
+                last_fseq: 0,
+                full: false,
+                state: Some(TapeState::Disabled),
+                state_reason: Some("not used by the workload".into()),
+                media_type: None,
+                vendor: None,
+            });
+        }
+    }
+    let bin = binary()?;
+    let pg = tapesched_testkit::postgres_url().context("the processes mode needs PostgreSQL for its catalogue")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+    let mut context = o.context.clone();
+    context.push(format!("processes: every backend at the same time, factor {} (simulated s per wall s)", o.factor));
+    context.push(format!(
+        "tolerances: {}",
+        TOLERANCES
+            .iter()
+            .map(|(n, r, a)| format!("{n} within max({:.0} %, {a})", r * 100.0))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let mut runs = Vec::new();
+    let mut queued_counts = Vec::new();
+    let origin = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64 + 3_000;
+    let clock = ClockSpec::new(w.start, origin, o.factor).map_err(|e| anyhow::anyhow!("clock: {e}"))?;
+    let mut skipped_noted = false;
+    let mut setups = Vec::new();
+    for b in &o.backends {
+        let name = tapesched_testkit::unique_name("e2eproc");
+        guards.push(Box::new(SchemaGuard::new(pg.clone(), name.clone())));
+        let section = match b {
+            Backend::Postgres => {
+                format!("[backend]\nname = \"postgres\"\ndatabase_url = \"{pg}\"\nschema = \"{name}\"\n")
+            }
+            Backend::ObjectstoreRedis => {
+                let redis = tapesched_testkit::redis_url().context("objectstore-redis needs Redis")?;
+                let prefix = format!("{name}:");
+                guards.push(Box::new(ClearOnDrop(RedisSettings::new(redis.clone(), prefix.clone()))));
+                format!(
+                    "[backend]\nname = \"objectstore-redis\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\ndatabase_url = \"{pg}\"\nschema = \"{name}\"\n"
+                )
+            }
+            other => bail!("--backends {other}: the processes mode runs objectstore-redis and postgres only"),
+        };
+        let (snapshot, files) =
+            tapesched_scenario::catalogue::build(&spec, "default").map_err(|e| anyhow::anyhow!("catalogue: {e}"))?;
+        runtime
+            .block_on(async {
+                let c = PgCatalogue::connect(&pg, &name).await?;
+                c.load(snapshot, files).await
+            })
+            .map_err(|e| anyhow::anyhow!("backend {b}: loading the catalogue: {e}"))?;
+        let dir = o.out.join(b.name());
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        // Absolute: the report URLs are file:// URLs.
+        let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
+        let reports = dir.join("reports.jsonl");
+        let _ = std::fs::remove_file(&reports);
+        let (evs, skipped) = producer_events(w, &generated, &format!("file://{}", reports.display()))?;
+        if !skipped_noted {
+            context.extend(skipped);
+            skipped_noted = true;
+        }
+        let mut lines = String::new();
+        for e in &evs {
+            lines.push_str(&serde_json::to_string(e)?);
+            lines.push('\n');
+        }
+        std::fs::write(dir.join("events.jsonl"), lines)?;
+        let mut config = format!(
+            "{section}\n[catalogue]\npostgres = true\n\n[library]\nkind = \"sim\"\nconfig_dir = \"{}\"\nlibrary_id = {}\n\n",
+            std::fs::canonicalize(&o.config_dir)?.display(),
+            w.library_id
+        );
+        for d in &plan.drives {
+            config.push_str(&format!("[[drives]]\nname = \"{d}\"\n"));
+        }
+        config.push_str(&format!(
+            "\n[intervals]\nidle_ms = {}\nheartbeat_ms = {}\n",
+            w.intervals.idle_ms, w.intervals.heartbeat_ms
+        ));
+        std::fs::write(dir.join("config.toml"), config)?;
+        let queued: u64 = evs.iter().filter(|e| e.action.op() != "change_tape_state").count() as u64;
+        queued_counts.push(queued);
+        setups.push((*b, dir));
+    }
+    let wall = Instant::now();
+    for (b, dir) in setups {
+        let mut children = Vec::new();
+        for (name, args) in [
+            ("maintenance", vec!["maintenance".to_string()]),
+            ("taped", vec!["taped".to_string()]),
+            ("producer", vec!["produce".into(), "--events".into(), dir.join("events.jsonl").display().to_string()]),
+        ] {
+            let child = Command::new(&bin)
+                .args(&args)
+                .arg("--config")
+                .arg(dir.join("config.toml"))
+                .args(["--clock", &clock.to_string()])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(dir.join(format!("{name}.out")))?)
+                .stderr(std::fs::File::create(dir.join(format!("{name}.err")))?)
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            children.push((name.to_string(), child));
+        }
+        runs.push(Running { backend: b, dir, children });
+    }
+    // The wall deadline: the workload's span and tail at the factor, plus a margin.
+    let span = (w.duration + w.tail) as f64 / o.factor;
+    let deadline = Duration::from_secs_f64(span + 60.0);
+    let mut timed_out = false;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            bail!("interrupted (Ctrl-C): the processes were stopped and the namespaces removed");
+        }
+        let mut all = true;
+        for (r, &n) in runs.iter_mut().zip(&queued_counts) {
+            let lines = text(&r.dir.join("reports.jsonl")).lines().count() as u64;
+            let gone = r.children.iter_mut().take(2).any(|(_, c)| c.try_wait().ok().flatten().is_some());
+            if gone {
+                bail!("backend {}: a daemon exited early; see {}", r.backend, r.dir.display());
+            }
+            all &= lines >= n;
+        }
+        if all {
+            break;
+        }
+        if wall.elapsed() > deadline {
+            timed_out = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut backends = Vec::new();
+    let mut outcomes = Vec::new();
+    for (r, &n) in runs.iter_mut().zip(&queued_counts) {
+        for (_, c) in &r.children {
+            sigterm(c);
+        }
+        let limit = Instant::now() + Duration::from_secs(60);
+        for (name, c) in &mut r.children {
+            loop {
+                if c.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() > limit {
+                    let _ = c.kill();
+                    bail!("backend {}: {name} did not exit within 60 s of SIGTERM", r.backend);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let applied: Vec<Applied> = parse_lines(&text(&r.dir.join("producer.out")), "producer.out")
+            .map_err(|e| anyhow::anyhow!("backend {}: {e}", r.backend))?;
+        let reports: Vec<ReportLine> = parse_lines(&text(&r.dir.join("reports.jsonl")), "reports.jsonl")
+            .map_err(|e| anyhow::anyhow!("backend {}: {e}", r.backend))?;
+        let taped_out = text(&r.dir.join("taped.out"));
+        let totals = parse_summary_total(&taped_out)
+            .with_context(|| format!("backend {}: no summary total line in taped.out", r.backend))?;
+        let end = reports.iter().map(|l| l.time).max().unwrap_or(w.start + w.duration as i64);
+        let oc = measure(&applied, &reports, &totals, w.start, end);
+        let mut inv = invariants(&oc, n);
+        inv.push(InvariantCheck {
+            name: "finished before the wall deadline".into(),
+            ok: !timed_out,
+            detail: format!("deadline {:.0} s", deadline.as_secs_f64()),
+        });
+        let count = |kind: &str, outcome: &str| {
+            reports.iter().filter(|l| l.kind == kind && l.outcome == outcome).count() as u64
+        };
+        backends.push(BackendRun {
+            backend: r.backend.name(),
+            wall_s: wall.elapsed().as_secs_f64(),
+            time_split: vec![],
+            totals: Totals {
+                archives_queued: applied.iter().flat_map(|a| &a.requests).filter(|q| q.starts_with("archive:")).count()
+                    as u64,
+                archived: count("archive", "success"),
+                retrieves_queued: applied
+                    .iter()
+                    .flat_map(|a| &a.requests)
+                    .filter(|q| q.starts_with("retrieve:"))
+                    .count() as u64,
+                retrieved: count("retrieve", "success"),
+                failed: oc.failed,
+                duplicates: oc.duplicate_count,
+                repacks_queued: 0,
+                repacks_done: 0,
+                mounts: oc.mounts,
+                bytes: totals.bytes,
+            },
+            samples: vec![],
+            archive_latency: summary_of(&oc.archive_latency),
+            retrieve_latency: summary_of(&oc.retrieve_latency),
+            invariants: inv,
+        });
+        context.push(format!(
+            "{}: mounts/h {:.2}, files/mount {:.2}, span {} s",
+            r.backend, oc.mounts_per_hour, oc.files_per_mount, oc.span_s
+        ));
+        outcomes.push(oc);
+    }
+    drop(runs);
+    drop(guards);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(E2eRecord {
+        workload: w.name.clone(),
+        workload_file: o.workload_file.clone(),
+        seed: w.seed,
+        mode: "processes".into(),
+        library: "sim".into(),
+        drives: plan.drives.len() as u32,
+        tapes: plan.tapes.len() as u32,
+        start_s: w.start,
+        end_s: w.start + w.duration as i64,
+        context,
+        backends,
+        tolerances: tolerances(&outcomes),
+        ..E2eRecord::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smoke() -> (Workload, Plan) {
+        let w = Workload::read(&root().join("compat/workloads/smoke.yml")).unwrap();
+        let plan = Plan::new(&root().join("compat/mhvtl/lto9"), &w).unwrap();
+        (w, plan)
+    }
+
+    #[test]
+    fn the_smoke_workload_converts_to_producer_events() {
+        let (w, plan) = smoke();
+        let generated = events(&w, &plan);
+        let (evs, skipped) = producer_events(&w, &generated, "file:///tmp/r.jsonl").unwrap();
+        let incidents = generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(_))).count();
+        let disabled =
+            generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(IncidentKind::TapeDisabled(_)))).count();
+        assert!(disabled > 0 && incidents > disabled, "smoke has a disabled tape and other incidents");
+        assert_eq!(evs.len(), generated.len() - incidents + disabled);
+        assert_eq!(skipped.len(), incidents - disabled);
+        assert!(skipped.iter().all(|s| s.contains("skipped")), "{skipped:?}");
+        // Times in order, within the span (arrivals round up to the arrival tick, so the last may fall on its end).
+        assert!(evs.windows(2).all(|p| p[0].at <= p[1].at));
+        assert!(evs.iter().all(|e| e.at >= w.start && e.at <= w.start + w.duration as i64));
+        let archives = evs.iter().filter(|e| e.action.op() == "queue_archive").count();
+        let retrieves = evs.iter().filter(|e| e.action.op() == "queue_retrieve").count();
+        assert!(archives > 0 && retrieves > 0);
+        // Every line parses back as the producer reads it.
+        for e in &evs {
+            let line = serde_json::to_string(e).unwrap();
+            assert_eq!(&Event::parse_line(&line).unwrap(), e, "{line}");
+        }
+        match &evs.iter().find(|e| e.action.op() == "queue_archive").unwrap().action {
+            Action::QueueArchive { storage_class, requester, report_url, .. } => {
+                assert!(storage_class == "atlas_raw" || storage_class == "cms_raw");
+                assert!(requester.is_some());
+                assert_eq!(report_url.as_deref(), Some("file:///tmp/r.jsonl"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tolerances_hold_within_their_bounds_only() {
+        assert!(tolerance("m", vec![10.0, 6.0], 0.5, 1.0).ok);
+        assert!(!tolerance("m", vec![10.0, 4.0], 0.5, 1.0).ok);
+        // The absolute bound allows small values to differ more than the relative one.
+        assert!(tolerance("m", vec![1.0, 1.9], 0.5, 1.0).ok);
+        assert!(tolerance("m", vec![1000.0, 1700.0], 0.5, 300.0).ok);
+        assert!(!tolerance("p99", vec![3000.0, 900.0], 0.5, 600.0).ok);
+        assert!(tolerance("one", vec![5.0], 0.0, 0.0).ok);
+        let a = RunOutcome { mounts_per_hour: 12.0, files_per_mount: 40.0, ..RunOutcome::default() };
+        let b = RunOutcome { mounts_per_hour: 2.0, files_per_mount: 38.0, ..RunOutcome::default() };
+        let t = tolerances(&[a, b]);
+        assert_eq!(t.len(), TOLERANCES.len());
+        assert!(!t[0].ok && t[1].ok && t[2].ok, "{t:?}");
+        assert_eq!(t[0].values, vec![12.0, 2.0]);
+    }
+
+    #[test]
+    fn invariants_name_what_is_wrong() {
+        let good = RunOutcome { queued: 3, succeeded: 3, ..RunOutcome::default() };
+        assert!(invariants(&good, 3).iter().all(|i| i.ok));
+        let bad = RunOutcome { queued: 3, missing_count: 1, unknown_reports: 2, ..RunOutcome::default() };
+        let failed: Vec<String> = invariants(&bad, 4).into_iter().filter(|i| !i.ok).map(|i| i.name).collect();
+        assert_eq!(failed, ["every request queued", "every request reported", "no unknown report"]);
+    }
+}
