@@ -205,6 +205,9 @@ pub async fn build(
         Some(lib) => lib.clock().clone(),
         None => Arc::new(SystemClock),
     };
+    if let (Some(lib), crate::config::DataMode::Sizes) = (&sim, config.data.mode) {
+        preload_recorded_files(config, lib, &*catalogue, &barcodes).await?;
+    }
     let scheduler = Arc::new(Scheduler::new(db, catalogue, clock, scheduler_config(config)));
     let data_dir = config.data.tape_dir.as_deref().map(|d| config.resolve(d));
     let shared = Shared {
@@ -221,6 +224,53 @@ pub async fn build(
         times: Default::default(),
     };
     Ok(Built { daemon: Daemon::new(shared, &config.drive_names()), scheduler, sim })
+}
+
+/// Puts on each empty cartridge of the simulated library the files the catalogue records on its
+/// tape (sizes mode: each file's size and the adler32 of its archive file id, as the data path
+/// writes them), so that a simulated library started beside an existing catalogue reads back
+/// the files archived before it started. A cartridge already holding files is left as it is; a
+/// tape whose files are not numbered 1, 2, 3... in the catalogue is left empty (the daemon then
+/// treats it as inconsistent, as it would a real one).
+async fn preload_recorded_files(
+    config: &Config,
+    lib: &SimLibrary,
+    catalogue: &dyn Catalogue,
+    barcodes: &BTreeMap<String, String>,
+) -> Result<(), SetupError> {
+    const PAGE: u64 = 10_000;
+    let snapshot = catalogue.snapshot().await?;
+    for (vid, barcode) in barcodes {
+        let Some(tape) = snapshot.tapes.get(vid) else { continue };
+        if tape.last_fseq == 0 || lib.cartridge(barcode).map_or(true, |c| c.3 > 0) {
+            continue;
+        }
+        let mut files: Vec<(u64, u32)> = Vec::new();
+        let mut after = 0;
+        'pages: loop {
+            let page = catalogue.tape_files(vid, after, PAGE).await?;
+            for f in &page {
+                let Some(copy) = f.copies.iter().find(|c| &c.vid == vid) else { continue };
+                if copy.fseq != files.len() as u64 + 1 {
+                    files.clear();
+                    break 'pages;
+                }
+                files.push((f.size, crate::data::adler32(&f.archive_file_id.to_le_bytes())));
+                after = copy.fseq;
+            }
+            if (page.len() as u64) < PAGE {
+                break;
+            }
+        }
+        if !files.is_empty() {
+            lib.preload(barcode, &files).map_err(|e| ConfigError {
+                path: config.source.clone(),
+                line: None,
+                message: format!("tape {vid} ({barcode}): its recorded files do not fit the cartridge: {e}"),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Queues a simulated workload's archive requests; returns their archive file ids.

@@ -318,3 +318,47 @@ async fn several_files_per_step_change_nothing() {
     assert_eq!(copies_a, copies_b);
     assert_eq!(mtx_a, mtx_b);
 }
+
+/// A daemon started beside a catalogue that already records files on a tape finds them on the
+/// simulated cartridge (the library is preloaded from the catalogue), so their recalls succeed
+/// and the tape is written on after its last file, not marked inconsistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_recorded_before_the_start_are_on_the_simulated_tape() {
+    use tapesched_taped::workload::retrieve_of;
+
+    let dir = std::env::temp_dir().join(format!("taped-preload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cat = std::fs::read_to_string(root().join("compat/taped/lto9.yml")).unwrap();
+    cat = cat.replace(
+        "  - {vid: V00101, tape_pool: pool_a, logical_library: lib, capacity_bytes: 18000000000000}",
+        "  - {vid: V00101, tape_pool: pool_a, logical_library: lib, capacity_bytes: 18000000000000, last_fseq: 3}",
+    );
+    cat.push_str("files:\n");
+    for (i, id) in [7001u64, 7002, 7003].iter().enumerate() {
+        cat.push_str(&format!(
+            "  - {{archive_file_id: {id}, disk_instance: eos, disk_file_id: f{id}, size: 3000000000, storage_class: sc_pool_a, \
+             copies: [{{copy_nb: 1, vid: V00101, fseq: {}, block_id: 0}}]}}\n",
+            i + 1
+        ));
+    }
+    let file = dir.join("catalogue.yml");
+    std::fs::write(&file, cat).unwrap();
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "")
+        .replace(&root().join("compat/taped/lto9.yml").display().to_string(), &file.display().to_string());
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let sim = built.sim.clone().unwrap();
+    let barcode = built.daemon.shared().barcodes["V00101"].clone();
+    assert_eq!(sim.cartridge(&barcode).unwrap().3, 3, "the recorded files are on the cartridge");
+    let s = built.scheduler.clone();
+    for id in [7001, 7002, 7003] {
+        s.queue_retrieve(retrieve_of(id)).await.unwrap();
+    }
+    built.daemon.run_until(START * 1000 + HOUR_MS, None).await.unwrap();
+    built.daemon.drain().await.unwrap();
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s).await.unwrap();
+    assert!(disk.failures.is_empty(), "{:?} {:?}", disk.failures, events.lock().unwrap());
+    assert_eq!(disk.retrieved, [7001, 7002, 7003].into_iter().collect::<BTreeSet<_>>());
+    open.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
