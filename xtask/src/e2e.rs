@@ -1,7 +1,8 @@
 //! `cargo xtask e2e`: the end-to-end run of a workload (issue 14), a thin command line over
 //! `tapesched-e2e`. It finds or starts the services the backends need (as the tests do), runs the
-//! workload in lockstep on every backend, writes the report into `--out` and exits non-zero on a
-//! divergence or a broken invariant. A progress bar on stderr shows simulated and wall time,
+//! workload in lockstep on every backend (or, with `--mode processes`, as separate processes per
+//! backend on a scaled clock: [`crate::e2e_processes`]), writes the report into `--out` and exits
+//! non-zero on a divergence, a tolerance exceeded or a broken invariant. A progress bar on stderr shows simulated and wall time,
 //! requests done and mounts.
 
 use std::path::{Path, PathBuf};

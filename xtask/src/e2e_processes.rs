@@ -135,7 +135,8 @@ pub fn invariants(o: &RunOutcome, queued: u64) -> Vec<InvariantCheck> {
 }
 
 fn summary_of(l: &Latency) -> LatencySummary {
-    LatencySummary { count: l.count, p50_s: l.p50_s, p90_s: 0.0, p99_s: l.p99_s, max_s: l.max_s, histogram: vec![] }
+    let mut values: Vec<f64> = l.sorted.iter().map(|&v| v as f64).collect();
+    tapesched_e2e::record::latency_summary(&mut values)
 }
 
 /// The options of a processes run.

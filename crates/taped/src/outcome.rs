@@ -71,10 +71,15 @@ pub struct Latency {
     pub count: u64,
     /// Median (nearest rank).
     pub p50_s: f64,
+    /// 90th percentile (nearest rank).
+    pub p90_s: f64,
     /// 99th percentile (nearest rank).
     pub p99_s: f64,
     /// Longest.
     pub max_s: f64,
+    /// The values, sorted (for histograms; not serialized).
+    #[serde(skip)]
+    pub sorted: Vec<i64>,
 }
 
 impl Latency {
@@ -89,7 +94,14 @@ impl Latency {
             let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
             values[i] as f64
         };
-        Latency { count: values.len() as u64, p50_s: rank(0.50), p99_s: rank(0.99), max_s: rank(1.0) }
+        Latency {
+            count: values.len() as u64,
+            p50_s: rank(0.50),
+            p90_s: rank(0.90),
+            p99_s: rank(0.99),
+            max_s: rank(1.0),
+            sorted: values.clone(),
+        }
     }
 }
 
@@ -230,7 +242,8 @@ mod tests {
     fn nearest_rank_percentiles() {
         assert_eq!(Latency::of(vec![]), Latency::default());
         let l = Latency::of((1..=100).rev().collect());
-        assert_eq!((l.count, l.p50_s, l.p99_s, l.max_s), (100, 50.0, 99.0, 100.0));
+        assert_eq!((l.count, l.p50_s, l.p90_s, l.p99_s, l.max_s), (100, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(l.sorted.len(), 100);
         let l = Latency::of(vec![7]);
         assert_eq!((l.p50_s, l.p99_s, l.max_s), (7.0, 7.0, 7.0));
         let l = Latency::of(vec![10, 1, 5]);
