@@ -153,17 +153,29 @@ pub fn main(args: &[String]) -> Result<()> {
     bar.set_prefix(format!("e2e {}", opts.workload.name));
     let wall = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let record = runtime.block_on(tapesched_e2e::run(opts, |p| {
-        bar.set_position(p.sim_s.clamp(0, p.duration_s) as u64);
-        bar.set_message(format!(
-            "sim {} wall {:.0}s, {}/{} requests done, {} mounts",
-            hms(p.sim_s),
-            wall.elapsed().as_secs_f64(),
-            p.done,
-            p.queued,
-            p.mounts
-        ));
-    }))?;
+    // A signal drops the run: every backend's namespace is removed as its handle drops.
+    let run = crate::until_signal(&runtime, async {
+        Ok(tapesched_e2e::run(opts, |p| {
+            bar.set_position(p.sim_s.clamp(0, p.duration_s) as u64);
+            bar.set_message(format!(
+                "sim {} wall {:.0}s, {}/{} requests done, {} mounts",
+                hms(p.sim_s),
+                wall.elapsed().as_secs_f64(),
+                p.done,
+                p.queued,
+                p.mounts
+            ));
+        })
+        .await?)
+    });
+    let record = match run {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            bar.finish_and_clear();
+            bail!("interrupted: nothing written, every backend's namespace removed");
+        }
+        Err(e) => return Err(e),
+    };
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     bar.finish_and_clear();
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;

@@ -253,7 +253,7 @@ fn bench(args: &[String]) -> Result<()> {
 }
 
 /// Runs `bench` on `runtime` until it ends or SIGINT/SIGTERM arrives (`None`).
-fn until_signal<T>(
+pub(crate) fn until_signal<T>(
     runtime: &tokio::runtime::Runtime,
     bench: impl std::future::Future<Output = Result<T>>,
 ) -> Result<Option<T>> {

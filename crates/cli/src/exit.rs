@@ -86,6 +86,21 @@ pub fn interrupted() -> anyhow::Result<impl std::future::Future<Output = &'stati
     })
 }
 
+/// A flag that turns true at SIGINT or SIGTERM (registered when this is called); with `said`,
+/// the daemon says `<signal>: <said>` then. Must be called inside the runtime.
+pub fn stop_flag(said: Option<&'static str>) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let signal = interrupted().map_err(|e| e.context("cannot listen for signals"))?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let name = signal.await;
+        if let Some(said) = said {
+            crate::worker::say(format!("{name}: {said}"));
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,16 +62,10 @@ pub async fn maintenance(args: MaintenanceArgs) -> u8 {
             Err(e) => fail(code_of(e.kind), e.into()),
         };
     }
-    let signal = match crate::exit::interrupted() {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    let rx = match crate::exit::stop_flag(Some("stopping after the passes in progress")) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, e),
     };
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let name = signal.await;
-        crate::worker::say(format!("{name}: stopping after the passes in progress"));
-        let _ = tx.send(true);
-    });
     let loops: Vec<&str> = daemon.enabled().iter().map(|l| l.name()).collect();
     crate::worker::say(format!("maintenance: loops {}", loops.join(", ")));
     Arc::new(daemon).run(rx, Arc::new(crate::worker::say)).await;

@@ -62,15 +62,10 @@ pub async fn produce(args: ProduceArgs) -> u8 {
         Err(SetupError::Config(c)) => return fail(EXIT_INVALID, anyhow::anyhow!("{c}")),
         Err(SetupError::Scheduler(e)) => return fail(code_of(e.kind), e.into()),
     };
-    let signal = match crate::exit::interrupted() {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    let mut rx = match crate::exit::stop_flag(None) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, e),
     };
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _ = signal.await;
-        let _ = tx.send(true);
-    });
     let mut failed = 0usize;
     let mut out = |a: Applied| {
         failed += usize::from(!a.errors.is_empty());

@@ -23,20 +23,7 @@ pub fn render(rows: &[Vec<String>], indent: usize) -> String {
 }
 
 /// Epoch seconds as a UTC date and time: `2026-12-04 04:37:33 UTC`.
-pub fn utc(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+pub use tapesched_report::utc;
 
 /// A latency in microseconds, short: `850us`, `12.3ms`, `1.52s`; `-` for none.
 pub fn micros(us: Option<u64>) -> String {

@@ -126,16 +126,10 @@ pub async fn taped(args: TapedArgs) -> u8 {
         Err(e) => return setup_failure(e),
     };
     built.daemon.set_on_event(Arc::new(|line: &str| crate::worker::say(line.to_string())));
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let signal = match crate::exit::interrupted() {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    let rx = match crate::exit::stop_flag(Some("draining")) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, e),
     };
-    tokio::spawn(async move {
-        let name = signal.await;
-        crate::worker::say(format!("{name}: draining"));
-        let _ = tx.send(true);
-    });
     let Some(seconds) = simulate else {
         let summary = built.daemon.run_realtime(rx).await;
         print!("{}", summary.render());
@@ -223,16 +217,10 @@ async fn scaled(config: &Config, spec: ClockSpec) -> u8 {
         Err(e) => return setup_failure(e),
     };
     built.daemon.set_on_event(Arc::new(|line: &str| crate::worker::say(line.to_string())));
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let signal = match crate::exit::interrupted() {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, e.context("cannot listen for signals")),
+    let mut rx = match crate::exit::stop_flag(Some("draining")) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, e),
     };
-    tokio::spawn(async move {
-        let name = signal.await;
-        crate::worker::say(format!("{name}: draining"));
-        let _ = tx.send(true);
-    });
     crate::worker::say(format!("clock {spec}: now {}", clock.now()));
     let outcome: Result<RunEnd, tapesched_scheduler::Error> = async {
         let end = built.daemon.run_paced(&clock, &mut rx).await?;

@@ -5,6 +5,7 @@
 //! migration's report from the record.
 
 use std::process::{Command, Output};
+use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
 
 use tapesched_migrate::{Answer, Concern, Divergence, FlushBatch, LogDelta, OpCounts, PendingDivergence, Record};
 use tapesched_postgres::{PgConfig, PgSchedulerDb, SchemaGuard};
@@ -29,6 +30,7 @@ async fn the_live_gate_refuses_without_evidence_and_above_the_rate_and_force_is_
     let schema = tapesched_testkit::unique_name("cligate");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let prefix = format!("{schema}:");
+    let _redis = ClearOnDrop(RedisSettings::new(redis.clone(), prefix.clone()));
     let target: &[&str] = &["--database-url", &url, "--schema", &schema];
     let sides: Vec<&str> =
         target.iter().copied().chain(["--legacy-redis-url", &redis, "--legacy-prefix", &prefix]).collect();

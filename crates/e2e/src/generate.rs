@@ -6,37 +6,8 @@
 use crate::catalogue::Plan;
 use crate::workload::{Arrival, FlowKind, IncidentKind, SizeDist, Workload};
 
-/// A small deterministic generator (splitmix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    pub fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform below `n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// A standard normal value (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+/// The workloads' generator: splitmix64, the same sequence for a seed on every machine.
+pub use tapesched_testkit::SeededRng as Rng;
 
 /// What happens at an instant.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +56,7 @@ pub fn events(w: &Workload, plan: &Plan) -> Vec<Event> {
     }
     let duration_ms = (w.duration * 1000) as f64;
     for (fi, f) in w.flows.iter().enumerate() {
-        let mut rng = Rng::new(w.seed ^ (fi as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let mut rng = Rng(w.seed ^ (fi as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
         let mut times: Vec<f64> = Vec::new();
         match &f.arrival {
             Arrival::Steady { per_hour, from, until } => {
@@ -164,7 +135,7 @@ mod tests {
 
     #[test]
     fn sizes_follow_their_distribution() {
-        let mut rng = Rng::new(3);
+        let mut rng = Rng(3);
         let d = SizeDist::Lognormal { median: 1000, sigma: 1.0, min: 10, max: 100_000 };
         let mut v: Vec<u64> = (0..10_001).map(|_| draw_size(&d, &mut rng)).collect();
         v.sort_unstable();

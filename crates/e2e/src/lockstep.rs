@@ -278,7 +278,7 @@ impl Side {
                     Err(e) => format!("tape {vid} not disabled: {e}"),
                 }
             }
-            IncidentKind::TapeFull(vid) => match s.edit_catalogue(full_tape(vid)).await {
+            IncidentKind::TapeFull(vid) => match s.edit_catalogue(CatalogueEdit::tape_full(vid)).await {
                 Ok(()) => format!("tape {vid} full"),
                 Err(e) => format!("tape {vid} not marked full: {e}"),
             },
@@ -503,19 +503,6 @@ fn requester(r: Option<&crate::workload::RequesterSpec>) -> Requester {
         || Requester { name: "e2e".into(), group: "e2e".into() },
         |r| Requester { name: r.name.clone(), group: r.group.clone() },
     )
-}
-
-fn full_tape(vid: &str) -> CatalogueEdit {
-    CatalogueEdit::EditTape {
-        vid: vid.to_string(),
-        state: None,
-        state_reason: None,
-        full: Some(true),
-        data_on_tape_bytes: None,
-        last_fseq: None,
-        logical_library: None,
-        tape_pool: None,
-    }
 }
 
 /// Periodic work of the run, the same instants on every backend.

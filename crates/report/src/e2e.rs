@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::utc;
+
 /// One end-to-end run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct E2eRecord {
@@ -322,20 +324,28 @@ pub(crate) fn fmt_bound(v: f64) -> String {
     fmt_secs(v)
 }
 
-/// Seconds since the Unix epoch as a UTC date and time (`2026-12-04 17:25:00 UTC`).
-pub(crate) fn utc(s: i64) -> String {
-    let (days, secs) = (s.div_euclid(86_400), s.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i128 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i128::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+/// Names in the order first seen, each once (the invariants or time-split parts of every
+/// backend, as table rows).
+pub(crate) fn first_seen<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// The time `b` spent in part `name` with its share of the wall time (`1.20 s (3.4 %)`), or
+/// `None` when the backend has no such part.
+pub(crate) fn part_time(b: &BackendRun, name: &str) -> Option<String> {
+    let v: Vec<f64> = b.time_split.iter().filter(|p| p.0 == name).map(|p| p.1).collect();
+    if v.is_empty() {
+        return None;
+    }
+    let s: f64 = v.iter().sum();
+    let share = if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
+    Some(format!("{}{share}", fmt_secs(s)))
 }
 
 /// An instant as hours since the run's start: `+1.25 h`.

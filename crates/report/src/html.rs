@@ -75,22 +75,7 @@ pub fn render_html(r: &Report) -> String {
         esc(&r.title)
     );
     let _ = writeln!(out, "<h1>{}</h1>", esc(&r.title));
-    // Long context (a file per line...) folds after its first lines.
-    const SHOWN: usize = 6;
-    if !r.context.is_empty() {
-        out.push_str("<ul class=\"context\">");
-        for line in r.context.iter().take(SHOWN) {
-            let _ = write!(out, "<li>{}</li>", esc(line));
-        }
-        out.push_str("</ul>\n");
-    }
-    if r.context.len() > SHOWN {
-        let _ = write!(out, "<details class=\"context\"><summary>{} more lines</summary><ul>", r.context.len() - SHOWN);
-        for line in &r.context[SHOWN..] {
-            let _ = write!(out, "<li>{}</li>", esc(line));
-        }
-        out.push_str("</ul></details>\n");
-    }
+    context_list(&mut out, &r.context);
     out.push_str("<div class=\"sides\"><b>Sides:</b> ");
     for (i, s) in r.sides.iter().enumerate() {
         let _ = write!(out, "<span><i class=\"swatch\" style=\"background:{}\"></i>{}</span>", side_color(i), esc(s));
@@ -245,5 +230,25 @@ fn details(out: &mut String, r: &Report, list: &[Mismatch], ignored: bool) {
             );
         }
         out.push_str("</div></section>\n");
+    }
+}
+
+/// Context lines as a list; a long context (a file per line, a tolerance per line...) folds
+/// after its first six lines.
+pub(crate) fn context_list(out: &mut String, context: &[String]) {
+    const SHOWN: usize = 6;
+    if !context.is_empty() {
+        out.push_str("<ul class=\"context\">");
+        for line in context.iter().take(SHOWN) {
+            let _ = write!(out, "<li>{}</li>", esc(line));
+        }
+        out.push_str("</ul>\n");
+    }
+    if context.len() > SHOWN {
+        let _ = write!(out, "<details class=\"context\"><summary>{} more lines</summary><ul>", context.len() - SHOWN);
+        for line in &context[SHOWN..] {
+            let _ = write!(out, "<li>{}</li>", esc(line));
+        }
+        out.push_str("</ul></details>\n");
     }
 }

@@ -128,6 +128,22 @@ pub fn write_report(dir: &Path, report: &Report) -> std::io::Result<(PathBuf, Pa
     Ok((md, html))
 }
 
+/// Seconds since the Unix epoch as a UTC date and time (`2026-12-04 17:25:00 UTC`).
+pub fn utc(s: i64) -> String {
+    let (days, secs) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i128 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// A duration in microseconds, readable: `850 µs`, `1.25 ms`, `3.40 s`.
 pub fn format_micros(us: u64) -> String {
     match us {

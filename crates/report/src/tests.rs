@@ -55,16 +55,7 @@ fn hostile_names_render_as_text_in_html() {
 fn hostile_names_are_escaped_in_markdown() {
     let md = render_markdown(&hostile_report());
     // Outside the fenced answers, no raw markup.
-    let mut fence: Option<String> = None;
-    let mut outside = String::new();
-    for line in md.lines() {
-        match &fence {
-            Some(f) if line == f => fence = None,
-            Some(_) => {}
-            None if line.starts_with("```") => fence = Some(line.trim_end_matches("text").to_string()),
-            None => outside.push_str(line),
-        }
-    }
+    let outside = outside_fences(&md);
     assert!(!outside.replace("\\<", "").contains('<'), "{md}");
     assert!(md.contains("\\<script\\>"), "{md}");
     // The answer holding a fence is put in a longer fence.
@@ -248,4 +239,19 @@ fn decision_text_is_explains_form() {
         "Decision: no mount\n\nCandidates in decision order (1):\n  #  TYPE      POOL  VID  PRIORITY  FILES  BYTES  SELECTED  SKIP REASON\n  1  Retrieve  p     V9   2         5      50     no        tape_in_use\n\nRejected (0):\n  (none)\n"
     );
     assert_eq!(explain::mount_answer_text(&json!([1]), None), "[\n  1\n]");
+}
+
+/// The lines of Markdown `md` outside its fenced blocks, joined.
+pub(crate) fn outside_fences(md: &str) -> String {
+    let mut fence: Option<String> = None;
+    let mut outside = String::new();
+    for line in md.lines() {
+        match &fence {
+            Some(f) if line == f => fence = None,
+            Some(_) => {}
+            None if line.starts_with("```") => fence = Some(line.trim_end_matches("text").to_string()),
+            None => outside.push_str(line),
+        }
+    }
+    outside
 }

@@ -94,14 +94,8 @@ impl Latency {
             let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
             values[i] as f64
         };
-        Latency {
-            count: values.len() as u64,
-            p50_s: rank(0.50),
-            p90_s: rank(0.90),
-            p99_s: rank(0.99),
-            max_s: rank(1.0),
-            sorted: values.clone(),
-        }
+        let (p50_s, p90_s, p99_s, max_s) = (rank(0.50), rank(0.90), rank(0.99), rank(1.0));
+        Latency { count: values.len() as u64, p50_s, p90_s, p99_s, max_s, sorted: values }
     }
 }
 

@@ -367,7 +367,7 @@ impl DriveSession {
             "{} tape {vid} holds {on_tape} files, the catalogue knows {known}: marked full, not written",
             self.name
         ));
-        sh.scheduler.edit_catalogue(full_tape(vid)).await?;
+        sh.scheduler.edit_catalogue(CatalogueEdit::tape_full(vid)).await?;
         Ok(Some(End::TapeFull))
     }
 
@@ -426,7 +426,7 @@ impl DriveSession {
                 Transfer::TapeFull(reason) => {
                     sh.say(format!("{} {reason}", self.name));
                     self.stats.tapes_full += 1;
-                    sh.times.time(Op::DriveStatus, sh.scheduler.edit_catalogue(full_tape(&vid))).await?;
+                    sh.times.time(Op::DriveStatus, sh.scheduler.edit_catalogue(CatalogueEdit::tape_full(&vid))).await?;
                     m.end = Some(End::TapeFull);
                 }
                 Transfer::DriveFailed(reason) => m.end = Some(End::DriveError(reason)),
@@ -533,18 +533,5 @@ impl DriveSession {
                 Ok(())
             }
         }
-    }
-}
-
-fn full_tape(vid: &str) -> CatalogueEdit {
-    CatalogueEdit::EditTape {
-        vid: vid.to_string(),
-        state: None,
-        state_reason: None,
-        full: Some(true),
-        data_on_tape_bytes: None,
-        last_fseq: None,
-        logical_library: None,
-        tape_pool: None,
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - the servers and the service finder of `tapesched-services`, re-exported (tests call
 //!   `tapesched_testkit::postgres_url()`, `RedisServer::start`, `unique_name`, ...);
-//! - [`SeededRng`], for tests that replay the same random choices;
+//! - [`SeededRng`], for tests (and the end-to-end workloads) that replay the same random choices;
 //! - [`workload`]: the request and mount builders and the outage-riding producer.
 
 #![warn(missing_docs)]
@@ -28,5 +28,14 @@ impl SeededRng {
     /// The next value below `n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+    /// Uniform in (0, 1].
+    pub fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+    /// A standard normal value (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }

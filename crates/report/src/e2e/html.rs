@@ -5,7 +5,9 @@
 use std::fmt::Write;
 
 use super::charts::{self, Span};
-use super::{fmt_bytes, fmt_num, fmt_secs, since_start, span_words, E2eRecord, LatencyOf, Verdict, TOTALS};
+use super::{
+    first_seen, fmt_bytes, fmt_num, fmt_secs, part_time, since_start, span_words, E2eRecord, LatencyOf, Verdict, TOTALS,
+};
 use crate::format_rate;
 use crate::html::{esc, STYLE};
 use crate::svg::side_color;
@@ -99,22 +101,7 @@ fn header(out: &mut String, r: &E2eRecord) {
         let _ = write!(out, "<span>{}{}</span>", swatch(i), esc(&b.backend));
     }
     out.push_str("</dd></dl>\n");
-    // Long context (a line per tolerance...) folds after its first lines.
-    const SHOWN: usize = 6;
-    if !r.context.is_empty() {
-        out.push_str("<ul class=\"context\">");
-        for line in r.context.iter().take(SHOWN) {
-            let _ = write!(out, "<li>{}</li>", esc(line));
-        }
-        out.push_str("</ul>\n");
-    }
-    if r.context.len() > SHOWN {
-        let _ = write!(out, "<details class=\"context\"><summary>{} more lines</summary><ul>", r.context.len() - SHOWN);
-        for line in &r.context[SHOWN..] {
-            let _ = write!(out, "<li>{}</li>", esc(line));
-        }
-        out.push_str("</ul></details>\n");
-    }
+    crate::html::context_list(out, &r.context);
     let d = &r.decisions;
     let failed_tol = r.tolerances.iter().filter(|t| !t.ok).count();
     let failed_inv: usize = r.backends.iter().map(|b| b.invariants.iter().filter(|i| !i.ok).count()).sum();
@@ -293,14 +280,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
     if r.backends.is_empty() {
         return;
     }
-    let mut names: Vec<&str> = Vec::new();
-    for b in &r.backends {
-        for (n, _) in &b.time_split {
-            if !names.contains(&n.as_str()) {
-                names.push(n);
-            }
-        }
-    }
+    let names = first_seen(r.backends.iter().flat_map(|b| b.time_split.iter().map(|p| p.0.as_str())));
     backend_head(out, r, "part", true);
     out.push_str("<tr><td><b>wall time</b></td>");
     for b in &r.backends {
@@ -310,14 +290,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
     for name in names {
         let _ = write!(out, "<tr><td>{}</td>", esc(name));
         for b in &r.backends {
-            let v: Vec<f64> = b.time_split.iter().filter(|p| p.0 == name).map(|p| p.1).collect();
-            let cell = if v.is_empty() {
-                "-".to_string()
-            } else {
-                let s: f64 = v.iter().sum();
-                let share = if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
-                format!("{}{share}", fmt_secs(s))
-            };
+            let cell = part_time(b, name).unwrap_or_else(|| "-".to_string());
             let _ = write!(out, "<td class=\"num\">{}</td>", esc(&cell));
         }
         out.push_str("</tr>\n");
@@ -403,14 +376,7 @@ fn tolerances(out: &mut String, r: &E2eRecord) {
 
 fn invariants(out: &mut String, r: &E2eRecord) {
     out.push_str("<h2>Invariants</h2>\n");
-    let mut names: Vec<&str> = Vec::new();
-    for b in &r.backends {
-        for i in &b.invariants {
-            if !names.contains(&i.name.as_str()) {
-                names.push(&i.name);
-            }
-        }
-    }
+    let names = first_seen(r.backends.iter().flat_map(|b| b.invariants.iter().map(|i| i.name.as_str())));
     if names.is_empty() {
         out.push_str("<p class=\"none\">No invariants checked (no data).</p>\n");
         return;

@@ -4,7 +4,10 @@
 //! comparison report (`crate::markdown`).
 
 use super::charts::{mean_drives, Span};
-use super::{fmt_bytes, fmt_num, fmt_secs, since_start, span_words, E2eRecord, LatencyOf, Sample, Verdict, TOTALS};
+use super::{
+    first_seen, fmt_bytes, fmt_num, fmt_secs, part_time, since_start, span_words, E2eRecord, LatencyOf, Sample,
+    Verdict, TOTALS,
+};
 use crate::format_rate;
 use crate::markdown::{align, fenced, md, row};
 
@@ -137,14 +140,7 @@ pub fn render_markdown(r: &E2eRecord) -> String {
     }
 
     out.push_str("## Invariants\n\n");
-    let mut names: Vec<&str> = Vec::new();
-    for b in &r.backends {
-        for i in &b.invariants {
-            if !names.contains(&i.name.as_str()) {
-                names.push(&i.name);
-            }
-        }
-    }
+    let names = first_seen(r.backends.iter().flat_map(|b| b.invariants.iter().map(|i| i.name.as_str())));
     if names.is_empty() {
         out.push_str("(no invariants checked: no data)\n\n");
     } else {
@@ -272,14 +268,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
         return;
     }
     out.push_str("Parts are measured apart and need not add up to the wall time.\n\n");
-    let mut names: Vec<&str> = Vec::new();
-    for b in &r.backends {
-        for (n, _) in &b.time_split {
-            if !names.contains(&n.as_str()) {
-                names.push(n);
-            }
-        }
-    }
+    let names = first_seen(r.backends.iter().flat_map(|b| b.time_split.iter().map(|p| p.0.as_str())));
     backend_head(out, r, "part");
     let mut cells = vec!["**wall time**".to_string()];
     cells.extend(r.backends.iter().map(|b| md(&fmt_secs(b.wall_s))));
@@ -287,14 +276,7 @@ fn wall(out: &mut String, r: &E2eRecord) {
     for name in names {
         let mut cells = vec![md(name)];
         for b in &r.backends {
-            let v: Vec<f64> = b.time_split.iter().filter(|p| p.0 == name).map(|p| p.1).collect();
-            cells.push(if v.is_empty() {
-                "-".to_string()
-            } else {
-                let s: f64 = v.iter().sum();
-                let share = if b.wall_s > 0.0 { format!(" ({:.1} %)", s * 100.0 / b.wall_s) } else { String::new() };
-                md(&format!("{}{share}", fmt_secs(s)))
-            });
+            cells.push(part_time(b, name).map_or_else(|| "-".to_string(), |t| md(&t)));
         }
         out.push_str(&row(&cells));
     }

@@ -110,16 +110,7 @@ fn hostile_names_render_as_text_in_html() {
 #[test]
 fn hostile_names_are_escaped_in_markdown() {
     let md = render_markdown(&hostile_record());
-    let mut fence: Option<String> = None;
-    let mut outside = String::new();
-    for line in md.lines() {
-        match &fence {
-            Some(f) if line == f => fence = None,
-            Some(_) => {}
-            None if line.starts_with("```") => fence = Some(line.trim_end_matches("text").to_string()),
-            None => outside.push_str(line),
-        }
-    }
+    let outside = crate::tests::outside_fences(&md);
     assert!(!outside.replace("\\<", "").contains('<'), "{md}");
     assert!(md.contains("b \\<script\\>"), "{md}");
     assert!(md.contains("````text\n```\n</pre><script>\n````"), "{md}");

@@ -150,6 +150,22 @@ pub enum CatalogueEdit {
     },
 }
 
+impl CatalogueEdit {
+    /// Marks tape `vid` full (a tape daemon found no room left on it): nothing else changes.
+    pub fn tape_full(vid: &str) -> CatalogueEdit {
+        CatalogueEdit::EditTape {
+            vid: vid.to_string(),
+            state: None,
+            state_reason: None,
+            full: Some(true),
+            data_on_tape_bytes: None,
+            last_fseq: None,
+            logical_library: None,
+            tape_pool: None,
+        }
+    }
+}
+
 /// The fields of a tape copy to record after a successful archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTapeFile {
