@@ -353,6 +353,51 @@ async fn leases_grant_refuse_renew_expire_release(f: Fixture) {
     db.release_lease("nothing", "a").await.unwrap();
 }
 
+/// A batch whose cut lies far from what the queue's mean file size suggests (many small files
+/// before a few huge ones) is still exactly the queue's front up to the limits, for archives
+/// and for retrieves (the PostgreSQL backend takes such a batch in several parts).
+async fn a_batch_cut_far_from_the_queue_mean_is_exact(f: Fixture) {
+    let huge = 1_000_000_000;
+    for id in 1..=70 {
+        let size = if id <= 60 { 1 } else { huge };
+        f.scheduler.queue_archive(archive(id, "sc1", size)).await.unwrap();
+    }
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    assert_eq!(s.spec.mount_type, MountType::ArchiveForUser);
+    let a = f.scheduler.pop_jobs(&mut s, 1000, 50).await.unwrap();
+    assert_eq!(ids(&a), (1..=50).collect::<Vec<_>>(), "50 one-byte files in a 50-byte batch");
+    let b = f.scheduler.pop_jobs(&mut s, 20, i64::MAX as u64).await.unwrap();
+    assert_eq!(ids(&b), (51..=70).collect::<Vec<_>>(), "20 files, bounded by the count");
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    assert_eq!(f.scheduler.end_mount(s).await.unwrap(), 0);
+
+    // Retrieves: 60 small files then 10 huge ones on T3, popped in fSeq order.
+    let cat = f.scheduler.catalogue();
+    for i in 0..70u64 {
+        let id = 2000 + i;
+        let size = if i < 60 { 1 } else { huge };
+        let file = NewTapeFile {
+            archive_file_id: id,
+            disk_instance: "eos".into(),
+            disk_file_id: format!("{id}"),
+            size,
+            storage_class: "sc1".into(),
+            copy_nb: 1,
+            vid: "T3".into(),
+        };
+        cat.record_tape_file(file).await.unwrap();
+        assert_eq!(f.scheduler.queue_retrieve(retrieve(id)).await.unwrap().1, "T3");
+    }
+    f.at(20);
+    let mut s = f.scheduler.next_mount("d1", true).await.unwrap().expect("a mount");
+    assert_eq!((s.spec.mount_type, s.spec.vid.as_str()), (MountType::Retrieve, "T3"));
+    let r = f.scheduler.pop_jobs(&mut s, 1000, 45).await.unwrap();
+    assert_eq!(ids(&r), (2000..2045).collect::<Vec<_>>(), "45 one-byte files in a 45-byte batch");
+    let r = f.scheduler.pop_jobs(&mut s, 1000, 2 * huge).await.unwrap();
+    assert_eq!(ids(&r), (2045..=2060).collect::<Vec<_>>(), "the small rest and one huge file (two pass the budget)");
+}
+
 macro_rules! conformance {
     ($module:ident, $backend:literal, $($case:ident),* $(,)?) => {
         mod $module {
@@ -388,6 +433,7 @@ macro_rules! every_case {
             cancel_repack_removes_every_subrequest,
             a_stale_expansion_pass_is_refused,
             leases_grant_refuse_renew_expire_release,
+            a_batch_cut_far_from_the_queue_mean_is_exact,
         );
     };
 }

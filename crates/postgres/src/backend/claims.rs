@@ -104,8 +104,11 @@ impl Claim {
     }
 }
 
-/// The claim of an archive queue's front, for the queue kind whose jobs match `$pred` (the
-/// sign of the key: user archives `>= 0`, repack archives `< 0`, migration 8).
+/// The claim of the next part of an archive queue's front, for the queue kind whose jobs match
+/// `$pred` (the sign of the key: user archives `>= 0`, repack archives `< 0`, migration 8).
+/// Parameters: `$1` the pool, `$2` the rows locked at most, `$3` the bytes left in the batch,
+/// `$4` the mount, `$5` whether the first row is taken whatever its size (the batch's first
+/// part), `$6` the rank of the part's first row less one, `$7` the claim's op (NULL: a new one).
 macro_rules! archive_pop_sql {
     ($pred:literal) => {
         concat!(
@@ -120,20 +123,36 @@ macro_rules! archive_pop_sql {
                          ), win AS (
                              SELECT row_tid, row_number() OVER w AS rn, sum(size) OVER w AS cum
                              FROM cand WINDOW w AS (ORDER BY queue_seq)
-                         ), op AS (SELECT nextval('op_seq') AS op)
+                         ), op AS (SELECT coalesce($7::int8, nextval('op_seq')) AS op)
                          UPDATE archive_job j
-                         SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = win.rn::int4,
+                         SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = (win.rn + $6)::int4,
                              times_claimed = j.times_claimed + 1
                          FROM win, op, archive_request r
                          WHERE j.ctid = win.row_tid
-                           AND r.archive_file_id = j.archive_file_id AND (win.rn = 1 OR win.cum <= $3)
+                           AND r.archive_file_id = j.archive_file_id AND (($5 AND win.rn = 1) OR win.cum <= $3)
                          RETURNING ",
             aj_cols!(),
             ", ",
             ar_cols!(),
-            ", win.rn::int4 AS rank"
+            ", (win.rn + $6)::int4 AS rank, win.cum::int8 AS cum, op.op AS op"
         )
     };
+}
+
+/// How many rows a part of a claim locks: the files that `bytes` holds at the queue's mean size
+/// (`queued_files`, `queued_bytes` from its summary), with a margin, at least `floor`, at most
+/// `files`. A claim takes its batch in parts until a part ends short (the budget cut it, or the
+/// queue ran out), so a low guess costs one more statement, never a wrong batch; a high one
+/// locks rows the batch does not take, held until the claim commits.
+fn part_limit(files: u64, bytes: u64, queued_files: i64, queued_bytes: i64, floor: u64) -> u64 {
+    let guess = match (u64::try_from(queued_files), u64::try_from(queued_bytes)) {
+        (Ok(f), Ok(b)) if f > 0 && b > 0 => {
+            let fit = u128::from(bytes) * u128::from(f) / u128::from(b);
+            u64::try_from(fit + fit / 4 + 8).unwrap_or(u64::MAX)
+        }
+        _ => 1024,
+    };
+    guess.max(floor).clamp(1, files.max(1))
 }
 
 impl PgSchedulerDb {
@@ -155,13 +174,16 @@ impl PgSchedulerDb {
         // index, where the jobs just taken still have entries until they are vacuumed. The
         // summary is not locked: claims of one queue run side by side, each passing over the
         // rows the others hold (SKIP LOCKED), and only wait for each other to update it at the end.
-        let files: Option<i64> =
-            sqlx::query_scalar("SELECT files FROM queue_summary WHERE kind = $1 AND container = $2")
+        let (files, bytes): (i64, i64) =
+            sqlx::query_as(
+                "SELECT files, least(bytes, 9223372036854775807)::int8 FROM queue_summary WHERE kind = $1 AND container = $2",
+            )
                 .bind(kind)
                 .bind(queue)
                 .fetch_optional(&mut *tx)
-                .await?;
-        if files.unwrap_or(0) <= 0 {
+                .await?
+                .unwrap_or((0, 0));
+        if files <= 0 {
             Self::commit(tx).await?;
             return Ok(Vec::new());
         }
@@ -170,13 +192,19 @@ impl PgSchedulerDb {
         // row of the queue and sort it, which is as slow as the queue is long: leave it only the
         // ordered index scan, for this transaction.
         sqlx::raw_sql("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
-        let limit = max_files.min(i64::MAX as u64) as i64;
-        let budget = max_bytes.min(i64::MAX as u64) as i64;
+        let max_bytes = max_bytes.min(i64::MAX as u64);
+        // The batch is taken in parts (see `part_limit`): each part locks the next rows of the
+        // queue's front and takes those that fit what is left of the budget.
+        let (mut taken, mut used, mut op, mut limit) = (0u64, 0u64, None::<i64>, 0u64);
         let mut delta = Delta::default();
+        let mut claim = Claim::default();
         let mut jobs: Vec<(i32, MountJob)> = Vec::new();
-        match mount_type {
-            MountType::Retrieve => {
-                let rows = sqlx::query(concat!(
+        // The first row is taken whatever its size, as the objectstore's cut does.
+        while taken < max_files && (taken == 0 || used < max_bytes) {
+            let left = max_bytes.saturating_sub(used);
+            limit = part_limit(max_files - taken, left, files, bytes, limit.saturating_mul(2));
+            let part = match mount_type {
+                MountType::Retrieve => sqlx::query(concat!(
                     "WITH cand AS (
                          SELECT request_id, size, active_fseq, queue_seq FROM retrieve_request
                          WHERE active_vid = $1 AND queue_seq IS NOT NULL
@@ -186,49 +214,54 @@ impl PgSchedulerDb {
                      ), win AS (
                          SELECT request_id, row_number() OVER w AS rn, sum(size) OVER w AS cum
                          FROM cand WINDOW w AS (ORDER BY active_fseq, queue_seq)
-                     ), op AS (SELECT nextval('op_seq') AS op)
+                     ), op AS (SELECT coalesce($7::int8, nextval('op_seq')) AS op)
                      UPDATE retrieve_request r
-                     SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = win.rn::int4,
+                     SET queue_seq = NULL, mount_id = $4, owned_op = op.op, owned_rank = (win.rn + $6)::int4,
                          times_claimed = r.times_claimed + 1
                      FROM win, op
-                     WHERE r.request_id = win.request_id AND (win.rn = 1 OR win.cum <= $3)
+                     WHERE r.request_id = win.request_id AND (($5 AND win.rn = 1) OR win.cum <= $3)
                      RETURNING ",
                     rr_cols!(),
-                    ", win.rn::int4 AS rank"
-                ))
-                .bind(&vid)
-                .bind(limit)
-                .bind(budget)
+                    ", (win.rn + $6)::int4 AS rank, win.cum::int8 AS cum, op.op AS op"
+                )),
+                MountType::ArchiveForRepack => sqlx::query(archive_pop_sql!("archive_file_id < 0")),
+                _ => sqlx::query(archive_pop_sql!("archive_file_id >= 0")),
+            };
+            let rows = part
+                .bind(queue)
+                .bind(limit.min(i64::MAX as u64) as i64)
+                .bind(left as i64)
                 .bind(mount as i64)
+                .bind(taken == 0)
+                .bind(taken.min(i32::MAX as u64) as i32)
+                .bind(op)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut claim = Claim::default();
+            let Some(first) = rows.first() else { break };
+            op = Some(first.try_get("op")?);
+            // The part's bytes: the cumulated size at its last row (rows come in no set order).
+            let mut part_bytes = 0i64;
+            for row in &rows {
+                part_bytes = part_bytes.max(row.try_get("cum")?);
+            }
+            used = used.saturating_add(u64::try_from(part_bytes).unwrap_or(0));
+            if mount_type == MountType::Retrieve {
                 for row in &rows {
                     let st = retrieve_of(row)?;
                     claim.retrieve(&st)?;
                     delta.remove(KIND_RETRIEVE, &vid, st.facts());
                     jobs.push((row.try_get("rank")?, MountJob::Retrieve { request: st.request }));
                 }
-                claim.record(&mut tx, mount).await?;
+            } else {
+                jobs.extend(archive_jobs_of_claim(&mut tx, &rows, &mut claim, &mut delta).await?);
             }
-            _ => {
-                let sql = if mount_type == MountType::ArchiveForRepack {
-                    archive_pop_sql!("archive_file_id < 0")
-                } else {
-                    archive_pop_sql!("archive_file_id >= 0")
-                };
-                let rows = sqlx::query(sql)
-                    .bind(&pool)
-                    .bind(limit)
-                    .bind(budget)
-                    .bind(mount as i64)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut claim = Claim::default();
-                jobs = archive_jobs_of_claim(&mut tx, &rows, &mut claim, &mut delta).await?;
-                claim.record(&mut tx, mount).await?;
+            taken += rows.len() as u64;
+            if (rows.len() as u64) < limit {
+                // The budget cut this part, or the queue has nothing more to give.
+                break;
             }
         }
+        claim.record(&mut tx, mount).await?;
         delta.apply(&mut tx, now).await?;
         Self::commit(tx).await?;
         jobs.sort_by_key(|(rank, _)| *rank);
