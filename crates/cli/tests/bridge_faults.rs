@@ -297,7 +297,20 @@ impl Setup {
                 if waiting > 0 {
                     return;
                 }
-                assert!(Instant::now() < deadline, "no operation of the target waited on the lock");
+                if Instant::now() >= deadline {
+                    // What every connection of the schema was doing, to tell why none waited.
+                    let activity: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+                        "SELECT a.state, left(a.query, 120), a.wait_event_type, \
+                         EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) \
+                         FROM pg_stat_activity a WHERE a.application_name = left('tapesched:' || $1, 63) \
+                         AND a.pid <> pg_backend_pid()",
+                    )
+                    .bind(&schema)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .expect("pg_stat_activity");
+                    panic!("no operation of the target waited on the lock; the schema's connections: {activity:#?}");
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await; // polling pace, not a wait
             }
         });
