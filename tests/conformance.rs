@@ -353,6 +353,28 @@ async fn leases_grant_refuse_renew_expire_release(f: Fixture) {
     db.release_lease("nothing", "a").await.unwrap();
 }
 
+/// A tape server's heartbeat beats all its mounts in one call; a mount that has ended is named
+/// in a not-found error, and the live ones are beaten all the same.
+async fn one_heartbeat_for_every_mount(f: Fixture) {
+    for id in 1..=2 {
+        f.scheduler.queue_archive(archive(id, "sc1", 10)).await.unwrap();
+        f.scheduler.queue_archive(archive(10 + id, "sc2", 10)).await.unwrap();
+    }
+    f.at(10);
+    let a = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    let b = f.scheduler.next_mount("d1", true).await.unwrap().expect("a second mount");
+    assert_ne!(a.mount_id, b.mount_id);
+    f.db.heartbeat_mounts(&[], T0 + 20).await.unwrap();
+    f.db.heartbeat_mounts(&[a.mount_id, b.mount_id], T0 + 20).await.unwrap();
+    let (a_id, b_id) = (a.mount_id, b.mount_id);
+    f.scheduler.end_mount(a).await.unwrap();
+    let e = f.db.heartbeat_mounts(&[a_id, b_id], T0 + 30).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(e.message.contains(&format!("mount {a_id}")), "names the ended mount: {e}");
+    f.db.heartbeat_mounts(&[b_id], T0 + 40).await.unwrap();
+    f.scheduler.end_mount(b).await.unwrap();
+}
+
 /// A batch whose cut lies far from what the queue's mean file size suggests (many small files
 /// before a few huge ones) is still exactly the queue's front up to the limits, for archives
 /// and for retrieves (the PostgreSQL backend takes such a batch in several parts).
@@ -434,6 +456,7 @@ macro_rules! every_case {
             a_stale_expansion_pass_is_refused,
             leases_grant_refuse_renew_expire_release,
             a_batch_cut_far_from_the_queue_mean_is_exact,
+            one_heartbeat_for_every_mount,
         );
     };
 }

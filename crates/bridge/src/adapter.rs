@@ -188,6 +188,11 @@ impl SchedulerDb for BridgeDb {
             .heartbeat(mount, now))
     }
 
+    async fn heartbeat_mounts(&self, mounts: &[MountId], now: Timestamp) -> Result<()> {
+        let concerns = mounts.iter().copied().map(Concern::Mount).collect();
+        write_op!(self, "heartbeat", Some(now), concerns, |db| db.heartbeat_mounts(mounts, now))
+    }
+
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
         write_op!(self, "garbage_collect", Some(now), Vec::new(), |db| db.garbage_collect(now, router))
     }

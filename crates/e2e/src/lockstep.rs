@@ -162,6 +162,7 @@ impl Side {
             barcodes,
             on_event: None,
             times: Default::default(),
+            mounts: Default::default(),
         };
         let daemon = Daemon::new(shared, &plan.drives);
         let clock_dyn: Arc<dyn Clock> = clock.clone();

@@ -378,6 +378,22 @@ pub trait SchedulerDb: Send + Sync {
         Ok(())
     }
 
+    /// Says that this process and each of `mounts` (the drive sessions it runs) are alive at
+    /// `now`: what [`SchedulerDb::heartbeat`] says for the process and for each mount, in one call
+    /// where the backend can (a tape server beats all its mounts at once). A mount that does not
+    /// exist or has ended is an error naming it (not-found), as for `heartbeat`; the others are
+    /// beaten all the same.
+    async fn heartbeat_mounts(&self, mounts: &[MountId], now: Timestamp) -> Result<()> {
+        self.heartbeat(None, now).await?;
+        let mut first_error = None;
+        for m in mounts {
+            if let Err(e) = self.heartbeat(Some(*m), now).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Requeues everything owned by dead owners; returns how many jobs.
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64>;
 

@@ -26,7 +26,7 @@
 //!
 //! [intervals]
 //! idle_ms = 60_000               # a drive with nothing to mount asks again after this
-//! heartbeat_ms = 60_000          # a mount's heartbeat, at most this often
+//! heartbeat_ms = 60_000          # the daemon's heartbeat (itself and all its mounts)
 //!
 //! [data]
 //! mode = "sizes"                 # sizes (the simulator: no byte moves) | files
@@ -237,12 +237,13 @@ impl Default for BatchConfig {
 pub struct Intervals {
     /// A drive that found nothing to mount asks again after this many milliseconds.
     pub idle_ms: u64,
-    /// A mount's heartbeat is recorded at most this often (milliseconds; at least once per
-    /// batch); the collector's `--mount-timeout` must be longer than a file's transfer.
+    /// The daemon records that it and every mount its drives hold are alive this often
+    /// (milliseconds, one call for all of them); pops and reports refresh a mount too. The
+    /// collector's `--mount-timeout` must be well above it.
     pub heartbeat_ms: u64,
 }
 
-/// Default interval of a mount's heartbeats, in milliseconds.
+/// Default interval of the daemon's heartbeats, in milliseconds.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 60_000;
 
 impl Default for Intervals {

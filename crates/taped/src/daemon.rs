@@ -15,10 +15,19 @@
 //!
 //! A transferring drive's step goes on with the next files of its batch while nothing that
 //! another drive or the scheduler sees can happen in between ([`DriveSession::step_until`]:
-//! files that the library says will succeed, no heartbeat due, starting by `run_until`'s end);
+//! files that the library says will succeed, starting by `run_until`'s end);
 //! the calls the scheduler sees keep their simulated times and their order, there are only fewer
 //! steps. [`Daemon::set_multi_file_steps`] turns it off (one file per step) for comparison.
 //! Each step and each kind of call the drives make is timed ([`crate::timing`]).
+//!
+//! # Heartbeats
+//!
+//! The daemon, not each drive, says that it and its mounts are alive: every `heartbeat_ms` one
+//! call ([`Shared::beat`], `SchedulerDb::heartbeat_mounts`) beats the process and every mount its
+//! drives hold. On a virtual timeline the heartbeat is one more event of the loop (before a
+//! drive's step at the same time); in real time it is a task of its own. A tape server of a
+//! hundred drives thus makes one heartbeat call a minute instead of a hundred, and a drive's step
+//! never stops for one.
 //!
 //! # Real time
 //!
@@ -123,6 +132,17 @@ pub struct Daemon {
     shared: Arc<Shared>,
     drives: Vec<DriveSession>,
     multi_file_steps: bool,
+    /// When the daemon's next heartbeat is due (simulated and scaled time).
+    next_beat_ms: i64,
+}
+
+/// What the daemon does next on a virtual timeline.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// The step of the drive at this index.
+    Drive(usize),
+    /// The heartbeat of the process and every mount its drives hold.
+    Beat,
 }
 
 impl Daemon {
@@ -130,7 +150,8 @@ impl Daemon {
     pub fn new(shared: Shared, drives: &[String]) -> Daemon {
         let now = shared.timeline.now_ms();
         let drives = drives.iter().map(|d| DriveSession::new(d, now)).collect();
-        Daemon { shared: Arc::new(shared), drives, multi_file_steps: true }
+        let next_beat_ms = now.saturating_add(shared.heartbeat_ms.max(1) as i64);
+        Daemon { shared: Arc::new(shared), drives, multi_file_steps: true, next_beat_ms }
     }
 
     /// Whether a transferring drive may move several files in one step of
@@ -187,6 +208,30 @@ impl Daemon {
         best
     }
 
+    /// The next thing to do and when: the earliest drive step, or the heartbeat when it is due
+    /// by then (first at a tie). Nothing once every drive has stopped.
+    fn next(&self) -> Option<(Next, i64)> {
+        let i = self.earliest()?;
+        let at = self.drives[i].next_at_ms();
+        Some(if self.next_beat_ms <= at { (Next::Beat, self.next_beat_ms) } else { (Next::Drive(i), at) })
+    }
+
+    /// The daemon's heartbeat ([`Shared::beat`]); the next one is due `heartbeat_ms` later.
+    async fn beat(&mut self) -> Result<()> {
+        self.shared.beat().await?;
+        self.next_beat_ms = self.shared.timeline.now_ms().saturating_add(self.shared.heartbeat_ms.max(1) as i64);
+        Ok(())
+    }
+
+    /// Does `next` at the timeline's now: a drive's step (until `horizon_ms`, see
+    /// [`DriveSession::step_until`]) or the heartbeat.
+    async fn act(&mut self, next: Next, horizon_ms: i64) -> Result<()> {
+        match next {
+            Next::Beat => self.beat().await,
+            Next::Drive(i) => self.step(i, horizon_ms).await,
+        }
+    }
+
     fn sim_clock_to(&self, t_ms: i64) {
         if let Timeline::Sim(lib) = &self.shared.timeline {
             lib.clock().advance_to_ms(t_ms);
@@ -209,14 +254,13 @@ impl Daemon {
             if cancel.is_some_and(|c| *c.borrow()) {
                 return Ok(RunEnd::Cancelled);
             }
-            let Some(i) = self.earliest() else { return Ok(RunEnd::AllStopped) };
-            let at = self.drives[i].next_at_ms();
+            let Some((next, at)) = self.next() else { return Ok(RunEnd::AllStopped) };
             if at > until_ms {
                 break;
             }
             self.sim_clock_to(at);
             let horizon = if self.multi_file_steps { until_ms } else { i64::MIN };
-            self.step(i, horizon).await?;
+            self.act(next, horizon).await?;
         }
         self.sim_clock_to(until_ms);
         Ok(RunEnd::Reached)
@@ -229,10 +273,9 @@ impl Daemon {
         for d in &mut self.drives {
             d.drain(now);
         }
-        while let Some(i) = self.earliest() {
-            let at = self.drives[i].next_at_ms();
+        while let Some((next, at)) = self.next() {
             self.sim_clock_to(at);
-            self.step(i, i64::MIN).await?;
+            self.act(next, i64::MIN).await?;
         }
         Ok(())
     }
@@ -245,8 +288,7 @@ impl Daemon {
             if *cancel.borrow() {
                 return Ok(RunEnd::Cancelled);
             }
-            let Some(i) = self.earliest() else { return Ok(RunEnd::AllStopped) };
-            let at = self.drives[i].next_at_ms();
+            let Some((next, at)) = self.next() else { return Ok(RunEnd::AllStopped) };
             if pacer.now_ms() < at {
                 let stop = async {
                     // A dropped sender never cancels: wait for the step instead.
@@ -260,7 +302,7 @@ impl Daemon {
                 }
             }
             self.sim_clock_to(pacer.now_ms().max(at));
-            self.drives[i].step(&self.shared).await?;
+            self.act(next, i64::MIN).await?;
         }
     }
 
@@ -272,11 +314,10 @@ impl Daemon {
         for d in &mut self.drives {
             d.drain(now);
         }
-        while let Some(i) = self.earliest() {
-            let at = self.drives[i].next_at_ms();
+        while let Some((next, at)) = self.next() {
             pacer.wait_until_ms(at).await;
             self.sim_clock_to(pacer.now_ms().max(at));
-            self.drives[i].step(&self.shared).await?;
+            self.act(next, i64::MIN).await?;
         }
         Ok(())
     }
@@ -285,6 +326,23 @@ impl Daemon {
     /// until `cancel` turns true; then every drive drains. A step that fails (a backend that
     /// cannot be reached) is said through the event lines and tried again after the idle pause.
     pub async fn run_realtime(self, cancel: watch::Receiver<bool>) -> Summary {
+        // The heartbeat, until every drive has drained (a drain takes real time too).
+        let beats = {
+            let shared = self.shared.clone();
+            let every = std::time::Duration::from_millis(shared.heartbeat_ms.max(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = shared.beat().await {
+                        if let Some(f) = &shared.on_event {
+                            f(&format!("heartbeat failed: {e}"));
+                        }
+                    }
+                }
+            })
+        };
         let mut tasks = Vec::new();
         for mut drive in self.drives {
             let shared = self.shared.clone();
@@ -321,6 +379,7 @@ impl Daemon {
                 drives.push(d);
             }
         }
-        Daemon { shared: self.shared, drives, multi_file_steps: true }.summary()
+        beats.abort();
+        Daemon { shared: self.shared, drives, multi_file_steps: true, next_beat_ms: self.next_beat_ms }.summary()
     }
 }

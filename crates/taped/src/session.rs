@@ -20,7 +20,7 @@
 //! Each step returns after at most one timed library operation: [`DriveSession::next_at_ms`] is
 //! when the drive is free again (the simulator's "free at"), or when an idle drive asks again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use tapesched_library::sim::SimLibrary;
@@ -28,7 +28,7 @@ use tapesched_library::Library;
 use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::db::{MountJob, Outcome};
 use tapesched_scheduler::scheduler::{Scheduler, TapeSession};
-use tapesched_scheduler::types::{DriveStatus, JobId, MountType};
+use tapesched_scheduler::types::{DriveStatus, JobId, MountId, MountType};
 use tapesched_scheduler::Result;
 
 use crate::data::{self, DataPath, Transfer};
@@ -83,7 +83,7 @@ pub struct Shared {
     pub batch_bytes: u64,
     /// Pause of an idle drive, ms.
     pub idle_ms: u64,
-    /// Interval between heartbeats of a mount, ms.
+    /// Interval between the daemon's heartbeats (of the process and every mount it runs), ms.
     pub heartbeat_ms: u64,
     /// The library's barcode of each catalogue VID.
     pub barcodes: BTreeMap<String, String>,
@@ -91,9 +91,41 @@ pub struct Shared {
     pub on_event: Option<EventSink>,
     /// Where the drives' time goes (calls and wall time per kind).
     pub times: OpTimes,
+    /// The mounts the drives hold (from `next_mount` to `end_mount`), which the daemon's
+    /// heartbeat keeps alive.
+    pub mounts: MountRegistry,
+}
+
+/// The mounts a daemon's drives hold, for the daemon's heartbeat ([`Shared::beat`]).
+#[derive(Debug, Default)]
+pub struct MountRegistry(std::sync::Mutex<BTreeSet<MountId>>);
+
+impl MountRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<MountId>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn open(&self, mount: MountId) {
+        self.lock().insert(mount);
+    }
+    fn end(&self, mount: MountId) {
+        self.lock().remove(&mount);
+    }
+    /// The mounts held now, in id order.
+    pub fn held(&self) -> Vec<MountId> {
+        self.lock().iter().copied().collect()
+    }
 }
 
 impl Shared {
+    /// The daemon's heartbeat: this process and every mount its drives hold are alive now (one
+    /// call, [`tapesched_scheduler::db::SchedulerDb::heartbeat_mounts`]). The daemon calls it
+    /// every `heartbeat_ms`; the drives never beat on their own.
+    pub async fn beat(&self) -> Result<()> {
+        let mounts = self.mounts.held();
+        let now = self.timeline.now_ms() / 1000;
+        self.times.time(Op::Heartbeat, self.scheduler.db().heartbeat_mounts(&mounts, now)).await
+    }
+
     fn say(&self, line: String) {
         if let Some(f) = &self.on_event {
             f(&format!("t={} {line}", self.timeline.now_ms() / 1000));
@@ -139,7 +171,6 @@ struct Mount {
     failed: Vec<(MountJob, String)>,
     end: Option<End>,
     transferring: bool,
-    last_heartbeat_ms: i64,
 }
 
 enum Phase {
@@ -230,6 +261,17 @@ impl DriveSession {
         Ok(())
     }
 
+    /// Ends the mount (`Scheduler::end_mount`: what it still holds goes back to its queues) and
+    /// takes it out of the daemon's heartbeat; returns how many jobs went back.
+    async fn end_mount(&mut self, sh: &Shared, session: TapeSession) -> Result<u64> {
+        let mount = session.mount_id;
+        let ended = sh.times.time(Op::EndMount, sh.scheduler.end_mount(session)).await;
+        sh.mounts.end(mount);
+        let n = ended?;
+        self.stats.handed_back += n;
+        Ok(n)
+    }
+
     /// Runs the drive's next step at the timeline's now.
     pub async fn step(&mut self, sh: &Shared) -> Result<()> {
         self.step_until(sh, i64::MIN).await
@@ -239,10 +281,10 @@ impl DriveSession {
     /// drive goes on with the next files of its batch in the same step as long as nothing can
     /// happen in between that another drive or the scheduler would see: each next file starts at
     /// or before `horizon_ms` (the driver's stopping time, where a drain or a fault may come),
-    /// the library says it will succeed (no tape full, no pending fault, no bad file), no
-    /// heartbeat is due at its start, and the batch still holds it (reports and pops stay steps
-    /// of their own, at their time). Every call the scheduler sees is thus made at the same
-    /// simulated time and in the same order as with one file per step.
+    /// the library says it will succeed (no tape full, no pending fault, no bad file), and the
+    /// batch still holds it (reports and pops stay steps of their own, at their time). Every call
+    /// the scheduler sees is thus made at the same simulated time and in the same order as with
+    /// one file per step (the daemon's heartbeats, which only refresh liveness, excepted).
     pub async fn step_until(&mut self, sh: &Shared, horizon_ms: i64) -> Result<()> {
         let phase = std::mem::replace(&mut self.phase, Phase::Down);
         match phase {
@@ -256,8 +298,7 @@ impl DriveSession {
             Phase::Idle => self.idle(sh).await,
             Phase::Transferring(m) => self.transfer(sh, m, horizon_ms).await,
             Phase::Unloading(m) => {
-                let n = sh.times.time(Op::EndMount, sh.scheduler.end_mount(m.session)).await?;
-                self.stats.handed_back += n;
+                let n = self.end_mount(sh, m.session).await?;
                 self.status = DriveStatus::Up;
                 sh.say(format!("{} unloaded, handed back {n}", self.name));
                 self.phase = Phase::Idle;
@@ -303,33 +344,27 @@ impl DriveSession {
             self.next_at_ms = NEVER;
             return Ok(());
         }
-        // The process is alive (the objectstore's agent; a no-op where only mounts beat).
-        let ask = async {
-            sh.scheduler.db().heartbeat(None, sh.timeline.now_ms() / 1000).await?;
-            sh.scheduler.next_mount(&self.name, true).await
-        };
+        let ask = sh.scheduler.next_mount(&self.name, true);
         let Some(session) = sh.times.time(Op::NextMount, ask).await? else {
             self.phase = Phase::Idle;
             self.next_at_ms = sh.timeline.now_ms() + sh.idle_ms as i64;
             return Ok(());
         };
+        sh.mounts.open(session.mount_id);
         self.status = DriveStatus::Starting;
         let spec = session.spec.clone();
         sh.say(format!("{} mount {} {} for {}", self.name, spec.vid, spec.mount_type, spec.tape_pool));
         let Some(barcode) = sh.barcodes.get(&spec.vid).cloned() else {
-            let n = sh.scheduler.end_mount(session).await?;
-            self.stats.handed_back += n;
+            self.end_mount(sh, session).await?;
             return self.go_down(sh, format!("tape {} is not in the library", spec.vid)).await;
         };
         self.set_status(sh, DriveStatus::Mounting, Some(&session)).await?;
         if let Err(e) = sh.times.time(Op::Library, sh.library.mount(&barcode, &self.name)).await {
             self.stats.drive_errors += 1;
-            let n = sh.scheduler.end_mount(session).await?;
-            self.stats.handed_back += n;
+            self.end_mount(sh, session).await?;
             return self.go_down(sh, format!("mount of {barcode}: {e}")).await;
         }
         self.stats.mounts += 1;
-        let now = sh.timeline.now_ms();
         let end = self.check_end_of_data(sh, &session, &barcode).await?;
         let mount = Mount {
             session,
@@ -339,7 +374,6 @@ impl DriveSession {
             failed: vec![],
             end,
             transferring: false,
-            last_heartbeat_ms: now,
         };
         self.phase = Phase::Transferring(Box::new(mount));
         self.next_at_ms = sh.timeline.free_ms(&self.name);
@@ -372,8 +406,6 @@ impl DriveSession {
     }
 
     async fn transfer(&mut self, sh: &Shared, mut m: Box<Mount>, horizon_ms: i64) -> Result<()> {
-        // The simulated time of this step; a later file's start when the step goes on.
-        let mut at = sh.timeline.now_ms();
         loop {
             if let Some((job, t)) = m.in_flight.take() {
                 match t {
@@ -391,18 +423,8 @@ impl DriveSession {
             }
             if m.batch.is_empty() {
                 self.report(sh, &mut m).await?;
-                let now = sh.timeline.now_ms();
-                let beat = now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 || m.session.popped.is_empty();
-                let pop = async {
-                    if beat {
-                        sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000).await?;
-                    }
-                    sh.scheduler.pop_jobs(&mut m.session, sh.batch_files, sh.batch_bytes).await
-                };
+                let pop = sh.scheduler.pop_jobs(&mut m.session, sh.batch_files, sh.batch_bytes);
                 let jobs = sh.times.time(Op::PopJobs, pop).await?;
-                if beat {
-                    m.last_heartbeat_ms = now;
-                }
                 if jobs.is_empty() {
                     m.end = Some(End::QueueEmpty);
                     continue;
@@ -414,12 +436,6 @@ impl DriveSession {
                 m.batch.extend(jobs);
             }
             let Some(job) = m.batch.pop_front() else { continue };
-            let now = at;
-            if now - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 {
-                let beat = sh.scheduler.db().heartbeat(Some(m.session.mount_id), now / 1000);
-                sh.times.time(Op::Heartbeat, beat).await?;
-                m.last_heartbeat_ms = now;
-            }
             let vid = m.session.spec.vid.clone();
             let moved = data::transfer(&sh.data, &*sh.library, &self.name, &vid, &job);
             match sh.times.time(Op::Library, moved).await {
@@ -434,7 +450,6 @@ impl DriveSession {
                     m.in_flight = Some((job, t));
                     self.next_at_ms = sh.timeline.free_ms(&self.name);
                     if self.goes_on(sh, &m, horizon_ms) {
-                        at = self.next_at_ms;
                         continue;
                     }
                     self.phase = Phase::Transferring(m);
@@ -446,14 +461,11 @@ impl DriveSession {
 
     /// True when the step may go on with the batch's next file at `self.next_at_ms` (see
     /// [`DriveSession::step_until`]): simulated library and sizes only, the file starts by the
-    /// horizon, no drain, no end, no heartbeat due, and the library will not fail it.
+    /// horizon, no drain, no end, and the library will not fail it.
     fn goes_on(&self, sh: &Shared, m: &Mount, horizon_ms: i64) -> bool {
         let (Timeline::Sim(lib), DataPath::Sizes) = (&sh.timeline, &sh.data) else { return false };
         let next = self.next_at_ms;
         if next > horizon_ms || self.draining || m.end.is_some() {
-            return false;
-        }
-        if next - m.last_heartbeat_ms >= sh.heartbeat_ms as i64 {
             return false;
         }
         match m.batch.front() {
@@ -506,8 +518,7 @@ impl DriveSession {
             End::DriveError(reason) => {
                 self.stats.drive_errors += 1;
                 self.set_status(sh, DriveStatus::CleaningUp, Some(&m.session)).await?;
-                let n = sh.times.time(Op::EndMount, sh.scheduler.end_mount(m.session)).await?;
-                self.stats.handed_back += n;
+                self.end_mount(sh, m.session).await?;
                 let left = match sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     Ok(()) => String::new(),
                     Err(e) => format!("; the cartridge could not be taken out: {e}"),
@@ -524,8 +535,7 @@ impl DriveSession {
                 self.set_status(sh, DriveStatus::Unloading, Some(&m.session)).await?;
                 if let Err(e) = sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     self.stats.drive_errors += 1;
-                    let n = sh.times.time(Op::EndMount, sh.scheduler.end_mount(m.session)).await?;
-                    self.stats.handed_back += n;
+                    self.end_mount(sh, m.session).await?;
                     return self.go_down(sh, format!("unload: {e}")).await;
                 }
                 self.phase = Phase::Unloading(m);

@@ -222,6 +222,7 @@ pub async fn build(
         barcodes,
         on_event: None,
         times: Default::default(),
+        mounts: Default::default(),
     };
     Ok(Built { daemon: Daemon::new(shared, &config.drive_names()), scheduler, sim })
 }

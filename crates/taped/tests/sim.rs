@@ -157,6 +157,41 @@ async fn drain_finishes_the_file_in_flight_and_hands_back_the_rest() {
     open.close().await;
 }
 
+/// The daemon's heartbeat keeps its mounts alive between pops: with batches of eight 10 GB files
+/// (about 200 s between pops) and a collector whose time-out is 120 s, the running daemon's
+/// mount is never collected; once the daemon stops running, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_keeps_its_mounts_alive_between_pops() {
+    use std::sync::Arc;
+    use tapesched_scheduler::scheduler::Scheduler;
+
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
+    let (mut built, open, _events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    queue_archives(&s, "sc_pool_a", &[10_000_000_000; 300], |_| None).await;
+    let sim = built.sim.clone().unwrap();
+    let url = tapesched_backends::database_url(None).unwrap();
+    let config = tapesched_postgres::PgConfig {
+        mount_timeout: Some(120),
+        ..tapesched_postgres::PgConfig::new(url, open.namespace().unwrap())
+    };
+    let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
+        Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
+    let collector = Scheduler::new(db, s.catalogue().clone(), sim.clock().clone(), s.config().clone());
+    // Every 50 simulated seconds for an hour, the collector finds nothing dead.
+    for k in 1..=72 {
+        built.daemon.run_until(START * 1000 + 600_000 + k * 50_000, None).await.unwrap();
+        assert_eq!(collector.garbage_collect().await.unwrap(), 0, "at +{} s", 600 + k * 50);
+    }
+    assert_eq!(built.daemon.drives()[0].status(), DriveStatus::Transferring);
+    let (beats, _) = built.daemon.shared().times.get(tapesched_taped::timing::Op::Heartbeat);
+    assert!((60..=80).contains(&beats), "one heartbeat a minute: {beats}");
+    // The daemon stops running: three minutes later its mount is dead and collected.
+    sim.clock().advance_to_ms(START * 1000 + 600_000 + 72 * 50_000 + 180_000);
+    assert!(collector.garbage_collect().await.unwrap() > 0, "the silent mount's jobs go back");
+    open.close().await;
+}
+
 /// A daemon killed in the middle of a mount (dropped: no drain, no end of mount): the collector
 /// of dead mounts (`db collect --mount-timeout`) hands its jobs back once its heartbeat is old
 /// enough, and a restarted daemon probes its drive, finds the cartridge left in it, takes it out
@@ -209,6 +244,7 @@ async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
         barcodes,
         on_event: None,
         times: Default::default(),
+        mounts: Default::default(),
     };
     let mut d = Daemon::new(shared, &["ULT11".to_string()]);
     let sink = events.clone();
@@ -249,6 +285,7 @@ async fn the_wall_clock_driver_stops_its_drives_on_cancel() {
         barcodes: built.daemon.shared().barcodes.clone(),
         on_event: None,
         times: Default::default(),
+        mounts: Default::default(),
     };
     let d = Daemon::new(shared, &["ULT11".to_string(), "ULT12".to_string()]);
     let (_tx, rx) = tokio::sync::watch::channel(true);

@@ -102,6 +102,10 @@ impl SchedulerDb for ObjectstoreDb {
         self.heartbeat_op(mount, now).await
     }
 
+    async fn heartbeat_mounts(&self, mounts: &[MountId], now: Timestamp) -> Result<()> {
+        self.heartbeat_mounts_op(mounts, now).await
+    }
+
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
         self.garbage_collect_op(now, router).await
     }

@@ -262,4 +262,22 @@ impl ObjectstoreDb {
         }
         Ok(())
     }
+
+    /// The process's agent touched once, then every mount's agent, side by side; the first
+    /// mount whose agent is gone is the error (the others are touched all the same).
+    pub(super) async fn heartbeat_mounts_op(&self, mounts: &[MountId], now: Timestamp) -> Result<()> {
+        self.heartbeat_op(None, now).await?;
+        let names: Vec<String> = mounts.iter().map(|m| mount_agent_name(*m)).collect();
+        let touched = futures::future::join_all(names.iter().map(|n| self.touch(n, now))).await;
+        for (m, t) in mounts.iter().zip(touched) {
+            match t {
+                Err(e) if e.kind == tapesched_scheduler::ErrorKind::NotFound => {
+                    return Err(Error::not_found(format!("mount {m} does not exist or has ended")))
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
+        }
+        Ok(())
+    }
 }

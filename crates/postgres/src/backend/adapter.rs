@@ -157,6 +157,28 @@ impl SchedulerDb for PgSchedulerDb {
         .await
     }
 
+    async fn heartbeat_mounts(&self, mounts: &[MountId], now: Timestamp) -> Result<()> {
+        if mounts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = mounts.iter().map(|m| *m as i64).collect();
+        // One statement for every mount (only mounts beat here), idempotent like `heartbeat`.
+        let found: Vec<i64> = retry(self.config.max_attempts, || async {
+            Ok(sqlx::query_scalar(
+                "UPDATE mount SET heartbeat = greatest(heartbeat, $2) WHERE mount_id = ANY($1) RETURNING mount_id",
+            )
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await?;
+        match mounts.iter().find(|m| !found.contains(&(**m as i64))) {
+            Some(m) => Err(Error::not_found(format!("mount {m} does not exist or has ended"))),
+            None => Ok(()),
+        }
+    }
+
     async fn garbage_collect(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
         let requeued = retry(self.config.max_attempts, || self.gc_once(now, router)).await?;
         retry(self.config.max_attempts, || self.prune_summary_tombstones()).await?;
