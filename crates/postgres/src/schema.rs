@@ -57,12 +57,14 @@ pub fn advisory_key(schema: &str, purpose: &str, name: &str) -> i64 {
     h as i64
 }
 
-/// Connection options for `url` with `search_path` set to `schema` at start-up.
+/// Connection options for `url` with `search_path` set to `schema` at start-up, and no parallel
+/// query: the scheduler's statements touch a few rows each, and starting parallel workers for
+/// one (which the planner does when a table has no statistics yet) costs milliseconds.
 pub fn connect_options(url: &str, schema: &str) -> Result<PgConnectOptions> {
     check_schema_name(schema)?;
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| Error::invalid(format!("database URL is not usable: {e}")).caused_by(e))?
-        .options([("search_path", schema)])
+        .options([("search_path", schema), ("max_parallel_workers_per_gather", "0")])
         .application_name(&format!("tapesched:{schema}"));
     Ok(options)
 }
