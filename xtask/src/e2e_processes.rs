@@ -19,9 +19,13 @@ use tapesched_e2e::workload::IncidentKind;
 use tapesched_e2e::Workload;
 use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
 use tapesched_postgres::{PgCatalogue, SchemaGuard};
-use tapesched_report::e2e::{BackendRun, E2eRecord, InvariantCheck, LatencySummary, ToleranceCheck, Totals};
-use tapesched_scheduler::clock::ClockSpec;
-use tapesched_scheduler::types::{Requester, TapeState};
+use tapesched_report::e2e::{
+    BackendRun, E2eRecord, InvariantCheck, LatencySummary, Sample, ToleranceCheck, Totals,
+};
+use tapesched_scheduler::catalogue::Catalogue;
+use tapesched_scheduler::clock::{ClockSpec, ScaledClock};
+use tapesched_scheduler::db::SchedulerDb;
+use tapesched_scheduler::types::{DriveStatus, MountType, Requester, TapeState};
 use tapesched_taped::outcome::{measure, parse_lines, parse_summary_total, Latency, ReportLine, RunOutcome};
 use tapesched_taped::replay::{Action, Applied, Event};
 
@@ -181,6 +185,54 @@ fn sigterm(child: &Child) {
     }
 }
 
+/// What the harness reads of one backend while its processes run: the queues (the backend,
+/// opened read-only from this process) and the drives' statuses (the catalogue the daemons
+/// report to).
+struct Sampler {
+    db: Arc<dyn SchedulerDb>,
+    catalogue: PgCatalogue,
+    drives: Vec<String>,
+}
+
+impl Sampler {
+    /// A sample at simulated second `t_s`: queued jobs, drives up and busy, mounts started (the
+    /// daemon's event lines), requests reported (`done`).
+    async fn sample(&self, t_s: i64, taped_out: &str, done: u64) -> Result<Sample> {
+        let info = self.db.mount_info(t_s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut s = Sample { t_s, done, ..Sample::default() };
+        for pm in &info.potential_mounts {
+            match pm.mount_type {
+                MountType::Retrieve => s.queued_retrieve += pm.files_queued,
+                _ => s.queued_archive += pm.files_queued,
+            }
+        }
+        let snap = self.catalogue.snapshot().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        for d in &self.drives {
+            let Some(st) = snap.drives.get(d).map(|x| x.status) else { continue };
+            if !matches!(st, DriveStatus::Down | DriveStatus::Shutdown) {
+                s.drives_up += 1;
+            }
+            if matches!(
+                st,
+                DriveStatus::Starting
+                    | DriveStatus::Mounting
+                    | DriveStatus::Transferring
+                    | DriveStatus::Unloading
+                    | DriveStatus::CleaningUp
+            ) {
+                s.drives_busy += 1;
+            }
+        }
+        s.mounts = mount_lines(taped_out);
+        Ok(s)
+    }
+}
+
+/// The mounts a daemon's event lines say it started (`t=.. DRIVE mount VID ...`).
+fn mount_lines(taped_out: &str) -> u64 {
+    taped_out.lines().filter(|l| l.starts_with("t=") && l.split_whitespace().nth(2) == Some("mount")).count() as u64
+}
+
 fn text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -269,6 +321,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     let clock = ClockSpec::new(w.start, origin, o.factor).map_err(|e| anyhow::anyhow!("clock: {e}"))?;
     let mut skipped_noted = false;
     let mut setups = Vec::new();
+    let mut samplers = Vec::new();
     for b in &o.backends {
         let name = tapesched_testkit::unique_name("e2eproc");
         guards.push(Box::new(SchemaGuard::new(pg.clone(), name.clone())));
@@ -288,12 +341,21 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         };
         let (snapshot, files) =
             tapesched_scenario::catalogue::build(&spec, "default").map_err(|e| anyhow::anyhow!("catalogue: {e}"))?;
-        runtime
+        let mut target = tapesched_backends::Target::new(*b);
+        target.database_url = Some(pg.clone());
+        target.schema = name.clone();
+        target.redis_url = tapesched_testkit::redis_url().ok();
+        target.redis_prefix = format!("{name}:");
+        target.process_label = "e2e-sampler".into();
+        let sampler = runtime
             .block_on(async {
                 let c = PgCatalogue::connect(&pg, &name).await?;
-                c.load(snapshot, files).await
+                c.load(snapshot, files).await?;
+                let db = tapesched_backends::open(&target).await?;
+                Ok::<_, tapesched_scheduler::Error>(Sampler { db, catalogue: c, drives: plan.drives.clone() })
             })
             .map_err(|e| anyhow::anyhow!("backend {b}: loading the catalogue: {e}"))?;
+        samplers.push(sampler);
         let dir = o.out.join(b.name());
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
         // Absolute: the report URLs are file:// URLs.
@@ -354,9 +416,26 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     let span = (w.duration + w.tail) as f64 / o.factor;
     let deadline = Duration::from_secs_f64(span + 60.0);
     let mut timed_out = false;
+    // Samples every `sample_every` simulated seconds on the shared scaled clock.
+    let scaled = ScaledClock::new(clock);
+    let every_ms = (w.sample_every * 1000) as i64;
+    let mut next_sample_ms = w.start * 1000;
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); runs.len()];
     loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted (Ctrl-C): the processes were stopped and the namespaces removed");
+        }
+        let sample_now = scaled.now_ms() >= next_sample_ms;
+        if sample_now {
+            for ((r, sampler), out) in runs.iter().zip(&samplers).zip(samples.iter_mut()) {
+                let done = text(&r.dir.join("reports.jsonl")).lines().count() as u64;
+                let taped_out = text(&r.dir.join("taped.out"));
+                let s = runtime
+                    .block_on(sampler.sample(next_sample_ms / 1000, &taped_out, done))
+                    .with_context(|| format!("backend {}: sampling", r.backend))?;
+                out.push(s);
+            }
+            next_sample_ms += every_ms;
         }
         let mut all = true;
         for (r, &n) in runs.iter_mut().zip(&queued_counts) {
@@ -378,7 +457,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     }
     let mut backends = Vec::new();
     let mut outcomes = Vec::new();
-    for (r, &n) in runs.iter_mut().zip(&queued_counts) {
+    for ((r, &n), samples) in runs.iter_mut().zip(&queued_counts).zip(samples) {
         for (_, c) in &r.children {
             sigterm(c);
         }
@@ -434,7 +513,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
                 mounts: oc.mounts,
                 bytes: totals.bytes,
             },
-            samples: vec![],
+            samples,
             archive_latency: summary_of(&oc.archive_latency),
             retrieve_latency: summary_of(&oc.retrieve_latency),
             invariants: inv,
@@ -446,6 +525,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         outcomes.push(oc);
     }
     drop(runs);
+    drop(samplers);
     drop(guards);
     runtime.shutdown_timeout(Duration::from_secs(5));
     Ok(E2eRecord {
