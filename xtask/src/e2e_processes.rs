@@ -19,9 +19,7 @@ use tapesched_e2e::workload::IncidentKind;
 use tapesched_e2e::Workload;
 use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
 use tapesched_postgres::{PgCatalogue, SchemaGuard};
-use tapesched_report::e2e::{
-    BackendRun, E2eRecord, InvariantCheck, LatencySummary, Sample, ToleranceCheck, Totals,
-};
+use tapesched_report::e2e::{BackendRun, E2eRecord, InvariantCheck, LatencySummary, Sample, ToleranceCheck, Totals};
 use tapesched_scheduler::catalogue::Catalogue;
 use tapesched_scheduler::clock::{ClockSpec, ScaledClock};
 use tapesched_scheduler::db::SchedulerDb;
