@@ -174,15 +174,15 @@ impl PgSchedulerDb {
         // index, where the jobs just taken still have entries until they are vacuumed. The
         // summary is not locked: claims of one queue run side by side, each passing over the
         // rows the others hold (SKIP LOCKED), and only wait for each other to update it at the end.
-        let (files, bytes): (i64, i64) =
-            sqlx::query_as(
-                "SELECT files, least(bytes, 9223372036854775807)::int8 FROM queue_summary WHERE kind = $1 AND container = $2",
-            )
-                .bind(kind)
-                .bind(queue)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or((0, 0));
+        let (files, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT files, least(bytes, 9223372036854775807)::int8 FROM queue_summary \
+             WHERE kind = $1 AND container = $2",
+        )
+        .bind(kind)
+        .bind(queue)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or((0, 0));
         if files <= 0 {
             Self::commit(tx).await?;
             return Ok(Vec::new());
