@@ -116,7 +116,7 @@ impl Default for Batch {
 pub struct Intervals {
     /// An idle drive asks for a mount again after this long (default 60 s).
     pub idle_ms: u64,
-    /// Heartbeats of a mount (default 60 s).
+    /// The tape daemon's heartbeat, of itself and every mount it holds (default 60 s).
     pub heartbeat_ms: u64,
     /// Report delivery by the disk side (default 10 s).
     pub reports_ms: u64,

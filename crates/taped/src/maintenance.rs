@@ -35,9 +35,11 @@
 //! Several instances on one backend: a pass of a loop runs only while its instance holds the
 //! loop's lease (`SchedulerDb::try_lease`, named `maintenance.<loop>`), taken or renewed before
 //! each pass for three intervals (at least 30 s) and released when the loops stop; an instance
-//! that finds the lease held by another says so and skips the pass. A pass that outlasts its
-//! lease could overlap another instance's: a report would then be delivered twice (at least once
-//! either way).
+//! that finds the lease held by another says so and skips the pass. A long report pass renews
+//! its lease between deliveries (once a third of its term has passed) and stops if another
+//! instance has taken it meanwhile, so two instances' passes do not overlap; only a single
+//! delivery that outlasts the rest of the lease's term could (a report would then be delivered
+//! twice: at least once either way).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -322,10 +324,15 @@ impl Maintenance {
         format!("maintenance.{}", l.name())
     }
 
-    /// Takes or renews loop `l`'s lease for three intervals (at least 30 s) from now.
+    /// The term of loop `l`'s lease: three intervals, at least 30 s.
+    fn lease_secs(&self, l: Loop) -> i64 {
+        ((self.settings.interval(l).as_millis() as u64 * 3).div_ceil(1000) as i64).max(30)
+    }
+
+    /// Takes or renews loop `l`'s lease for its term from now.
     async fn lease(&self, l: Loop) -> Result<bool, Error> {
         let now = self.clock.now();
-        let secs = ((self.settings.interval(l).as_millis() as u64 * 3).div_ceil(1000) as i64).max(30);
+        let secs = self.lease_secs(l);
         self.scheduler.db().try_lease(&Self::lease_name(l), &self.holder, now.saturating_add(secs), now).await
     }
 
@@ -430,7 +437,18 @@ impl Maintenance {
         let db = self.scheduler.db();
         let due = db.reports_due(ReportFilter::All, max, now).await?;
         let mut d = Delivery::default();
+        let renew_after = (self.lease_secs(Loop::Reports) / 3).max(1);
+        let mut renewed_at = now;
         for report in due {
+            // A long pass keeps its lease, or stops once another instance has it.
+            let t = self.clock.now();
+            if t.saturating_sub(renewed_at) >= renew_after {
+                if !self.lease(Loop::Reports).await? {
+                    d.lease_lost = true;
+                    break;
+                }
+                renewed_at = t;
+            }
             let target = report.url.clone().unwrap_or_default();
             let result = if target.is_empty() {
                 d.no_url += 1;
@@ -466,6 +484,8 @@ pub struct Delivery {
     pub no_url: u64,
     /// Reports whose delivery failed, and why (each counted as a report retry).
     pub failed: Vec<(RequestId, String)>,
+    /// The pass stopped early: another instance took the reports loop's lease meanwhile.
+    pub lease_lost: bool,
 }
 
 impl Delivery {
@@ -479,6 +499,9 @@ impl Delivery {
         );
         if let Some((r, reason)) = self.failed.first() {
             s.push_str(&format!(" (first: {} {reason})", request_text(*r)));
+        }
+        if self.lease_lost {
+            s.push_str("; stopped: another instance took the lease");
         }
         s
     }

@@ -298,6 +298,39 @@ async fn two_instances_deliver_once(backend: Backend) {
     open.close().await;
 }
 
+/// A clock that moves 20 s on at every reading: a pass that reads it once per report lasts
+/// 20 s per report.
+struct Ticking(std::sync::atomic::AtomicI64);
+
+impl tapesched_scheduler::clock::Clock for Ticking {
+    fn now(&self) -> i64 {
+        self.0.fetch_add(20, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A report pass longer than its lease's term (30 s here; six reports, 20 s each) renews the
+/// lease as it goes: another instance asking right after the pass is refused. Without the
+/// renewal the lease would have run out during the pass and been given to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_report_pass_keeps_its_lease() {
+    let dir = std::env::temp_dir().join(format!("tapesched-maint3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("reports.jsonl");
+    let _ = std::fs::remove_file(&target);
+    let (open, ids) = archived(Backend::Postgres, &vec![format!("file://{}", target.display()); 6]).await;
+    let clock = Arc::new(Ticking(std::sync::atomic::AtomicI64::new(START + 7200)));
+    let a = build(&mconfig(""), Some(open.db.clone()), clock.clone()).await.unwrap().with_holder("a");
+    let b = build(&mconfig(""), Some(open.db.clone()), clock.clone()).await.unwrap().with_holder("b");
+    let start = clock.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(a.pass(Loop::Reports).await.unwrap(), "reports: 6 delivered (0 without URL), 0 failed");
+    let end = clock.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(end - start > 60, "the pass outlasted the lease's 30 s term: {} s", end - start);
+    assert!(b.pass(Loop::Reports).await.unwrap().contains("skipped"), "a still holds the lease");
+    assert_eq!(std::fs::read_to_string(&target).unwrap().lines().count(), ids.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+    open.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_deliver_each_report_once_on_redis() {
     two_instances_deliver_once(Backend::ObjectstoreRedis).await;
