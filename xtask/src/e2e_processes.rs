@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use tapesched_backends::Backend;
 use tapesched_e2e::catalogue::Plan;
 use tapesched_e2e::generate::{events, Event as GenEvent, EventKind};
+use tapesched_e2e::record::{add_drive, add_queued};
 use tapesched_e2e::workload::IncidentKind;
 use tapesched_e2e::Workload;
 use tapesched_objectstore::redis_store::{ClearOnDrop, RedisSettings};
@@ -23,7 +24,7 @@ use tapesched_report::e2e::{BackendRun, E2eRecord, InvariantCheck, LatencySummar
 use tapesched_scheduler::catalogue::Catalogue;
 use tapesched_scheduler::clock::{ClockSpec, ScaledClock};
 use tapesched_scheduler::db::SchedulerDb;
-use tapesched_scheduler::types::{DriveStatus, MountType, Requester, TapeState};
+use tapesched_scheduler::types::{DriveStatus, Requester, TapeState};
 use tapesched_taped::outcome::{measure, parse_lines, parse_summary_total, Latency, ReportLine, RunOutcome};
 use tapesched_taped::replay::{Action, Applied, Event};
 
@@ -198,28 +199,11 @@ impl Sampler {
     async fn sample(&self, t_s: i64, taped_out: &str, done: u64) -> Result<Sample> {
         let info = self.db.mount_info(t_s).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut s = Sample { t_s, done, ..Sample::default() };
-        for pm in &info.potential_mounts {
-            match pm.mount_type {
-                MountType::Retrieve => s.queued_retrieve += pm.files_queued,
-                _ => s.queued_archive += pm.files_queued,
-            }
-        }
+        add_queued(&mut s, &info);
         let snap = self.catalogue.snapshot().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         for d in &self.drives {
             let Some(st) = snap.drives.get(d).map(|x| x.status) else { continue };
-            if !matches!(st, DriveStatus::Down | DriveStatus::Shutdown) {
-                s.drives_up += 1;
-            }
-            if matches!(
-                st,
-                DriveStatus::Starting
-                    | DriveStatus::Mounting
-                    | DriveStatus::Transferring
-                    | DriveStatus::Unloading
-                    | DriveStatus::CleaningUp
-            ) {
-                s.drives_busy += 1;
-            }
+            add_drive(&mut s, st, st == DriveStatus::Shutdown);
         }
         s.mounts = mount_lines(taped_out);
         Ok(s)
@@ -423,10 +407,11 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted (Ctrl-C): the processes were stopped and the namespaces removed");
         }
-        let sample_now = scaled.now_ms() >= next_sample_ms;
-        if sample_now {
-            for ((r, sampler), out) in runs.iter().zip(&samplers).zip(samples.iter_mut()) {
-                let done = text(&r.dir.join("reports.jsonl")).lines().count() as u64;
+        // The requests each backend has reported so far (its disk side's report lines).
+        let reported: Vec<u64> =
+            runs.iter().map(|r| text(&r.dir.join("reports.jsonl")).lines().count() as u64).collect();
+        if scaled.now_ms() >= next_sample_ms {
+            for (((r, sampler), out), &done) in runs.iter().zip(&samplers).zip(samples.iter_mut()).zip(&reported) {
                 let taped_out = text(&r.dir.join("taped.out"));
                 let s = runtime
                     .block_on(sampler.sample(next_sample_ms / 1000, &taped_out, done))
@@ -436,8 +421,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             next_sample_ms += every_ms;
         }
         let mut all = true;
-        for (r, &n) in runs.iter_mut().zip(&queued_counts) {
-            let lines = text(&r.dir.join("reports.jsonl")).lines().count() as u64;
+        for ((r, &n), &lines) in runs.iter_mut().zip(&queued_counts).zip(&reported) {
             let gone = r.children.iter_mut().take(2).any(|(_, c)| c.try_wait().ok().flatten().is_some());
             if gone {
                 bail!("backend {}: a daemon exited early; see {}", r.backend, r.dir.display());

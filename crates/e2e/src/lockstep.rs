@@ -35,7 +35,7 @@ use tapesched_scheduler::scheduler::{
     ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode,
 };
 use tapesched_scheduler::state::StateItem;
-use tapesched_scheduler::types::{DriveStatus, MountType, RequestId, Requester, TapeState};
+use tapesched_scheduler::types::{DriveStatus, RequestId, Requester, TapeState};
 use tapesched_taped::data::DataPath;
 use tapesched_taped::maintenance::{Loop, Maintenance, MaintenanceSection};
 use tapesched_taped::session::{Shared, Timeline, NEVER};
@@ -43,7 +43,7 @@ use tapesched_taped::Daemon;
 
 use crate::catalogue::Plan;
 use crate::generate::{events, Event, EventKind};
-use crate::record::latency_summary;
+use crate::record::{add_drive, add_queued, latency_summary};
 use crate::workload::{FlowKind, IncidentKind, Workload};
 use crate::E2eError;
 
@@ -346,27 +346,9 @@ impl Side {
     async fn sample(&mut self, t_ms: i64) -> Result<(), E2eError> {
         let info = self.scheduler.db().mount_info(t_ms / 1000).await.map_err(backend_err(&self.label))?;
         let mut s = Sample { t_s: t_ms / 1000, ..Sample::default() };
-        for pm in &info.potential_mounts {
-            match pm.mount_type {
-                MountType::Retrieve => s.queued_retrieve += pm.files_queued,
-                _ => s.queued_archive += pm.files_queued,
-            }
-        }
+        add_queued(&mut s, &info);
         for d in self.daemon.drives() {
-            let st = d.status();
-            if st != DriveStatus::Down && !d.finished() {
-                s.drives_up += 1;
-            }
-            if matches!(
-                st,
-                DriveStatus::Starting
-                    | DriveStatus::Mounting
-                    | DriveStatus::Transferring
-                    | DriveStatus::Unloading
-                    | DriveStatus::CleaningUp
-            ) {
-                s.drives_busy += 1;
-            }
+            add_drive(&mut s, d.status(), d.finished());
             s.mounts += d.stats().mounts;
         }
         s.done = self.totals.archived + self.totals.retrieved;

@@ -1,7 +1,38 @@
 //! Pieces of the [`E2eRecord`](tapesched_report::e2e::E2eRecord): latency summaries from the
-//! measured latencies.
+//! measured latencies, and what a [`Sample`] counts of queues and drives (lockstep and processes
+//! mode alike).
 
-use tapesched_report::e2e::LatencySummary;
+use tapesched_report::e2e::{LatencySummary, Sample};
+use tapesched_scheduler::db::MountInfo;
+use tapesched_scheduler::types::{DriveStatus, MountType};
+
+/// Adds the jobs queued in `info` (not yet on a drive) to `s`, archive or retrieve.
+pub fn add_queued(s: &mut Sample, info: &MountInfo) {
+    for pm in &info.potential_mounts {
+        match pm.mount_type {
+            MountType::Retrieve => s.queued_retrieve += pm.files_queued,
+            _ => s.queued_archive += pm.files_queued,
+        }
+    }
+}
+
+/// Counts a drive in `s`: up unless Down or `stopped`; busy while a tape is being mounted, used
+/// or unloaded.
+pub fn add_drive(s: &mut Sample, status: DriveStatus, stopped: bool) {
+    if status != DriveStatus::Down && !stopped {
+        s.drives_up += 1;
+    }
+    if matches!(
+        status,
+        DriveStatus::Starting
+            | DriveStatus::Mounting
+            | DriveStatus::Transferring
+            | DriveStatus::Unloading
+            | DriveStatus::CleaningUp
+    ) {
+        s.drives_busy += 1;
+    }
+}
 
 /// The summary of latencies in seconds: percentiles by rank, and a histogram of power-of-two
 /// buckets (1 s, 2 s, 4 s, ...; the first holds everything up to 1 s), empty buckets left out.

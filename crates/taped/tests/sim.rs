@@ -162,22 +162,12 @@ async fn drain_finishes_the_file_in_flight_and_hands_back_the_rest() {
 /// mount is never collected; once the daemon stops running, it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_daemon_keeps_its_mounts_alive_between_pops() {
-    use std::sync::Arc;
-    use tapesched_scheduler::scheduler::Scheduler;
-
     let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
     let (mut built, open, _events) = daemon(Backend::Postgres, &text).await;
     let s = built.scheduler.clone();
     queue_archives(&s, "sc_pool_a", &[10_000_000_000; 300], |_| None).await;
     let sim = built.sim.clone().unwrap();
-    let url = tapesched_backends::database_url(None).unwrap();
-    let config = tapesched_postgres::PgConfig {
-        mount_timeout: Some(120),
-        ..tapesched_postgres::PgConfig::new(url, open.namespace().unwrap())
-    };
-    let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
-        Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
-    let collector = Scheduler::new(db, s.catalogue().clone(), sim.clock().clone(), s.config().clone());
+    let collector = pg_collector(&open, 120, &s, s.catalogue().clone(), sim.clock().clone()).await;
     // Every 50 simulated seconds for an hour, the collector finds nothing dead.
     for k in 1..=72 {
         built.daemon.run_until(START * 1000 + 600_000 + k * 50_000, None).await.unwrap();
@@ -201,7 +191,6 @@ async fn a_running_daemon_keeps_its_mounts_alive_between_pops() {
 async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
     use std::sync::Arc;
     use tapesched_library::Library;
-    use tapesched_scheduler::scheduler::Scheduler;
     use tapesched_taped::data::DataPath;
     use tapesched_taped::session::{Shared, Timeline};
     use tapesched_taped::Daemon;
@@ -220,14 +209,7 @@ async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
 
     // The collector, with a 10-minute heartbeat time-out, an hour later on the simulated clock.
     sim.clock().advance_to_ms(START * 1000 + HOUR_MS);
-    let url = tapesched_backends::database_url(None).unwrap();
-    let config = tapesched_postgres::PgConfig {
-        mount_timeout: Some(600),
-        ..tapesched_postgres::PgConfig::new(url, open.namespace().unwrap())
-    };
-    let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
-        Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
-    let s2 = Arc::new(Scheduler::new(db, catalogue, sim.clock().clone(), s.config().clone()));
+    let s2 = Arc::new(pg_collector(&open, 600, &s, catalogue, sim.clock().clone()).await);
     let requeued = s2.garbage_collect().await.unwrap();
     assert!(requeued > 0, "the dead mount's jobs go back");
 

@@ -90,3 +90,23 @@ pub async fn queue_archives(
         .collect();
     s.queue_archives(subs).await.expect("queued").into_iter().map(|r| r.expect("queued")).collect()
 }
+
+/// A scheduler over PostgreSQL namespace `open` whose collector treats mounts silent for
+/// `mount_timeout` seconds as dead, on `clock`, with `like`'s catalogue and configuration (a
+/// second process running `db collect --mount-timeout`).
+pub async fn pg_collector(
+    open: &OpenBackend,
+    mount_timeout: i64,
+    like: &Scheduler,
+    catalogue: Arc<dyn tapesched_scheduler::catalogue::Catalogue>,
+    clock: Arc<dyn tapesched_scheduler::clock::Clock>,
+) -> Scheduler {
+    let url = tapesched_backends::database_url(None).unwrap();
+    let config = tapesched_postgres::PgConfig {
+        mount_timeout: Some(mount_timeout),
+        ..tapesched_postgres::PgConfig::new(url, open.namespace().unwrap())
+    };
+    let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
+        Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
+    Scheduler::new(db, catalogue, clock, like.config().clone())
+}
