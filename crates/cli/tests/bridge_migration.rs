@@ -70,10 +70,14 @@ impl Migration {
         let out = self.migrate(&["stage", to, "--reason", "migration test", "--who", "test"], false);
         if !out.status.success() {
             let status = self.migrate(&["status", "--divergences", "8"], false);
+            // What each side holds now, item by item (the verify is recorded, but the test ends).
+            let verify = self.migrate(&["verify"], true);
             panic!(
-                "migrate stage {to}: {}\n{}",
+                "migrate stage {to}: {}\n{}\nmigrate verify:\n{}{}",
                 String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&status.stdout)
+                String::from_utf8_lossy(&status.stdout),
+                String::from_utf8_lossy(&verify.stdout),
+                String::from_utf8_lossy(&verify.stderr)
             );
         }
     }

@@ -52,7 +52,7 @@ impl ObjectstoreDb {
                 }
             }
         }
-        self.add_pointers(moves, now).await?;
+        self.add_pointers_rechecked(moves, now).await?;
         self.ensure_pointers(ensure, now).await?;
         Ok(requeued)
     }

@@ -166,7 +166,7 @@ impl ObjectstoreDb {
                 }
             }
         }
-        self.add_pointers(moves, now).await?;
+        self.add_pointers_rechecked(moves, now).await?;
         self.log(&agent, &released, false, now).await
     }
 
@@ -221,7 +221,7 @@ impl ObjectstoreDb {
             }
         }
         let n = released.len() as u64;
-        self.add_pointers(moves, now).await?;
+        self.add_pointers_rechecked(moves, now).await?;
         self.log(&agent, &released, false, now).await?;
         Ok(n)
     }

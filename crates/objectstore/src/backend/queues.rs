@@ -100,6 +100,47 @@ impl ObjectstoreDb {
         join_all(updates).await.into_iter().collect()
     }
 
+    /// [`ObjectstoreDb::add_pointers`] for jobs going back to a queue from a mount or a dead
+    /// agent, then each request read again: a pointer whose job another process claimed by name
+    /// (`claim_jobs`) between this move's owner switch and its pointer's addition is removed.
+    /// The claimer removes the pointers it finds after its own owner switch, so without this
+    /// re-check the pointer added after it would stay behind, stale, counted in the queue's
+    /// summary (what mount decisions read) until a pop reached it. Paid on these moves only
+    /// (requeues, failures, collection), never when new requests are queued.
+    pub(super) async fn add_pointers_rechecked(&self, moves: Moves, now: Timestamp) -> Result<()> {
+        let added = moves.clone();
+        self.add_pointers(moves, now).await?;
+        for (key, pointers) in added {
+            let owner = Owner::Queue(key.clone());
+            let owned = join_all(pointers.iter().map(|p| {
+                let owner = &owner;
+                async move {
+                    Ok::<bool, Error>(match p.request {
+                        RequestId::Retrieve(_) => {
+                            self.objs.read::<StoredRetrieve>(&p.address).await?.is_some_and(|s| s.owner == *owner)
+                        }
+                        _ => self
+                            .objs
+                            .read::<StoredArchive>(&p.address)
+                            .await?
+                            .is_some_and(|s| s.owners.get(&p.copy_nb) == Some(owner)),
+                    })
+                }
+            }))
+            .await;
+            let mut stale = Vec::new();
+            for (p, owned) in pointers.into_iter().zip(owned) {
+                if !owned? {
+                    stale.push((p.address, p.copy_nb));
+                }
+            }
+            if !stale.is_empty() {
+                self.remove_pointers(&key, &stale, now).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds pointers that are missing from their queues (collector and repair paths).
     pub(super) async fn ensure_pointers(&self, moves: Moves, now: Timestamp) -> Result<()> {
         for (key, pointers) in moves {
