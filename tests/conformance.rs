@@ -420,6 +420,47 @@ async fn a_batch_cut_far_from_the_queue_mean_is_exact(f: Fixture) {
     assert_eq!(ids(&r), (2045..=2060).collect::<Vec<_>>(), "the small rest and one huge file (two pass the budget)");
 }
 
+/// Retrieves queued in one batch are routed and queued as they would be one call each: each
+/// routed on the queues as the requests before it in the batch left them, the refused ones
+/// answered in place, and the queue ordered by fSeq then arrival, repeats of a file included.
+/// At the backend, a batch answers each request as `queue_retrieve` would.
+async fn a_retrieve_batch_queues_as_one_call_each(f: Fixture) {
+    let batch = [101, 105, 999, 103, 100, 105].map(retrieve).to_vec();
+    let answers = f.scheduler.queue_retrieves(batch).await.unwrap();
+    assert_eq!(answers.len(), 6);
+    assert_eq!(answers[2].as_ref().unwrap_err().kind, ErrorKind::NotFound, "file 999 does not exist");
+    let queued: Vec<(u64, String)> = answers.iter().filter_map(|a| a.as_ref().ok().cloned()).collect();
+    // File 100 has copies on T1 and T3: T1, fuller with the batch's first three, wins.
+    assert!(queued.iter().all(|(_, vid)| vid == "T1"), "{queued:?}");
+    let request_ids: Vec<u64> = queued.iter().map(|(id, _)| *id).collect();
+    assert!(request_ids.windows(2).all(|w| w[0] < w[1]), "fresh ids in order: {request_ids:?}");
+    let stats = f.db.retrieve_queue_stats(&["T1".into(), "T3".into()]).await.unwrap();
+    assert_eq!((stats[0].files_queued, stats[1].files_queued), (5, 0));
+    f.at(10);
+    let mut s = f.scheduler.next_mount("d0", true).await.unwrap().expect("a mount");
+    assert_eq!(s.spec.vid, "T1");
+    let jobs = f.scheduler.pop_jobs(&mut s, 10, 1_000_000).await.unwrap();
+    assert_eq!(ids(&jobs), vec![105, 100, 105, 103, 101], "fSeq 5, 5, 5, 7, 9 (ties by arrival)");
+
+    // At the backend: a stored id, a repeated id and a tape without a copy are refused in place.
+    let MountJob::Retrieve { request } = &jobs[0] else { panic!("a retrieve job") };
+    let mut fresh = request.clone();
+    fresh.request_id = 9_000_001;
+    let mut elsewhere = fresh.clone();
+    elsewhere.request_id = 9_000_002;
+    elsewhere.active_vid = "T9".into();
+    let answers = f.db.queue_retrieves(vec![request.clone(), fresh.clone(), fresh, elsewhere], T0 + 20).await;
+    let kinds: Vec<Option<ErrorKind>> = answers.iter().map(|a| a.as_ref().err().map(|e| e.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![Some(ErrorKind::Conflict), None, Some(ErrorKind::Conflict), Some(ErrorKind::InvalidArgument)]
+    );
+    let stats = f.db.retrieve_queue_stats(&["T1".into()]).await.unwrap();
+    assert_eq!(stats[0].files_queued, 1, "only the fresh request is queued");
+    f.scheduler.complete_jobs(&mut s, None, Outcome::Success, None).await.unwrap();
+    f.scheduler.end_mount(s).await.unwrap();
+}
+
 macro_rules! conformance {
     ($module:ident, $backend:literal, $($case:ident),* $(,)?) => {
         mod $module {
@@ -457,6 +498,7 @@ macro_rules! every_case {
             leases_grant_refuse_renew_expire_release,
             a_batch_cut_far_from_the_queue_mean_is_exact,
             one_heartbeat_for_every_mount,
+            a_retrieve_batch_queues_as_one_call_each,
         );
     };
 }

@@ -6,6 +6,9 @@
 //! sides itself), `import_state` and `delete_state` are writes, mirrored in the stages that
 //! mirror writes.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::*;
@@ -16,6 +19,56 @@ use tapesched_scheduler::{Error, Result};
 
 use crate::db::{read_op, timed, write_op, BridgeDb};
 use crate::divergence::{Answer, Concern};
+
+/// A batch write's future, as a `SchedulerDb` batch method returns it.
+type BatchFuture<'a> = Pin<Box<dyn Future<Output = Vec<Result<()>>> + Send + 'a>>;
+
+impl BridgeDb {
+    /// A batch of new requests (`queue_archives`, `queue_retrieves`) written by `call` to both
+    /// sides at once, the batch one call per side and each request's answer one comparison of
+    /// `op` (a request named by `concerns` in a divergence).
+    async fn queue_batch<R: Clone + Send + Sync>(
+        &self,
+        op: &str,
+        requests: Vec<R>,
+        now: Timestamp,
+        concerns: impl Fn(&R) -> Vec<Concern>,
+        call: impl for<'a> Fn(&'a dyn SchedulerDb, Vec<R>) -> BatchFuture<'a>,
+    ) -> Vec<Result<()>> {
+        let route = match self.route(Some(now)).await {
+            Ok(r) => r,
+            Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let Some(other) = route.other else { return call(route.auth, requests).await };
+        let named: Vec<Vec<Concern>> = requests.iter().map(concerns).collect();
+        if crate::failpoint::armed(crate::failpoint::AFTER_AUTHORITY_WRITE) {
+            let _ = call(route.auth, requests.clone()).await;
+            crate::failpoint::fire(crate::failpoint::AFTER_AUTHORITY_WRITE);
+        }
+        let n = requests.len();
+        let ((a, la), (o, lo)) = tokio::join!(
+            timed(call(route.auth, requests.clone())),
+            timed(self.bounded_batch(call(other, requests), n))
+        );
+        self.log.answered(op, route.authority, la, a.iter().any(Result::is_err));
+        self.log.answered(op, route.authority.other(), lo, o.iter().any(Result::is_err));
+        for (i, concerns) in named.into_iter().enumerate() {
+            self.log.count_call(op);
+            let answer = |all: &[Result<()>]| {
+                all.get(i).cloned().unwrap_or_else(|| Err(Error::internal("no answer for this request")))
+            };
+            let (x, y) = (answer(&a), answer(&o));
+            if crate::db::same(&x, &y) && a.len() == o.len() {
+                self.log.matched(op);
+            } else {
+                let note =
+                    (a.len() != o.len()).then(|| format!("answered {} and {} requests for {n}", a.len(), o.len()));
+                self.diverge(&route, op, concerns, Answer::of(&x), Answer::of(&y), note);
+            }
+        }
+        a
+    }
+}
 
 fn jobs_of(mount: MountId, jobs: impl IntoIterator<Item = JobId>) -> Vec<Concern> {
     std::iter::once(Concern::Mount(mount)).chain(jobs.into_iter().map(Concern::Job)).collect()
@@ -54,39 +107,11 @@ impl SchedulerDb for BridgeDb {
     }
 
     async fn queue_archives(&self, requests: Vec<ArchiveRequest>, now: Timestamp) -> Vec<Result<()>> {
-        const OP: &str = "queue_archive";
-        let route = match self.route(Some(now)).await {
-            Ok(r) => r,
-            Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
-        };
-        let Some(other) = route.other else { return route.auth.queue_archives(requests, now).await };
-        let ids: Vec<RequestId> = requests.iter().map(ArchiveRequest::id).collect();
-        if crate::failpoint::armed(crate::failpoint::AFTER_AUTHORITY_WRITE) {
-            let _ = route.auth.queue_archives(requests, now).await;
-            crate::failpoint::fire(crate::failpoint::AFTER_AUTHORITY_WRITE);
-        }
-        let ((a, la), (o, lo)) = tokio::join!(
-            timed(route.auth.queue_archives(requests.clone(), now)),
-            timed(self.bounded_batch(other.queue_archives(requests, now), ids.len()))
-        );
-        // One batch is one call per side; each request's answer is one comparison.
-        self.log.answered(OP, route.authority, la, a.iter().any(Result::is_err));
-        self.log.answered(OP, route.authority.other(), lo, o.iter().any(Result::is_err));
-        for (i, id) in ids.iter().enumerate() {
-            self.log.count_call(OP);
-            let answer = |all: &[Result<()>]| {
-                all.get(i).cloned().unwrap_or_else(|| Err(Error::internal("no answer for this request")))
-            };
-            let (x, y) = (answer(&a), answer(&o));
-            if crate::db::same(&x, &y) && a.len() == o.len() {
-                self.log.matched(OP);
-            } else {
-                let note = (a.len() != o.len())
-                    .then(|| format!("answered {} and {} requests for {}", a.len(), o.len(), ids.len()));
-                self.diverge(&route, OP, vec![Concern::Request(*id)], Answer::of(&x), Answer::of(&y), note);
-            }
-        }
-        a
+        let concerns = |r: &ArchiveRequest| vec![Concern::Request(r.id())];
+        self.queue_batch("queue_archive", requests, now, concerns, |db: &dyn SchedulerDb, rs| {
+            db.queue_archives(rs, now)
+        })
+        .await
     }
 
     async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()> {
@@ -98,6 +123,16 @@ impl SchedulerDb for BridgeDb {
             vec![Concern::Request(id), Concern::Queue(request.active_vid.clone())],
             |db| db.queue_retrieve(request.clone(), now)
         )
+    }
+
+    async fn queue_retrieves(&self, requests: Vec<RetrieveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        let concerns = |r: &RetrieveRequest| {
+            vec![Concern::Request(RequestId::Retrieve(r.request_id)), Concern::Queue(r.active_vid.clone())]
+        };
+        self.queue_batch("queue_retrieve", requests, now, concerns, |db: &dyn SchedulerDb, rs| {
+            db.queue_retrieves(rs, now)
+        })
+        .await
     }
 
     async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>> {

@@ -232,23 +232,30 @@ impl Side {
                     }
                 }
             }
-            let Some(ev) = evs.get(i) else { break };
-            i += 1;
-            match &ev.kind {
-                EventKind::Archive { .. } => unreachable!("archives are queued above"),
-                EventKind::Retrieve { flow, archive_file_id } => {
-                    let f = &w.flows[*flow];
-                    debug_assert_eq!(f.kind, FlowKind::Retrieve);
-                    let n = self.totals.retrieves_queued;
-                    let sub = RetrieveSubmission {
+            // Consecutive retrieves are queued in one call too.
+            let mut retrieves: Vec<(u64, RetrieveSubmission)> = Vec::new();
+            while let Some(Event { kind: EventKind::Retrieve { flow, archive_file_id }, .. }) = evs.get(i) {
+                let f = &w.flows[*flow];
+                debug_assert_eq!(f.kind, FlowKind::Retrieve);
+                let n = self.totals.retrieves_queued + retrieves.len() as u64;
+                retrieves.push((
+                    *archive_file_id,
+                    RetrieveSubmission {
                         archive_file_id: *archive_file_id,
                         requester: Some(requester(f.requester.as_ref())),
                         dst_url: Some(format!("file:///e2e/{}/{archive_file_id}.{n}", f.name)),
                         report_url: Some("file:///dev/null".into()),
                         error_report_url: Some("file:///dev/null".into()),
                         ..RetrieveSubmission::default()
-                    };
-                    match s.queue_retrieve(sub).await {
+                    },
+                ));
+                i += 1;
+            }
+            if !retrieves.is_empty() {
+                let (files, subs): (Vec<u64>, Vec<RetrieveSubmission>) = retrieves.into_iter().unzip();
+                let results = s.queue_retrieves(subs).await.map_err(backend_err(&self.label))?;
+                for (archive_file_id, r) in files.into_iter().zip(results) {
+                    match r {
                         Ok((id, vid)) => {
                             self.outstanding.insert(RequestId::Retrieve(id), (JobKind::Retrieve, t_ms));
                             self.totals.retrieves_queued += 1;
@@ -256,6 +263,16 @@ impl Side {
                         }
                         Err(e) => answers.push(format!("retrieve of {archive_file_id} refused: {e}")),
                     }
+                }
+            }
+            let Some(ev) = evs.get(i) else { break };
+            if !matches!(ev.kind, EventKind::Incident(_)) {
+                continue; // more archives or retrieves: queued above
+            }
+            i += 1;
+            match &ev.kind {
+                EventKind::Archive { .. } | EventKind::Retrieve { .. } => {
+                    unreachable!("archives and retrieves are queued above")
                 }
                 EventKind::Incident(inc) => answers.push(self.incident(inc).await),
             }

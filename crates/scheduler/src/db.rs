@@ -300,6 +300,17 @@ pub trait SchedulerDb: Send + Sync {
     /// Stores a retrieve request and queues it in the queue of `request.active_vid`.
     async fn queue_retrieve(&self, request: RetrieveRequest, now: Timestamp) -> Result<()>;
 
+    /// Queues several retrieve requests, each as [`SchedulerDb::queue_retrieve`] would one after
+    /// the other (a request id repeated in the batch is a `conflict` after its first), and
+    /// answers for each in order. Backends override it to share round trips and locks.
+    async fn queue_retrieves(&self, requests: Vec<RetrieveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(self.queue_retrieve(r, now).await);
+        }
+        out
+    }
+
     /// Totals of the retrieve queues of `vids` (a missing queue gives zeros), in the same order.
     async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>>;
 

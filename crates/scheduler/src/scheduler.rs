@@ -150,6 +150,22 @@ fn opt_text(field: &str, v: &Option<String>) -> Result<()> {
     v.as_deref().map_or(Ok(()), |s| check_text(field, s, MAX_TEXT))
 }
 
+/// Chooses the tape of a prepared retrieve from the statistics of its candidate queues and
+/// completes the request for it (active VID, disk system); answers the VID.
+fn route_retrieve(
+    snap: &CatalogueSnapshot,
+    router: &CatalogueRouter,
+    request: &mut RetrieveRequest,
+    stats: &[QueueStats],
+) -> Result<String> {
+    let vid = router.choose(request, stats).ok_or_else(|| {
+        Error::no_tape(format!("no copy of archive file {} can be recalled", request.archive_file_id))
+    })?;
+    request.disk_system = resolve::disk_system(snap, &request.dst_url);
+    request.active_vid = vid.clone();
+    Ok(vid)
+}
+
 fn check_who(who: &Requester) -> Result<()> {
     check_requester("requester name", &who.name)?;
     check_requester("requester group", &who.group)
@@ -344,8 +360,92 @@ impl Scheduler {
 
     /// Queues a retrieve request on the best tape copy; returns the request id and the VID.
     pub async fn queue_retrieve(&self, sub: RetrieveSubmission) -> Result<(u64, String)> {
-        bounds::check("archive_file_id", sub.archive_file_id)?;
         let now = self.now();
+        let snap = self.catalogue.snapshot().await?;
+        let router = CatalogueRouter::new(&snap, now);
+        let (mut request, candidates) = self.prepare_retrieve(&snap, &router, sub, now).await?;
+        let stats = self.db.retrieve_queue_stats(&candidates).await?;
+        let vid = route_retrieve(&snap, &router, &mut request, &stats)?;
+        request.request_id = self.catalogue.next_request_id().await?;
+        let id = request.request_id;
+        self.db.queue_retrieve(request, now).await?;
+        Ok((id, vid))
+    }
+
+    /// Queues several retrieve requests (as a frontend does with the requests that arrived
+    /// together), each routed and queued as [`Scheduler::queue_retrieve`] would one after the
+    /// other: the queue statistics are read once for every tape a request may go to, and each
+    /// request routed on them as the ones before it in the batch left them. Answers with the
+    /// request id and VID, or the error, of each, in order. (A request the backend refuses after
+    /// routing, which ids from the catalogue make a `conflict` only in theory, still counts in
+    /// the statistics the requests after it were routed on.)
+    pub async fn queue_retrieves(&self, subs: Vec<RetrieveSubmission>) -> Result<Vec<Result<(u64, String)>>> {
+        let now = self.now();
+        let snap = self.catalogue.snapshot().await?;
+        let router = CatalogueRouter::new(&snap, now);
+        let mut prepared = Vec::with_capacity(subs.len());
+        for sub in subs {
+            prepared.push(self.prepare_retrieve(&snap, &router, sub, now).await);
+        }
+        let vids: Vec<String> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .flat_map(|(_, candidates)| candidates.iter().cloned())
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
+        let mut stats: BTreeMap<String, QueueStats> = if vids.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.db.retrieve_queue_stats(&vids).await?.into_iter().map(|s| (s.vid.clone(), s)).collect()
+        };
+        let empty = |vid: &str| QueueStats { vid: vid.to_string(), files_queued: 0, bytes_queued: 0, priority: 0 };
+        let mut routed = Vec::new();
+        let mut answers: Vec<Result<String>> = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let routing = p.and_then(|(mut request, candidates)| {
+                let seen: Vec<QueueStats> =
+                    candidates.iter().map(|v| stats.get(v).cloned().unwrap_or_else(|| empty(v))).collect();
+                let vid = route_retrieve(&snap, &router, &mut request, &seen)?;
+                // What queueing it does to its queue's statistics, as the backends count them.
+                let s = stats.entry(vid.clone()).or_insert_with(|| empty(&vid));
+                s.files_queued += 1;
+                s.bytes_queued = bounds::clamp(u128::from(s.bytes_queued) + u128::from(request.size));
+                s.priority = s.priority.max(request.policy.priority);
+                routed.push(request);
+                Ok(vid)
+            });
+            answers.push(routing);
+        }
+        if routed.is_empty() {
+            return Ok(answers.into_iter().map(|a| a.map(|_| unreachable!("no request was routed"))).collect());
+        }
+        let ids = self.catalogue.next_request_ids(routed.len() as u64).await?;
+        for (request, id) in routed.iter_mut().zip(ids) {
+            request.request_id = id;
+        }
+        let ids: Vec<u64> = routed.iter().map(|r| r.request_id).collect();
+        let mut queued = ids.into_iter().zip(self.db.queue_retrieves(routed, now).await);
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                let vid = a?;
+                let (id, result) = queued.next().ok_or_else(|| Error::internal("no answer for a routed retrieve"))?;
+                result.map(|()| (id, vid))
+            })
+            .collect())
+    }
+
+    /// Checks a retrieve submission against the catalogue and builds the request on every copy
+    /// it may be read from (no tape chosen yet, no id); answers it with the tapes it may go to.
+    async fn prepare_retrieve(
+        &self,
+        snap: &CatalogueSnapshot,
+        router: &CatalogueRouter,
+        sub: RetrieveSubmission,
+        now: Timestamp,
+    ) -> Result<(RetrieveRequest, Vec<String>)> {
+        bounds::check("archive_file_id", sub.archive_file_id)?;
         let who = sub.requester.clone().ok_or_else(|| Error::invalid("a retrieve request needs a requester"))?;
         check_who(&who)?;
         opt_text("activity", &sub.activity)?;
@@ -372,9 +472,8 @@ impl Scheduler {
                 )));
             }
         }
-        let snap = self.catalogue.snapshot().await?;
         let policy = resolve::retrieve_policy(
-            &snap,
+            snap,
             &file.disk_instance,
             &who,
             sub.activity.as_deref(),
@@ -390,8 +489,7 @@ impl Scheduler {
                 )));
             }
         }
-        let router = CatalogueRouter::new(&snap, now);
-        let mut request = RetrieveRequest {
+        let request = RetrieveRequest {
             request_id: 0,
             archive_file_id: file.archive_file_id,
             disk_instance: file.disk_instance.clone(),
@@ -434,16 +532,7 @@ impl Scheduler {
                 file.archive_file_id
             )));
         }
-        let stats = self.db.retrieve_queue_stats(&candidates).await?;
-        let vid = router.choose(&request, &stats).ok_or_else(|| {
-            Error::no_tape(format!("no copy of archive file {} can be recalled", file.archive_file_id))
-        })?;
-        request.disk_system = resolve::disk_system(&snap, &request.dst_url);
-        request.active_vid = vid.clone();
-        request.request_id = self.catalogue.next_request_id().await?;
-        let id = request.request_id;
-        self.db.queue_retrieve(request, now).await?;
-        Ok((id, vid))
+        Ok((request, candidates))
     }
 
     /// Cancels a queued archive request.

@@ -28,6 +28,10 @@ impl SchedulerDb for ObjectstoreDb {
         self.queue_retrieve_op(request, now).await
     }
 
+    async fn queue_retrieves(&self, requests: Vec<RetrieveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        self.queue_retrieves_op(requests, now).await
+    }
+
     async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>> {
         self.retrieve_queue_stats_op(vids).await
     }

@@ -1,5 +1,5 @@
 //! Writes of new requests: archive batches (all or nothing per request), retrieve requests routed
-//! to a VID's queue, cancellations, and the retrieve-queue statistics routing reads.
+//! to a VID's queue (alone or in batches), cancellations, and the retrieve-queue statistics routing reads.
 
 use super::*;
 
@@ -91,6 +91,110 @@ impl ObjectstoreDb {
         match self.queue_archive_batch(requests, now).await {
             Ok(answers) => answers,
             Err(e) => vec![Err(e); n],
+        }
+    }
+
+    /// Queues retrieve requests together, as [`ObjectstoreDb::queue_archive_batch`] does
+    /// archives: one intent-log update for the batch, the request objects created concurrently,
+    /// one queue update per VID (its pointers in the order of the batch). Each request is all or
+    /// nothing, answered as [`ObjectstoreDb::queue_retrieve_op`] answers it alone; a request id
+    /// repeated in the batch is a `conflict` after its first.
+    pub(super) async fn queue_retrieve_batch(
+        &self,
+        requests: &[RetrieveRequest],
+        now: Timestamp,
+    ) -> Result<Vec<Result<()>>> {
+        self.ready().await?;
+        let mut seen = HashSet::new();
+        let refused: Vec<Option<Error>> = requests
+            .iter()
+            .map(|r| {
+                if r.active_copy().is_none() {
+                    Some(Error::invalid(format!(
+                        "retrieve request {} targets tape {:?}, which holds none of its copies",
+                        r.request_id, r.active_vid
+                    )))
+                } else if !seen.insert(r.request_id) {
+                    Some(Error::conflict(format!("retrieve request {} is already queued", r.request_id)))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let names: Vec<String> = requests.iter().map(|r| retrieve_request_name(r.request_id)).collect();
+        let logged: Vec<String> =
+            names.iter().zip(&refused).filter(|(_, e)| e.is_none()).map(|(n, _)| n.clone()).collect();
+        // Still in our log: an earlier attempt failed midway (the store became unavailable);
+        // this one resumes it instead of calling it a duplicate.
+        let in_flight = self.in_flight().await?;
+        self.log_own(&logged, true, now).await?;
+        let in_flight = &in_flight;
+        /// What the batch does next for a request it stored or found.
+        enum Next {
+            /// Created here: add its pointer.
+            Point,
+            /// Created by a failed attempt and still owned by its queue: make sure of its pointer.
+            Ensure,
+            /// Created by a failed attempt and moved on since (or gone): nothing left to do.
+            Nothing,
+        }
+        let created =
+            join_all(requests.iter().zip(&names).zip(&refused).map(|((request, name), refused)| async move {
+                if let Some(e) = refused {
+                    return Err(e.clone());
+                }
+                let owner = Owner::Queue(QueueKey::new(QueueKind::RetrieveToTransfer, &request.active_vid));
+                let stored = StoredRetrieve { request: request.clone(), owner: owner.clone(), pass: None };
+                match self.objs.create(name, &stored).await {
+                    Ok(()) => Ok(Next::Point),
+                    Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict && in_flight.contains(name) => {
+                        let mine = self.objs.read::<StoredRetrieve>(name).await?.is_some_and(|s| s.owner == owner);
+                        Ok(if mine { Next::Ensure } else { Next::Nothing })
+                    }
+                    Err(e) if e.kind == tapesched_scheduler::ErrorKind::Conflict => {
+                        Err(Error::conflict(format!("retrieve request {} is already queued", request.request_id)))
+                    }
+                    Err(e) => Err(e),
+                }
+            }))
+            .await;
+        let (mut moves, mut resumed) = (Moves::new(), Moves::new());
+        for (request, next) in requests.iter().zip(&created) {
+            let target = match next {
+                Ok(Next::Point) => &mut moves,
+                Ok(Next::Ensure) => &mut resumed,
+                Ok(Next::Nothing) | Err(_) => continue,
+            };
+            let key = QueueKey::new(QueueKind::RetrieveToTransfer, &request.active_vid);
+            target.entry(key).or_default().push(retrieve_pointer(request, None));
+        }
+        self.add_pointers(moves, now).await?;
+        self.ensure_pointers(resumed, now).await?;
+        // After `unavailable` a request may exist all the same, and one an earlier attempt left
+        // in the log stays there after any other error: a retry or the collector finds them.
+        let settled: Vec<String> = names
+            .into_iter()
+            .zip(&created)
+            .zip(&refused)
+            .filter(|((name, r), refused)| {
+                refused.is_none()
+                    && match r {
+                        Ok(_) => true,
+                        Err(e) if e.kind == tapesched_scheduler::ErrorKind::Unavailable => false,
+                        Err(e) => e.kind == tapesched_scheduler::ErrorKind::Conflict || !in_flight.contains(name),
+                    }
+            })
+            .map(|((n, _), _)| n)
+            .collect();
+        self.log_own(&settled, false, now).await?;
+        Ok(created.into_iter().map(|r| r.map(|_| ())).collect())
+    }
+
+    pub(super) async fn queue_retrieves_op(&self, requests: Vec<RetrieveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        // One answer per request, as the trait says, even when the whole batch failed.
+        match self.queue_retrieve_batch(&requests, now).await {
+            Ok(answers) => answers,
+            Err(e) => vec![Err(e); requests.len()],
         }
     }
 

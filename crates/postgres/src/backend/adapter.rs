@@ -41,6 +41,13 @@ impl SchedulerDb for PgSchedulerDb {
         retry(self.config.max_attempts, || self.queue_retrieve_once(&request, now)).await
     }
 
+    async fn queue_retrieves(&self, requests: Vec<RetrieveRequest>, now: Timestamp) -> Vec<Result<()>> {
+        match self.queue_retrieve_batch(&requests, now).await {
+            Ok(answers) => answers,
+            Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     async fn retrieve_queue_stats(&self, vids: &[String]) -> Result<Vec<QueueStats>> {
         retry(self.config.max_attempts, || async move {
             let mut tx = self.begin().await?;

@@ -1,5 +1,6 @@
 //! Writes of new requests: archive batches (bulk `UNNEST` inserts, all or nothing per request)
-//! and retrieve requests routed to a VID's queue.
+//! and retrieve requests routed to a VID's queue (alone, or in batches through the bulk insert
+//! of repack subrequests).
 
 use super::*;
 
@@ -48,6 +49,93 @@ impl PgSchedulerDb {
         Self::commit(tx).await?;
         Ok(stored)
     }
+    /// Stores retrieve requests in one transaction and answers for each in order, as
+    /// `queue_retrieve` would one after the other: a request that targets a tape holding none of
+    /// its copies is `invalid`; one whose id is already stored, or repeated earlier in the batch,
+    /// a `conflict`. (Should another process store one of the ids between this transaction's
+    /// check and its insert, the whole batch is a `conflict`: ids come from the catalogue, which
+    /// hands each out once.)
+    pub async fn queue_retrieve_batch(&self, requests: &[RetrieveRequest], now: Timestamp) -> Result<Vec<Result<()>>> {
+        let mut answers: Vec<Option<Error>> = vec![None; requests.len()];
+        let mut seen = BTreeSet::new();
+        for (i, r) in requests.iter().enumerate() {
+            if r.active_copy().is_none() {
+                answers[i] = Some(Error::invalid(format!(
+                    "retrieve request {} targets tape {:?}, which holds none of its copies",
+                    r.request_id, r.active_vid
+                )));
+            } else if !seen.insert(r.request_id) {
+                answers[i] = Some(Error::conflict(format!("retrieve request {} is already queued", r.request_id)));
+            }
+        }
+        let candidates: Vec<&RetrieveRequest> =
+            requests.iter().zip(&answers).filter(|(_, a)| a.is_none()).map(|(r, _)| r).collect();
+        let stored = retry(self.config.max_attempts, || self.queue_retrieve_batch_once(&candidates, now)).await?;
+        Ok(requests
+            .iter()
+            .zip(answers)
+            .map(|(r, a)| match a {
+                Some(e) => Err(e),
+                None if stored.contains(&r.request_id) => Ok(()),
+                None => Err(Error::conflict(format!("retrieve request {} is already queued", r.request_id))),
+            })
+            .collect())
+    }
+
+    /// Inserts the requests whose ids are not stored yet; returns the ids of those it stored.
+    ///
+    /// A retrieve queue is ordered by (fSeq, position), and one bulk insert gives its rows one
+    /// position (see `insert_subrequests`): the requests go in rounds, the k-th request for the
+    /// same (tape, fSeq) in the k-th round, so each queue orders them as one insert per request
+    /// would.
+    async fn queue_retrieve_batch_once(
+        &self,
+        requests: &[&RetrieveRequest],
+        now: Timestamp,
+    ) -> Result<BTreeSet<u64>, Fail> {
+        if requests.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let mut tx = self.begin().await?;
+        let ids = requests.iter().map(|r| checked_i64("request id", r.request_id)).collect::<Result<Vec<i64>, _>>()?;
+        let existing: BTreeSet<i64> =
+            sqlx::query_scalar("SELECT request_id FROM retrieve_request WHERE request_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let mut rounds: Vec<Vec<RetrieveRequest>> = Vec::new();
+        let mut occurrences: HashMap<(&str, u64), usize> = HashMap::new();
+        let mut stored = BTreeSet::new();
+        for (r, id) in requests.iter().zip(&ids) {
+            if existing.contains(id) {
+                continue;
+            }
+            let k = occurrences.entry((r.active_vid.as_str(), active_fseq(r))).or_insert(0);
+            if rounds.len() <= *k {
+                rounds.push(Vec::new());
+            }
+            rounds[*k].push((*r).clone());
+            *k += 1;
+            stored.insert(r.request_id);
+        }
+        let mut delta = Delta::default();
+        for round in &rounds {
+            let inserted = super::repack::insert_subrequests(&mut tx, round, &mut delta).await?;
+            if inserted != round.len() as u64 {
+                return Err(Fail::Fatal(Error::conflict(format!(
+                    "{} of {} retrieve requests were stored by another process meanwhile",
+                    round.len() as u64 - inserted,
+                    round.len()
+                ))));
+            }
+        }
+        delta.apply(&mut tx, now).await?;
+        Self::commit(tx).await?;
+        Ok(stored)
+    }
+
     pub(super) async fn queue_retrieve_once(&self, r: &RetrieveRequest, now: Timestamp) -> Result<(), Fail> {
         let mut tx = self.begin().await?;
         let copy_nbs: Vec<i32> = r.copies.iter().map(|c| c.copy_nb as i32).collect();

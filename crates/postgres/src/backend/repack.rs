@@ -200,7 +200,7 @@ async fn insert_fresh_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: 
 /// The queued ones share one queue position: a retrieve queue is ordered by (fSeq, position) and
 /// the files of a pass have distinct fSeqs on their tape, so one `nextval` per pass orders them
 /// as one per row would (`nextval` per row was a seventh of the insert).
-async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut Delta) -> Result<u64, Fail> {
+pub(super) async fn insert_subrequests(tx: &mut Tx, subs: &[RetrieveRequest], delta: &mut Delta) -> Result<u64, Fail> {
     if subs.iter().all(fresh_single_copy) {
         return insert_fresh_subrequests(tx, subs, delta).await;
     }
