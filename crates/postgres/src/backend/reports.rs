@@ -5,7 +5,14 @@ use super::*;
 
 impl PgSchedulerDb {
     pub(super) async fn reports_due_once(&self, filter: ReportFilter, max: u64) -> Result<Vec<ReportJob>, Fail> {
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.begin().await?;
+        // The report indexes keep an entry for every report ever due until a vacuum removes the
+        // delivered ones, and those are at the front of the scan (ids grow). A bitmap scan, the
+        // planner's choice, fetches the heap page of every such entry on every call; a plain
+        // index scan marks the entries of deleted rows dead in the index the first time it meets
+        // them and skips them afterwards (25 ms against 3 ms per call after 170 000 reports
+        // without a vacuum, as CI's server runs).
+        sqlx::raw_sql("SET LOCAL enable_bitmapscan = off").execute(&mut *tx).await?;
         let limit = max.min(i64::MAX as u64) as i64;
         let rows = sqlx::query(
             "SELECT afid, kind, id, status, url FROM (
@@ -25,8 +32,9 @@ impl PgSchedulerDb {
         .bind(filter != ReportFilter::Retrieve)
         .bind(filter != ReportFilter::Archive)
         .bind(limit)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.rollback().await.ok();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let afid = row.try_get::<i64, _>("afid")? as u64;
