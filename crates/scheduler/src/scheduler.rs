@@ -417,15 +417,22 @@ impl Scheduler {
             });
             answers.push(routing);
         }
-        if routed.is_empty() {
-            return Ok(answers.into_iter().map(|a| a.map(|_| unreachable!("no request was routed"))).collect());
+        let mut queued: Vec<(u64, Result<()>)> = Vec::with_capacity(routed.len());
+        if !routed.is_empty() {
+            let ids = self.catalogue.next_request_ids(routed.len() as u64).await?;
+            if ids.len() != routed.len() {
+                return Err(Error::internal(format!(
+                    "the catalogue gave {} request ids for {} requests",
+                    ids.len(),
+                    routed.len()
+                )));
+            }
+            for (request, id) in routed.iter_mut().zip(&ids) {
+                request.request_id = *id;
+            }
+            queued.extend(ids.into_iter().zip(self.db.queue_retrieves(routed, now).await));
         }
-        let ids = self.catalogue.next_request_ids(routed.len() as u64).await?;
-        for (request, id) in routed.iter_mut().zip(ids) {
-            request.request_id = id;
-        }
-        let ids: Vec<u64> = routed.iter().map(|r| r.request_id).collect();
-        let mut queued = ids.into_iter().zip(self.db.queue_retrieves(routed, now).await);
+        let mut queued = queued.into_iter();
         Ok(answers
             .into_iter()
             .map(|a| {

@@ -186,9 +186,17 @@ impl ObjectstoreDb {
     pub(super) async fn garbage_collect_op(&self, now: Timestamp, router: &dyn RetrieveRouter) -> Result<u64> {
         self.ready().await?;
         let register = self.objs.read::<AgentRegister>(AGENT_REGISTER).await?.unwrap_or_default();
+        let names: Vec<String> = register.agents.into_iter().filter(|n| *n != self.agent).collect();
+        // Every agent in one read (a pass runs every minute over every process's and every
+        // mount's agent); one that looks dead is read again just before it is collected.
+        let agents = self.objs.read_many::<Agent>(&names).await?;
         let mut requeued = 0;
-        for name in register.agents {
-            if name == self.agent {
+        for (name, agent) in names.into_iter().zip(agents) {
+            let looks_dead = match &agent {
+                Some(agent) => self.is_dead(agent, now).await,
+                None => true,
+            };
+            if !looks_dead {
                 continue;
             }
             let Some(agent) = self.objs.read::<Agent>(&name).await? else {
@@ -299,12 +307,15 @@ impl ObjectstoreDb {
 
     pub(super) async fn cleanup_flagged_op(&self) -> Result<Vec<String>> {
         self.ready().await?;
-        let mut out = Vec::new();
-        for (key, address) in self.queues_of(&[QueueKind::RetrieveToTransfer]).await? {
-            if self.objs.read::<Queue>(&address).await?.is_some_and(|q| q.cleanup) {
-                out.push(key.container);
-            }
-        }
+        let (keys, addresses): (Vec<QueueKey>, Vec<String>) =
+            self.queues_of(&[QueueKind::RetrieveToTransfer]).await?.into_iter().unzip();
+        let queues = self.objs.read_many::<Queue>(&addresses).await?;
+        let mut out: Vec<String> = keys
+            .into_iter()
+            .zip(queues)
+            .filter(|(_, q)| q.as_ref().is_some_and(|q| q.cleanup))
+            .map(|(key, _)| key.container)
+            .collect();
         out.sort();
         Ok(out)
     }
