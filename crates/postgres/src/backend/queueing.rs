@@ -49,6 +49,7 @@ impl PgSchedulerDb {
         Self::commit(tx).await?;
         Ok(stored)
     }
+
     /// Stores retrieve requests in one transaction and answers for each in order, as
     /// `queue_retrieve` would one after the other: a request that targets a tape holding none of
     /// its copies is `invalid`; one whose id is already stored, or repeated earlier in the batch,
