@@ -74,64 +74,53 @@ impl ObjectstoreDb {
         let mut removals: BTreeMap<QueueKey, Vec<(String, u32)>> = BTreeMap::new();
         let names: Vec<String> = reports.iter().map(|r| request_name(*r)).collect();
         self.log_own(&names, true, now).await?;
-        let outcomes = join_all(reports.iter().zip(&names).map(|(r, name)| async move {
-            let out = match *r {
-                RequestId::Archive(_) | RequestId::RepackArchive(_) => {
-                    let out = self
-                        .update_archive(name, |st| {
-                            if st.request.repack.is_some() {
-                                // A repack's archive reports to its repack, not through here.
-                                return Ok((None, Write::Keep));
-                            }
-                            let Some(job) = st.request.jobs.iter().find(|j| {
-                                matches!(
-                                    j.status,
-                                    ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure
-                                )
-                            }) else {
-                                return Ok((None, Write::Keep));
-                            };
-                            let copy = job.copy_nb;
-                            let Some(Owner::Queue(from)) = st.owners.get(&copy).cloned() else {
-                                return Ok((None, Write::Keep));
-                            };
-                            if job.status == ArchiveJobStatus::ToReportForTransfer {
-                                return Ok((Some((from, copy, None)), Write::Delete));
-                            }
-                            let job = st.request.job_mut(copy).expect("found");
-                            job.status = ArchiveJobStatus::Failed;
-                            let job = job.clone();
-                            let home = archive_home(&st.request, &job).expect("failed jobs have a queue");
-                            st.owners.insert(copy, Owner::Queue(home.0.clone()));
-                            Ok((
-                                Some((from, copy, Some((home.0, archive_pointer(&st.request, copy, None))))),
-                                Write::Commit,
-                            ))
-                        })
-                        .await?
-                        .flatten();
-                    out
-                }
-                RequestId::Retrieve(id) => {
-                    let out = self
-                        .update_retrieve(id, |st| {
-                            let Owner::Queue(from) = st.owner.clone() else { return Ok((None, Write::Keep)) };
-                            if from.kind != QueueKind::RetrieveToReport {
-                                return Ok((None, Write::Keep));
-                            }
-                            // A delivered report ends the request, success or failure (as CTA
-                            // does); only archive failures are kept in the failed list.
-                            let copy = st.request.active_copy().map_or(0, |c| c.copy_nb);
-                            Ok((Some((from, copy, None)), Write::Delete))
-                        })
-                        .await?
-                        .flatten();
-                    out
-                }
-            };
-            Ok::<_, Error>(out.map(|(from, copy, to)| (from, (name.clone(), copy), to)))
-        }))
-        .await;
+        // Every request switched in one batch (one read and one compare-and-swap round trip; one
+        // changed or locked meanwhile is updated under its lock).
+        let mut seen = HashSet::new();
+        let ids: Vec<RequestId> = reports.iter().copied().filter(|r| seen.insert(*r)).collect();
+        let changed = self
+            .update_requests(
+                &ids,
+                |_, st| {
+                    if st.request.repack.is_some() {
+                        // A repack's archive reports to its repack, not through here.
+                        return Ok((None, Write::Keep));
+                    }
+                    let Some(job) = st.request.jobs.iter().find(|j| {
+                        matches!(j.status, ArchiveJobStatus::ToReportForTransfer | ArchiveJobStatus::ToReportForFailure)
+                    }) else {
+                        return Ok((None, Write::Keep));
+                    };
+                    let copy = job.copy_nb;
+                    let Some(Owner::Queue(from)) = st.owners.get(&copy).cloned() else {
+                        return Ok((None, Write::Keep));
+                    };
+                    if job.status == ArchiveJobStatus::ToReportForTransfer {
+                        return Ok((Some((from, copy, None)), Write::Delete));
+                    }
+                    let job = st.request.job_mut(copy).expect("found");
+                    job.status = ArchiveJobStatus::Failed;
+                    let job = job.clone();
+                    let home = archive_home(&st.request, &job).expect("failed jobs have a queue");
+                    st.owners.insert(copy, Owner::Queue(home.0.clone()));
+                    Ok((Some((from, copy, Some((home.0, archive_pointer(&st.request, copy, None))))), Write::Commit))
+                },
+                |_, st| {
+                    let Owner::Queue(from) = st.owner.clone() else { return Ok((None, Write::Keep)) };
+                    if from.kind != QueueKind::RetrieveToReport {
+                        return Ok((None, Write::Keep));
+                    }
+                    // A delivered report ends the request, success or failure (as CTA does); only
+                    // archive failures are kept in the failed list.
+                    let copy = st.request.active_copy().map_or(0, |c| c.copy_nb);
+                    Ok((Some((from, copy, None)), Write::Delete))
+                },
+            )
+            .await?;
+        let outcomes = ids
+            .iter()
+            .zip(changed)
+            .map(|(r, o)| Ok::<_, Error>(o.flatten().map(|(from, copy, to)| (from, (request_name(*r), copy), to))));
         for o in outcomes {
             if let Some((from, target, to)) = o? {
                 removals.entry(from).or_default().push(target);
