@@ -1,5 +1,6 @@
 //! Writes of new requests: archive batches (all or nothing per request), retrieve requests routed
-//! to a VID's queue (alone or in batches), cancellations, and the retrieve-queue statistics routing reads.
+//! to a VID's queue (alone or in batches), cancellations, and the retrieve-queue statistics
+//! routing reads.
 
 use super::*;
 

@@ -117,22 +117,19 @@ impl ObjectstoreDb {
                 },
             )
             .await?;
-        let outcomes = ids
-            .iter()
-            .zip(changed)
-            .map(|(r, o)| Ok::<_, Error>(o.flatten().map(|(from, copy, to)| (from, (request_name(*r), copy), to))));
-        for o in outcomes {
-            if let Some((from, target, to)) = o? {
-                removals.entry(from).or_default().push(target);
+        for (r, changed) in ids.iter().zip(changed) {
+            if let Some((from, copy, to)) = changed.flatten() {
+                removals.entry(from).or_default().push((request_name(*r), copy));
                 if let Some((key, ptr)) = to {
                     moves.entry(key).or_default().push(ptr);
                 }
             }
         }
         self.add_pointers(moves, now).await?;
-        for (key, targets) in removals {
-            self.remove_pointers(&key, &targets, now).await?;
-        }
+        // The report queues updated side by side (one retrieve report queue per tape), each under
+        // its own lock; a task never holds two queue locks, so they cannot deadlock.
+        let removed = join_all(removals.iter().map(|(key, targets)| self.remove_pointers(key, targets, now))).await;
+        removed.into_iter().collect::<Result<Vec<()>>>()?;
         self.log_own(&names, false, now).await
     }
 
