@@ -12,6 +12,7 @@
 //! [maintenance]
 //! report_batch = 500             # reports delivered per pass at most
 //! http_timeout_ms = 10_000       # a report POST gives up after this
+//! # tls_ca_file = "ca.pem"       # https: trust these CAs instead of the built-in Mozilla roots
 //! # mount_timeout_s = 900        # postgres: a mount silent this long is dead to the collector
 //!
 //! [maintenance.reports]          # each loop: enabled (default true) and interval_ms
@@ -25,9 +26,10 @@
 //! ```
 //!
 //! Report delivery: a `file://PATH` target gets one JSON line appended (request, archive file
-//! id, kind, outcome, time), an `http://` target a POST of that JSON (a status other than 2xx
-//! is a failure; `https://` is understood but this build has no TLS, so such a delivery fails
-//! with that reason); a report without a URL (a failure report with no error URL) has
+//! id, kind, outcome, time), an `http://` or `https://` target a POST of that JSON (a status
+//! other than 2xx is a failure; `https://` over rustls, the server's certificate checked against
+//! Mozilla's roots built in, or against the CAs of `tls_ca_file` when it is set, a PEM file
+//! read when the configuration is); a report without a URL (a failure report with no error URL) has
 //! nowhere to go and is recorded as delivered; any other scheme is a failed delivery with its
 //! reason. Failures are report retries (`reports_failed`). Delivery is at least once: a report
 //! written to its target whose `reports_delivered` then fails is written again at a later pass.
@@ -56,7 +58,7 @@ use tapesched_scheduler::Error;
 use tokio::sync::watch;
 use toml::Spanned;
 
-use crate::config::{line_of, BackendConfig, CatalogueConfig, ConfigError, SchedulerSection};
+use crate::config::{line_of, resolve, BackendConfig, CatalogueConfig, ConfigError, SchedulerSection};
 use crate::setup::{open_backend, open_catalogue, SetupError};
 
 /// Default number of reports delivered per pass.
@@ -114,6 +116,12 @@ pub struct MaintenanceSection {
     pub report_batch: Option<u64>,
     /// Timeout of a report POST in milliseconds (default [`DEFAULT_HTTP_TIMEOUT_MS`]).
     pub http_timeout_ms: Option<u64>,
+    /// A PEM file of the certificate authorities trusted for `https://` report targets, instead
+    /// of Mozilla's roots built in (relative to the configuration file's directory).
+    pub tls_ca_file: Option<Spanned<PathBuf>>,
+    /// The roots `tls_ca_file` holds, read when the configuration is parsed.
+    #[serde(skip)]
+    pub tls_roots: Option<ureq::tls::RootCerts>,
     /// PostgreSQL: a mount whose heartbeat is older than this many seconds is dead to the
     /// collector (as `db collect --mount-timeout`; default: the backend's).
     pub mount_timeout_s: Option<i64>,
@@ -203,6 +211,11 @@ impl MaintenanceConfig {
                 }
             }
         }
+        if let Some(file) = &config.maintenance.tls_ca_file {
+            let line = Some(line_of(text, file.span().start));
+            let roots = read_roots(&resolve(source, file.get_ref())).map_err(|m| bad(line, m))?;
+            config.maintenance.tls_roots = Some(roots);
+        }
         if config.maintenance.report_batch == Some(0) {
             return Err(bad(None, "maintenance.report_batch must be at least 1".into()));
         }
@@ -288,7 +301,11 @@ impl Maintenance {
     /// A maintenance daemon on `scheduler`, whose clock is `clock`.
     pub fn new(scheduler: Arc<Scheduler>, clock: Arc<dyn Clock>, settings: MaintenanceSection) -> Self {
         let timeout = Duration::from_millis(settings.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS));
-        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(roots) = &settings.tls_roots {
+            tls = tls.root_certs(roots.clone());
+        }
+        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).tls_config(tls.build()).build().into();
         Maintenance { scheduler, clock, settings, agent, holder: holder_name(), time_factor: 1.0 }
     }
 
@@ -537,6 +554,24 @@ pub fn report_json(r: &ReportJob, now: Timestamp) -> String {
         "time": now,
     })
     .to_string()
+}
+
+/// The certificates of the PEM file at `path`, as the roots https targets are checked against;
+/// why not when it cannot be read or holds no certificate.
+fn read_roots(path: &Path) -> Result<ureq::tls::RootCerts, String> {
+    let what = format!("maintenance.tls_ca_file {}", path.display());
+    let pem = std::fs::read(path).map_err(|e| format!("{what}: cannot read: {e}"))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| format!("{what}: not PEM: {e}"))? {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c),
+            _ => return Err(format!("{what}: holds a private key; only certificates belong there")),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{what}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 /// Delivers one report line to `url`; the reason when it fails.

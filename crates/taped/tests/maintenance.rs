@@ -1,5 +1,5 @@
 //! The maintenance daemon against real Redis and PostgreSQL: reports of archives written by a
-//! simulated tape server delivered to `file://` and `http://` targets (a refusing target counted
+//! simulated tape server delivered to `file://`, `http://` and `https://` targets (a refusing target counted
 //! as report retries), a dead mount collected by the GC loop, and configuration errors. Clocks
 //! are manual (the maintenance side) and simulated (the tape server); nothing sleeps.
 
@@ -105,45 +105,81 @@ async fn file_reports_are_appended_once_on_postgres() {
 /// The requests an HTTP server saw: path and body.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
-/// A tiny HTTP server on 127.0.0.1: `/ok` answers 200, anything else 500; every request's path
-/// and body are recorded. One request per connection (`Connection: close`).
-fn http_server() -> (u16, Seen) {
+/// A tiny HTTP server on 127.0.0.1 (HTTPS with `tls`): `/ok` answers 200, anything else 500;
+/// every request's path and body are recorded. One request per connection (`Connection: close`).
+fn http_server(tls: Option<Arc<rustls::ServerConfig>>) -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut length = 0;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
+            let Ok(tcp) = stream else { continue };
+            // A client that refuses the handshake ends its connection: nothing to record.
+            let _ = match &tls {
+                None => answer(tcp, &log),
+                Some(config) => {
+                    let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                    answer(rustls::StreamOwned::new(conn, tcp), &log)
                 }
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap();
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let status = if path == "/ok" { "200 OK" } else { "500 Internal Server Error" };
-            log.lock().unwrap().push((path, String::from_utf8(body).unwrap()));
-            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            };
         }
     });
     (port, seen)
 }
 
+/// Reads one request from `stream`, records it in `log` and answers it.
+fn answer(stream: impl Read + Write, log: &Seen) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let status = if path == "/ok" { "200 OK" } else { "500 Internal Server Error" };
+    log.lock().unwrap().push((path, String::from_utf8(body).unwrap()));
+    let stream = reader.get_mut();
+    write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    stream.flush()
+}
+
+/// The test certificates: a CA, and a server certificate it signed for `localhost` and
+/// `127.0.0.1` (valid until 2126; made with `openssl req`, for these tests only).
+const TLS_DIR: &str = "crates/taped/tests/fixtures/tls";
+
+/// The server side of the test certificates.
+fn tls_server_config() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = root().join(TLS_DIR);
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(dir.join("server.pem")).unwrap().map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
 async fn http_reports_posted(backend: Backend) {
-    let (port, seen) = http_server();
+    let (port, seen) = http_server(None);
     let ok = format!("http://127.0.0.1:{port}/ok");
     let refuse = format!("http://127.0.0.1:{port}/refuse");
     let (open, ids) = archived(backend, &[ok.clone(), ok.clone(), ok, refuse.clone(), refuse]).await;
@@ -174,6 +210,49 @@ async fn http_reports_are_posted_and_refusals_are_retries_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_reports_are_posted_and_refusals_are_retries_on_postgres() {
     http_reports_posted(Backend::Postgres).await;
+}
+
+/// An `https://` target is posted to over TLS when its server's certificate chains to a CA of
+/// `tls_ca_file`; with Mozilla's roots (no `tls_ca_file`) the same server is refused, and the
+/// report is a failed delivery naming the certificate, delivered by a later pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_reports_are_posted_to_servers_the_configured_ca_vouches_for() {
+    let (port, seen) = http_server(Some(tls_server_config()));
+    let ok = format!("https://localhost:{port}/ok");
+    let (open, ids) = archived(Backend::Postgres, &[ok.clone(), ok]).await;
+    let clock = Arc::new(ManualClock::new(START + 7200));
+    let untrusting = build(&mconfig(""), Some(open.db.clone()), clock.clone()).await.unwrap();
+    let d = untrusting.deliver_reports().await.unwrap();
+    assert_eq!(d.delivered, 0, "{d:?}");
+    assert_eq!(d.failed.len(), 2, "{d:?}");
+    assert!(d.failed.iter().all(|(_, why)| why.contains("UnknownIssuer")), "{:?}", d.failed);
+    assert!(seen.lock().unwrap().is_empty(), "nothing reached the server");
+
+    let ca = format!("\n[maintenance]\ntls_ca_file = \"{}\"\n", root().join(TLS_DIR).join("ca.pem").display());
+    clock.set(START + 7200 + 3600);
+    let trusting = build(&mconfig(&ca), Some(open.db.clone()), clock).await.unwrap();
+    let d = trusting.deliver_reports().await.unwrap();
+    assert_eq!(d.delivered, 2, "{d:?}");
+    let posted: Vec<String> = seen.lock().unwrap().iter().map(|(_, b)| b.clone()).collect();
+    let mut got = ids_in(&posted);
+    got.sort();
+    assert_eq!(got, ids);
+    open.close().await;
+}
+
+/// A `tls_ca_file` that does not exist, or holds no certificate, is refused with its line.
+#[test]
+fn a_bad_tls_ca_file_names_its_line() {
+    let dir = root().join(TLS_DIR);
+    let cases = [(dir.join("no-such-ca.pem"), "cannot read"), (dir.join("server.key"), "private key"), (root().join("Cargo.toml"), "no PEM")];
+    for (path, why) in cases {
+        let file = path.display();
+        let extra = format!("\n[maintenance]\ntls_ca_file = \"{}\"\n", path.display());
+        let text = config_text(LIB, 10, CAT, &["ULT11"], &extra);
+        let e = MaintenanceConfig::parse(&text, &root().join("m.toml")).unwrap_err();
+        assert_eq!(e.line, Some(text.lines().count()), "{e}");
+        assert!(e.message.contains("maintenance.tls_ca_file") && e.message.contains(why), "{file}: {e}");
+    }
 }
 
 /// An unknown scheme is a failed delivery with its reason.
