@@ -482,8 +482,6 @@ fn a_slowed_then_stopped_target_in_dual_write_never_fails_callers() {
 }
 
 #[test]
-#[ignore = "flaky: in shadow the target's INSERT is sometimes never seen waiting on the test's lock \
-            (wait_for_a_waiter); to be made deterministic. Run with --ignored"]
 fn a_slowed_then_stopped_target_in_shadow_never_fails_callers() {
     a_slowed_then_stopped_target_never_fails_callers("shadow");
 }

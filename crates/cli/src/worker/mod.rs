@@ -25,7 +25,7 @@ use clap::Args;
 use tapesched_backends::{Backend, Target};
 use tapesched_bridge::{fence_rule, in_flight_rule, BridgeDb, DivergenceLog, Sampling, StageSource};
 use tapesched_migrate::{LogFlusher, Record, RecordStage, Stage, DEFAULT_FLUSH_INTERVAL};
-use tapesched_postgres::backend::{PgConfig, PgSchedulerDb};
+use tapesched_postgres::backend::PgSchedulerDb;
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::Error;
 
@@ -179,7 +179,11 @@ async fn open_bridge(args: &BackendArgs, label: &str) -> Result<Opened, Error> {
             args.schema, args.schema
         )));
     }
-    let target = PgSchedulerDb::connect(PgConfig::new(url.clone(), args.schema.clone())).await?;
+    // The target's pool is a plain worker's (2 connections): an operation given up on after
+    // `--other-timeout-ms` keeps its connection until the server answers it (a statement queued
+    // behind a lock waits for it), so a stopped target holds at most this many of its server's
+    // connections per worker, never one more per timed-out call.
+    let target = PgSchedulerDb::connect(plain_target(args, Backend::Postgres, label).postgres_config()?).await?;
     let legacy = tapesched_backends::open(&plain_target(args, Backend::ObjectstoreRedis, label)).await?;
     // The stage and the log go over two connections of their own: a slow or stopped target
     // (its operations queued behind a lock, its pool taken) never holds the stage read up, and
