@@ -158,6 +158,7 @@ pub fn catalogue() -> (CatalogueSnapshot, Vec<ArchiveFile>) {
                 next_mount_type: None,
                 next_vid: None,
                 next_tape_pool: None,
+                reason: None,
             },
         );
     }

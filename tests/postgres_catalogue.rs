@@ -79,7 +79,11 @@ async fn same_edits_same_answers_as_the_memory_catalogue() {
     drive.mount_type = Some(MountType::Retrieve);
     drive.vid = Some("T1".into());
     let mut all = edits();
-    all.push(CatalogueEdit::SetDrive(drive));
+    all.push(CatalogueEdit::SetDrive(drive.clone()));
+    // Down with its reason (stored in cat_drive.reason), then Up again without one.
+    let down = DriveState { status: DriveStatus::Down, reason: Some("write error: medium error 3/0C00".into()), ..drive };
+    all.push(CatalogueEdit::SetDrive(down.clone()));
+    all.push(CatalogueEdit::SetDrive(DriveState { status: DriveStatus::Up, reason: None, ..down }));
     for edit in all {
         let a = mem.apply(edit.clone()).await.map_err(|e| e.kind);
         let b = pg.apply(edit.clone()).await.map_err(|e| e.kind);

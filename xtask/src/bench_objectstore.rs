@@ -230,6 +230,7 @@ fn catalogue(pools: u64, vids: u64, drives: u64) -> CatalogueSnapshot {
                 next_mount_type: None,
                 next_vid: None,
                 next_tape_pool: None,
+                reason: None,
             },
         );
     }

@@ -277,6 +277,7 @@ impl DecisionSet {
                 next_mount_type: None,
                 next_vid: None,
                 next_tape_pool: None,
+                reason: None,
             },
         );
         crate::repack_decision::RepackWork::add_to_catalogue(self, &mut s);

@@ -107,6 +107,7 @@ fn catalogue(retrieves: usize) -> (CatalogueSnapshot, Vec<ArchiveFile>) {
                 next_mount_type: None,
                 next_vid: None,
                 next_tape_pool: None,
+                reason: None,
             },
         );
     }

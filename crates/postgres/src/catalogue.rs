@@ -167,6 +167,7 @@ async fn read_snapshot(tx: &mut Tx) -> Result<CatalogueSnapshot, Fail> {
             next_mount_type: opt_type("next_mount_type")?,
             next_vid: row.try_get("next_vid")?,
             next_tape_pool: row.try_get("next_tape_pool")?,
+            reason: row.try_get("reason")?,
         };
         s.drives.insert(d.name.clone(), d);
     }
@@ -278,12 +279,12 @@ async fn write_diff(tx: &mut Tx, old: &CatalogueSnapshot, new: &CatalogueSnapsho
     .bind(&v.vendor));
     diff_map!(drives, "DELETE FROM cat_drive WHERE name = $1", |v| sqlx::query(
         "INSERT INTO cat_drive (name, logical_library, scheduler_backend, status, mount_type, vid, tape_pool,
-             next_mount_type, next_vid, next_tape_pool) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             next_mount_type, next_vid, next_tape_pool, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (name) DO UPDATE SET logical_library = excluded.logical_library,
              scheduler_backend = excluded.scheduler_backend, status = excluded.status,
              mount_type = excluded.mount_type, vid = excluded.vid, tape_pool = excluded.tape_pool,
              next_mount_type = excluded.next_mount_type, next_vid = excluded.next_vid,
-             next_tape_pool = excluded.next_tape_pool"
+             next_tape_pool = excluded.next_tape_pool, reason = excluded.reason"
     )
     .bind(&v.name)
     .bind(&v.logical_library)
@@ -294,7 +295,8 @@ async fn write_diff(tx: &mut Tx, old: &CatalogueSnapshot, new: &CatalogueSnapsho
     .bind(&v.tape_pool)
     .bind(v.next_mount_type.map(|t| t.as_str()))
     .bind(&v.next_vid)
-    .bind(&v.next_tape_pool));
+    .bind(&v.next_tape_pool)
+    .bind(&v.reason));
     if old.archive_routes != new.archive_routes {
         sqlx::query("DELETE FROM cat_archive_route").execute(&mut **tx).await?;
         for (i, r) in new.archive_routes.iter().enumerate() {

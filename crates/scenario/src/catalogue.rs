@@ -125,6 +125,7 @@ pub fn build(spec: &CatalogueSpec, backend_name: &str) -> Result<(CatalogueSnaps
             next_mount_type: None,
             next_vid: None,
             next_tape_pool: None,
+            reason: None,
         };
         insert(&mut snap.drives, "drives", i, &d.name, drive)?;
     }

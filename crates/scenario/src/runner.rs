@@ -206,6 +206,7 @@ impl Runner {
                     next_mount_type: *next_mount_type,
                     next_vid: next_vid.clone(),
                     next_tape_pool: next_tape_pool.clone(),
+                    reason: None,
                 })
                 .await?;
                 Ok(json!({}))

@@ -626,6 +626,7 @@ mod tests {
                     next_mount_type: None,
                     next_vid: None,
                     next_tape_pool: None,
+                    reason: None,
                 },
             );
         }

@@ -233,7 +233,24 @@ impl Scheduler {
         self.set_drive_status(drive, status, mount).await
     }
 
+    /// Records a drive Down in the drive register with the reason its tape daemon gives (a drive
+    /// error, a stuck cartridge...), where operators read it; any other status clears it.
+    pub async fn report_drive_down(&self, drive: &str, reason: &str) -> Result<()> {
+        check_name("drive", drive)?;
+        self.set_drive(drive, DriveStatus::Down, None, Some(reason.to_string())).await
+    }
+
     async fn set_drive_status(&self, drive: &str, status: DriveStatus, mount: Option<&MountSpec>) -> Result<()> {
+        self.set_drive(drive, status, mount, None).await
+    }
+
+    async fn set_drive(
+        &self,
+        drive: &str,
+        status: DriveStatus,
+        mount: Option<&MountSpec>,
+        reason: Option<String>,
+    ) -> Result<()> {
         let snap = self.catalogue.snapshot().await?;
         let Some(cur) = snap.drives.get(drive) else { return Err(Error::not_found(format!("drive {drive:?}"))) };
         let state = DriveState {
@@ -244,6 +261,7 @@ impl Scheduler {
             next_mount_type: None,
             next_vid: None,
             next_tape_pool: None,
+            reason,
             ..cur.clone()
         };
         self.catalogue.apply(CatalogueEdit::SetDrive(state)).await

@@ -362,6 +362,10 @@ pub struct DriveState {
     pub next_vid: Option<String>,
     /// Next pool.
     pub next_tape_pool: Option<String>,
+    /// Why the drive is Down, as its tape daemon reported it (a drive error, a stuck
+    /// cartridge...); None otherwise, and when no reason was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One copy of a file on tape.

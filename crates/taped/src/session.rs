@@ -254,7 +254,8 @@ impl DriveSession {
 
     async fn go_down(&mut self, sh: &Shared, reason: String) -> Result<()> {
         sh.say(format!("{} down: {reason}", self.name));
-        self.set_status(sh, DriveStatus::Down, None).await?;
+        sh.times.time(Op::DriveStatus, sh.scheduler.report_drive_down(&self.name, &reason)).await?;
+        self.status = DriveStatus::Down;
         self.down_reason = Some(reason);
         self.phase = Phase::Down;
         self.next_at_ms = NEVER;

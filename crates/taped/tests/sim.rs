@@ -123,6 +123,8 @@ async fn drive_error_puts_the_drive_down_and_loses_no_job() {
     assert_eq!(summary.total().drive_errors, 1);
     let snap = s.catalogue().snapshot().await.unwrap();
     assert_eq!(snap.drives[&victim].status, DriveStatus::Down);
+    let reason = snap.drives[&victim].reason.clone().unwrap_or_default();
+    assert!(reason.contains("medium error 3/0C00"), "the register keeps why the drive is Down: {reason:?}");
     open.close().await;
 }
 
