@@ -465,10 +465,10 @@ async fn migrations_are_idempotent_and_newer_schemas_are_refused() {
     let schema = tapesched_testkit::unique_name("mig");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let first = tapesched_postgres::migrate(&url, &schema).await.unwrap();
-    assert_eq!(first.applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(first.applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     let second = tapesched_postgres::migrate(&url, &schema).await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     let db = PgSchedulerDb::connect(PgConfig::new(url.clone(), schema.clone())).await.unwrap();
     tapesched_postgres::sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -525,7 +525,7 @@ async fn an_upgrade_keeps_what_mounts_hold() {
         }
     }
     let report = tapesched_postgres::migrate(&url, &schema).await.unwrap();
-    assert_eq!(report.applied, vec![4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(report.applied, vec![4, 5, 6, 7, 8, 9, 10, 11, 12]);
     let db = PgSchedulerDb::connect(PgConfig::new(url, schema)).await.unwrap();
     let claims: Vec<(i64, i64, Vec<i64>)> =
         sqlx::query_as("SELECT mount_id, op, archive_ids FROM mount_claim ORDER BY mount_id, op")
