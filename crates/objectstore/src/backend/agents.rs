@@ -7,16 +7,28 @@ impl ObjectstoreDb {
     /// Adds to (`add`) or removes from this process's own agent log, registering the agent on
     /// first use (a process that only runs drive sessions never registers one).
     pub(super) async fn log_own(&self, names: &[String], add: bool, now: Timestamp) -> Result<()> {
-        self.agent_ready
-            .get_or_try_init(|| async {
-                let agent =
-                    Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
-                // The name is this process's own: an agent already there was created by an
-                // attempt whose answer was lost.
-                self.register_agent(&self.agent, agent, true).await
-            })
-            .await?;
-        self.log(&self.agent, names, add, now).await
+        self.agent_ready.get_or_try_init(|| self.register_own(now)).await?;
+        match self.log(&self.agent, names, add, now).await {
+            Err(e) if e.kind == tapesched_scheduler::ErrorKind::NotFound => {
+                // Collected while this process lived (idle past the agent timeout): what it
+                // owned then went back to its queues; it registers again and goes on.
+                if !add {
+                    return Ok(());
+                }
+                tracing::warn!(agent = %self.agent, "this process's agent was collected; registering it again");
+                self.register_own(now).await?;
+                self.log(&self.agent, names, add, now).await
+            }
+            r => r,
+        }
+    }
+
+    /// Registers this process's own agent (again, if a collector took it), heartbeat `now`.
+    pub(super) async fn register_own(&self, now: Timestamp) -> Result<()> {
+        let agent = Agent { description: self.config.process_label.clone(), heartbeat: now, ..Agent::default() };
+        // The name is this process's own: an agent already there was created by an attempt
+        // whose answer was lost.
+        self.register_agent(&self.agent, agent, true).await
     }
 
     /// What this process's own log still lists: objects an earlier attempt was moving when it

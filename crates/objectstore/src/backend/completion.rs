@@ -255,7 +255,11 @@ impl ObjectstoreDb {
     pub(super) async fn heartbeat_op(&self, mount: Option<MountId>, now: Timestamp) -> Result<()> {
         self.ready().await?;
         if self.agent_ready.initialized() {
-            self.touch(&self.agent, now).await?;
+            match self.touch(&self.agent, now).await {
+                // Collected while this process lived: it registers again (see `log_own`).
+                Err(e) if e.kind == tapesched_scheduler::ErrorKind::NotFound => self.register_own(now).await?,
+                r => r?,
+            }
         }
         if let Some(m) = mount {
             self.touch(&mount_agent_name(m), now).await?;
