@@ -6,6 +6,13 @@
 //! `file://` report targets; once every report has arrived (a bounded wait on the report file)
 //! the daemons get SIGTERM. Every queued archive must be archived and reported exactly once;
 //! the run's outcome measures (`tapesched_taped::outcome`) are printed.
+//!
+//! The same run with the tape daemon killed in the middle of a mount: the first `taped` kills
+//! itself (SIGKILL, the failpoint `taped.after_file_written`) once a drive has written a file it
+//! has not reported; a second `taped` is started on the same configuration and clock. The
+//! maintenance daemon's collector must hand the dead mount's jobs back, the second daemon must
+//! start its drives cleanly and write them, and every archive must still be archived and
+//! reported exactly once.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,10 +42,18 @@ fn root() -> PathBuf {
 }
 
 fn spawn(args: &[&str], config: &Path, clock: &str, dir: &Path, name: &str) -> Child {
+    spawn_with(args, config, clock, dir, name, None)
+}
+
+/// [`spawn`], with the failpoint `failpoint` armed in the process when given.
+fn spawn_with(args: &[&str], config: &Path, clock: &str, dir: &Path, name: &str, failpoint: Option<&str>) -> Child {
     let out = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
     let err = std::fs::File::create(dir.join(format!("{name}.err"))).unwrap();
-    bin()
-        .args(args)
+    let mut cmd = bin();
+    if let Some(f) = failpoint {
+        cmd.env(tapesched_scheduler::failpoint::ENV, f);
+    }
+    cmd.args(args)
         .arg("--config")
         .arg(config)
         .args(["--clock", clock])
@@ -79,8 +94,28 @@ fn exit_code(child: &mut Child, limit: Duration, what: &str) -> Option<i32> {
     }
 }
 
-fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str) {
-    let dir = std::env::temp_dir().join(format!("processes-{backend}-{}", std::process::id()));
+/// Waits for `child` to be killed by SIGKILL, within `limit`.
+fn killed(child: &mut Child, limit: Duration, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{what} exited with {status}, not killed");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} was not killed within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One run; with `kill`, the first tape daemon kills itself in the middle of a mount and a
+/// second one takes over.
+fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str, kill: bool) {
+    let tag = if kill { "killed" } else { "plain" };
+    let dir = std::env::temp_dir().join(format!("processes-{backend}-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = bin()
@@ -121,9 +156,19 @@ fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str) {
     let origin = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 1_500;
     let clock = format!("{START},{origin},{FACTOR}");
     let mut maintenance = spawn(&["maintenance"], &config_path, &clock, &dir, "maintenance");
-    let mut taped = spawn(&["taped"], &config_path, &clock, &dir, "taped");
+    let failpoint = kill.then_some(tapesched_taped::session::AFTER_FILE_WRITTEN);
+    let mut taped = spawn_with(&["taped"], &config_path, &clock, &dir, "taped", failpoint);
     let events_arg = events_path.display().to_string();
     let mut producer = spawn(&["produce", "--events", &events_arg], &config_path, &clock, &dir, "producer");
+    if kill {
+        // The first daemon dies with a file written and unreported; a second one takes over.
+        killed(&mut taped, LIMIT, "the first taped");
+        let err = text(&dir, "taped.err");
+        assert!(err.contains("failpoint taped.after_file_written"), "{err}");
+        assert!(text(&dir, "taped.out").lines().any(|l| l.contains(" mount ")), "it died in a mount");
+        taped = spawn(&["taped"], &config_path, &clock, &dir, "taped2");
+    }
+    let taped_name = if kill { "taped2" } else { "taped" };
 
     let code = exit_code(&mut producer, LIMIT, "the producer");
     assert_eq!(code, Some(0), "producer: {}", text(&dir, "producer.err"));
@@ -149,8 +194,8 @@ fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str) {
             sigterm(&maintenance);
             panic!(
                 "{lines} of {n} reports; taped: {}\n{}\nmaintenance: {}",
-                text(&dir, "taped.out"),
-                text(&dir, "taped.err"),
+                text(&dir, &format!("{taped_name}.out")),
+                text(&dir, &format!("{taped_name}.err")),
                 text(&dir, "maintenance.err")
             );
         }
@@ -160,8 +205,8 @@ fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str) {
     sigterm(&maintenance);
     let taped_code = exit_code(&mut taped, LIMIT, "taped");
     let maintenance_code = exit_code(&mut maintenance, LIMIT, "maintenance");
-    let taped_out = text(&dir, "taped.out");
-    assert_eq!(taped_code, Some(130), "{taped_out}\n{}", text(&dir, "taped.err"));
+    let taped_out = text(&dir, &format!("{taped_name}.out"));
+    assert_eq!(taped_code, Some(130), "{taped_out}\n{}", text(&dir, &format!("{taped_name}.err")));
     assert_eq!(maintenance_code, Some(0), "{}", text(&dir, "maintenance.err"));
     assert!(taped_out.lines().any(|l| l == "SIGTERM: draining"), "{taped_out}");
     assert_eq!(taped_out.lines().filter(|l| l.starts_with("ULT1") && l.contains("Shutdown")).count(), 6, "{taped_out}");
@@ -178,6 +223,17 @@ fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str) {
     assert!(outcome.mounts > 0 && outcome.files_per_mount > 0.0);
     // Nothing is reported before the mount policy's minimum request age (300 s) has passed.
     assert!(outcome.archive_latency.count == n as u64 && outcome.archive_latency.p50_s >= 300.0, "{outcome:?}");
+    if kill {
+        // The collector handed the dead mount's jobs back (the written, unreported file's among
+        // them), and the catalogue holds each file once: the second daemon wrote them again.
+        let maintenance_out = text(&dir, "maintenance.out");
+        let requeued: u64 = maintenance_out
+            .lines()
+            .filter_map(|l| l.strip_prefix("collect: requeued "))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        assert!(requeued > 0, "the dead mount's jobs were collected: {maintenance_out}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -187,7 +243,7 @@ fn processes_on_a_scaled_clock_archive_everything_once_on_postgres() {
     let schema = tapesched_testkit::unique_name("procs");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let section = format!("[backend]\nname = \"postgres\"\ndatabase_url = \"{url}\"\nschema = \"{schema}\"\n");
-    run("postgres", &section, &url, &schema);
+    run("postgres", &section, &url, &schema, false);
 }
 
 #[test]
@@ -201,7 +257,30 @@ fn processes_on_a_scaled_clock_archive_everything_once_on_objectstore_redis() {
     let section = format!(
         "[backend]\nname = \"objectstore-redis\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\ndatabase_url = \"{url}\"\nschema = \"{name}\"\n"
     );
-    run("objectstore-redis", &section, &url, &name);
+    run("objectstore-redis", &section, &url, &name, false);
+}
+
+#[test]
+fn a_tape_daemon_killed_in_a_mount_is_collected_and_replaced_on_postgres() {
+    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
+    let schema = tapesched_testkit::unique_name("procs_kill");
+    let _guard = SchemaGuard::new(url.clone(), schema.clone());
+    let section = format!("[backend]\nname = \"postgres\"\ndatabase_url = \"{url}\"\nschema = \"{schema}\"\n");
+    run("postgres", &section, &url, &schema, true);
+}
+
+#[test]
+fn a_tape_daemon_killed_in_a_mount_is_collected_and_replaced_on_objectstore_redis() {
+    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
+    let redis = tapesched_testkit::redis_url().expect("a Redis server");
+    let name = tapesched_testkit::unique_name("procs_kill");
+    let prefix = format!("{name}:");
+    let _guard = SchemaGuard::new(url.clone(), name.clone());
+    let _clear = ClearOnDrop(RedisSettings::new(redis.clone(), prefix.clone()));
+    let section = format!(
+        "[backend]\nname = \"objectstore-redis\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\ndatabase_url = \"{url}\"\nschema = \"{name}\"\n"
+    );
+    run("objectstore-redis", &section, &url, &name, true);
 }
 
 /// Bad input to the processes mode exits 2 with what is wrong (no server needed: each is refused

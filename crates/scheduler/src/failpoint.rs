@@ -7,20 +7,16 @@
 //! the first time it reaches that place, after saying so on stderr. Unset (the normal case) a
 //! failpoint costs one read of a value initialised once per process.
 //!
-//! The bridge has one:
-//! - [`AFTER_AUTHORITY_WRITE`] (`bridge.after_authority_write`): in every mirrored write (writes
-//!   in dual-write through rampdown, a mount recorded on the other side, popped jobs claimed
-//!   there), after the authoritative side's write has returned and before the other side's has
-//!   started. While it is armed, the two sides' writes of a mirrored write run one after the
-//!   other instead of concurrently, so that the point is well defined.
+//! The failpoints (each named where it is defined, with what it leaves behind):
+//! - `bridge.after_authority_write` (`tapesched_bridge::failpoint`): in a mirrored write of the
+//!   migration bridge, after the authoritative side's write and before the other side's;
+//! - `taped.after_file_written` (`tapesched_taped::session`): in a tape daemon's drive session,
+//!   once a file is on tape and before it is reported.
 
 use std::sync::OnceLock;
 
 /// The environment variable naming the armed failpoint.
 pub const ENV: &str = "TAPESCHED_FAILPOINT";
-
-/// After the authoritative side's write of a mirrored write, before the other side's.
-pub const AFTER_AUTHORITY_WRITE: &str = "bridge.after_authority_write";
 
 /// The failpoint armed in this process, read once.
 fn armed_name() -> Option<&'static str> {

@@ -8,7 +8,8 @@
 //! - [`rules`]: batch, retry, report and best-VID rules backends apply;
 //! - [`scheduler`]: the [`scheduler::Scheduler`], every workflow written once;
 //! - [`bounds`]: the integer bounds every value is checked against, and totals that never wrap;
-//! - [`clock`], [`error`], [`names`], [`resolve`]: injected time, errors, input checks, look-ups.
+//! - [`clock`], [`error`], [`names`], [`resolve`]: injected time, errors, input checks, look-ups;
+//! - [`failpoint`]: places where a process can be made to die on purpose, for kill tests.
 
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod db;
 pub mod decision;
 pub mod error;
+pub mod failpoint;
 pub mod names;
 pub mod repack;
 pub mod resolve;

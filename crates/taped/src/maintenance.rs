@@ -13,7 +13,7 @@
 //! report_batch = 500             # reports delivered per pass at most
 //! http_timeout_ms = 10_000       # a report POST gives up after this
 //! # tls_ca_file = "ca.pem"       # https: trust these CAs instead of the built-in Mozilla roots
-//! # mount_timeout_s = 900        # postgres: a mount silent this long is dead to the collector
+//! mount_timeout_s = 900          # a mount (agent) silent this long is dead to the collector
 //!
 //! [maintenance.reports]          # each loop: enabled (default true) and interval_ms
 //! interval_ms = 10_000
@@ -63,6 +63,9 @@ use crate::setup::{open_backend, open_catalogue, SetupError};
 
 /// Default number of reports delivered per pass.
 pub const DEFAULT_REPORT_BATCH: u64 = 500;
+/// Default heartbeat age after which the collector takes a mount (or an agent) for dead: 15
+/// minutes, fifteen of a tape daemon's default heartbeats.
+pub const DEFAULT_MOUNT_TIMEOUT_S: i64 = 900;
 /// Default timeout of a report POST, in milliseconds.
 pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 10_000;
 
@@ -122,8 +125,9 @@ pub struct MaintenanceSection {
     /// The roots `tls_ca_file` holds, read when the configuration is parsed.
     #[serde(skip)]
     pub tls_roots: Option<ureq::tls::RootCerts>,
-    /// PostgreSQL: a mount whose heartbeat is older than this many seconds is dead to the
-    /// collector (as `db collect --mount-timeout`; default: the backend's).
+    /// A mount (PostgreSQL) or an agent (objectstore) whose heartbeat is older than this many
+    /// seconds is dead to the collector (as `db collect --mount-timeout`; default
+    /// [`DEFAULT_MOUNT_TIMEOUT_S`]). A tape daemon beats every `heartbeat_ms` (default a minute).
     pub mount_timeout_s: Option<i64>,
 }
 
@@ -216,6 +220,9 @@ impl MaintenanceConfig {
             let roots = read_roots(&resolve(source, file.get_ref())).map_err(|m| bad(line, m))?;
             config.maintenance.tls_roots = Some(roots);
         }
+        if config.maintenance.mount_timeout_s.is_some_and(|t| t < 1) {
+            return Err(bad(None, "maintenance.mount_timeout_s must be at least 1".into()));
+        }
         if config.maintenance.report_batch == Some(0) {
             return Err(bad(None, "maintenance.report_batch must be at least 1".into()));
         }
@@ -286,7 +293,10 @@ pub async fn open_scheduler(
     .await?;
     let db = match db {
         Some(db) => db,
-        None => open_backend(&config.backend, label, config.maintenance.mount_timeout_s).await?,
+        None => {
+            let timeout = config.maintenance.mount_timeout_s.unwrap_or(DEFAULT_MOUNT_TIMEOUT_S);
+            open_backend(&config.backend, label, Some(timeout)).await?
+        }
     };
     let sc = SchedulerConfig {
         min_files_to_warrant_mount: config.scheduler.min_files_to_warrant_mount,

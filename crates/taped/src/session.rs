@@ -27,6 +27,7 @@ use tapesched_library::sim::SimLibrary;
 use tapesched_library::Library;
 use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::db::{MountJob, Outcome};
+use tapesched_scheduler::failpoint;
 use tapesched_scheduler::scheduler::{Scheduler, TapeSession};
 use tapesched_scheduler::types::{DriveStatus, JobId, MountId, MountType};
 use tapesched_scheduler::Result;
@@ -193,6 +194,11 @@ pub struct DriveSession {
     down_reason: Option<String>,
     stats: DriveStats,
 }
+
+/// A failpoint ([`tapesched_scheduler::failpoint`]): a file is on tape, not reported yet (the
+/// mount holds the rest of its batch). A process killed here leaves a mount for the collector and
+/// a tape holding a file the catalogue does not know.
+pub const AFTER_FILE_WRITTEN: &str = "taped.after_file_written";
 
 /// The `next_at_ms` of a drive with nothing more to do (Down or stopped).
 pub const NEVER: i64 = i64::MAX;
@@ -410,7 +416,10 @@ impl DriveSession {
         loop {
             if let Some((job, t)) = m.in_flight.take() {
                 match t {
-                    Transfer::Done => m.done.push(job),
+                    Transfer::Done => {
+                        failpoint::hit(AFTER_FILE_WRITTEN);
+                        m.done.push(job)
+                    }
                     Transfer::Failed(reason) => m.failed.push((job, reason)),
                     // Never in flight: they end the mount at once.
                     Transfer::TapeFull(_) | Transfer::DriveFailed(_) => {}
