@@ -81,7 +81,8 @@ async fn same_edits_same_answers_as_the_memory_catalogue() {
     let mut all = edits();
     all.push(CatalogueEdit::SetDrive(drive.clone()));
     // Down with its reason (stored in cat_drive.reason), then Up again without one.
-    let down = DriveState { status: DriveStatus::Down, reason: Some("write error: medium error 3/0C00".into()), ..drive };
+    let down =
+        DriveState { status: DriveStatus::Down, reason: Some("write error: medium error 3/0C00".into()), ..drive };
     all.push(CatalogueEdit::SetDrive(down.clone()));
     all.push(CatalogueEdit::SetDrive(DriveState { status: DriveStatus::Up, reason: None, ..down }));
     for edit in all {

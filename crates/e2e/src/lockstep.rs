@@ -30,10 +30,7 @@ use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::clock::Clock;
 use tapesched_scheduler::db::{JobKind, Outcome, ReportFilter};
 use tapesched_scheduler::decision::{Decision, SchedulerConfig};
-use tapesched_scheduler::repack::RepackType;
-use tapesched_scheduler::scheduler::{
-    ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode,
-};
+use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission, Scheduler, StateChangeMode};
 use tapesched_scheduler::state::StateItem;
 use tapesched_scheduler::types::{DriveStatus, RequestId, Requester, TapeState};
 use tapesched_taped::data::DataPath;
@@ -301,21 +298,7 @@ impl Side {
                 Err(e) => format!("tape {vid} not marked full: {e}"),
             },
             IncidentKind::Repack { vid, mount_policy } => {
-                let r = async {
-                    s.change_tape_state(vid, TapeState::Repacking, Some("e2e incident"), StateChangeMode::All).await?;
-                    s.cleanup_queues().await?;
-                    s.queue_repack(RepackSubmission {
-                        vid: vid.clone(),
-                        repack_type: RepackType::Move,
-                        mount_policy: mount_policy.clone(),
-                        buffer_url: None,
-                        no_recall: false,
-                        max_files: None,
-                        storage_class: None,
-                    })
-                    .await
-                }
-                .await;
+                let r = tapesched_taped::replay::start_repack(s, vid, mount_policy, "e2e incident").await;
                 match r {
                     Ok(()) => {
                         self.totals.repacks_queued += 1;

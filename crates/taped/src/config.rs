@@ -16,6 +16,8 @@
 //! kind = "sim"                   # sim | mhvtl
 //! config_dir = "../mhvtl/lto9"   # sim: device.conf + library_contents.<library_id>
 //! library_id = 10
+//! # [[library.faults]]           # sim: a fault at a simulated time (seconds since the epoch)
+//! # at = 1767229200; drive = "ULT11"; kind = "drive_error"  # or stuck_on_unload; message = "..."
 //!
 //! [[drives]]
 //! name = "ULT11"
@@ -42,7 +44,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tapesched_library::media::Media;
-use tapesched_library::sim::{SimClock, SimLibrary};
+use tapesched_library::sim::{Fault, SimClock, SimLibrary};
 use tapesched_scheduler::catalogue::CatalogueSnapshot;
 use toml::Spanned;
 
@@ -200,6 +202,36 @@ pub struct LibraryConfig {
     /// sim: the duration of one robot move in milliseconds.
     #[serde(default)]
     pub robot_move_ms: Option<i64>,
+    /// sim: faults injected when the library's clock reaches their time (`[[library.faults]]`).
+    #[serde(default)]
+    pub faults: Vec<FaultConfig>,
+}
+
+/// `[[library.faults]]`: a fault the simulated library suffers at a given time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    /// When, simulated seconds since the Unix epoch.
+    pub at: i64,
+    /// The drive (one of `[[drives]]`).
+    pub drive: Spanned<String>,
+    /// What happens (default `drive_error`).
+    #[serde(default)]
+    pub kind: FaultKind,
+    /// `drive_error`: what the drive reports (default "injected drive error").
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The kinds of `[[library.faults]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The drive's next operation fails: the tape daemon puts it Down with the message.
+    #[default]
+    DriveError,
+    /// The drive's next unload fails, the cartridge stuck in it: the drive goes Down.
+    StuckOnUnload,
 }
 
 fn default_library_id() -> u32 {
@@ -380,10 +412,39 @@ impl Config {
         if self.data.mode == DataMode::Files && self.data.tape_dir.is_none() {
             return Err(ConfigError::new(&self.source, None, "[data]: mode `files` needs `tape_dir`"));
         }
+        if !self.library.faults.is_empty() && self.library.kind != LibraryKind::Sim {
+            return Err(ConfigError::new(&self.source, None, "[[library.faults]] are for the simulated library only"));
+        }
+        for f in &self.library.faults {
+            if !seen.contains(f.drive.get_ref()) {
+                let message = format!("[[library.faults]]: drive {} is not one of [[drives]]", f.drive.get_ref());
+                return Err(self.err_at(&f.drive, message));
+            }
+        }
         if self.workload.is_some() && self.library.kind != LibraryKind::Sim {
             return Err(ConfigError::new(&self.source, None, "[workload] is for the simulated library only"));
         }
         Ok(())
+    }
+
+    /// The `[[library.faults]]` as the simulated library's faults, each with its time in
+    /// milliseconds since the epoch.
+    pub fn faults(&self) -> Vec<(i64, Fault)> {
+        self.library
+            .faults
+            .iter()
+            .map(|f| {
+                let drive = f.drive.get_ref().clone();
+                let fault = match f.kind {
+                    FaultKind::DriveError => Fault::DriveError {
+                        drive,
+                        message: f.message.clone().unwrap_or_else(|| "injected drive error".into()),
+                    },
+                    FaultKind::StuckOnUnload => Fault::StuckOnUnload { drive },
+                };
+                (f.at.saturating_mul(1000), fault)
+            })
+            .collect()
     }
 
     /// Builds the simulated library the file names, on `clock` (a library file in another

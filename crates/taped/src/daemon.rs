@@ -52,6 +52,7 @@
 
 use std::sync::Arc;
 
+use tapesched_library::sim::Fault;
 use tapesched_scheduler::types::DriveStatus;
 use tapesched_scheduler::Result;
 use tokio::sync::watch;
@@ -134,6 +135,9 @@ pub struct Daemon {
     multi_file_steps: bool,
     /// When the daemon's next heartbeat is due (simulated and scaled time).
     next_beat_ms: i64,
+    /// Faults to inject into the simulated library, each when its time (ms) is reached; the
+    /// latest first (the next one is the last).
+    faults: Vec<(i64, Fault)>,
 }
 
 /// What the daemon does next on a virtual timeline.
@@ -151,7 +155,16 @@ impl Daemon {
         let now = shared.timeline.now_ms();
         let drives = drives.iter().map(|d| DriveSession::new(d, now)).collect();
         let next_beat_ms = now.saturating_add(shared.heartbeat_ms.max(1) as i64);
-        Daemon { shared: Arc::new(shared), drives, multi_file_steps: true, next_beat_ms }
+        Daemon { shared: Arc::new(shared), drives, multi_file_steps: true, next_beat_ms, faults: Vec::new() }
+    }
+
+    /// Faults to inject into the simulated library (`[[library.faults]]`), each once its time
+    /// (milliseconds since the epoch, on the library's clock) is reached: a drive error then
+    /// fails that drive's next operation. Ignored on a library that is not simulated.
+    pub fn schedule_faults(&mut self, mut faults: Vec<(i64, Fault)>) {
+        faults.extend(std::mem::take(&mut self.faults));
+        faults.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+        self.faults = faults;
     }
 
     /// Whether a transferring drive may move several files in one step of
@@ -232,9 +245,24 @@ impl Daemon {
         }
     }
 
-    fn sim_clock_to(&self, t_ms: i64) {
+    fn sim_clock_to(&mut self, t_ms: i64) {
         if let Timeline::Sim(lib) = &self.shared.timeline {
             lib.clock().advance_to_ms(t_ms);
+            while self.faults.last().is_some_and(|(at, _)| *at <= t_ms) {
+                let (_, fault) = self.faults.pop().expect("a fault");
+                let what = format!("{fault:?}");
+                if let Err(e) = lib.inject(fault) {
+                    self.shared.say(format!("fault {what} not injected: {e}"));
+                }
+            }
+        }
+    }
+
+    /// The latest a multi-file step may reach: before the next fault is injected.
+    fn horizon(&self, until_ms: i64) -> i64 {
+        match self.faults.last() {
+            Some((at, _)) => until_ms.min(at - 1),
+            None => until_ms,
         }
     }
 
@@ -259,7 +287,7 @@ impl Daemon {
                 break;
             }
             self.sim_clock_to(at);
-            let horizon = if self.multi_file_steps { until_ms } else { i64::MIN };
+            let horizon = if self.multi_file_steps { self.horizon(until_ms) } else { i64::MIN };
             self.act(next, horizon).await?;
         }
         self.sim_clock_to(until_ms);
@@ -380,6 +408,13 @@ impl Daemon {
             }
         }
         beats.abort();
-        Daemon { shared: self.shared, drives, multi_file_steps: true, next_beat_ms: self.next_beat_ms }.summary()
+        Daemon {
+            shared: self.shared,
+            drives,
+            multi_file_steps: true,
+            next_beat_ms: self.next_beat_ms,
+            faults: Vec::new(),
+        }
+        .summary()
     }
 }

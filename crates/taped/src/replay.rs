@@ -3,13 +3,16 @@
 //!
 //! The harness converts its generated workload into [`Event`]s: a simulated time (`at`, seconds
 //! since the Unix epoch, on the run's scaled clock) and an [`Action`] (queue archives, queue a
-//! retrieve, change a tape's state). One event is one JSON object per line, its action's fields
+//! retrieve, mark a tape full, start a repack, change a tape's state). One event is one JSON
+//! object per line, its action's fields
 //! beside `at` and `op`:
 //!
 //! ```text
 //! {"at":1767225600,"op":"queue_archive","storage_class":"sc_pool_a","size":5000000000,"count":100,"report_url":"file:///tmp/r.jsonl"}
 //! {"at":1767225900,"op":"queue_retrieve","archive_file_id":7,"report_url":"file:///tmp/r.jsonl"}
 //! {"at":1767229200,"op":"change_tape_state","vid":"V00103","state":"DISABLED","reason":"maintenance"}
+//! {"at":1767229800,"op":"mark_tape_full","vid":"V00101"}
+//! {"at":1767230400,"op":"queue_repack","vid":"V00110","mount_policy":"production"}
 //! ```
 //!
 //! [`replay`] waits on a [`Pacer`] until each event's time and applies it through the
@@ -21,9 +24,14 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::clock::Timestamp;
-use tapesched_scheduler::scheduler::{ArchiveSubmission, RetrieveSubmission, Scheduler, StateChangeMode};
+use tapesched_scheduler::repack::RepackType;
+use tapesched_scheduler::scheduler::{
+    ArchiveSubmission, RepackSubmission, RetrieveSubmission, Scheduler, StateChangeMode,
+};
 use tapesched_scheduler::types::{Requester, TapeState};
+use tapesched_scheduler::Result;
 use tokio::sync::watch;
 
 use crate::pace::Pacer;
@@ -83,6 +91,18 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error_report_url: Option<String>,
     },
+    /// Marks a tape full in the catalogue (the next mount of its pool takes another tape).
+    MarkTapeFull {
+        /// The tape.
+        vid: String,
+    },
+    /// Starts the repack of a tape ([`start_repack`]): REPACKING, then a `move` repack queued.
+    QueueRepack {
+        /// The tape.
+        vid: String,
+        /// The mount policy of its recalls and re-archives.
+        mount_policy: String,
+    },
     /// Changes a tape's state (an operator's `tape ch --state`).
     ChangeTapeState {
         /// The tape.
@@ -110,6 +130,8 @@ impl Action {
         match self {
             Action::QueueArchive { .. } => "queue_archive",
             Action::QueueRetrieve { .. } => "queue_retrieve",
+            Action::MarkTapeFull { .. } => "mark_tape_full",
+            Action::QueueRepack { .. } => "queue_repack",
             Action::ChangeTapeState { .. } => "change_tape_state",
         }
     }
@@ -241,6 +263,16 @@ pub async fn apply(scheduler: &Scheduler, action: &Action) -> (Vec<String>, Vec<
                 Err(e) => errors.push(e.to_string()),
             }
         }
+        Action::MarkTapeFull { vid } => {
+            if let Err(e) = scheduler.edit_catalogue(CatalogueEdit::tape_full(vid)).await {
+                errors.push(e.to_string());
+            }
+        }
+        Action::QueueRepack { vid, mount_policy } => {
+            if let Err(e) = start_repack(scheduler, vid, mount_policy, "e2e incident").await {
+                errors.push(e.to_string());
+            }
+        }
         Action::ChangeTapeState { vid, state, reason } => {
             if let Err(e) = scheduler.change_tape_state(vid, *state, reason.as_deref(), StateChangeMode::All).await {
                 errors.push(e.to_string());
@@ -248,6 +280,25 @@ pub async fn apply(scheduler: &Scheduler, action: &Action) -> (Vec<String>, Vec<
         }
     }
     (requests, errors)
+}
+
+/// Starts the repack of tape `vid` as an operator does: the tape goes to REPACKING (`reason`),
+/// the retrieve queues of tapes leaving service are cleaned up, and a `move` repack of it is
+/// queued with `mount_policy` (the maintenance daemon's repack loop expands it).
+pub async fn start_repack(scheduler: &Scheduler, vid: &str, mount_policy: &str, reason: &str) -> Result<()> {
+    scheduler.change_tape_state(vid, TapeState::Repacking, Some(reason), StateChangeMode::All).await?;
+    scheduler.cleanup_queues().await?;
+    scheduler
+        .queue_repack(RepackSubmission {
+            vid: vid.to_string(),
+            repack_type: RepackType::Move,
+            mount_policy: mount_policy.to_string(),
+            buffer_url: None,
+            no_recall: false,
+            max_files: None,
+            storage_class: None,
+        })
+        .await
 }
 
 /// Replays `events` in order: waits on `pacer` until each one's time, applies it through

@@ -127,7 +127,7 @@ impl Shared {
         self.times.time(Op::Heartbeat, self.scheduler.db().heartbeat_mounts(&mounts, now)).await
     }
 
-    fn say(&self, line: String) {
+    pub(crate) fn say(&self, line: String) {
         if let Some(f) = &self.on_event {
             f(&format!("t={} {line}", self.timeline.now_ms() / 1000));
         }

@@ -224,7 +224,9 @@ pub async fn build(
         times: Default::default(),
         mounts: Default::default(),
     };
-    Ok(Built { daemon: Daemon::new(shared, &config.drive_names()), scheduler, sim })
+    let mut daemon = Daemon::new(shared, &config.drive_names());
+    daemon.schedule_faults(config.faults());
+    Ok(Built { daemon, scheduler, sim })
 }
 
 /// Puts on each empty cartridge of the simulated library the files the catalogue records on its

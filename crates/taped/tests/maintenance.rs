@@ -244,7 +244,11 @@ async fn https_reports_are_posted_to_servers_the_configured_ca_vouches_for() {
 #[test]
 fn a_bad_tls_ca_file_names_its_line() {
     let dir = root().join(TLS_DIR);
-    let cases = [(dir.join("no-such-ca.pem"), "cannot read"), (dir.join("server.key"), "private key"), (root().join("Cargo.toml"), "no PEM")];
+    let cases = [
+        (dir.join("no-such-ca.pem"), "cannot read"),
+        (dir.join("server.key"), "private key"),
+        (root().join("Cargo.toml"), "no PEM"),
+    ];
     for (path, why) in cases {
         let file = path.display();
         let extra = format!("\n[maintenance]\ntls_ca_file = \"{}\"\n", path.display());

@@ -128,6 +128,45 @@ async fn drive_error_puts_the_drive_down_and_loses_no_job() {
     open.close().await;
 }
 
+/// A fault of the configuration (`[[library.faults]]`) is injected when the library's clock
+/// reaches its time: its drive goes Down with the fault's message, kept in the drive register;
+/// the other drive writes everything, each file once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_fault_puts_its_drive_down_at_its_time() {
+    let at = START + 900;
+    let extra = format!("\n[[library.faults]]\nat = {at}\ndrive = \"ULT11\"\nmessage = \"configured: medium error\"\n");
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], &extra);
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 80], |_| None).await;
+    built.daemon.run_until(at * 1000 - 1, None).await.unwrap();
+    assert!(built.daemon.drives().iter().all(|d| d.status() != DriveStatus::Down), "nothing Down before");
+    built.daemon.run_until(START * 1000 + 24 * HOUR_MS, None).await.unwrap();
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s).await.unwrap();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!((disk.duplicates, disk.failures.len()), (0, 0));
+    let down = &built.daemon.drives()[0];
+    assert_eq!((down.name(), down.status()), ("ULT11", DriveStatus::Down));
+    let snap = s.catalogue().snapshot().await.unwrap();
+    assert_eq!(snap.drives["ULT11"].reason.as_deref(), Some("drive ULT11 error: configured: medium error"));
+    let lines = events.lock().unwrap().clone();
+    let line = lines.iter().find(|l| l.contains("ULT11 down")).expect("a line says the drive went Down");
+    let t: i64 = line.trim_start_matches("t=").split_whitespace().next().unwrap().parse().unwrap();
+    assert!(t >= at, "Down at {t}, not before the fault's time {at}: {line}");
+    open.close().await;
+}
+
+/// A fault for a drive the server does not run is refused with its line.
+#[test]
+fn a_fault_for_a_drive_not_run_is_refused_with_its_line() {
+    let extra = "\n[[library.faults]]\nat = 1\ndrive = \"ULT99\"\n";
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], extra);
+    let e = tapesched_taped::Config::parse(&text, &root().join("t.toml")).unwrap_err();
+    assert_eq!(e.line, Some(text.lines().count()), "{e}");
+    assert!(e.message.contains("drive ULT99 is not one of [[drives]]"), "{e}");
+}
+
 /// A drain (SIGTERM) in the middle of a batch: the file in flight is finished and reported, the
 /// rest of the batch goes back to the queue, the cartridge is unloaded, the drive is Shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
