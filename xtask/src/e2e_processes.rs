@@ -24,6 +24,7 @@ use tapesched_report::e2e::{BackendRun, E2eRecord, InvariantCheck, LatencySummar
 use tapesched_scheduler::catalogue::Catalogue;
 use tapesched_scheduler::clock::{ClockSpec, ScaledClock};
 use tapesched_scheduler::db::SchedulerDb;
+use tapesched_scheduler::repack::RepackStatus;
 use tapesched_scheduler::types::{DriveStatus, Requester, TapeState};
 use tapesched_taped::outcome::{measure, parse_lines, parse_summary_total, Latency, ReportLine, RunOutcome};
 use tapesched_taped::replay::{Action, Applied, Event};
@@ -40,10 +41,12 @@ pub const TOLERANCES: [(&str, f64, f64); 6] = [
 ];
 
 /// The workload's generated events as the producer's event lines (simulated seconds since the
-/// epoch), their reports to `report_url`; the second list says which events were skipped and why.
-pub fn producer_events(w: &Workload, generated: &[GenEvent], report_url: &str) -> Result<(Vec<Event>, Vec<String>)> {
+/// epoch), their reports to `report_url`, and the `[[library.faults]]` of the tape daemon's
+/// configuration: a drive going down is the simulated library's fault, injected by the daemon
+/// that runs the library; every other incident is an operator's action the producer takes.
+pub fn producer_events(w: &Workload, generated: &[GenEvent], report_url: &str) -> Result<(Vec<Event>, String)> {
     let mut out = Vec::new();
-    let mut skipped = Vec::new();
+    let mut faults = String::new();
     for e in generated {
         // Arrivals are queued at the second they fall in (the producer's times are seconds).
         let at = w.start + e.t_ms.div_euclid(1000);
@@ -74,17 +77,27 @@ pub fn producer_events(w: &Workload, generated: &[GenEvent], report_url: &str) -
                 state: TapeState::Disabled,
                 reason: Some("e2e incident".into()),
             },
-            EventKind::Incident(other) => {
-                skipped.push(format!(
-                    "incident at +{} s skipped (the producer has no action for it): {other:?}",
-                    e.t_ms / 1000
+            EventKind::Incident(IncidentKind::TapeFull(vid)) => Action::MarkTapeFull { vid: vid.clone() },
+            EventKind::Incident(IncidentKind::Repack { vid, mount_policy }) => {
+                Action::QueueRepack { vid: vid.clone(), mount_policy: mount_policy.clone() }
+            }
+            EventKind::Incident(IncidentKind::DriveDown(drive)) => {
+                // As lockstep injects it: the drive's next operation fails.
+                let at_exact = e.t_ms.div_euclid(1000) + w.start;
+                faults.push_str(&format!(
+                    "\n[[library.faults]]\nat = {at_exact}\ndrive = {drive:?}\nmessage = \"e2e incident: drive down\"\n"
                 ));
                 continue;
             }
         };
         out.push(Event { at, action });
     }
-    Ok((out, skipped))
+    Ok((out, faults))
+}
+
+/// Whether an event queues a request (a request the disk side then gets a report of).
+fn queues_a_request(e: &Event) -> bool {
+    matches!(e.action, Action::QueueArchive { .. } | Action::QueueRetrieve { .. })
 }
 
 /// One tolerance check over the backends' `values` of `measure`.
@@ -301,7 +314,6 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     let mut queued_counts = Vec::new();
     let origin = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64 + 3_000;
     let clock = ClockSpec::new(w.start, origin, o.factor).map_err(|e| anyhow::anyhow!("clock: {e}"))?;
-    let mut skipped_noted = false;
     let mut setups = Vec::new();
     let mut samplers = Vec::new();
     for b in &o.backends {
@@ -344,11 +356,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
         let reports = dir.join("reports.jsonl");
         let _ = std::fs::remove_file(&reports);
-        let (evs, skipped) = producer_events(w, &generated, &format!("file://{}", reports.display()))?;
-        if !skipped_noted {
-            context.extend(skipped);
-            skipped_noted = true;
-        }
+        let (evs, faults) = producer_events(w, &generated, &format!("file://{}", reports.display()))?;
         let mut lines = String::new();
         for e in &evs {
             lines.push_str(&serde_json::to_string(e)?);
@@ -367,11 +375,14 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             "\n[intervals]\nidle_ms = {}\nheartbeat_ms = {}\n",
             w.intervals.idle_ms, w.intervals.heartbeat_ms
         ));
+        config.push_str(&faults);
         std::fs::write(dir.join("config.toml"), config)?;
-        let queued: u64 = evs.iter().filter(|e| e.action.op() != "change_tape_state").count() as u64;
+        let queued: u64 = evs.iter().filter(|e| queues_a_request(e)).count() as u64;
         queued_counts.push(queued);
         setups.push((*b, dir));
     }
+    let repacks_queued =
+        generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(IncidentKind::Repack { .. }))).count() as u64;
     let wall = Instant::now();
     for (b, dir) in setups {
         let mut children = Vec::new();
@@ -428,6 +439,14 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             }
             all &= lines >= n;
         }
+        // Every request reported: the run is over once the repacks queued have ended too.
+        if all && repacks_queued > 0 {
+            for (r, sampler) in runs.iter().zip(&samplers) {
+                let repacks =
+                    runtime.block_on(sampler.db.repacks()).with_context(|| format!("backend {}", r.backend))?;
+                all &= repacks.len() as u64 >= repacks_queued && repacks.iter().all(|x| x.status.is_final());
+            }
+        }
         if all {
             break;
         }
@@ -439,7 +458,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     }
     let mut backends = Vec::new();
     let mut outcomes = Vec::new();
-    for ((r, &n), samples) in runs.iter_mut().zip(&queued_counts).zip(samples) {
+    for (((r, &n), samples), sampler) in runs.iter_mut().zip(&queued_counts).zip(samples).zip(&samplers) {
         for (_, c) in &r.children {
             sigterm(c);
         }
@@ -465,7 +484,20 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             .with_context(|| format!("backend {}: no summary total line in taped.out", r.backend))?;
         let end = reports.iter().map(|l| l.time).max().unwrap_or(w.start + w.duration as i64);
         let oc = measure(&applied, &reports, &totals, w.start, end);
+        let repacks_done = runtime
+            .block_on(sampler.db.repacks())
+            .with_context(|| format!("backend {}: its repacks", r.backend))?
+            .iter()
+            .filter(|x| x.status == RepackStatus::Complete)
+            .count() as u64;
         let mut inv = invariants(&oc, n);
+        if repacks_queued > 0 {
+            inv.push(InvariantCheck {
+                name: "every repack queued completed".into(),
+                ok: repacks_done == repacks_queued,
+                detail: format!("{repacks_done} of {repacks_queued} complete"),
+            });
+        }
         inv.push(InvariantCheck {
             name: "finished before the wall deadline".into(),
             ok: !timed_out,
@@ -490,8 +522,8 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
                 retrieved: count("retrieve", "success"),
                 failed: oc.failed,
                 duplicates: oc.duplicate_count,
-                repacks_queued: 0,
-                repacks_done: 0,
+                repacks_queued: applied.iter().filter(|a| a.op == "queue_repack" && a.errors.is_empty()).count() as u64,
+                repacks_done,
                 mounts: oc.mounts,
                 bytes: totals.bytes,
             },
@@ -541,14 +573,32 @@ mod tests {
     fn the_smoke_workload_converts_to_producer_events() {
         let (w, plan) = smoke();
         let generated = events(&w, &plan);
-        let (evs, skipped) = producer_events(&w, &generated, "file:///tmp/r.jsonl").unwrap();
-        let incidents = generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(_))).count();
-        let disabled =
-            generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(IncidentKind::TapeDisabled(_)))).count();
-        assert!(disabled > 0 && incidents > disabled, "smoke has a disabled tape and other incidents");
-        assert_eq!(evs.len(), generated.len() - incidents + disabled);
-        assert_eq!(skipped.len(), incidents - disabled);
-        assert!(skipped.iter().all(|s| s.contains("skipped")), "{skipped:?}");
+        let (evs, faults) = producer_events(&w, &generated, "file:///tmp/r.jsonl").unwrap();
+        let count = |f: fn(&IncidentKind) -> bool| {
+            generated.iter().filter(|e| matches!(&e.kind, EventKind::Incident(k) if f(k))).count()
+        };
+        let downs = count(|k| matches!(k, IncidentKind::DriveDown(_)));
+        let incidents = count(|_| true);
+        assert!(downs > 0 && incidents > downs, "smoke has a drive going down and other incidents");
+        // Every incident but the drives going down is a producer's event; those are the daemon's faults.
+        assert_eq!(evs.len(), generated.len() - downs);
+        assert_eq!(faults.matches("[[library.faults]]").count(), downs);
+        assert!(faults.contains("drive = \"ULT16\""), "{faults}");
+        for (op, kind) in [
+            ("mark_tape_full", count(|k| matches!(k, IncidentKind::TapeFull(_)))),
+            ("change_tape_state", count(|k| matches!(k, IncidentKind::TapeDisabled(_)))),
+            ("queue_repack", count(|k| matches!(k, IncidentKind::Repack { .. }))),
+        ] {
+            assert_eq!(evs.iter().filter(|e| e.action.op() == op).count(), kind, "{op}");
+        }
+        // The faults parse as a tape daemon's configuration reads them.
+        let lib = root().join("compat/mhvtl/lto9");
+        let text = format!(
+            "[backend]\nname = \"postgres\"\n[catalogue]\npostgres = true\n[library]\nkind = \"sim\"\nconfig_dir = {:?}\n[[drives]]\nname = \"ULT16\"\n{faults}",
+            lib.display().to_string()
+        );
+        let config = tapesched_taped::Config::parse(&text, &root().join("c.toml")).unwrap();
+        assert_eq!(config.faults().len(), downs);
         // Times in order, within the span (arrivals round up to the arrival tick, so the last may fall on its end).
         assert!(evs.windows(2).all(|p| p[0].at <= p[1].at));
         assert!(evs.iter().all(|e| e.at >= w.start && e.at <= w.start + w.duration as i64));
@@ -567,6 +617,37 @@ mod tests {
                 assert_eq!(report_url.as_deref(), Some("file:///tmp/r.jsonl"));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// The whole processes mode on the smoke workload, both backends at once: every invariant
+    /// must hold (each request reported exactly once, none failed, the repack completed, in
+    /// time). The tolerances between backends depend on the machine's load: printed, not
+    /// asserted.
+    #[test]
+    fn the_smoke_workload_runs_as_processes_on_both_backends() {
+        let w = Workload::read(&root().join("compat/workloads/smoke.yml")).unwrap();
+        let out = std::env::temp_dir().join(format!("e2e-processes-test-{}", std::process::id()));
+        let record = run(ProcessesOptions {
+            workload: w,
+            workload_file: "compat/workloads/smoke.yml".into(),
+            config_dir: root().join("compat/mhvtl/lto9"),
+            backends: vec![Backend::ObjectstoreRedis, Backend::Postgres],
+            factor: 600.0,
+            out: out.clone(),
+            context: vec![],
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        for b in &record.backends {
+            let failed: Vec<_> = b.invariants.iter().filter(|i| !i.ok).collect();
+            assert!(failed.is_empty(), "{}: {failed:?}", b.backend);
+            assert!(b.invariants.iter().any(|i| i.name == "every repack queued completed"), "{:?}", b.invariants);
+            assert_eq!((b.totals.repacks_queued, b.totals.repacks_done), (1, 1), "{}", b.backend);
+            assert!(b.totals.archived > 0 && b.totals.retrieved > 0, "{:?}", b.totals);
+        }
+        for t in &record.tolerances {
+            println!("{} {:?}: {}", t.measure, t.values, if t.ok { "within" } else { "outside" });
         }
     }
 

@@ -557,6 +557,18 @@ pub async fn run(opts: RunOptions, mut progress: impl FnMut(&Progress)) -> Resul
     Ok(record)
 }
 
+/// Whether every repack queued on every side has ended (Complete or Failed); true at once
+/// where none was queued.
+async fn repacks_over(sides: &[Side]) -> bool {
+    for side in sides.iter().filter(|s| s.totals.repacks_queued > 0) {
+        match side.scheduler.show_repacks().await {
+            Ok(r) if r.len() as u64 >= side.totals.repacks_queued && r.iter().all(|x| x.status.is_final()) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// The loop; returns the invariants of every side, or `None` when a divergence stopped the run.
 async fn lockstep(
     w: &Workload,
@@ -684,7 +696,11 @@ async fn lockstep(
                 mounts: s.mounts(),
             });
         }
-        if ei == evs.len() && t >= arrivals_end && sides.iter().all(|s| s.outstanding.is_empty()) {
+        if ei == evs.len()
+            && t >= arrivals_end
+            && sides.iter().all(|s| s.outstanding.is_empty())
+            && repacks_over(sides).await
+        {
             break;
         }
     }
@@ -700,12 +716,36 @@ async fn lockstep(
         side.split.add("drain", wall);
         side.wall += wall.elapsed();
         let wall = Instant::now();
-        checks.push(side.invariants().await?);
-        side.split.add("checks", wall);
-        if let Ok(r) = side.scheduler.show_repacks().await {
-            side.totals.repacks_done =
-                r.iter().filter(|r| r.status == tapesched_scheduler::repack::RepackStatus::Complete).count() as u64;
+        let mut side_checks = side.invariants().await?;
+        let repacks = side.scheduler.show_repacks().await.map_err(backend_err(&side.label))?;
+        side.totals.repacks_done =
+            repacks.iter().filter(|r| r.status == tapesched_scheduler::repack::RepackStatus::Complete).count() as u64;
+        if side.totals.repacks_queued > 0 {
+            side_checks.push(InvariantCheck {
+                name: "every repack queued completed".into(),
+                ok: side.totals.repacks_done == side.totals.repacks_queued,
+                detail: repacks
+                    .iter()
+                    .map(|r| {
+                        let c = &r.counters;
+                        let why = r.failure.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
+                        format!(
+                            "{} {}: {}/{} retrieved, {}/{} archived, {} failed{why}",
+                            r.vid,
+                            r.status,
+                            c.files_retrieved,
+                            c.files_to_retrieve,
+                            c.files_archived,
+                            c.files_to_archive,
+                            c.files_failed_retrieve + c.files_failed_archive
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
         }
+        checks.push(side_checks);
+        side.split.add("checks", wall);
     }
     let s = &sides[0];
     progress(&Progress {

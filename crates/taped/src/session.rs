@@ -12,7 +12,9 @@
 //!
 //! A drive error (the library failing a mount, write, read or unload) puts the drive CleaningUp,
 //! hands the mount's jobs back (`end_mount`: no job lost, none counted as failed), tries to take
-//! the cartridge out and puts the drive Down; the reason is kept ([`DriveSession::down_reason`])
+//! the cartridge out (once more after a failed unload) and puts the drive Down; a cartridge that
+//! stays in the drive takes its tape out of service (DISABLED, with why), and a drive whose
+//! mount fails because another drive holds the cartridge stays Up; the reason is kept ([`DriveSession::down_reason`])
 //! and said in the daemon's event lines. A full tape is marked full in the catalogue, so that the
 //! next decision chooses the pool's next tape. A drain finishes the file in flight, reports, hands
 //! the rest back, unloads and puts the drive in Shutdown.
@@ -25,12 +27,13 @@ use std::sync::Arc;
 
 use tapesched_library::sim::SimLibrary;
 use tapesched_library::Library;
+use tapesched_library::LibraryError;
 use tapesched_scheduler::catalogue::CatalogueEdit;
 use tapesched_scheduler::db::{MountJob, Outcome};
 use tapesched_scheduler::failpoint;
-use tapesched_scheduler::scheduler::{Scheduler, TapeSession};
-use tapesched_scheduler::types::{DriveStatus, JobId, MountId, MountType};
-use tapesched_scheduler::Result;
+use tapesched_scheduler::scheduler::{Scheduler, StateChangeMode, TapeSession};
+use tapesched_scheduler::types::{DriveStatus, JobId, MountId, MountType, TapeState};
+use tapesched_scheduler::{ErrorKind, Result};
 
 use crate::data::{self, DataPath, Transfer};
 use crate::timing::{Op, OpTimes};
@@ -258,6 +261,22 @@ impl DriveSession {
         Ok(())
     }
 
+    /// A cartridge that could not be taken out of a drive: its tape leaves service (DISABLED,
+    /// with why), so that other drives do not go Down one after the other trying to mount it;
+    /// its queued retrieves go to other copies at the next queue cleanup. An operator enables
+    /// it again once the cartridge is out.
+    async fn cartridge_left(&mut self, sh: &Shared, vid: &str, why: &str) -> Result<()> {
+        let reason = format!("cartridge left in drive {}: {why}", self.name);
+        sh.say(format!("{} tape {vid} disabled: {reason}", self.name));
+        let change = sh.scheduler.change_tape_state(vid, TapeState::Disabled, Some(&reason), StateChangeMode::All);
+        match change.await {
+            Ok(_) => Ok(()),
+            // Already out of service (another drive saw it first, or an operator): nothing to do.
+            Err(e) if matches!(e.kind, ErrorKind::InvalidArgument | ErrorKind::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn go_down(&mut self, sh: &Shared, reason: String) -> Result<()> {
         sh.say(format!("{} down: {reason}", self.name));
         sh.times.time(Op::DriveStatus, sh.scheduler.report_drive_down(&self.name, &reason)).await?;
@@ -367,8 +386,20 @@ impl DriveSession {
         };
         self.set_status(sh, DriveStatus::Mounting, Some(&session)).await?;
         if let Err(e) = sh.times.time(Op::Library, sh.library.mount(&barcode, &self.name)).await {
-            self.stats.drive_errors += 1;
             self.end_mount(sh, session).await?;
+            if let LibraryError::CartridgeInDrive { drive, .. } = &e {
+                if *drive != self.name {
+                    // Not this drive's fault: the tape is held by another drive (one that went
+                    // Down with it). The tape leaves service so that no drive tries again; this
+                    // one stays Up.
+                    sh.say(format!("{} mount of {barcode}: {e}", self.name));
+                    self.cartridge_left(sh, &spec.vid, &e.to_string()).await?;
+                    self.phase = Phase::Up;
+                    self.next_at_ms = sh.timeline.free_ms(&self.name);
+                    return Ok(());
+                }
+            }
+            self.stats.drive_errors += 1;
             return self.go_down(sh, format!("mount of {barcode}: {e}")).await;
         }
         self.stats.mounts += 1;
@@ -528,10 +559,14 @@ impl DriveSession {
             End::DriveError(reason) => {
                 self.stats.drive_errors += 1;
                 self.set_status(sh, DriveStatus::CleaningUp, Some(&m.session)).await?;
+                let vid = m.session.spec.vid.clone();
                 self.end_mount(sh, m.session).await?;
                 let left = match sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     Ok(()) => String::new(),
-                    Err(e) => format!("; the cartridge could not be taken out: {e}"),
+                    Err(e) => {
+                        self.cartridge_left(sh, &vid, &e.to_string()).await?;
+                        format!("; the cartridge could not be taken out: {e}")
+                    }
                 };
                 self.go_down(sh, format!("{reason}{left}")).await
             }
@@ -544,9 +579,20 @@ impl DriveSession {
                 sh.say(format!("{} end of mount {} ({what})", self.name, m.session.spec.vid));
                 self.set_status(sh, DriveStatus::Unloading, Some(&m.session)).await?;
                 if let Err(e) = sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
+                    // As CTA's cleaner session: the drive is cleaned up (one more attempt to take
+                    // the cartridge out) and goes Down either way.
                     self.stats.drive_errors += 1;
+                    self.set_status(sh, DriveStatus::CleaningUp, Some(&m.session)).await?;
+                    let vid = m.session.spec.vid.clone();
                     self.end_mount(sh, m.session).await?;
-                    return self.go_down(sh, format!("unload: {e}")).await;
+                    let left = match sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
+                        Ok(()) => String::from("; the cartridge was taken out on the second attempt"),
+                        Err(e2) => {
+                            self.cartridge_left(sh, &vid, &e2.to_string()).await?;
+                            format!("; the cartridge could not be taken out: {e2}")
+                        }
+                    };
+                    return self.go_down(sh, format!("unload: {e}{left}")).await;
                 }
                 self.phase = Phase::Unloading(m);
                 self.next_at_ms = sh.timeline.free_ms(&self.name);

@@ -157,6 +157,35 @@ async fn a_configured_fault_puts_its_drive_down_at_its_time() {
     open.close().await;
 }
 
+/// A cartridge stuck in its drive (`stuck_on_unload`): the drive goes Down after a second
+/// attempt to take it out, and the tape leaves service (DISABLED, with why) so that no other
+/// drive goes Down trying to mount it; the other drive writes everything, each file once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_cartridge_takes_its_drive_down_and_its_tape_out_of_service() {
+    let extra = format!("\n[[library.faults]]\nat = {}\ndrive = \"ULT11\"\nkind = \"stuck_on_unload\"\n", START + 60);
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], &extra);
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 80], |_| None).await;
+    built.daemon.run_until(START * 1000 + 24 * HOUR_MS, None).await.unwrap();
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s).await.unwrap();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!((disk.duplicates, disk.failures.len()), (0, 0));
+    let lines = events.lock().unwrap().clone();
+    let down = &built.daemon.drives()[0];
+    assert_eq!((down.name(), down.status()), ("ULT11", DriveStatus::Down), "{lines:#?}");
+    assert!(down.down_reason().unwrap().contains("could not be taken out"), "{:?}", down.down_reason());
+    let line = lines.iter().find(|l| l.contains("ULT11 tape ") && l.contains(" disabled: ")).expect("a tape disabled");
+    let vid = line.split_whitespace().nth(3).unwrap().to_string();
+    let snap = s.catalogue().snapshot().await.unwrap();
+    let tape = &snap.tapes[&vid];
+    assert_eq!(tape.state, tapesched_scheduler::types::TapeState::Disabled, "{tape:?}");
+    assert!(tape.state_reason.as_deref().unwrap_or_default().contains("cartridge left in drive ULT11"), "{tape:?}");
+    assert!(lines.iter().all(|l| !l.contains("ULT12 down")), "{lines:#?}");
+    open.close().await;
+}
+
 /// A fault for a drive the server does not run is refused with its line.
 #[test]
 fn a_fault_for_a_drive_not_run_is_refused_with_its_line() {
