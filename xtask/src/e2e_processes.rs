@@ -82,10 +82,10 @@ pub fn producer_events(w: &Workload, generated: &[GenEvent], report_url: &str) -
                 Action::QueueRepack { vid: vid.clone(), mount_policy: mount_policy.clone() }
             }
             EventKind::Incident(IncidentKind::DriveDown(drive)) => {
-                // As lockstep injects it: the drive's next operation fails.
-                let at_exact = e.t_ms.div_euclid(1000) + w.start;
+                // As lockstep injects it: the drive's next operation fails. (Drive names are the
+                // library's, checked plain names: quoted as TOML reads them.)
                 faults.push_str(&format!(
-                    "\n[[library.faults]]\nat = {at_exact}\ndrive = {drive:?}\nmessage = \"e2e incident: drive down\"\n"
+                    "\n[[library.faults]]\nat = {at}\ndrive = {drive:?}\nmessage = \"e2e incident: drive down\"\n"
                 ));
                 continue;
             }

@@ -420,6 +420,9 @@ impl Config {
                 let message = format!("[[library.faults]]: drive {} is not one of [[drives]]", f.drive.get_ref());
                 return Err(self.err_at(&f.drive, message));
             }
+            if f.kind != FaultKind::DriveError && f.message.is_some() {
+                return Err(self.err_at(&f.drive, "[[library.faults]]: `message` is for kind = \"drive_error\" only"));
+            }
         }
         if self.workload.is_some() && self.library.kind != LibraryKind::Sim {
             return Err(ConfigError::new(&self.source, None, "[workload] is for the simulated library only"));

@@ -4,8 +4,7 @@
 //! The harness converts its generated workload into [`Event`]s: a simulated time (`at`, seconds
 //! since the Unix epoch, on the run's scaled clock) and an [`Action`] (queue archives, queue a
 //! retrieve, mark a tape full, start a repack, change a tape's state). One event is one JSON
-//! object per line, its action's fields
-//! beside `at` and `op`:
+//! object per line, its action's fields beside `at` and `op`:
 //!
 //! ```text
 //! {"at":1767225600,"op":"queue_archive","storage_class":"sc_pool_a","size":5000000000,"count":100,"report_url":"file:///tmp/r.jsonl"}
@@ -269,7 +268,7 @@ pub async fn apply(scheduler: &Scheduler, action: &Action) -> (Vec<String>, Vec<
             }
         }
         Action::QueueRepack { vid, mount_policy } => {
-            if let Err(e) = start_repack(scheduler, vid, mount_policy, "e2e incident").await {
+            if let Err(e) = start_repack(scheduler, vid, mount_policy, "repack started by a producer").await {
                 errors.push(e.to_string());
             }
         }

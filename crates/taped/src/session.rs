@@ -12,12 +12,13 @@
 //!
 //! A drive error (the library failing a mount, write, read or unload) puts the drive CleaningUp,
 //! hands the mount's jobs back (`end_mount`: no job lost, none counted as failed), tries to take
-//! the cartridge out (once more after a failed unload) and puts the drive Down; a cartridge that
-//! stays in the drive takes its tape out of service (DISABLED, with why), and a drive whose
-//! mount fails because another drive holds the cartridge stays Up; the reason is kept ([`DriveSession::down_reason`])
-//! and said in the daemon's event lines. A full tape is marked full in the catalogue, so that the
-//! next decision chooses the pool's next tape. A drain finishes the file in flight, reports, hands
-//! the rest back, unloads and puts the drive in Shutdown.
+//! the cartridge out (once more after a failed unload) and puts the drive Down; the reason is
+//! kept ([`DriveSession::down_reason`], and in the drive register) and said in the daemon's event
+//! lines. A cartridge that stays in the drive takes its tape out of service (DISABLED, with why),
+//! and a drive whose mount fails because another drive holds the cartridge stays Up. A full tape
+//! is marked full in the catalogue, so that the next decision chooses the pool's next tape. A
+//! drain finishes the file in flight, reports, hands the rest back, unloads and puts the drive in
+//! Shutdown.
 //!
 //! Each step returns after at most one timed library operation: [`DriveSession::next_at_ms`] is
 //! when the drive is free again (the simulator's "free at"), or when an idle drive asks again.

@@ -124,6 +124,9 @@ async fn replay_applies_each_event_at_its_time_and_records_refusals() {
         format!("{{\"at\":{},\"op\":\"queue_archive\",\"storage_class\":\"sc_pool_a\",\"size\":1000,\"count\":3}}", START + 10),
         format!("{{\"at\":{},\"op\":\"queue_archive\",\"storage_class\":\"no_such_class\",\"size\":1000}}", START + 20),
         format!("{{\"at\":{},\"op\":\"change_tape_state\",\"vid\":\"V00109\",\"state\":\"DISABLED\",\"reason\":\"test\"}}", START + 20),
+        format!("{{\"at\":{},\"op\":\"mark_tape_full\",\"vid\":\"V00101\"}}", START + 30),
+        format!("{{\"at\":{},\"op\":\"queue_repack\",\"vid\":\"V00102\",\"mount_policy\":\"mp\"}}", START + 30),
+        format!("{{\"at\":{},\"op\":\"queue_repack\",\"vid\":\"V00103\",\"mount_policy\":\"nope\"}}", START + 30),
         format!("{{\"at\":{},\"op\":\"queue_archive\",\"storage_class\":\"sc_pool_b\",\"size\":7,\"first_archive_file_id\":500}}", START + 3_600),
         format!("{{\"at\":{},\"op\":\"queue_archive\",\"storage_class\":\"sc_pool_b\",\"size\":7}}", START + 7_200),
     ];
@@ -134,13 +137,16 @@ async fn replay_applies_each_event_at_its_time_and_records_refusals() {
     let end = replay(&s, &*pacer, &events, &mut rx, &mut |a| applied.push(a)).await;
     // The last event is due after the stop: cancelled before it, nothing of it applied.
     assert_eq!(end, ReplayEnd::Cancelled);
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 7);
     assert_eq!(
         applied.iter().map(|a| (a.at, a.time)).collect::<Vec<_>>(),
         vec![
             (START + 10, START + 10),
             (START + 20, START + 20),
             (START + 20, START + 20),
+            (START + 30, START + 30),
+            (START + 30, START + 30),
+            (START + 30, START + 30),
             (START + 3_600, START + 3_600)
         ]
     );
@@ -149,9 +155,17 @@ async fn replay_applies_each_event_at_its_time_and_records_refusals() {
     assert!(applied[1].requests.is_empty());
     assert!(applied[1].errors[0].contains("no_such_class"), "{:?}", applied[1].errors);
     assert_eq!((applied[2].op.as_str(), applied[2].errors.len()), ("change_tape_state", 0));
-    assert_eq!(applied[3].requests, vec!["archive:500".to_string()]);
+    assert_eq!((applied[3].op.as_str(), applied[3].errors.len()), ("mark_tape_full", 0));
+    assert_eq!((applied[4].op.as_str(), applied[4].errors.clone()), ("queue_repack", vec![]));
+    assert_eq!(applied[5].op, "queue_repack");
+    assert!(applied[5].errors[0].contains("nope"), "an unknown mount policy is refused: {:?}", applied[5].errors);
+    assert_eq!(applied[6].requests, vec!["archive:500".to_string()]);
     let snap = s.catalogue().snapshot().await.unwrap();
     assert_eq!(snap.tapes["V00109"].state, TapeState::Disabled);
+    assert!(snap.tapes["V00101"].full);
+    assert_eq!(snap.tapes["V00102"].state, TapeState::Repacking);
+    let repacks = s.show_repacks().await.unwrap();
+    assert_eq!(repacks.iter().map(|r| r.vid.as_str()).collect::<Vec<_>>(), ["V00102"]);
     assert_eq!(clock.now(), START + 3_600);
     let queued: u64 = s.show_queues().await.unwrap().iter().map(|q| q.files_queued).sum();
     assert_eq!(queued, 4);
