@@ -237,17 +237,18 @@ fn run(backend: &str, backend_section: &str, db_url: &str, schema: &str, kill: b
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn processes_on_a_scaled_clock_archive_everything_once_on_postgres() {
+/// [`run`] on PostgreSQL, in a schema of its own (removed at the end).
+fn on_postgres(kill: bool) {
     let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
     let schema = tapesched_testkit::unique_name("procs");
     let _guard = SchemaGuard::new(url.clone(), schema.clone());
     let section = format!("[backend]\nname = \"postgres\"\ndatabase_url = \"{url}\"\nschema = \"{schema}\"\n");
-    run("postgres", &section, &url, &schema, false);
+    run("postgres", &section, &url, &schema, kill);
 }
 
-#[test]
-fn processes_on_a_scaled_clock_archive_everything_once_on_objectstore_redis() {
+/// [`run`] on objectstore-redis, in a key prefix and a catalogue schema of its own (removed at
+/// the end).
+fn on_objectstore_redis(kill: bool) {
     let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
     let redis = tapesched_testkit::redis_url().expect("a Redis server");
     let name = tapesched_testkit::unique_name("procs");
@@ -257,30 +258,27 @@ fn processes_on_a_scaled_clock_archive_everything_once_on_objectstore_redis() {
     let section = format!(
         "[backend]\nname = \"objectstore-redis\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\ndatabase_url = \"{url}\"\nschema = \"{name}\"\n"
     );
-    run("objectstore-redis", &section, &url, &name, false);
+    run("objectstore-redis", &section, &url, &name, kill);
+}
+
+#[test]
+fn processes_on_a_scaled_clock_archive_everything_once_on_postgres() {
+    on_postgres(false);
+}
+
+#[test]
+fn processes_on_a_scaled_clock_archive_everything_once_on_objectstore_redis() {
+    on_objectstore_redis(false);
 }
 
 #[test]
 fn a_tape_daemon_killed_in_a_mount_is_collected_and_replaced_on_postgres() {
-    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
-    let schema = tapesched_testkit::unique_name("procs_kill");
-    let _guard = SchemaGuard::new(url.clone(), schema.clone());
-    let section = format!("[backend]\nname = \"postgres\"\ndatabase_url = \"{url}\"\nschema = \"{schema}\"\n");
-    run("postgres", &section, &url, &schema, true);
+    on_postgres(true);
 }
 
 #[test]
 fn a_tape_daemon_killed_in_a_mount_is_collected_and_replaced_on_objectstore_redis() {
-    let url = tapesched_testkit::postgres_url().expect("a PostgreSQL server");
-    let redis = tapesched_testkit::redis_url().expect("a Redis server");
-    let name = tapesched_testkit::unique_name("procs_kill");
-    let prefix = format!("{name}:");
-    let _guard = SchemaGuard::new(url.clone(), name.clone());
-    let _clear = ClearOnDrop(RedisSettings::new(redis.clone(), prefix.clone()));
-    let section = format!(
-        "[backend]\nname = \"objectstore-redis\"\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\ndatabase_url = \"{url}\"\nschema = \"{name}\"\n"
-    );
-    run("objectstore-redis", &section, &url, &name, true);
+    on_objectstore_redis(true);
 }
 
 /// Bad input to the processes mode exits 2 with what is wrong (no server needed: each is refused
