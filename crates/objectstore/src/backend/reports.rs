@@ -126,10 +126,12 @@ impl ObjectstoreDb {
             }
         }
         self.add_pointers(moves, now).await?;
-        // The report queues updated side by side (one retrieve report queue per tape), each under
-        // its own lock; a task never holds two queue locks, so they cannot deadlock.
-        let removed = join_all(removals.iter().map(|(key, targets)| self.remove_pointers(key, targets, now))).await;
-        removed.into_iter().collect::<Result<Vec<()>>>()?;
+        // One report queue after the other. Side by side (`join_all`), the stress day's report
+        // delivery took 381 s instead of 73 (measured on 2026-12-05): a queue emptied by the
+        // removal is taken out of the root entry, which every such queue then updates at once.
+        for (key, targets) in &removals {
+            self.remove_pointers(key, targets, now).await?;
+        }
         self.log_own(&names, false, now).await
     }
 
