@@ -100,6 +100,10 @@ pub struct Config {
     /// Work queued at the start of a simulated run (`taped --simulate-for`), sim library only.
     #[serde(default)]
     pub workload: Option<WorkloadConfig>,
+    /// The maintenance daemon's section: accepted, so that one file serves both daemons, and
+    /// checked by `config check` ([`crate::maintenance::MaintenanceConfig`]); taped ignores it.
+    #[serde(default, rename = "maintenance")]
+    _maintenance: Option<toml::Value>,
     /// The file the configuration was read from (relative paths are resolved against its
     /// directory); set by [`Config::parse`].
     #[serde(skip)]

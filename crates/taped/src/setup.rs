@@ -166,10 +166,13 @@ pub async fn check_library(
     Ok(map)
 }
 
-/// `tapesched config check FILE`: parses the file, builds the library, loads the catalogue and
-/// checks drives and cartridges; the backend is not opened. Returns a one-line description.
+/// `tapesched config check FILE`: parses the file (the `[maintenance]` section as the
+/// maintenance daemon reads it too), builds the library, loads the catalogue and checks drives
+/// and cartridges; the backend is not opened. Returns a one-line description.
 pub async fn check(path: &Path) -> Result<String, SetupError> {
     let config = Config::read(path)?;
+    // The maintenance daemon's settings too (its loops, report batch, CA file), when present.
+    crate::maintenance::MaintenanceConfig::parse(&config.text, path)?;
     let catalogue = catalogue(&config).await?;
     let (library, _, _) = library(&config, 0)?;
     let barcodes = check_library(&config, &*library, &*catalogue).await?;

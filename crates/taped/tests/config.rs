@@ -29,6 +29,23 @@ async fn the_committed_example_is_good() {
     assert!(line.contains("6 drive(s)") && line.contains("16 tape(s)"), "{line}");
 }
 
+/// One file serves both daemons: taped accepts the `[maintenance]` section, and `config check`
+/// checks it as the maintenance daemon reads it (a CA file that cannot be read, with its line).
+#[tokio::test]
+async fn the_maintenance_section_is_accepted_and_checked() {
+    let d = scratch("maintenance");
+    let good = "\n[maintenance]\nreport_batch = 100\n[maintenance.reports]\ninterval_ms = 5000\n";
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", LTO9, good);
+    Config::parse(&text, &d.join("taped.toml")).expect("taped accepts [maintenance]");
+    check_text(&d, &text).await.expect("good");
+    let bad = "\n[maintenance]\ntls_ca_file = \"no-such-ca.pem\"\n";
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", LTO9, bad);
+    let e = check_text(&d, &text).await.unwrap_err();
+    let line = text.lines().count();
+    assert!(e.contains(&format!("taped.toml:{line}: maintenance.tls_ca_file")) && e.contains("cannot read"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[tokio::test]
 async fn a_good_configuration_passes() {
     let d = scratch("good");
