@@ -262,18 +262,24 @@ impl DriveSession {
         Ok(())
     }
 
-    /// A cartridge that could not be taken out of a drive: its tape leaves service (DISABLED,
-    /// with why), so that other drives do not go Down one after the other trying to mount it;
-    /// its queued retrieves go to other copies at the next queue cleanup. An operator enables
-    /// it again once the cartridge is out.
-    async fn cartridge_left(&mut self, sh: &Shared, vid: &str, why: &str) -> Result<()> {
-        let reason = format!("cartridge left in drive {}: {why}", self.name);
-        sh.say(format!("{} tape {vid} disabled: {reason}", self.name));
-        let change = sh.scheduler.change_tape_state(vid, TapeState::Disabled, Some(&reason), StateChangeMode::All);
-        match change.await {
+    /// A cartridge that could not be taken out of drive `holder`: its tape leaves service
+    /// (ACTIVE -> DISABLED, REPACKING -> REPACKING_DISABLED, with why), so that other drives do not
+    /// go Down one after the other trying to mount it; its queued retrieves go to other copies at
+    /// the next queue cleanup. A tape already out of service (another drive or an operator saw to
+    /// it) keeps its state and reason. An operator enables it again once the cartridge is out.
+    async fn cartridge_left(&self, sh: &Shared, vid: &str, holder: &str, why: &str) -> Result<()> {
+        let snap = sh.scheduler.catalogue().snapshot().await?;
+        let wanted = match snap.tapes.get(vid).map(|t| t.state) {
+            Some(TapeState::Active) => TapeState::Disabled,
+            Some(TapeState::Repacking) => TapeState::RepackingDisabled,
+            _ => return Ok(()),
+        };
+        let reason = format!("cartridge left in drive {holder}: {why}");
+        sh.say(format!("{} tape {vid} {}: {reason}", self.name, wanted.as_str().to_lowercase()));
+        match sh.scheduler.change_tape_state(vid, wanted, Some(&reason), StateChangeMode::All).await {
             Ok(_) => Ok(()),
-            // Already out of service (another drive saw it first, or an operator): nothing to do.
-            Err(e) if matches!(e.kind, ErrorKind::InvalidArgument | ErrorKind::Conflict) => Ok(()),
+            // Changed meanwhile by someone else: theirs stands.
+            Err(e) if e.kind == ErrorKind::StateTransitionRefused => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -394,7 +400,7 @@ impl DriveSession {
                     // Down with it). The tape leaves service so that no drive tries again; this
                     // one stays Up.
                     sh.say(format!("{} mount of {barcode}: {e}", self.name));
-                    self.cartridge_left(sh, &spec.vid, &e.to_string()).await?;
+                    self.cartridge_left(sh, &spec.vid, drive, &e.to_string()).await?;
                     self.phase = Phase::Up;
                     self.next_at_ms = sh.timeline.free_ms(&self.name);
                     return Ok(());
@@ -565,7 +571,7 @@ impl DriveSession {
                 let left = match sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                     Ok(()) => String::new(),
                     Err(e) => {
-                        self.cartridge_left(sh, &vid, &e.to_string()).await?;
+                        self.cartridge_left(sh, &vid, &self.name, &e.to_string()).await?;
                         format!("; the cartridge could not be taken out: {e}")
                     }
                 };
@@ -589,7 +595,7 @@ impl DriveSession {
                     let left = match sh.times.time(Op::Library, sh.library.dismount(&self.name)).await {
                         Ok(()) => String::from("; the cartridge was taken out on the second attempt"),
                         Err(e2) => {
-                            self.cartridge_left(sh, &vid, &e2.to_string()).await?;
+                            self.cartridge_left(sh, &vid, &self.name, &e2.to_string()).await?;
                             format!("; the cartridge could not be taken out: {e2}")
                         }
                     };
