@@ -20,10 +20,14 @@ pub const USAGE: &str = "usage: cargo xtask e2e --config DIR --workload FILE --o
 
 /// What `cargo xtask e2e --help` prints after the usage line: exactly the options that exist.
 pub const HELP: &str =
-    "  --library sim|mhvtl        the library: the simulator built from --config (default sim); mhvtl
-                             needs mhVTL on this host
+    "  --library sim|mhvtl        the library: the simulator built from --config (default sim); mhvtl:
+                             this host's mhVTL devices, in the processes mode at factor 1 (wall-
+                             clock time), the backends one after the other, the library readied
+                             before each (drives emptied, the workload's tapes erased, their
+                             prefilled files written)
   --config DIR               an mhVTL configuration (device.conf, library_contents.N), e.g.
-                             compat/mhvtl/lto9/
+                             compat/mhvtl/lto9/; with mhvtl this host's (/etc/mhvtl): its drives
+                             in device.conf order are the library's drives nst0, nst1, ...
   --workload FILE            a workload (compat/workloads/*.yml)
   --backends LIST            comma-separated: objectstore-memory, objectstore-redis, postgres,
                              bridge:LEGACY:TARGET:STAGE (default objectstore-redis,postgres)
@@ -31,7 +35,8 @@ pub const HELP: &str =
                              mount decision compared (default); processes: per backend, at the
                              same time, a producer, a tape daemon and a maintenance daemon as
                              real processes on one scaled clock (objectstore-redis, postgres)
-  --factor F                 processes mode: simulated seconds per wall second (default 600)
+  --factor F                 processes mode: simulated seconds per wall second (default 600;
+                             1 with mhvtl)
                              The processes mode compares the backends' mounts per hour and files
                              per mount (within max(50 %, 1 resp. 2)), archive and retrieve latency
                              p50 (within max(50 %, 300 s)) and p99 (max(50 %, 600 s)), and checks
@@ -53,8 +58,8 @@ fn parse(args: &[String]) -> Result<Args> {
     let mut library = "sim".to_string();
     let (mut config, mut workload, mut out) = (None, None, None);
     let mut backends = "objectstore-redis,postgres".to_string();
-    let mut mode = "lockstep".to_string();
-    let mut factor = 600.0;
+    let mut mode = None;
+    let mut factor = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value\n{USAGE}"));
@@ -63,12 +68,12 @@ fn parse(args: &[String]) -> Result<Args> {
             "--config" => config = Some(PathBuf::from(value()?)),
             "--workload" => workload = Some(PathBuf::from(value()?)),
             "--backends" => backends = value()?,
-            "--mode" => mode = value()?,
+            "--mode" => mode = Some(value()?),
             "--factor" => {
                 let v = value()?;
-                factor = v.parse().ok().filter(|f: &f64| f.is_finite() && *f > 0.0).with_context(|| {
+                factor = Some(v.parse().ok().filter(|f: &f64| f.is_finite() && *f > 0.0).with_context(|| {
                     format!("--factor {v:?}: must be a positive number of simulated seconds per wall second")
-                })?;
+                })?);
             }
             "--out" => out = Some(PathBuf::from(value()?)),
             other => bail!("unknown option {other:?}\n{USAGE}"),
@@ -77,9 +82,23 @@ fn parse(args: &[String]) -> Result<Args> {
     if !matches!(library.as_str(), "sim" | "mhvtl") {
         bail!("--library {library:?}: must be sim or mhvtl");
     }
+    // mhVTL's devices run in wall-clock time: the processes mode at factor 1 only.
+    let mhvtl = library == "mhvtl";
+    let mode = mode.unwrap_or_else(|| if mhvtl { "processes" } else { "lockstep" }.to_string());
     if !matches!(mode.as_str(), "lockstep" | "processes") {
         bail!("--mode {mode:?}: must be lockstep or processes");
     }
+    if mhvtl && mode == "lockstep" {
+        bail!("--library mhvtl --mode lockstep: lockstep runs on simulated time, which real devices do not follow; mhVTL runs in the processes mode (the default with --library mhvtl)");
+    }
+    let factor = match factor {
+        Some(f) if mhvtl && f != 1.0 => {
+            bail!("--factor {f}: mhVTL's devices run in wall-clock time (factor 1, the default with --library mhvtl)")
+        }
+        Some(f) => f,
+        None if mhvtl => 1.0,
+        None => 600.0,
+    };
     let backends = Backend::parse_list(&backends).map_err(|e| anyhow::anyhow!("--backends: {}", e.message))?;
     if backends.is_empty() {
         bail!("--backends: no backend named");
@@ -98,11 +117,14 @@ fn parse(args: &[String]) -> Result<Args> {
 /// Runs `cargo xtask e2e ARGS`.
 pub fn main(args: &[String]) -> Result<()> {
     let a = parse(args)?;
-    if a.library == "mhvtl" {
+    let library = if a.library == "mhvtl" {
         // Stops here on a host without mhVTL, saying what was looked for.
-        tapesched_library::mhvtl::MhvtlLibrary::discover().map_err(|e| anyhow::anyhow!("--library mhvtl: {e}"))?;
-        bail!("--library mhvtl: the lockstep mode runs on the simulated library only; the processes mode also runs the simulated library only (mhVTL's real devices are not yet driven by this command)");
-    }
+        let lib =
+            tapesched_library::mhvtl::MhvtlLibrary::discover().map_err(|e| anyhow::anyhow!("--library mhvtl: {e}"))?;
+        crate::e2e_processes::E2eLibrary::Mhvtl(std::sync::Arc::new(lib))
+    } else {
+        crate::e2e_processes::E2eLibrary::Sim
+    };
     if a.mode == "processes" {
         if let Some(b) = a.backends.iter().find(|b| !matches!(b, Backend::ObjectstoreRedis | Backend::Postgres)) {
             bail!("--backends {b}: the processes mode runs objectstore-redis and postgres only");
@@ -123,6 +145,7 @@ pub fn main(args: &[String]) -> Result<()> {
             workload,
             workload_file: a.workload.display().to_string(),
             config_dir: a.config.clone(),
+            library,
             backends: a.backends.clone(),
             factor: a.factor,
             out: a.out.clone(),
@@ -283,6 +306,13 @@ mod tests {
         let a = parse(&args("--config c --workload w --out o")).unwrap();
         assert_eq!(a.backends, vec![Backend::ObjectstoreRedis, Backend::Postgres]);
         assert_eq!((a.library.as_str(), a.mode.as_str()), ("sim", "lockstep"));
+        // mhVTL: the processes mode in wall-clock time, by default and only.
+        let a = parse(&args("--library mhvtl --config c --workload w --out o")).unwrap();
+        assert_eq!((a.mode.as_str(), a.factor), ("processes", 1.0));
+        let e = parse(&args("--library mhvtl --mode lockstep --config c --workload w --out o")).err().unwrap();
+        assert!(e.to_string().contains("mhVTL runs in the processes mode"), "{e}");
+        let e = parse(&args("--library mhvtl --factor 600 --config c --workload w --out o")).err().unwrap();
+        assert!(e.to_string().contains("--factor 600: mhVTL's devices run in wall-clock time"), "{e}");
     }
 
     #[test]

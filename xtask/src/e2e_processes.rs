@@ -1,9 +1,11 @@
 //! `cargo xtask e2e --mode processes`: the workload played by real processes, one set per
-//! backend (a producer `tapesched produce`, a tape daemon `taped --clock` on the simulated library
-//! and a maintenance daemon `maintenance --clock`), every backend at the same time on one scaled
-//! clock, each with its own PostgreSQL catalogue schema (and Redis key prefix), all removed at the
-//! end. The run's measures (`tapesched_taped::outcome::measure`) per backend fill an
-//! [`E2eRecord`] of mode "processes"; the backends are compared within stated tolerances.
+//! backend (a producer `tapesched produce`, a tape daemon `taped` and a maintenance daemon
+//! `maintenance --clock`), each with its own PostgreSQL catalogue schema (and Redis key prefix),
+//! all removed at the end. On the simulated library every backend runs at the same time on one
+//! scaled clock (`taped --clock`); on mhVTL's devices ([`crate::e2e_mhvtl`]) the backends take
+//! turns on the one library, in wall-clock time. The run's measures
+//! (`tapesched_taped::outcome::measure`) per backend fill an [`E2eRecord`] of mode "processes";
+//! the backends are compared within stated tolerances.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,6 +157,17 @@ fn summary_of(l: &Latency) -> LatencySummary {
     tapesched_e2e::record::latency_summary(&mut values)
 }
 
+/// The library a processes run drives.
+pub enum E2eLibrary {
+    /// The simulator built from the mhVTL configuration, on the scaled clock (every backend at
+    /// the same time: each tape daemon runs a library of its own).
+    Sim,
+    /// The real devices of this mhVTL host, in wall-clock time (factor 1). The backends take
+    /// turns, since they share the one library; before each turn the library is readied
+    /// ([`crate::e2e_mhvtl::prepare`]).
+    Mhvtl(std::sync::Arc<tapesched_library::mhvtl::MhvtlLibrary>),
+}
+
 /// The options of a processes run.
 pub struct ProcessesOptions {
     /// The workload.
@@ -163,6 +176,8 @@ pub struct ProcessesOptions {
     pub workload_file: String,
     /// The library's mhVTL configuration.
     pub config_dir: PathBuf,
+    /// The library.
+    pub library: E2eLibrary,
     /// The backends.
     pub backends: Vec<Backend>,
     /// Simulated seconds per wall second.
@@ -254,24 +269,74 @@ fn binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Runs the workload as processes on every backend at once and returns the record.
+/// One backend of the run, set up: its namespaces hold the catalogue, its directory will hold
+/// the processes' files.
+struct Setup {
+    backend: Backend,
+    dir: PathBuf,
+    /// The `[backend]` section of its configuration.
+    section: String,
+    sampler: Sampler,
+}
+
+/// What one backend's turn gave.
+struct Played {
+    run: BackendRun,
+    outcome: RunOutcome,
+}
+
+/// The unix second of the wall clock, a few seconds ahead (the processes' start-up).
+fn wall_start_s() -> Result<i64> {
+    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64 + 3)
+}
+
+/// Runs the workload as processes on every backend (at once on the simulator, in turn on
+/// mhVTL) and returns the record.
 pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     if !(o.factor.is_finite() && o.factor > 0.0) {
         bail!("--factor {}: must be a positive number", o.factor);
     }
+    let mhvtl = match &o.library {
+        E2eLibrary::Sim => None,
+        E2eLibrary::Mhvtl(lib) => Some(lib.clone()),
+    };
+    if mhvtl.is_some() && o.factor != 1.0 {
+        bail!("--factor {}: mhVTL's devices run in wall-clock time (factor 1)", o.factor);
+    }
     let w = &o.workload;
-    let plan = Plan::new(&o.config_dir, w)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut context = o.context.clone();
+    let mut plan = Plan::new(&o.config_dir, w)?;
+    // The library's cartridges: from library_contents for the simulator, from the robot on mhVTL.
+    let barcodes: Vec<String> = match &mhvtl {
+        None => tapesched_library::config::LibraryContents::read(
+            &o.config_dir.join(format!("library_contents.{}", w.library_id)),
+        )
+        .map_err(|e| anyhow::anyhow!("library configuration: {e}"))?
+        .barcodes()
+        .map(str::to_string)
+        .collect(),
+        Some(lib) => {
+            let inventory = runtime
+                .block_on(tapesched_library::Library::inventory(&**lib))
+                .context("--library mhvtl: reading the library's inventory")?;
+            let names = crate::e2e_mhvtl::map_drives(&plan, &inventory)?;
+            crate::e2e_mhvtl::check_cartridges(&plan, &inventory)?;
+            context.push(format!(
+                "mhVTL drives: {}",
+                plan.drives.iter().zip(&names).map(|(c, n)| format!("{c} = {n}")).collect::<Vec<_>>().join(", ")
+            ));
+            plan.drives = names;
+            inventory.barcodes()
+        }
+    };
     let generated = events(w, &plan);
     let mut spec = plan.catalogue_spec(w);
     // The tape daemon refuses a cartridge its catalogue does not know: the cartridges the
     // workload leaves unused join the catalogue DISABLED (never mounted).
-    let contents = tapesched_library::config::LibraryContents::read(
-        &o.config_dir.join(format!("library_contents.{}", w.library_id)),
-    )
-    .map_err(|e| anyhow::anyhow!("library configuration: {e}"))?;
     let used: Vec<&str> = plan.tapes.iter().map(|t| t.barcode.as_str()).collect();
     if let Some(first) = plan.tapes.first() {
-        for b in contents.barcodes().filter(|b| !b.starts_with("CLN") && !used.contains(b)) {
+        for b in barcodes.iter().filter(|b| !b.starts_with("CLN") && !used.contains(&b.as_str())) {
             spec.tapes.push(tapesched_scenario::model::TapeSpec {
                 vid: tapesched_taped::config::vid_of(b).to_string(),
                 tape_pool: first.tape_pool.clone(),
@@ -290,7 +355,6 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
     let bin = binary()?;
     let pg = tapesched_testkit::postgres_url().context("the processes mode needs PostgreSQL for its catalogue")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     {
         let stop = stop.clone();
         runtime.spawn(async move {
@@ -299,8 +363,10 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             }
         });
     }
-    let mut context = o.context.clone();
-    context.push(format!("processes: every backend at the same time, factor {} (simulated s per wall s)", o.factor));
+    context.push(match &mhvtl {
+        None => format!("processes: every backend at the same time, factor {} (simulated s per wall s)", o.factor),
+        Some(_) => "processes on mhVTL: the backends one after the other, in wall-clock time".to_string(),
+    });
     context.push(format!(
         "tolerances: {}",
         TOLERANCES
@@ -310,12 +376,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             .join("; ")
     ));
     let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
-    let mut runs = Vec::new();
-    let mut queued_counts = Vec::new();
-    let origin = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64 + 3_000;
-    let clock = ClockSpec::new(w.start, origin, o.factor).map_err(|e| anyhow::anyhow!("clock: {e}"))?;
     let mut setups = Vec::new();
-    let mut samplers = Vec::new();
     for b in &o.backends {
         let name = tapesched_testkit::unique_name("e2eproc");
         guards.push(Box::new(SchemaGuard::new(pg.clone(), name.clone())));
@@ -349,85 +410,200 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
                 Ok::<_, tapesched_scheduler::Error>(Sampler { db, catalogue: c, drives: plan.drives.clone() })
             })
             .map_err(|e| anyhow::anyhow!("backend {b}: loading the catalogue: {e}"))?;
-        samplers.push(sampler);
         let dir = o.out.join(b.name());
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
         // Absolute: the report URLs are file:// URLs.
         let dir = std::fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?;
-        let reports = dir.join("reports.jsonl");
+        setups.push(Setup { backend: *b, dir, section, sampler });
+    }
+    let repacks_queued =
+        generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(IncidentKind::Repack { .. }))).count() as u64;
+    // Turns: every backend at once on the simulator; one after the other on the one real library.
+    let turns: Vec<Vec<&Setup>> = match &mhvtl {
+        None => vec![setups.iter().collect()],
+        Some(_) => setups.iter().map(|s| vec![s]).collect(),
+    };
+    let mut played = Vec::new();
+    for turn in turns {
+        // The turn's clock: the workload's own start on the simulator; on mhVTL the wall clock
+        // itself (start = origin), which the tape daemon reads.
+        let turn_start = match &mhvtl {
+            None => w.start,
+            Some(lib) => {
+                let drive = plan.drives[0].clone();
+                eprintln!("readying the library for {} on {drive}: {} tape(s)", turn[0].backend, plan.tapes.len());
+                runtime
+                    .block_on(crate::e2e_mhvtl::prepare(&**lib, &drive, &plan, |b| eprintln!("  {b} ready")))
+                    .with_context(|| format!("backend {}: readying the library", turn[0].backend))?;
+                wall_start_s()?
+            }
+        };
+        let wt = Workload { start: turn_start, ..w.clone() };
+        let origin = match &mhvtl {
+            None => wall_start_s()? * 1000,
+            Some(_) => turn_start * 1000,
+        };
+        let clock = ClockSpec::new(wt.start, origin, o.factor).map_err(|e| anyhow::anyhow!("clock: {e}"))?;
+        let turn_context = Turn {
+            w: &wt,
+            file_start: w.start,
+            generated: &generated,
+            plan: &plan,
+            config_dir: &o.config_dir,
+            mhvtl: mhvtl.is_some(),
+            bin: &bin,
+            clock,
+            repacks_queued,
+            stop: &stop,
+        };
+        for p in play(&runtime, &turn_context, &turn, &mut context)? {
+            played.push(p);
+        }
+    }
+    let (backends, outcomes): (Vec<BackendRun>, Vec<RunOutcome>) =
+        played.into_iter().map(|p| (p.run, p.outcome)).unzip();
+    drop(setups);
+    drop(guards);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(E2eRecord {
+        workload: w.name.clone(),
+        workload_file: o.workload_file.clone(),
+        seed: w.seed,
+        mode: "processes".into(),
+        library: if mhvtl.is_some() { "mhvtl" } else { "sim" }.into(),
+        drives: plan.drives.len() as u32,
+        tapes: plan.tapes.len() as u32,
+        start_s: w.start,
+        end_s: w.start + w.duration as i64,
+        context,
+        backends,
+        tolerances: tolerances(&outcomes),
+        ..E2eRecord::default()
+    })
+}
+
+/// What every backend of one turn shares.
+struct Turn<'a> {
+    /// The workload, its start moved to the turn's.
+    w: &'a Workload,
+    /// The workload's start as its file gives it.
+    file_start: i64,
+    generated: &'a [GenEvent],
+    plan: &'a Plan,
+    config_dir: &'a Path,
+    /// On mhVTL's devices (the tape daemon on the wall clock, no injected faults).
+    mhvtl: bool,
+    bin: &'a Path,
+    clock: ClockSpec,
+    repacks_queued: u64,
+    stop: &'a AtomicBool,
+}
+
+/// One turn: writes each backend's events and configuration, starts its processes, samples them
+/// until every request is reported (or the wall deadline), stops them and measures the outcome.
+/// Sample times are given on the workload's own timeline (its `start` in the file), so that
+/// turns taken one after the other line up in the report.
+fn play(
+    runtime: &tokio::runtime::Runtime,
+    t: &Turn<'_>,
+    setups: &[&Setup],
+    context: &mut Vec<String>,
+) -> Result<Vec<Played>> {
+    let w = t.w;
+    let mut runs = Vec::new();
+    let mut queued_counts = Vec::new();
+    for s in setups {
+        let reports = s.dir.join("reports.jsonl");
         let _ = std::fs::remove_file(&reports);
-        let (evs, faults) = producer_events(w, &generated, &format!("file://{}", reports.display()))?;
+        let (evs, faults) = producer_events(w, t.generated, &format!("file://{}", reports.display()))?;
         let mut lines = String::new();
         for e in &evs {
             lines.push_str(&serde_json::to_string(e)?);
             lines.push('\n');
         }
-        std::fs::write(dir.join("events.jsonl"), lines)?;
-        let mut config = format!(
-            "{section}\n[catalogue]\npostgres = true\n\n[library]\nkind = \"sim\"\nconfig_dir = \"{}\"\nlibrary_id = {}\n\n",
-            std::fs::canonicalize(&o.config_dir)?.display(),
-            w.library_id
-        );
-        for d in &plan.drives {
+        std::fs::write(s.dir.join("events.jsonl"), lines)?;
+        let mut config = format!("{}\n[catalogue]\npostgres = true\n\n", s.section);
+        if t.mhvtl {
+            config.push_str("[library]\nkind = \"mhvtl\"\n\n");
+        } else {
+            config.push_str(&format!(
+                "[library]\nkind = \"sim\"\nconfig_dir = \"{}\"\nlibrary_id = {}\n\n",
+                std::fs::canonicalize(t.config_dir)?.display(),
+                w.library_id
+            ));
+        }
+        for d in &t.plan.drives {
             config.push_str(&format!("[[drives]]\nname = \"{d}\"\n"));
         }
         config.push_str(&format!(
             "\n[intervals]\nidle_ms = {}\nheartbeat_ms = {}\n",
             w.intervals.idle_ms, w.intervals.heartbeat_ms
         ));
-        config.push_str(&faults);
-        std::fs::write(dir.join("config.toml"), config)?;
-        let queued: u64 = evs.iter().filter(|e| queues_a_request(e)).count() as u64;
-        queued_counts.push(queued);
-        setups.push((*b, dir));
+        if t.mhvtl {
+            let skipped = faults.matches("[[library.faults]]").count();
+            if skipped > 0 && s.backend == setups[0].backend {
+                context.push(format!(
+                    "{skipped} drive-down incident(s) not injected: on mhVTL a drive goes down only when it fails"
+                ));
+            }
+        } else {
+            config.push_str(&faults);
+        }
+        std::fs::write(s.dir.join("config.toml"), config)?;
+        queued_counts.push(evs.iter().filter(|e| queues_a_request(e)).count() as u64);
     }
-    let repacks_queued =
-        generated.iter().filter(|e| matches!(e.kind, EventKind::Incident(IncidentKind::Repack { .. }))).count() as u64;
     let wall = Instant::now();
-    for (b, dir) in setups {
+    for s in setups {
         let mut children = Vec::new();
         for (name, args) in [
             ("maintenance", vec!["maintenance".to_string()]),
             ("taped", vec!["taped".to_string()]),
-            ("producer", vec!["produce".into(), "--events".into(), dir.join("events.jsonl").display().to_string()]),
+            ("producer", vec!["produce".into(), "--events".into(), s.dir.join("events.jsonl").display().to_string()]),
         ] {
-            let child = Command::new(&bin)
-                .args(&args)
-                .arg("--config")
-                .arg(dir.join("config.toml"))
-                .args(["--clock", &clock.to_string()])
+            let mut cmd = Command::new(t.bin);
+            cmd.args(&args).arg("--config").arg(s.dir.join("config.toml"));
+            // On mhVTL the tape daemon runs on the wall clock, which the others' clock equals.
+            if !(t.mhvtl && name == "taped") {
+                cmd.args(["--clock", &t.clock.to_string()]);
+            }
+            let child = cmd
                 .stdin(Stdio::null())
-                .stdout(std::fs::File::create(dir.join(format!("{name}.out")))?)
-                .stderr(std::fs::File::create(dir.join(format!("{name}.err")))?)
+                .stdout(std::fs::File::create(s.dir.join(format!("{name}.out")))?)
+                .stderr(std::fs::File::create(s.dir.join(format!("{name}.err")))?)
                 .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
+                .with_context(|| format!("starting {}", t.bin.display()))?;
             children.push((name.to_string(), child));
         }
-        runs.push(Running { backend: b, dir, children });
+        runs.push(Running { backend: s.backend, dir: s.dir.clone(), children });
     }
-    // The wall deadline: the workload's span and tail at the factor, plus a margin.
-    let span = (w.duration + w.tail) as f64 / o.factor;
-    let deadline = Duration::from_secs_f64(span + 60.0);
+    let factor = t.clock.factor;
+    // The wall deadline: the workload's span and tail at the factor, plus a margin (real drives
+    // move real bytes, and a drain waits for the file in flight).
+    let margin = if t.mhvtl { 600.0 } else { 60.0 };
+    let span = (w.duration + w.tail) as f64 / factor;
+    let deadline = Duration::from_secs_f64(span + margin);
     let mut timed_out = false;
     // Samples every `sample_every` simulated seconds on the shared scaled clock.
-    let scaled = ScaledClock::new(clock);
+    let scaled = ScaledClock::new(t.clock);
     let every_ms = (w.sample_every * 1000) as i64;
     let mut next_sample_ms = w.start * 1000;
+    let shift = w.start - t.file_start;
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); runs.len()];
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if t.stop.load(Ordering::SeqCst) {
             bail!("interrupted (Ctrl-C): the processes were stopped and the namespaces removed");
         }
         // The requests each backend has reported so far (its disk side's report lines).
         let reported: Vec<u64> =
             runs.iter().map(|r| text(&r.dir.join("reports.jsonl")).lines().count() as u64).collect();
         if scaled.now_ms() >= next_sample_ms {
-            for (((r, sampler), out), &done) in runs.iter().zip(&samplers).zip(samples.iter_mut()).zip(&reported) {
+            for (((r, s), out), &done) in runs.iter().zip(setups).zip(samples.iter_mut()).zip(&reported) {
                 let taped_out = text(&r.dir.join("taped.out"));
-                let s = runtime
-                    .block_on(sampler.sample(next_sample_ms / 1000, &taped_out, done))
+                let mut sample = runtime
+                    .block_on(s.sampler.sample(next_sample_ms / 1000, &taped_out, done))
                     .with_context(|| format!("backend {}: sampling", r.backend))?;
-                out.push(s);
+                sample.t_s -= shift;
+                out.push(sample);
             }
             next_sample_ms += every_ms;
         }
@@ -440,11 +616,11 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             all &= lines >= n;
         }
         // Every request reported: the run is over once the repacks queued have ended too.
-        if all && repacks_queued > 0 {
-            for (r, sampler) in runs.iter().zip(&samplers) {
+        if all && t.repacks_queued > 0 {
+            for (r, s) in runs.iter().zip(setups) {
                 let repacks =
-                    runtime.block_on(sampler.db.repacks()).with_context(|| format!("backend {}", r.backend))?;
-                all &= repacks.len() as u64 >= repacks_queued && repacks.iter().all(|x| x.status.is_final());
+                    runtime.block_on(s.sampler.db.repacks()).with_context(|| format!("backend {}", r.backend))?;
+                all &= repacks.len() as u64 >= t.repacks_queued && repacks.iter().all(|x| x.status.is_final());
             }
         }
         if all {
@@ -456,13 +632,12 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut backends = Vec::new();
-    let mut outcomes = Vec::new();
-    for (((r, &n), samples), sampler) in runs.iter_mut().zip(&queued_counts).zip(samples).zip(&samplers) {
+    let mut played = Vec::new();
+    for (((r, &n), samples), s) in runs.iter_mut().zip(&queued_counts).zip(samples).zip(setups) {
         for (_, c) in &r.children {
             sigterm(c);
         }
-        let limit = Instant::now() + Duration::from_secs(60);
+        let limit = Instant::now() + Duration::from_secs_f64(margin);
         for (name, c) in &mut r.children {
             loop {
                 if c.try_wait()?.is_some() {
@@ -470,7 +645,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
                 }
                 if Instant::now() > limit {
                     let _ = c.kill();
-                    bail!("backend {}: {name} did not exit within 60 s of SIGTERM", r.backend);
+                    bail!("backend {}: {name} did not exit within {margin:.0} s of SIGTERM", r.backend);
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -485,17 +660,17 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         let end = reports.iter().map(|l| l.time).max().unwrap_or(w.start + w.duration as i64);
         let oc = measure(&applied, &reports, &totals, w.start, end);
         let repacks_done = runtime
-            .block_on(sampler.db.repacks())
+            .block_on(s.sampler.db.repacks())
             .with_context(|| format!("backend {}: its repacks", r.backend))?
             .iter()
             .filter(|x| x.status == RepackStatus::Complete)
             .count() as u64;
         let mut inv = invariants(&oc, n);
-        if repacks_queued > 0 {
+        if t.repacks_queued > 0 {
             inv.push(InvariantCheck {
                 name: "every repack queued completed".into(),
-                ok: repacks_done == repacks_queued,
-                detail: format!("{repacks_done} of {repacks_queued} complete"),
+                ok: repacks_done == t.repacks_queued,
+                detail: format!("{repacks_done} of {} complete", t.repacks_queued),
             });
         }
         inv.push(InvariantCheck {
@@ -506,7 +681,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
         let count = |kind: &str, outcome: &str| {
             reports.iter().filter(|l| l.kind == kind && l.outcome == outcome).count() as u64
         };
-        backends.push(BackendRun {
+        let run = BackendRun {
             backend: r.backend.name(),
             wall_s: wall.elapsed().as_secs_f64(),
             time_split: vec![],
@@ -531,32 +706,14 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             archive_latency: summary_of(&oc.archive_latency),
             retrieve_latency: summary_of(&oc.retrieve_latency),
             invariants: inv,
-        });
+        };
         context.push(format!(
             "{}: mounts/h {:.2}, files/mount {:.2}, span {} s",
             r.backend, oc.mounts_per_hour, oc.files_per_mount, oc.span_s
         ));
-        outcomes.push(oc);
+        played.push(Played { run, outcome: oc });
     }
-    drop(runs);
-    drop(samplers);
-    drop(guards);
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    Ok(E2eRecord {
-        workload: w.name.clone(),
-        workload_file: o.workload_file.clone(),
-        seed: w.seed,
-        mode: "processes".into(),
-        library: "sim".into(),
-        drives: plan.drives.len() as u32,
-        tapes: plan.tapes.len() as u32,
-        start_s: w.start,
-        end_s: w.start + w.duration as i64,
-        context,
-        backends,
-        tolerances: tolerances(&outcomes),
-        ..E2eRecord::default()
-    })
+    Ok(played)
 }
 
 #[cfg(test)]
@@ -632,6 +789,7 @@ mod tests {
             workload: w,
             workload_file: "compat/workloads/smoke.yml".into(),
             config_dir: root().join("compat/mhvtl/lto9"),
+            library: E2eLibrary::Sim,
             backends: vec![Backend::ObjectstoreRedis, Backend::Postgres],
             factor: 600.0,
             out: out.clone(),

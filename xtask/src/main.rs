@@ -34,6 +34,7 @@ mod decision_objectstore;
 mod decision_postgres;
 mod decision_set;
 mod e2e;
+mod e2e_mhvtl;
 mod e2e_processes;
 mod measure;
 mod repack_decision;

@@ -178,6 +178,9 @@ pub trait Library: Send + Sync {
     /// Reads file `fseq` (positioning first if needed); the head ends at the next file.
     async fn read_file(&self, drive: &str, fseq: u64) -> Result<FileMeta, LibraryError>;
 
+    /// Rewinds the loaded tape and erases it: no file is left on it and the next write is fSeq 1
+    /// (an operator's `mt erase` before a tape is reused; the head ends at the beginning).
+    async fn erase(&self, drive: &str) -> Result<(), LibraryError>;
     /// Rewinds and unloads (ejects) the cartridge; it stays in the drive for the robot.
     async fn unload(&self, drive: &str) -> Result<(), LibraryError>;
 

@@ -146,6 +146,18 @@ async fn inventory_mount_and_dismount_run_mtx_and_mt() {
 }
 
 #[tokio::test]
+async fn erase_rewinds_and_erases_the_whole_tape() {
+    let script = Scripted::default().answer("mt -f /dev/nst1 rewind", "").answer("mt -f /dev/nst1 erase", "");
+    let (lib, script) = library(script);
+    lib.erase("nst1").await.unwrap();
+    let calls = script.calls();
+    assert_eq!(calls[calls.len() - 3..], ["mt -f /dev/nst1 rewind", "mt -f /dev/nst1 erase", "mt -f /dev/nst1 rewind"]);
+    // A drive that refuses (no cartridge, write-protected) fails the erase with the command named.
+    let e = lib.erase("nst2").await.unwrap_err();
+    assert_eq!(e.to_string(), "`mt -f /dev/nst2 rewind` failed (exit status: 1): mt: not scripted");
+}
+
+#[tokio::test]
 async fn failing_commands_and_unknown_names_are_reported() {
     let script = Scripted::default().answer("mtx -f /dev/sg1 status", &recorded("mtx-status.txt"));
     let (lib, _) = library(script);

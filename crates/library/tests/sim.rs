@@ -70,6 +70,28 @@ async fn mount_locate_write_unload_take_the_profile_times() {
 }
 
 #[tokio::test]
+async fn erase_leaves_no_file_and_the_next_write_is_the_first() {
+    let l = lib("lto9");
+    let p = DriveProfile::lto9_full_height();
+    l.mount("V00101L9", "ULT11").await.unwrap();
+    for i in 0..3 {
+        l.write_file("ULT11", 4 * GB, i).await.unwrap();
+    }
+    let before = elapsed(&l);
+    l.erase("ULT11").await.unwrap();
+    // The rewind from the end of the 12 GB written.
+    assert_eq!(elapsed(&l) - before, p.travel_ms(12 * GB, 18 * TB, p.avg_locate_ms));
+    let e = l.read_file("ULT11", 1).await.unwrap_err();
+    assert!(matches!(e, LibraryError::NoSuchFile { files: 0, .. }), "{e}");
+    let pos = l.write_file("ULT11", GB, 9).await.unwrap();
+    assert_eq!((pos.fseq, pos.block), (1, 0));
+    assert_eq!(l.read_file("ULT11", 1).await.unwrap(), FileMeta { size: GB, checksum: 9 });
+    // Without a cartridge loaded there is nothing to erase.
+    let e = l.erase("ULT12").await.unwrap_err();
+    assert!(e.to_string().contains("ULT12"), "{e}");
+}
+
+#[tokio::test]
 async fn lto8_drives_use_their_own_profile_and_media_rates() {
     let l = lib("mixed");
     l.mount("V00201L8", "ULT21").await.unwrap();

@@ -415,6 +415,18 @@ impl Library for MhvtlLibrary {
         self.blocking(move |i| i.read_file(i.drive(&drive)?, fseq)).await
     }
 
+    async fn erase(&self, drive: &str) -> Result<(), LibraryError> {
+        let drive = drive.to_string();
+        self.blocking(move |i| {
+            let d = i.drive(&drive)?;
+            i.mt(d, &["rewind"])?;
+            // st's MTERASE from the beginning of tape: nothing is left after it.
+            i.mt(d, &["erase"])?;
+            i.mt(d, &["rewind"]).map(drop)
+        })
+        .await
+    }
+
     async fn unload(&self, drive: &str) -> Result<(), LibraryError> {
         let drive = drive.to_string();
         self.blocking(move |i| i.mt(i.drive(&drive)?, &["offline"]).map(drop)).await

@@ -712,6 +712,20 @@ impl Library for SimLibrary {
         }
     }
 
+    async fn erase(&self, drive: &str) -> Result<(), LibraryError> {
+        self.run(|st, now| {
+            let (d, barcode, t) = st.loaded(drive)?;
+            // The rewind to the beginning; the erase itself is instant in the model.
+            let dur = d.profile.travel_ms(t.position(d.head), t.capacity, d.profile.avg_locate_ms);
+            let start = now.max(d.free_ms);
+            d.free_ms = start + dur;
+            d.head = 1;
+            t.files.clear();
+            t.bad.clear();
+            Ok(((), record(format!("erase {barcode} in drive {drive}"), start, dur)))
+        })
+    }
+
     async fn unload(&self, drive: &str) -> Result<(), LibraryError> {
         let mut failure = None;
         self.run(|st, now| {
