@@ -1,6 +1,8 @@
 //! The PostgreSQL catalogue against the memory catalogue: the same edits (accepted or refused
 //! with the same error kinds) give the same snapshots, files, ids and tape fills; two handles on
-//! one schema share one view; a scenario's YAML catalogue loads.
+//! one schema share one view; a scenario's YAML catalogue loads. And the memory catalogue's own
+//! promise, that it edits its snapshot in place: a refused edit changes nothing, and a reader
+//! keeps the snapshot it read.
 
 use std::path::Path;
 
@@ -65,6 +67,74 @@ fn edits() -> Vec<CatalogueEdit> {
         CatalogueEdit::Reserve { drive: "d1".into(), disk_system: "ds".into(), delta: 5 },
         CatalogueEdit::Reserve { drive: "d1".into(), disk_system: "ds".into(), delta: -5 },
     ]
+}
+
+#[tokio::test]
+async fn refused_edits_change_nothing_and_readers_keep_what_they_read() {
+    let (snapshot, files) = tapesched_tests::catalogue();
+    let mem = MemoryCatalogue::new(snapshot, files).unwrap();
+    let before = mem.snapshot().await.unwrap();
+    let tape = before.tapes["T1"].clone();
+    let mut unknown_drive = before.drives["d2"].clone();
+    unknown_drive.name = "nowhere".into();
+    let mut bad_vid = before.drives["d2"].clone();
+    bad_vid.vid = Some("bad vid\n".into());
+    let refused = [
+        CatalogueEdit::SetVo { name: "nope".into(), read_max_drives: Some(1), write_max_drives: None },
+        CatalogueEdit::SetMountPolicy {
+            name: "new".into(),
+            archive_priority: Some(1),
+            archive_min_request_age: None,
+            retrieve_priority: None,
+            retrieve_min_request_age: None,
+        },
+        CatalogueEdit::AddTape(tape.clone()),
+        CatalogueEdit::EditTape {
+            vid: "T1".into(),
+            state: Some(TapeState::Disabled),
+            state_reason: Some("checked last".into()),
+            full: Some(true),
+            data_on_tape_bytes: None,
+            last_fseq: Some(7),
+            logical_library: Some("bad name\n".into()),
+            tape_pool: None,
+        },
+        CatalogueEdit::SetTapeState {
+            vid: "T1".into(),
+            state: TapeState::Disabled,
+            reason: None,
+            expected: Some(TapeState::Broken),
+        },
+        CatalogueEdit::SetTapeState { vid: "T1".into(), state: TapeState::Disabled, reason: None, expected: None },
+        CatalogueEdit::SetDrive(unknown_drive),
+        CatalogueEdit::SetDrive(bad_vid),
+    ];
+    for edit in refused {
+        assert!(mem.apply(edit.clone()).await.is_err(), "{edit:?} was accepted");
+        assert_eq!(*mem.snapshot().await.unwrap(), *before, "{edit:?} changed the snapshot");
+    }
+    let file = NewTapeFile {
+        archive_file_id: 9_999,
+        disk_instance: "eos".into(),
+        disk_file_id: "9999".into(),
+        size: 1,
+        storage_class: "sc2".into(),
+        copy_nb: 1,
+        vid: "NOPE".into(),
+    };
+    assert!(mem.record_tape_file(file).await.is_err());
+    assert_eq!(*mem.snapshot().await.unwrap(), *before);
+    // An accepted edit while `before` is held: the holder still sees the old state.
+    mem.apply(CatalogueEdit::SetTapeState {
+        vid: "T1".into(),
+        state: TapeState::Disabled,
+        reason: Some("held".into()),
+        expected: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(before.tapes["T1"], tape);
+    assert_eq!(mem.snapshot().await.unwrap().tapes["T1"].state, TapeState::Disabled);
 }
 
 #[tokio::test]

@@ -48,7 +48,8 @@ impl State {
     }
 }
 
-/// A catalogue held in process memory; snapshots are shared copy-on-write.
+/// A catalogue held in process memory; snapshots are shared copy-on-write (an edit copies the
+/// snapshot only while a reader still holds it).
 pub struct MemoryCatalogue {
     state: Mutex<State>,
 }
@@ -106,11 +107,10 @@ impl Catalogue for MemoryCatalogue {
     }
 
     async fn apply(&self, edit: CatalogueEdit) -> Result<()> {
-        let mut st = self.lock();
-        let mut next = (*st.snapshot).clone();
-        next.apply(edit)?;
-        st.snapshot = Arc::new(next);
-        Ok(())
+        // In place when no reader holds the current snapshot, copied first otherwise (readers
+        // keep what they read); a failing edit changes nothing (CatalogueSnapshot::apply checks
+        // first), so it needs no copy to throw away.
+        Arc::make_mut(&mut self.lock().snapshot).apply(edit)
     }
 
     async fn archive_file(&self, archive_file_id: u64) -> Result<Option<ArchiveFile>> {
@@ -147,34 +147,22 @@ impl Catalogue for MemoryCatalogue {
 
     async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile> {
         let mut st = self.lock();
-        let mut snap = (*st.snapshot).clone();
-        let written = snap.write_tape_file(&file, BLOCK_SIZE)?;
-        st.snapshot = Arc::new(snap);
+        // A failing write changes nothing (write_tape_file checks first).
+        let written = Arc::make_mut(&mut st.snapshot).write_tape_file(&file, BLOCK_SIZE)?;
         st.add_copy(&file, &written);
         Ok(written)
     }
 
     async fn record_tape_files(&self, files: Vec<NewTapeFile>) -> Result<Vec<TapeFile>> {
-        // One copy of the snapshot for the whole list; the files before a failing one stay
-        // recorded, as with record_tape_file one by one.
+        // The files before a failing one stay recorded, as with record_tape_file one by one.
         let mut st = self.lock();
-        let mut snap = (*st.snapshot).clone();
         let mut out = Vec::with_capacity(files.len());
-        let mut failure = None;
         for file in &files {
-            match snap.write_tape_file(file, BLOCK_SIZE) {
-                Ok(written) => {
-                    st.add_copy(file, &written);
-                    out.push(written);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
+            let written = Arc::make_mut(&mut st.snapshot).write_tape_file(file, BLOCK_SIZE)?;
+            st.add_copy(file, &written);
+            out.push(written);
         }
-        st.snapshot = Arc::new(snap);
-        failure.map_or(Ok(out), Err)
+        Ok(out)
     }
 
     async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {

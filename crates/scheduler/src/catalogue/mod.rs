@@ -366,7 +366,7 @@ impl CatalogueSnapshot {
     /// [`bounds::MAX`] when it would pass it) and the tape is full once it reaches its capacity or
     /// its last fSeq, [`bounds::MAX`]; a tape at that fSeq takes no more files (`invalid_argument`,
     /// should a writer still hold a mount on it). Every
-    /// catalogue implementation records tape files through this.
+    /// catalogue implementation records tape files through this. On an error nothing has changed.
     pub fn write_tape_file(&mut self, file: &NewTapeFile, block_size: u64) -> Result<TapeFile> {
         let tape = self.tapes.get_mut(&file.vid).ok_or_else(|| Error::not_found(format!("tape {:?}", file.vid)))?;
         let fseq = tape.last_fseq.checked_add(1).filter(|f| *f <= bounds::MAX).ok_or_else(|| {
@@ -390,7 +390,9 @@ impl CatalogueSnapshot {
         Ok(written)
     }
 
-    /// Validates and applies one edit.
+    /// Validates and applies one edit. Every check comes before the first change: on an error
+    /// the snapshot is left as it was (the in-memory catalogue edits its snapshot in place on
+    /// that promise).
     pub fn apply(&mut self, edit: CatalogueEdit) -> Result<()> {
         match edit {
             CatalogueEdit::SetVo { name, read_max_drives, write_max_drives } => {
