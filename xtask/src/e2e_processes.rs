@@ -432,8 +432,16 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
             Some(lib) => {
                 let drive = plan.drives[0].clone();
                 eprintln!("readying the library for {} on {drive}: {} tape(s)", turn[0].backend, plan.tapes.len());
+                // Ctrl-C stops the preparation too (its current library command ends first).
                 runtime
-                    .block_on(crate::e2e_mhvtl::prepare(&**lib, &drive, &plan, |b| eprintln!("  {b} ready")))
+                    .block_on(async {
+                        tokio::select! {
+                            r = crate::e2e_mhvtl::prepare(&**lib, &drive, &plan, |b| eprintln!("  {b} ready")) => r,
+                            _ = tokio::signal::ctrl_c() => {
+                                bail!("interrupted (Ctrl-C) while readying the library: nothing started, the namespaces removed")
+                            }
+                        }
+                    })
                     .with_context(|| format!("backend {}: readying the library", turn[0].backend))?;
                 wall_start_s()?
             }
@@ -541,10 +549,10 @@ fn play(
         ));
         if t.mhvtl {
             let skipped = faults.matches("[[library.faults]]").count();
-            if skipped > 0 && s.backend == setups[0].backend {
-                context.push(format!(
-                    "{skipped} drive-down incident(s) not injected: on mhVTL a drive goes down only when it fails"
-                ));
+            let line =
+                format!("{skipped} drive-down incident(s) not injected: on mhVTL a drive goes down only when it fails");
+            if skipped > 0 && !context.contains(&line) {
+                context.push(line);
             }
         } else {
             config.push_str(&faults);
