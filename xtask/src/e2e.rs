@@ -175,7 +175,9 @@ pub fn main(args: &[String]) -> Result<()> {
     );
     bar.set_prefix(format!("e2e {}", opts.workload.name));
     let wall = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // One thread: the lockstep loop runs one call at a time, so worker threads would only hand
+    // each answer from the connection's task to the loop's across threads (a wake-up per call).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // A signal drops the run: every backend's namespace is removed as its handle drops.
     let run = crate::until_signal(&runtime, async {
         Ok(tapesched_e2e::run(opts, |p| {

@@ -150,7 +150,13 @@ fn bench(args: &[String]) -> Result<()> {
     let build = if cfg!(debug_assertions) { "debug" } else { "release" };
     let start = Instant::now();
     let url = service_url(backend)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The tape daemon's day is one loop making one call at a time: one thread (worker threads
+    // would only hand each answer across threads). The other benchmarks run concurrent clients.
+    let runtime = if taped {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+    };
     // The namespaces' guards outlive the runtime: on an error, a panic or a signal, the
     // benchmark's tasks stop first, then the guards remove what they wrote.
     let outcome = match backend {
