@@ -285,6 +285,10 @@ impl Setup {
         let deadline = Instant::now() + WAIT;
         self.rt.block_on(async {
             loop {
+                // The lock's connection polls inside its transaction, where PostgreSQL keeps the
+                // first read of pg_stat_activity until the transaction ends: without this, a poll
+                // made before the target's write began saw that moment's queries ever after.
+                sqlx::raw_sql("SELECT pg_stat_clear_snapshot()").execute(&mut *conn).await.expect("clear snapshot");
                 let waiting: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
                      JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_stat_activity a ON a.pid = l.pid \
