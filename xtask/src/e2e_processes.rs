@@ -438,7 +438,7 @@ pub fn run(o: ProcessesOptions) -> Result<E2eRecord> {
                         tokio::select! {
                             r = crate::e2e_mhvtl::prepare(&**lib, &drive, &plan, |b| eprintln!("  {b} ready")) => r,
                             _ = tokio::signal::ctrl_c() => {
-                                bail!("interrupted (Ctrl-C) while readying the library: nothing started, the namespaces removed")
+                                bail!("interrupted (Ctrl-C) while readying the library: no process of this turn started, nothing written, the namespaces removed")
                             }
                         }
                     })
