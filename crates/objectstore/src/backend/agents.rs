@@ -40,9 +40,28 @@ impl ObjectstoreDb {
         Ok(self.objs.read::<Agent>(&self.agent).await?.map(|a| a.owned.into_iter().collect()).unwrap_or_default())
     }
 
-    /// Lists an agent in the register and creates it (`mine`: an existing one is this
+    /// Creates an agent, then lists it in the register (`mine`: an existing one is this
     /// process's, left by an earlier attempt; otherwise it is a conflict).
+    ///
+    /// The object comes first: a collector that finds a listed agent without its object takes it
+    /// for one half deregistered and unlists it. Listed first, a mount's agent could be unlisted
+    /// (or, created just as the collector locked the name, removed) before its object was
+    /// written, and the live mount's next step found that it "does not exist or has ended". An
+    /// agent whose listing fails is removed again (it owns nothing yet).
     pub(super) async fn register_agent(&self, name: &str, agent: Agent, mine: bool) -> Result<()> {
+        if mine {
+            self.objs.ensure(name, &agent).await?;
+        } else {
+            self.objs.create(name, &agent).await?;
+        }
+        let listed = self.list_agent(name).await;
+        if listed.is_err() && !mine {
+            let _ = self.remove_agent_object(name).await;
+        }
+        listed
+    }
+
+    async fn list_agent(&self, name: &str) -> Result<()> {
         let name = name.to_string();
         self.objs
             .update::<AgentRegister, _>(AGENT_REGISTER, |reg| {
@@ -52,19 +71,27 @@ impl ObjectstoreDb {
                 Ok(((), Write::Commit))
             })
             .await?;
-        if mine {
-            self.objs.ensure(&name, &agent).await
-        } else {
-            self.objs.create(&name, &agent).await
-        }
+        Ok(())
     }
 
-    pub(super) async fn deregister_agent(&self, name: &str) -> Result<()> {
+    async fn remove_agent_object(&self, name: &str) -> Result<()> {
         if let Some(lock) = self.objs.lock(name).await? {
             let r = self.objs.remove(name, &lock).await;
             self.objs.unlock(lock).await;
             r?;
         }
+        Ok(())
+    }
+
+    /// Removes an agent's object, then its name from the register.
+    pub(super) async fn deregister_agent(&self, name: &str) -> Result<()> {
+        self.remove_agent_object(name).await?;
+        self.unlist_agent(name).await
+    }
+
+    /// Removes a name from the register only (an agent whose object is gone: one half
+    /// deregistered).
+    pub(super) async fn unlist_agent(&self, name: &str) -> Result<()> {
         let name = name.to_string();
         self.objs
             .update::<AgentRegister, _>(AGENT_REGISTER, |reg| {

@@ -199,8 +199,10 @@ impl ObjectstoreDb {
             if !looks_dead {
                 continue;
             }
+            // Listed without its object: one half deregistered (agents are created before they
+            // are listed). Only the name goes; nothing of that name is removed.
             let Some(agent) = self.objs.read::<Agent>(&name).await? else {
-                self.deregister_agent(&name).await?;
+                self.unlist_agent(&name).await?;
                 continue;
             };
             if !self.is_dead(&agent, now).await {
