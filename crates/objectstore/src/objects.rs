@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::join_all;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tapesched_scheduler::clock::Timestamp;
@@ -21,7 +22,18 @@ use tapesched_scheduler::db::{MountSpec, Outcome, QueueSleep};
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::{Error, ErrorKind, Result};
 
-use crate::store::{Lock, LockMode, ObjectStore, StoreError, Swap};
+use crate::store::{Lock, LockMode, ObjectStore, StoreError, StoreResult, Swap};
+
+/// Names per store read of [`Objects::read_many`].
+const READ_CHUNK: usize = 1000;
+
+/// Store reads of one [`Objects::read_many`] in flight at once.
+const READS_IN_FLIGHT: usize = 4;
+
+/// One store read of `names` (owned, so that several can be in flight).
+async fn read_chunk(store: Arc<dyn ObjectStore>, names: Vec<String>) -> StoreResult<Vec<Option<Vec<u8>>>> {
+    store.read_many(&names).await
+}
 
 /// The base version of the stored format this build reads and writes. Version 1 was JSON; version
 /// 2 is the binary layout described at `Objects::encode`. A kind whose layout changed since has
@@ -633,10 +645,26 @@ impl Objects {
         }
     }
 
-    /// Reads several objects without locking; absent ones are `None`.
+    /// Reads several objects without locking; absent ones are `None`. Many names are read
+    /// [`READ_CHUNK`] at a time, up to [`READS_IN_FLIGHT`] reads at once, each chunk decoded as
+    /// it arrives: the store serves the next chunks while this side decodes (a page of an export
+    /// is ten thousand objects).
     pub async fn read_many<T: Stored>(&self, names: &[String]) -> Result<Vec<Option<T>>> {
-        let raw = self.store.read_many(names).await.map_err(store_error)?;
-        names.iter().zip(raw).map(|(n, b)| b.map(|b| Self::decode(n, &b)).transpose()).collect()
+        if names.len() <= READ_CHUNK {
+            let raw = self.store.read_many(names).await.map_err(store_error)?;
+            return names.iter().zip(raw).map(|(n, b)| b.map(|b| Self::decode(n, &b)).transpose()).collect();
+        }
+        let reads: Vec<_> = names.chunks(READ_CHUNK).map(|c| read_chunk(self.store.clone(), c.to_vec())).collect();
+        let mut answers = futures::stream::iter(reads).buffered(READS_IN_FLIGHT);
+        let mut out = Vec::with_capacity(names.len());
+        let mut left = names.iter();
+        while let Some(raw) = answers.next().await {
+            // The chunk's values first: zip then takes no name past the chunk's last.
+            for (b, n) in raw.map_err(store_error)?.into_iter().zip(left.by_ref()) {
+                out.push(b.map(|b| Self::decode(n, &b)).transpose()?);
+            }
+        }
+        Ok(out)
     }
 
     /// Creates an object (exclusive).

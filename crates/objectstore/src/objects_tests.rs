@@ -151,3 +151,24 @@ async fn version_2_requests_are_read() {
     objs.store().create("r", bytes).await.unwrap();
     assert!(objs.read::<StoredRetrieve>("r").await.unwrap_err().message.contains("corrupted"));
 }
+
+/// Many names are read in chunks, several at once: every answer stays with its name and in the
+/// order asked (absent ones `None`), across chunk boundaries, with fewer names than a chunk too.
+/// (A first version took one name too many at each chunk's end and lost the page's last values.)
+#[tokio::test]
+async fn read_many_keeps_each_value_with_its_name_across_chunks() {
+    let objs = Objects::new(Arc::new(MemoryStore::new()), Duration::from_millis(50));
+    let n = 3 * READ_CHUNK as u64 + 17;
+    for id in (0..n).filter(|id| id % 7 != 3) {
+        objs.create(&format!("g{id}"), &GlobalLock { next_mount_id: id }).await.unwrap();
+    }
+    for count in [n, 5, READ_CHUNK as u64, READ_CHUNK as u64 + 1] {
+        let names: Vec<String> = (0..count).rev().map(|id| format!("g{id}")).collect();
+        let got = objs.read_many::<GlobalLock>(&names).await.unwrap();
+        assert_eq!(got.len(), names.len(), "{count} names");
+        for (id, g) in (0..count).rev().zip(&got) {
+            let want = (id % 7 != 3).then_some(id);
+            assert_eq!(g.as_ref().map(|g| g.next_mount_id), want, "{count} names: g{id}");
+        }
+    }
+}

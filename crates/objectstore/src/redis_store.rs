@@ -21,10 +21,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use crate::store::{Cause, Lock, LockMode, ObjectStore, StoreError, StoreResult, Swap};
+
+/// `MGET`s of one [`ObjectStore::read_many`] in flight at once.
+const READS_IN_FLIGHT: usize = 4;
+
+/// One `MGET` of `keys` (full Redis keys) on `con`.
+async fn mget((keys, mut con): (Vec<String>, ConnectionManager)) -> StoreResult<Vec<Option<Vec<u8>>>> {
+    redis::cmd("MGET").arg(keys).query_async(&mut con).await.map_err(unavailable)
+}
 
 const LOCK_X: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
@@ -358,14 +367,16 @@ impl ObjectStore for RedisStore {
         con.get(self.key(name, "o")).await.map_err(unavailable)
     }
 
+    /// An `MGET` per thousand names, up to [`READS_IN_FLIGHT`] of them sent at once on the
+    /// multiplexed connection: the server answers the next while this side takes in the last
+    /// (a page of ten thousand is not ten round trips end to end).
     async fn read_many(&self, names: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let requests: Vec<(Vec<String>, ConnectionManager)> =
+            names.chunks(1000).map(|chunk| (chunk.iter().map(|n| self.key(n, "o")).collect(), self.con())).collect();
+        let mut answers = futures::stream::iter(requests).map(mget).buffered(READS_IN_FLIGHT);
         let mut out = Vec::with_capacity(names.len());
-        for chunk in names.chunks(1000) {
-            let keys: Vec<String> = chunk.iter().map(|n| self.key(n, "o")).collect();
-            let mut con = self.con();
-            let values: Vec<Option<Vec<u8>>> =
-                redis::cmd("MGET").arg(keys).query_async(&mut con).await.map_err(unavailable)?;
-            out.extend(values);
+        while let Some(values) = answers.next().await {
+            out.extend(values?);
         }
         Ok(out)
     }
