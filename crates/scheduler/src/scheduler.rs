@@ -467,7 +467,12 @@ impl Scheduler {
 
     /// The queue-cleanup maintenance pass: drains the retrieve queues of tapes in a `*_PENDING`
     /// state (or flagged for cleanup) to other copies or to failure, then moves those tapes to
-    /// their final state. Returns the VIDs finalised, sorted.
+    /// their final state. Returns the VIDs this pass finalised, sorted.
+    ///
+    /// Passes may run at once (the maintenance daemon's loop, an operator starting a repack, a
+    /// second maintenance instance): a tape whose state another pass (or an operator) changed
+    /// between this pass's snapshot and its write is left as the other made it, not an error,
+    /// and the pass goes on with the other tapes.
     pub async fn cleanup_queues(&self) -> Result<Vec<String>> {
         let now = self.now();
         let snap = self.catalogue.snapshot().await?;
@@ -481,15 +486,18 @@ impl Scheduler {
                 Some(state) => {
                     self.db.drain_retrieve_queue(&vid, now, &router).await?;
                     let target = state.pending_target().unwrap_or(state);
-                    self.catalogue
-                        .apply(CatalogueEdit::SetTapeState {
-                            vid: vid.clone(),
-                            state: target,
-                            reason: None,
-                            expected: Some(state),
-                        })
-                        .await?;
-                    finalized.push(vid);
+                    let edit = CatalogueEdit::SetTapeState {
+                        vid: vid.clone(),
+                        state: target,
+                        reason: None,
+                        expected: Some(state),
+                    };
+                    match self.catalogue.apply(edit).await {
+                        Ok(()) => finalized.push(vid),
+                        // No longer in `state`: another pass finalised it, or an operator moved it.
+                        Err(e) if e.kind == crate::ErrorKind::Conflict => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 None => self.db.set_cleanup_flag(&vid, false, now).await?,
             }
@@ -762,12 +770,19 @@ impl Scheduler {
 
     /// Ends the session cleanly: every job it still holds is requeued and the drive reports Up.
     /// Returns how many jobs were requeued.
-    pub async fn end_mount(&self, mut session: TapeSession) -> Result<u64> {
+    pub async fn end_mount(&self, session: TapeSession) -> Result<u64> {
+        self.end_mount_as(session, DriveStatus::Up).await
+    }
+
+    /// [`Scheduler::end_mount`], the drive then reported `status` (without a mount) instead of
+    /// Up: a tape server ending the mount of a failed drive keeps it `CleaningUp` until it goes
+    /// Down, so that the register never shows it Up in between.
+    pub async fn end_mount_as(&self, mut session: TapeSession, status: DriveStatus) -> Result<u64> {
         let now = self.now();
         let n = self.db.end_mount(session.mount_id, now, &self.router().await?).await?;
         let all: Vec<JobId> = session.reserved.iter().map(|(j, _, _)| *j).collect();
         self.release(&mut session, &all).await?;
-        self.set_drive_status(&session.spec.drive, DriveStatus::Up, None).await?;
+        self.set_drive_status(&session.spec.drive, status, None).await?;
         Ok(n)
     }
 
