@@ -275,6 +275,10 @@ impl PgSchedulerDb {
         now: Timestamp,
     ) -> Result<Vec<MountJob>, Fail> {
         let mut tx = self.begin().await?;
+        // Named jobs are found by key. Left a choice, the planner hashed a sequential scan of
+        // the whole table into the join (a profile of the bridge's dual-write claims, where
+        // PostgreSQL claims what Redis popped, showed it): 2.5x the time of a pop of as many jobs.
+        sqlx::raw_sql("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
         Self::touch_mount(&mut tx, mount, now).await?;
         let mut seen = BTreeSet::new();
         let (mut a_ids, mut a_copies, mut a_ord, mut r_ids, mut r_ord) = (vec![], vec![], vec![], vec![], vec![]);
