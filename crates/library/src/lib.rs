@@ -178,6 +178,11 @@ pub trait Library: Send + Sync {
     /// Reads file `fseq` (positioning first if needed); the head ends at the next file.
     async fn read_file(&self, drive: &str, fseq: u64) -> Result<FileMeta, LibraryError>;
 
+    /// How many files the loaded tape holds: what a tape server checks against the catalogue
+    /// before it appends. On a real drive the head is spaced to the end of data (where the next
+    /// write goes) and its file number read; the simulator answers from its records.
+    async fn files_on_tape(&self, drive: &str) -> Result<u64, LibraryError>;
+
     /// Rewinds the loaded tape and erases it: no file is left on it and the next write is fSeq 1
     /// (an operator's `mt erase` before a tape is reused; the head ends at the beginning).
     async fn erase(&self, drive: &str) -> Result<(), LibraryError>;

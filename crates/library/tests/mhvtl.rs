@@ -192,3 +192,63 @@ fn this_host_has_no_mhvtl() {
         Ok(lib) => eprintln!("mhVTL found on this host: changer {}", lib.changer()),
     }
 }
+
+#[tokio::test]
+async fn files_on_tape_spaces_to_the_end_of_data_and_reads_the_file_number() {
+    let script = Scripted::default()
+        .answer("mt -f /dev/nst1 eod", "")
+        .answer("mt -f /dev/nst1 status", &recorded("mt-status-loaded-file3.txt"))
+        .answer("mt -f /dev/nst1 tell", "At block 7340.\n");
+    let (lib, script) = library(script);
+    assert_eq!(lib.files_on_tape("nst1").await.unwrap(), 3);
+    let calls = script.calls();
+    assert_eq!(calls[calls.len() - 3..], ["mt -f /dev/nst1 eod", "mt -f /dev/nst1 status", "mt -f /dev/nst1 tell"]);
+    // A drive without a cartridge cannot space: the command is named.
+    let e = lib.files_on_tape("nst2").await.unwrap_err();
+    assert_eq!(e.to_string(), "`mt -f /dev/nst2 eod` failed (exit status: 1): mt: not scripted");
+}
+
+/// Without `lsscsi`, the library is found from sysfs's SCSI devices, as lsscsi itself reads
+/// them: a fake `/sys/bus/scsi/devices` with a disk, a changer and three drives (one at target
+/// 10, which sorts after target 2 as an address, not as text).
+#[test]
+fn without_lsscsi_the_library_is_found_from_sysfs() {
+    let root = std::env::temp_dir().join(format!("tapesched-sysfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let device = |addr: &str, kind: u8, model: &str, nodes: &[(&str, &str)]| {
+        let dir = root.join(addr);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("type"), format!("{kind}\n")).unwrap();
+        std::fs::write(dir.join("vendor"), "IBM     \n").unwrap();
+        std::fs::write(dir.join("model"), format!("{model}\n")).unwrap();
+        std::fs::write(dir.join("rev"), "0107\n").unwrap();
+        for (sub, name) in nodes {
+            std::fs::create_dir_all(dir.join(sub).join(name)).unwrap();
+        }
+    };
+    device("0:0:0:0", 0, "QEMU HARDDISK", &[("scsi_generic", "sg0")]);
+    device("3:0:0:0", 8, "03584L32", &[("scsi_changer", "sch0"), ("scsi_generic", "sg5")]);
+    for (addr, st, sg) in [("3:0:10:0", "2", "sg8"), ("3:0:1:0", "0", "sg6"), ("3:0:2:0", "1", "sg7")] {
+        let nodes = [
+            ("scsi_tape", format!("st{st}")),
+            ("scsi_tape", format!("nst{st}")),
+            ("scsi_tape", format!("st{st}a")),
+            ("scsi_generic", sg.to_string()),
+        ];
+        let nodes: Vec<(&str, &str)> = nodes.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        device(addr, 1, "ULT3580-TD9", &nodes);
+    }
+    let script = Arc::new(Scripted { no_lsscsi: true, ..Default::default() });
+    let lib = MhvtlLibrary::discover_in(script, &root).unwrap();
+    assert_eq!(lib.changer(), "/dev/sg5");
+    let drives: Vec<(&str, u32, &str)> =
+        lib.drives().iter().map(|d| (d.name.as_str(), d.ordinal, d.product.as_str())).collect();
+    assert_eq!(drives, vec![("nst0", 0, "ULT3580-TD9"), ("nst1", 1, "ULT3580-TD9"), ("nst2", 2, "ULT3580-TD9")]);
+
+    // Only a disk: not found, saying where it looked.
+    std::fs::remove_dir_all(root.join("3:0:0:0")).unwrap();
+    let script = Arc::new(Scripted { no_lsscsi: true, ..Default::default() });
+    let e = MhvtlLibrary::discover_in(script, &root).unwrap_err().to_string();
+    assert!(e.contains("shows no medium changer with an sg device among 4 SCSI devices"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

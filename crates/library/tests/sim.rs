@@ -51,6 +51,10 @@ async fn mount_locate_write_unload_take_the_profile_times() {
 
     // Back in, straight to file 6 (20 GB from BOT): 2 s + 20/18000 * 2 * 45 s = 2.1 s.
     l.mount("V00101L9", "ULT12").await.unwrap();
+    // The files on it, from the simulator's records: no time passes.
+    assert_eq!(l.files_on_tape("ULT12").await.unwrap(), n);
+    let e = l.files_on_tape("ULT11").await.unwrap_err();
+    assert!(e.to_string().contains("ULT11"), "{e}");
     let pos = l.locate("ULT12", 6).await.unwrap();
     assert_eq!((pos.fseq, pos.block), (6, 20 * GB));
     assert_eq!(elapsed(&l), after_dismount + 29_000 + 2_100);

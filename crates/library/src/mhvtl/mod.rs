@@ -2,7 +2,7 @@
 //! same tools an operator uses.
 //!
 //! * Discovery ([`MhvtlLibrary::discover`]): the first medium changer (`mediumx`) of `lsscsi -g`
-//!   and, as its drives, the `tape` devices on the same SCSI host and channel in lsscsi order —
+//!   (or of sysfs's SCSI devices where `lsscsi` is not installed) and, as its drives, the `tape` devices on the same SCSI host and channel in lsscsi order —
 //!   drive ordinal `i` (mtx's data transfer element `i`) is the `i`-th of them, the assumption
 //!   CTA's CI scripts make too. A drive is named by its non-rewinding node (`nst0`).
 //! * The robot: `mtx -f /dev/sgN status | load <slot> <drive> | unload <slot> <drive> | transfer`.
@@ -25,6 +25,9 @@ use std::io::{Read, Write};
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where sysfs lists the host's SCSI devices (read when `lsscsi` is not installed).
+pub const SYSFS_SCSI: &str = "/sys/bus/scsi/devices";
 
 /// Where mhVTL's kernel module shows up in sysfs (one of them, by kernel version).
 pub const MHVTL_SYSFS: &[&str] = &["/sys/bus/pseudo9/drivers/mhvtl", "/sys/bus/pseudo/drivers/mhvtl", "/sys/bus/mhvtl"];
@@ -99,18 +102,31 @@ impl MhvtlLibrary {
         MhvtlLibrary::discover_with(Arc::new(SystemRunner))
     }
 
-    /// Finds the library with `lsscsi -g` run by `runner`. Without `lsscsi`, or without a
-    /// changer in its output, fails with [`LibraryError::MhvtlNotFound`] saying what was looked
-    /// for.
+    /// Finds the library with `lsscsi -g` run by `runner`, or, where `lsscsi` is not installed,
+    /// from sysfs ([`SYSFS_SCSI`]). Without a changer, fails with
+    /// [`LibraryError::MhvtlNotFound`] saying what was looked for.
     pub fn discover_with(runner: Arc<dyn Runner>) -> Result<Self, LibraryError> {
+        MhvtlLibrary::discover_in(runner, std::path::Path::new(SYSFS_SCSI))
+    }
+
+    /// [`MhvtlLibrary::discover_with`], reading sysfs's SCSI devices under `sysfs` when `lsscsi`
+    /// is not installed.
+    pub fn discover_in(runner: Arc<dyn Runner>, sysfs: &std::path::Path) -> Result<Self, LibraryError> {
         let args = ["-g".to_string()];
         let out = match runner.run("lsscsi", &args) {
             Ok(out) => out,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let devices = parse::scan_sysfs(sysfs).unwrap_or_default();
+                if devices.iter().any(|d| d.kind == "mediumx" && d.sg.is_some()) {
+                    return MhvtlLibrary::from_devices(&devices, runner);
+                }
                 return Err(LibraryError::MhvtlNotFound(format!(
-                    "`lsscsi` is not installed (apt-get install lsscsi); {}",
+                    "`lsscsi` is not installed (apt-get install lsscsi), and {} shows no medium changer with an \
+                     sg device among {} SCSI devices; {}",
+                    sysfs.display(),
+                    devices.len(),
                     looked_for()
-                )))
+                )));
             }
             Err(e) => return Err(LibraryError::Io { context: "running `lsscsi -g`".into(), source: e }),
         };
@@ -120,7 +136,11 @@ impl MhvtlLibrary {
 
     /// Builds the library from `lsscsi -g` output.
     pub fn from_lsscsi(text: &str, runner: Arc<dyn Runner>) -> Result<Self, LibraryError> {
-        let devices = parse_lsscsi(text)?;
+        MhvtlLibrary::from_devices(&parse_lsscsi(text)?, runner)
+    }
+
+    /// Builds the library from the SCSI devices of this host (as `lsscsi -g` lists them).
+    pub fn from_devices(devices: &[ScsiDevice], runner: Arc<dyn Runner>) -> Result<Self, LibraryError> {
         let Some(changer) = devices.iter().find(|d| d.kind == "mediumx" && d.sg.is_some()) else {
             return Err(LibraryError::MhvtlNotFound(format!(
                 "no medium changer among the {} SCSI devices; {}",
@@ -413,6 +433,18 @@ impl Library for MhvtlLibrary {
     async fn read_file(&self, drive: &str, fseq: u64) -> Result<FileMeta, LibraryError> {
         let drive = drive.to_string();
         self.blocking(move |i| i.read_file(i.drive(&drive)?, fseq)).await
+    }
+
+    async fn files_on_tape(&self, drive: &str) -> Result<u64, LibraryError> {
+        let drive = drive.to_string();
+        self.blocking(move |i| {
+            let d = i.drive(&drive)?;
+            i.mt(d, &["eod"])?;
+            // At the end of data the head is at the file mark after the last file: file number =
+            // files on tape (0-based), the fSeq of the next write minus one.
+            Ok(i.position(d)?.fseq - 1)
+        })
+        .await
     }
 
     async fn erase(&self, drive: &str) -> Result<(), LibraryError> {

@@ -298,6 +298,62 @@ pub fn parse_mt_tell(text: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::new("mt tell", 0, format!("expected `At block <n>.`, found `{}`", text.trim())))
 }
 
+/// The SCSI devices sysfs lists under `root` (`/sys/bus/scsi/devices`), as `lsscsi -g` would
+/// show them, in address order: one per `H:C:T:L` directory, its peripheral `type` (1 `tape`,
+/// 8 `mediumx`, 0 `disk`, others `type N`), `vendor`, `model` and `rev`, its primary node from
+/// `scsi_tape/stN` or `scsi_changer/schN` and its generic node from `scsi_generic/sgN`. What
+/// lsscsi itself reads, for hosts without it.
+pub fn scan_sysfs(root: &std::path::Path) -> std::io::Result<Vec<ScsiDevice>> {
+    let read = |dir: &std::path::Path, f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_string());
+    // The first entry of `dir/sub` named `prefix` and digits: `/dev/<it>`.
+    let node = |dir: &std::path::Path, sub: &str, prefix: &str| -> Option<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.strip_prefix(prefix).is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())))
+            .collect();
+        names.sort();
+        names.first().map(|n| format!("/dev/{n}"))
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let parts: Vec<u32> = name.split(':').filter_map(|p| p.parse().ok()).collect();
+        let [host, channel, target, lun] = parts[..] else { continue };
+        if name.split(':').count() != 4 {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(kind) = read(&dir, "type") else { continue };
+        let kind = match kind.as_str() {
+            "0" => "disk".to_string(),
+            "1" => "tape".to_string(),
+            "8" => "mediumx".to_string(),
+            other => format!("type {other}"),
+        };
+        let device = match kind.as_str() {
+            "tape" => node(&dir, "scsi_tape", "st"),
+            "mediumx" => node(&dir, "scsi_changer", "sch"),
+            _ => None,
+        };
+        out.push(ScsiDevice {
+            host,
+            channel,
+            target,
+            lun,
+            kind,
+            vendor: read(&dir, "vendor").unwrap_or_default(),
+            model: read(&dir, "model").unwrap_or_default(),
+            revision: read(&dir, "rev").unwrap_or_default(),
+            device,
+            sg: node(&dir, "scsi_generic", "sg"),
+        });
+    }
+    out.sort_by_key(|d| (d.host, d.channel, d.target, d.lun));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -755,6 +755,17 @@ impl Library for SimLibrary {
         failure.map_or(Ok(()), Err)
     }
 
+    async fn files_on_tape(&self, drive: &str) -> Result<u64, LibraryError> {
+        // From the simulator's records: no time passes and no pending fault fires.
+        let mut st = self.lock();
+        let d = st.drive(drive)?;
+        let Some(barcode) = d.cartridge.clone().filter(|_| d.state == DriveState::Ready) else {
+            return Err(LibraryError::DriveEmpty { drive: drive.into() });
+        };
+        let t = st.tapes.get(&barcode).ok_or_else(|| unknown_barcode(&barcode))?;
+        Ok(t.files.len() as u64)
+    }
+
     async fn status(&self, drive: &str) -> Result<DriveStatus, LibraryError> {
         let mut st = self.lock();
         let d = st.drive(drive)?;
