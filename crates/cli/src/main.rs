@@ -55,7 +55,7 @@ pub use exit::{fail, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID};
     after_help = "Exit status, the same for every command: 0 done; 1 the command ran and failed (a scenario \
                   expectation failed, backends diverged, the database refused an operation); 2 invalid input or \
                   usage, or a backend that cannot be reached; 130 interrupted by SIGINT or SIGTERM (the run's \
-                  namespaces are removed first)."
+                  namespaces are removed first; `maintenance` and `db collect --every` stop with 0)."
 )]
 struct Cli {
     #[command(subcommand)]

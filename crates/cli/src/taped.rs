@@ -33,8 +33,8 @@ pub struct TapedArgs {
     /// The tape server's configuration (TOML; see `tapesched config check`).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Simulated library only (and required with it): run this much virtual time (`90s`, `30m`,
-    /// `8h`, `1d`, or seconds), then drain the drives and print a summary.
+    /// Simulated library only (it needs this or --clock): run this much virtual time (`90s`,
+    /// `30m`, `8h`, `1d`, or seconds), then drain the drives and print a summary.
     #[arg(long, value_name = "DURATION", conflicts_with = "clock")]
     pub simulate_for: Option<String>,
     /// Simulated library only: run it in real time, sped up, on a scaled clock until SIGINT or
@@ -187,7 +187,8 @@ pub async fn taped(args: TapedArgs) -> u8 {
 
 /// `taped --clock`: the simulated library in real time on the scaled clock `spec`, until a
 /// signal, then drained on that clock; exit 130 after the signal, 2 on a configuration this mode
-/// cannot run, 1 on a backend error.
+/// cannot run or a backend unreachable at the start. A step that fails later (the backend slow to
+/// answer) is a line on stdout and the drive probes again, as in real time.
 async fn scaled(config: &Config, spec: ClockSpec) -> u8 {
     if config.library.kind != LibraryKind::Sim {
         return fail(EXIT_INVALID, anyhow::anyhow!("--clock is for the simulated library only"));
@@ -222,16 +223,8 @@ async fn scaled(config: &Config, spec: ClockSpec) -> u8 {
         Err(e) => return fail(EXIT_FAILED, e),
     };
     crate::worker::say(format!("clock {spec}: now {}", clock.now()));
-    let outcome: Result<RunEnd, tapesched_scheduler::Error> = async {
-        let end = built.daemon.run_paced(&clock, &mut rx).await?;
-        built.daemon.drain_paced(&clock).await?;
-        Ok(end)
-    }
-    .await;
-    let end = match outcome {
-        Ok(end) => end,
-        Err(e) => return fail(code_of(e.kind), e.into()),
-    };
+    let end = built.daemon.run_paced(&clock, &mut rx).await;
+    built.daemon.drain_paced(&clock).await;
     print!("{}", built.daemon.summary().render());
     match end {
         RunEnd::Cancelled => EXIT_INTERRUPTED,

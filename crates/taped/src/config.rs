@@ -410,6 +410,10 @@ impl Config {
         if self.intervals.idle_ms == 0 {
             return Err(ConfigError::new(&self.source, None, "[intervals]: idle_ms must be positive"));
         }
+        if self.intervals.heartbeat_ms == 0 {
+            // A beat every millisecond of simulated time would never let a simulated run end.
+            return Err(ConfigError::new(&self.source, None, "[intervals]: heartbeat_ms must be positive"));
+        }
         if self.batch.max_files == 0 || self.batch.max_bytes == 0 {
             return Err(ConfigError::new(&self.source, None, "[batch]: max_files and max_bytes must be positive"));
         }
@@ -430,6 +434,14 @@ impl Config {
         }
         if self.workload.is_some() && self.library.kind != LibraryKind::Sim {
             return Err(ConfigError::new(&self.source, None, "[workload] is for the simulated library only"));
+        }
+        if self.workload.is_some() && self.data.mode == DataMode::Files {
+            // Its archives name no source file: every one would fail to read its disk URL.
+            return Err(ConfigError::new(
+                &self.source,
+                None,
+                "[workload] queues archives without source files: it needs [data] mode = \"sizes\"",
+            ));
         }
         Ok(())
     }

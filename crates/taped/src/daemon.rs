@@ -42,7 +42,10 @@
 //! before each step it waits until the scaled time reaches the drive's next time, then moves the
 //! `SimClock` to the scaled now (never back) and steps. The scheduler of the daemon still reads
 //! the `SimClock`, which is thus the scaled time of the step in progress; steps run one at a time,
-//! so a step that takes wall time delays the next ones, as a busy tape server would.
+//! so a step that takes wall time delays the next ones, as a busy tape server would. As in real
+//! time, a step or heartbeat that fails (a backend slow to answer on a loaded machine) is said
+//! through the event lines and the run goes on: the drive hands its mount to the collector and
+//! probes again after the idle pause; the heartbeat is tried again at its next time.
 //!
 //! # Draining
 //!
@@ -230,10 +233,11 @@ impl Daemon {
     }
 
     /// The daemon's heartbeat ([`Shared::beat`]); the next one is due `heartbeat_ms` later.
+    /// A failed heartbeat is due again `heartbeat_ms` later too (the error is returned).
     async fn beat(&mut self) -> Result<()> {
-        self.shared.beat().await?;
+        let r = self.shared.beat().await;
         self.next_beat_ms = self.shared.timeline.now_ms().saturating_add(self.shared.heartbeat_ms.max(1) as i64);
-        Ok(())
+        r
     }
 
     /// Does `next` at the timeline's now: a drive's step (until `horizon_ms`, see
@@ -242,6 +246,20 @@ impl Daemon {
         match next {
             Next::Beat => self.beat().await,
             Next::Drive(i) => self.step(i, horizon_ms).await,
+        }
+    }
+
+    /// [`Daemon::act`] for the runs that go on after an error (scaled time): a failed step or
+    /// heartbeat is said (`... step failed: ...`, `heartbeat failed: ...`) and is otherwise done
+    /// with: the drive has already recovered ([`DriveSession::step_until`]), the heartbeat is due
+    /// again at its next time.
+    async fn act_and_go_on(&mut self, next: Next, horizon_ms: i64) {
+        if let Err(e) = self.act(next, horizon_ms).await {
+            let line = match next {
+                Next::Beat => format!("heartbeat failed: {e}"),
+                Next::Drive(i) => format!("{} step failed: {e}", self.drives[i].name()),
+            };
+            self.shared.say(line);
         }
     }
 
@@ -310,13 +328,14 @@ impl Daemon {
 
     /// Scaled time: runs each drive's steps when `pacer`'s time reaches them (see the module
     /// documentation), until `cancel` turns true (a wait in progress is cancelled) or every drive
-    /// has stopped. A step's error ends the run with it.
-    pub async fn run_paced(&mut self, pacer: &dyn Pacer, cancel: &mut watch::Receiver<bool>) -> Result<RunEnd> {
+    /// has stopped. A failed step or heartbeat is said and the run goes on (see the module
+    /// documentation); nothing ends it but the cancellation or every drive stopping.
+    pub async fn run_paced(&mut self, pacer: &dyn Pacer, cancel: &mut watch::Receiver<bool>) -> RunEnd {
         loop {
             if *cancel.borrow() {
-                return Ok(RunEnd::Cancelled);
+                return RunEnd::Cancelled;
             }
-            let Some((next, at)) = self.next() else { return Ok(RunEnd::AllStopped) };
+            let Some((next, at)) = self.next() else { return RunEnd::AllStopped };
             if pacer.now_ms() < at {
                 let stop = async {
                     // A dropped sender never cancels: wait for the step instead.
@@ -330,13 +349,15 @@ impl Daemon {
                 }
             }
             self.sim_clock_to(pacer.now_ms().max(at));
-            self.act(next, i64::MIN).await?;
+            self.act_and_go_on(next, i64::MIN).await;
         }
     }
 
     /// [`Daemon::drain`] on scaled time: every drive drains, each step waiting for its time on
-    /// `pacer`, until each has stopped or is Down.
-    pub async fn drain_paced(&mut self, pacer: &dyn Pacer) -> Result<()> {
+    /// `pacer`, until each has stopped or is Down. A failed step or heartbeat is said and the
+    /// drain goes on, as in [`Daemon::run_paced`] (a drive that failed probes again, finds that
+    /// it drains, and stops).
+    pub async fn drain_paced(&mut self, pacer: &dyn Pacer) {
         let now = pacer.now_ms().max(self.shared.timeline.now_ms());
         self.sim_clock_to(now);
         for d in &mut self.drives {
@@ -345,14 +366,14 @@ impl Daemon {
         while let Some((next, at)) = self.next() {
             pacer.wait_until_ms(at).await;
             self.sim_clock_to(pacer.now_ms().max(at));
-            self.act(next, i64::MIN).await?;
+            self.act_and_go_on(next, i64::MIN).await;
         }
-        Ok(())
     }
 
     /// Real time: each drive in a task of its own, waiting for its next step on the wall clock,
     /// until `cancel` turns true; then every drive drains. A step that fails (a backend that
-    /// cannot be reached) is said through the event lines and tried again after the idle pause.
+    /// cannot be reached) is said through the event lines; the drive hands its mount to the
+    /// collector and probes again after the idle pause ([`DriveSession::step_until`]).
     pub async fn run_realtime(self, cancel: watch::Receiver<bool>) -> Summary {
         // The heartbeat, until every drive has drained (a drain takes real time too).
         let beats = {

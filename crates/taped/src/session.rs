@@ -197,6 +197,8 @@ pub struct DriveSession {
     status: DriveStatus,
     down_reason: Option<String>,
     stats: DriveStats,
+    /// The mount the drive holds, from `next_mount` to `end_mount`.
+    mount: Option<MountId>,
 }
 
 /// A failpoint ([`tapesched_scheduler::failpoint`]): a file is on tape, not reported yet (the
@@ -218,6 +220,7 @@ impl DriveSession {
             status: DriveStatus::Down,
             down_reason: None,
             stats: DriveStats::default(),
+            mount: None,
         }
     }
 
@@ -268,13 +271,19 @@ impl DriveSession {
     /// the next queue cleanup. A tape already out of service (another drive or an operator saw to
     /// it) keeps its state and reason. An operator enables it again once the cartridge is out.
     async fn cartridge_left(&self, sh: &Shared, vid: &str, holder: &str, why: &str) -> Result<()> {
+        self.out_of_service(sh, vid, format!("cartridge left in drive {holder}: {why}")).await
+    }
+
+    /// A tape the drive cannot mount through no fault of its own (its cartridge is not in the
+    /// library, or is held by another drive) leaves service with `reason`, as in
+    /// [`DriveSession::cartridge_left`]; the drive stays Up for other mounts.
+    async fn out_of_service(&self, sh: &Shared, vid: &str, reason: String) -> Result<()> {
         let snap = sh.scheduler.catalogue().snapshot().await?;
         let wanted = match snap.tapes.get(vid).map(|t| t.state) {
             Some(TapeState::Active) => TapeState::Disabled,
             Some(TapeState::Repacking) => TapeState::RepackingDisabled,
             _ => return Ok(()),
         };
-        let reason = format!("cartridge left in drive {holder}: {why}");
         sh.say(format!("{} tape {vid} {}: {reason}", self.name, wanted.as_str().to_lowercase()));
         match sh.scheduler.change_tape_state(vid, wanted, Some(&reason), StateChangeMode::All).await {
             Ok(_) => Ok(()),
@@ -284,22 +293,37 @@ impl DriveSession {
         }
     }
 
+    /// A mount that failed through no fault of this drive (its mount already ended): the tape
+    /// leaves service ([`DriveSession::out_of_service`]) so that no drive tries it again, and
+    /// this drive stays Up for the next decision.
+    async fn stay_up_without(&mut self, sh: &Shared, vid: &str, what: &str, reason: String) -> Result<()> {
+        sh.say(format!("{} mount of {what}", self.name));
+        self.out_of_service(sh, vid, reason).await?;
+        self.phase = Phase::Up;
+        self.next_at_ms = sh.timeline.free_ms(&self.name);
+        Ok(())
+    }
+
     async fn go_down(&mut self, sh: &Shared, reason: String) -> Result<()> {
         sh.say(format!("{} down: {reason}", self.name));
+        // Kept before the report, so that a drive whose report fails stays Down.
+        self.down_reason = Some(reason.clone());
         sh.times.time(Op::DriveStatus, sh.scheduler.report_drive_down(&self.name, &reason)).await?;
         self.status = DriveStatus::Down;
-        self.down_reason = Some(reason);
         self.phase = Phase::Down;
         self.next_at_ms = NEVER;
         Ok(())
     }
 
     /// Ends the mount (`Scheduler::end_mount`: what it still holds goes back to its queues) and
-    /// takes it out of the daemon's heartbeat; returns how many jobs went back.
+    /// takes it out of the daemon's heartbeat; returns how many jobs went back. The drive is
+    /// reported Up, or, while it is `CleaningUp` after an error, stays so.
     async fn end_mount(&mut self, sh: &Shared, session: TapeSession) -> Result<u64> {
         let mount = session.mount_id;
-        let ended = sh.times.time(Op::EndMount, sh.scheduler.end_mount(session)).await;
+        let after = if self.status == DriveStatus::CleaningUp { DriveStatus::CleaningUp } else { DriveStatus::Up };
+        let ended = sh.times.time(Op::EndMount, sh.scheduler.end_mount_as(session, after)).await;
         sh.mounts.end(mount);
+        self.mount = None;
         let n = ended?;
         self.stats.handed_back += n;
         Ok(n)
@@ -318,7 +342,51 @@ impl DriveSession {
     /// batch still holds it (reports and pops stay steps of their own, at their time). Every call
     /// the scheduler sees is thus made at the same simulated time and in the same order as with
     /// one file per step (the daemon's heartbeats, which only refresh liveness, excepted).
+    ///
+    /// A step that fails (the backend or the catalogue did not answer) returns the error and
+    /// leaves the drive to probe again after `idle_ms` (a drive going Down stays Down, a draining
+    /// drive stops without retrying): the mount
+    /// it held, if any, leaves the daemon's heartbeat and is marked abandoned
+    /// (`SchedulerDb::abandon_mount`, when the backend answers), so that the collector hands its
+    /// jobs back as it does a killed daemon's; the probe takes out a cartridge left in the drive.
     pub async fn step_until(&mut self, sh: &Shared, horizon_ms: i64) -> Result<()> {
+        let r = self.step_inner(sh, horizon_ms).await;
+        if r.is_err() {
+            self.recover(sh).await;
+        }
+        r
+    }
+
+    /// After a failed step: see [`DriveSession::step_until`].
+    async fn recover(&mut self, sh: &Shared) {
+        if let Some(mount) = self.mount.take() {
+            sh.mounts.end(mount);
+            let now = sh.timeline.now_ms() / 1000;
+            match sh.scheduler.db().abandon_mount(mount, now).await {
+                Ok(()) => sh.say(format!("{} step failed: mount {mount} abandoned to the collector", self.name)),
+                Err(e) => sh.say(format!(
+                    "{} step failed: mount {mount} left to the collector (its heartbeat stops; abandoning it failed: {e})",
+                    self.name
+                )),
+            }
+        }
+        if self.down_reason.is_some() {
+            // It was going Down: it stays Down (the register may not say so).
+            self.phase = Phase::Down;
+            self.next_at_ms = NEVER;
+        } else if self.draining {
+            // Draining (the daemon is stopping): no retry, which could wait for a backend that
+            // does not come back; the next start's probe takes out a cartridge left in the drive.
+            self.phase = Phase::Stopped;
+            self.next_at_ms = NEVER;
+            sh.say(format!("{} stopped: a step failed while draining", self.name));
+        } else {
+            self.phase = Phase::Probe;
+            self.next_at_ms = sh.timeline.now_ms().saturating_add(sh.idle_ms as i64);
+        }
+    }
+
+    async fn step_inner(&mut self, sh: &Shared, horizon_ms: i64) -> Result<()> {
         let phase = std::mem::replace(&mut self.phase, Phase::Down);
         match phase {
             Phase::Probe => self.probe(sh).await,
@@ -384,27 +452,32 @@ impl DriveSession {
             return Ok(());
         };
         sh.mounts.open(session.mount_id);
+        self.mount = Some(session.mount_id);
         self.status = DriveStatus::Starting;
         let spec = session.spec.clone();
         sh.say(format!("{} mount {} {} for {}", self.name, spec.vid, spec.mount_type, spec.tape_pool));
         let Some(barcode) = sh.barcodes.get(&spec.vid).cloned() else {
+            // A tape the catalogue gained after the daemon read the library's inventory: not
+            // this drive's fault. The tape leaves service so that the drives do not go Down one
+            // after the other trying to mount it; this one stays Up.
             self.end_mount(sh, session).await?;
-            return self.go_down(sh, format!("tape {} is not in the library", spec.vid)).await;
+            let reason = format!("no cartridge in the library of drive {} (checked at its start)", self.name);
+            return self.stay_up_without(sh, &spec.vid, &format!("no cartridge for {}", spec.vid), reason).await;
         };
         self.set_status(sh, DriveStatus::Mounting, Some(&session)).await?;
         if let Err(e) = sh.times.time(Op::Library, sh.library.mount(&barcode, &self.name)).await {
             self.end_mount(sh, session).await?;
-            if let LibraryError::CartridgeInDrive { drive, .. } = &e {
-                if *drive != self.name {
-                    // Not this drive's fault: the tape is held by another drive (one that went
-                    // Down with it). The tape leaves service so that no drive tries again; this
-                    // one stays Up.
-                    sh.say(format!("{} mount of {barcode}: {e}", self.name));
-                    self.cartridge_left(sh, &spec.vid, drive, &e.to_string()).await?;
-                    self.phase = Phase::Up;
-                    self.next_at_ms = sh.timeline.free_ms(&self.name);
-                    return Ok(());
+            let not_ours = match &e {
+                // The tape is held by another drive (one that went Down with it).
+                LibraryError::CartridgeInDrive { drive, .. } if *drive != self.name => {
+                    Some(format!("cartridge left in drive {drive}: {e}"))
                 }
+                // The cartridge left the library (exported) since the daemon started.
+                LibraryError::UnknownBarcode { .. } => Some(format!("not in the library: {e}")),
+                _ => None,
+            };
+            if let Some(reason) = not_ours {
+                return self.stay_up_without(sh, &spec.vid, &format!("{barcode}: {e}"), reason).await;
             }
             self.stats.drive_errors += 1;
             return self.go_down(sh, format!("mount of {barcode}: {e}")).await;
@@ -428,14 +501,18 @@ impl DriveSession {
     /// Before writing, the tape's files must be those the catalogue knows: a daemon killed after
     /// writing files it never reported leaves more files on the tape than the catalogue's last
     /// fSeq, and the next file would get another fSeq on tape than in the catalogue. Such a tape is
-    /// marked full (no more writes; its reported files stay readable) and the mount ends. Only the
-    /// simulated library tells how many files a cartridge holds.
+    /// marked full (no more writes; its reported files stay readable) and the mount ends. The
+    /// simulator answers from its records; a real drive spaces to the end of data
+    /// ([`Library::files_on_tape`]), which its first write does anyway.
     async fn check_end_of_data(&mut self, sh: &Shared, session: &TapeSession, barcode: &str) -> Result<Option<End>> {
-        let Timeline::Sim(lib) = &sh.timeline else { return Ok(None) };
         if session.spec.mount_type == MountType::Retrieve {
             return Ok(None);
         }
-        let on_tape = lib.cartridge(barcode).map(|c| c.3).unwrap_or(0);
+        let on_tape = match sh.times.time(Op::Library, sh.library.files_on_tape(&self.name)).await {
+            Ok(n) => n,
+            // A drive that cannot tell where the end of data is must not write.
+            Err(e) => return Ok(Some(End::DriveError(format!("finding the end of data on {barcode}: {e}")))),
+        };
         let snap = sh.scheduler.catalogue().snapshot().await?;
         let known = snap.tapes.get(&session.spec.vid).map_or(0, |t| t.last_fseq);
         if on_tape == known {

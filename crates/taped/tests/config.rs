@@ -116,6 +116,14 @@ async fn shape_errors() {
     assert!(e.contains("drive ULT11 is listed twice"), "{e}");
     let e = check_text(&d, &format!("{base}\n[data]\nmode = \"files\"\n")).await.unwrap_err();
     assert!(e.contains("mode `files` needs `tape_dir`"), "{e}");
+    let files = "\n[data]\nmode = \"files\"\ntape_dir = \"tapes\"\n";
+    let workload = "\n[workload]\narchive_files = 1\nfile_size = 1000\nstorage_class = \"sc_pool_a\"\n";
+    check_text(&d, &format!("{base}{files}")).await.expect("files mode alone is good");
+    let e = check_text(&d, &format!("{base}{files}{workload}")).await.unwrap_err();
+    assert!(e.contains("[workload] queues archives without source files"), "{e}");
+    let e =
+        check_text(&d, &base.replace("idle_ms = 60000\n", "idle_ms = 60000\nheartbeat_ms = 0\n")).await.unwrap_err();
+    assert!(e.contains("heartbeat_ms must be positive"), "{e}");
     let e = check_text(&d, &base.replace("kind = \"sim\"", "kind = \"scsi\"")).await.unwrap_err();
     assert!(e.contains("taped.toml:8:") && e.contains("unknown variant `scsi`"), "{e}");
 }

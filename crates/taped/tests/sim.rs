@@ -186,6 +186,53 @@ async fn a_stuck_cartridge_takes_its_drive_down_and_its_tape_out_of_service() {
     open.close().await;
 }
 
+/// A tape the catalogue gains after the daemon read the library's inventory, with no cartridge
+/// in the library: the drive given its mount ends it and takes the tape out of service
+/// (DISABLED, with why) instead of going Down, so that the drives do not go Down one after the
+/// other; once a tape with a cartridge can be written, every file is archived once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tape_without_a_cartridge_leaves_service_and_no_drive_goes_down() {
+    use tapesched_scheduler::catalogue::CatalogueEdit;
+    use tapesched_scheduler::types::TapeState;
+    let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11", "ULT12"], "");
+    let (mut built, open, events) = daemon(Backend::Postgres, &text).await;
+    let s = built.scheduler.clone();
+    let full = |vid: &str, full: bool| {
+        let mut edit = CatalogueEdit::tape_full(vid);
+        if let CatalogueEdit::EditTape { full: f, .. } = &mut edit {
+            *f = Some(full);
+        }
+        edit
+    };
+    // pool_a's tapes are all full; V00199 joins it, empty, with no cartridge in library 10.
+    for n in 101..=108 {
+        s.edit_catalogue(full(&format!("V00{n}"), true)).await.unwrap();
+    }
+    // A copy of V00101, renamed, empty and not full.
+    let mut tape = s.catalogue().snapshot().await.unwrap().tapes["V00101"].clone();
+    (tape.vid, tape.full, tape.data_on_tape_bytes, tape.last_fseq) = ("V00199".into(), false, 0, 0);
+    s.edit_catalogue(CatalogueEdit::AddTape(tape)).await.unwrap();
+    let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 20], |_| None).await;
+    built.daemon.run_until(START * 1000 + 4 * HOUR_MS, None).await.unwrap();
+    let lines = events.lock().unwrap().clone();
+    assert!(lines.iter().all(|l| !l.contains(" down: ")), "{lines:#?}");
+    assert!(built.daemon.drives().iter().all(|d| d.status() != DriveStatus::Down), "{lines:#?}");
+    let snap = s.catalogue().snapshot().await.unwrap();
+    let t = &snap.tapes["V00199"];
+    assert_eq!(t.state, TapeState::Disabled, "{t:?}");
+    assert!(t.state_reason.as_deref().unwrap_or_default().contains("no cartridge in the library"), "{t:?}");
+    // Nothing could be written meanwhile; with V00101 writable again, everything is, once.
+    let mut disk = DiskSide::new(false);
+    disk.pump(&s).await.unwrap();
+    assert!(disk.archived.is_empty(), "{:?}", disk.archived);
+    s.edit_catalogue(full("V00101", false)).await.unwrap();
+    built.daemon.run_until(START * 1000 + 24 * HOUR_MS, None).await.unwrap();
+    disk.pump(&s).await.unwrap();
+    assert_eq!(disk.archived, ids.iter().copied().collect::<BTreeSet<_>>());
+    assert_eq!((disk.duplicates, disk.failures.len()), (0, 0));
+    open.close().await;
+}
+
 /// A fault for a drive the server does not run is refused with its line.
 #[test]
 fn a_fault_for_a_drive_not_run_is_refused_with_its_line() {
@@ -261,8 +308,6 @@ async fn a_running_daemon_keeps_its_mounts_alive_between_pops() {
 async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
     use std::sync::Arc;
     use tapesched_library::Library;
-    use tapesched_taped::data::DataPath;
-    use tapesched_taped::session::{Shared, Timeline};
     use tapesched_taped::Daemon;
 
     let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
@@ -284,20 +329,7 @@ async fn a_killed_daemon_is_collected_and_a_restarted_one_starts_cleanly() {
     assert!(requeued > 0, "the dead mount's jobs go back");
 
     // The restarted daemon.
-    let shared = Shared {
-        scheduler: s2.clone(),
-        library: sim.clone(),
-        timeline: Timeline::Sim(sim.clone()),
-        data: DataPath::Sizes,
-        batch_files: 4000,
-        batch_bytes: 80_000_000_000,
-        idle_ms: 60_000,
-        heartbeat_ms: 60_000,
-        barcodes,
-        on_event: None,
-        times: Default::default(),
-        mounts: Default::default(),
-    };
+    let shared = sim_shared(s2.clone(), &sim, barcodes);
     let mut d = Daemon::new(shared, &["ULT11".to_string()]);
     let sink = events.clone();
     d.set_on_event(Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())));

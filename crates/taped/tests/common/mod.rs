@@ -1,10 +1,16 @@
 //! Shared pieces of the taped tests: configurations over the committed samples, a daemon on a
-//! fresh backend namespace, and workload helpers.
+//! fresh backend namespace, workload helpers, and a pacer that jumps instead of sleeping.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tapesched_scheduler::clock::ManualClock;
+use tapesched_taped::pace::Pacer;
+use tokio::sync::watch;
 
 use tapesched_backends::{Backend, OpenBackend};
 use tapesched_scheduler::scheduler::{ArchiveSubmission, Scheduler};
@@ -109,4 +115,71 @@ pub async fn pg_collector(
     let db: Arc<dyn tapesched_scheduler::db::SchedulerDb> =
         Arc::new(tapesched_postgres::PgSchedulerDb::connect(config).await.unwrap());
     Scheduler::new(db, catalogue, clock, like.config().clone())
+}
+
+/// The shared state of a daemon built by hand on the simulated library `sim` (its clock
+/// stepping the drives) with `scheduler`: sizes only, 80 GB batches, a minute's idle pause and
+/// heartbeat, the library's `barcodes`.
+pub fn sim_shared(
+    scheduler: Arc<Scheduler>,
+    sim: &Arc<tapesched_library::sim::SimLibrary>,
+    barcodes: std::collections::BTreeMap<String, String>,
+) -> tapesched_taped::session::Shared {
+    use tapesched_taped::data::DataPath;
+    use tapesched_taped::session::{Shared, Timeline};
+    Shared {
+        scheduler,
+        library: sim.clone(),
+        timeline: Timeline::Sim(sim.clone()),
+        data: DataPath::Sizes,
+        batch_files: 4000,
+        batch_bytes: 80_000_000_000,
+        idle_ms: 60_000,
+        heartbeat_ms: 60_000,
+        barcodes,
+        on_event: None,
+        times: Default::default(),
+        mounts: Default::default(),
+    }
+}
+
+/// Jumps to the time waited for (plus `lag_ms`), moving `also` with it; a wait past `stop_ms`
+/// fires the cancellation instead and never returns.
+pub struct JumpPacer {
+    now: AtomicI64,
+    lag_ms: i64,
+    stop_ms: i64,
+    cancel: watch::Sender<bool>,
+    /// A clock moved with the pacer (seconds).
+    pub also: Option<Arc<ManualClock>>,
+    /// Every time waited for, in order.
+    pub waits: Mutex<Vec<i64>>,
+}
+
+impl JumpPacer {
+    /// A pacer at `start_ms` and the cancellation it fires past `stop_ms`.
+    pub fn new(start_ms: i64, lag_ms: i64, stop_ms: i64) -> (Arc<JumpPacer>, watch::Receiver<bool>) {
+        let (cancel, rx) = watch::channel(false);
+        let p =
+            JumpPacer { now: AtomicI64::new(start_ms), lag_ms, stop_ms, cancel, also: None, waits: Mutex::default() };
+        (Arc::new(p), rx)
+    }
+}
+
+#[async_trait]
+impl Pacer for JumpPacer {
+    fn now_ms(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+    async fn wait_until_ms(&self, t_ms: i64) {
+        self.waits.lock().unwrap().push(t_ms);
+        if t_ms > self.stop_ms {
+            let _ = self.cancel.send(true);
+            return std::future::pending().await;
+        }
+        let now = self.now.fetch_max(t_ms + self.lag_ms, Ordering::SeqCst).max(t_ms + self.lag_ms);
+        if let Some(c) = &self.also {
+            c.set(now.div_euclid(1000));
+        }
+    }
 }
