@@ -7,6 +7,7 @@
 //! `migrate_status.rs`, `report` in `migrate_report.rs`. Servers are found as every command finds them
 //! (`tapesched_backends::database_url` / `redis_url`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -171,12 +172,16 @@ pub(crate) async fn open_target(t: &TargetArgs, init: bool) -> Result<PgSchedule
             t.schema, t.schema
         )));
     }
-    PgSchedulerDb::connect(PgConfig { max_connections: 4, ..PgConfig::new(url, t.schema.clone()) })
+    // A backfill writes up to IN_FLIGHT pages at once and saves its checkpoint beside them: a
+    // connection each, so that none waits for one (a page too long to write would otherwise
+    // make the others time out waiting).
+    let connections = tapesched_migrate::IN_FLIGHT as u32 + 2;
+    PgSchedulerDb::connect(PgConfig { max_connections: connections, ..PgConfig::new(url, t.schema.clone()) })
         .await
         .map_err(|e| in_side("target (PostgreSQL)", e))
 }
 
-async fn open_legacy(s: &SidesArgs) -> Result<std::sync::Arc<dyn SchedulerDb>, Error> {
+async fn open_legacy(s: &SidesArgs) -> Result<Arc<dyn SchedulerDb>, Error> {
     let target = tapesched_backends::Target {
         redis_url: s.legacy_redis_url.clone(),
         redis_prefix: s.legacy_prefix.clone(),
@@ -298,12 +303,12 @@ fn human(d: Duration) -> String {
 }
 
 async fn verify(a: VerifyArgs) -> Result<u8, Error> {
-    let target = open_target(&a.sides.target, false).await?;
+    let target = Arc::new(open_target(&a.sides.target, false).await?);
     let record = Record::of_postgres(&target);
     record.read_stage().await?;
     let legacy = open_legacy(&a.sides).await?;
     let options = VerifyOptions { page: a.page, rechecks: a.rechecks };
-    let report = tapesched_migrate::verify(&*legacy, &target, &options).await?;
+    let report = tapesched_migrate::verify(legacy.clone(), target.clone(), &options).await?;
     print_report(&report);
     record.record_verify(report.items_a, report.differences.len() as u64, &report.summary()).await?;
     Ok(if report.is_clean() { 0 } else { EXIT_FAILED })
@@ -311,21 +316,21 @@ async fn verify(a: VerifyArgs) -> Result<u8, Error> {
 
 async fn repair(a: RepairArgs) -> Result<u8, Error> {
     let sides = &a.verify.sides;
-    let target = open_target(&sides.target, false).await?;
+    let target = Arc::new(open_target(&sides.target, false).await?);
     let record = Record::of_postgres(&target);
     let stage = record.read_stage().await?;
     let legacy = open_legacy(sides).await?;
     let (authoritative, other): (&dyn SchedulerDb, &dyn SchedulerDb) = if stage >= Stage::Live {
         println!("repairing legacy from the target (authoritative in stage {stage})");
-        (&target, &*legacy)
+        (&*target, &*legacy)
     } else {
         println!("repairing the target from legacy (authoritative in stage {stage})");
-        (&*legacy, &target)
+        (&*legacy, &*target)
     };
     let now = SystemClock.now();
     if !a.divergences_only {
         let options = VerifyOptions { page: a.verify.page, rechecks: a.verify.rechecks };
-        let report = tapesched_migrate::verify(&*legacy, &target, &options).await?;
+        let report = tapesched_migrate::verify(legacy.clone(), target.clone(), &options).await?;
         print_report(&report);
         let keys: Vec<StateKey> = report.differences.iter().map(|d| d.key.clone()).collect();
         let fixed = tapesched_migrate::repair(authoritative, other, &keys, now).await?;

@@ -28,7 +28,7 @@ pub mod stage;
 pub mod stage_source;
 pub mod verify;
 
-pub use copy::{backfill, BackfillOptions, BackfillReport, Progress};
+pub use copy::{backfill, BackfillOptions, BackfillReport, Progress, IN_FLIGHT};
 /// The bridge's log types the record stores and reads.
 pub use tapesched_bridge::{
     Answer, Concern, Divergence, DivergenceLog, Histogram, LogDelta, OpCounts, PendingDivergence,

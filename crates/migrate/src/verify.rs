@@ -1,7 +1,9 @@
 //! Verify and repair.
 //!
-//! `verify` reads both backends' exports page by page (the two sides concurrently) and merges
-//! them in key order: a key on one side only is missing or extra, a key on both with items not
+//! `verify` reads both backends' exports page by page and merges them in key order: each side is
+//! read by a feed of its own, a task that keeps one page ahead of the merge (the two sides'
+//! reading and decoding and the comparison thus run at once, on as many threads as the runtime
+//! has); a key on one side only is missing or extra, a key on both with items not
 //! [`StateItem::same`] is different. Writes go on while it reads (the sides are read at different
 //! moments), so every candidate is read again on both sides (`read_state`, both at once) before
 //! it is reported, up to `rechecks` times: only a difference seen every time is reported.
@@ -9,12 +11,14 @@
 //! authoritative side has is imported (replacing what differs), what it lacks is deleted.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tapesched_scheduler::clock::Timestamp;
 use tapesched_scheduler::db::SchedulerDb;
 use tapesched_scheduler::state::{StateItem, StateKey};
-use tapesched_scheduler::Result;
+use tapesched_scheduler::{Error, Result};
+use tokio::sync::mpsc;
 
 /// What differs for one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,35 +115,52 @@ impl VerifyReport {
     }
 }
 
-/// A paged export read as a stream.
-struct Side<'a> {
-    db: &'a dyn SchedulerDb,
+/// Pages a feed may read ahead of the merge (besides the one it is reading and the one the merge
+/// holds).
+const PAGES_AHEAD: usize = 1;
+
+/// A page of a side's export, or the error that ended its reading.
+type Page = Result<Vec<StateItem>>;
+
+/// Reads `db`'s export page by page into `pages` until a short page or an error (sent on, as the
+/// last page) ends it, or the merge has stopped listening.
+async fn feed(db: Arc<dyn SchedulerDb>, page: usize, pages: mpsc::Sender<Page>) {
+    let mut last: Option<StateKey> = None;
+    loop {
+        let items = db.export_state(last.as_ref(), page).await;
+        let end = items.as_ref().map_or(true, |i| i.len() < page);
+        if let Ok(i) = &items {
+            if let Some(l) = i.last() {
+                last = Some(l.key());
+            }
+        }
+        if pages.send(items).await.is_err() || end {
+            return;
+        }
+    }
+}
+
+/// One side of the merge: the pages its feed sends, as a stream of items.
+struct Side {
+    pages: mpsc::Receiver<Page>,
     buf: VecDeque<StateItem>,
-    last: Option<StateKey>,
     done: bool,
 }
 
-impl<'a> Side<'a> {
-    fn new(db: &'a dyn SchedulerDb) -> Self {
-        Side { db, buf: VecDeque::new(), last: None, done: false }
+impl Side {
+    fn new(pages: mpsc::Receiver<Page>) -> Self {
+        Side { pages, buf: VecDeque::new(), done: false }
     }
 
-    fn needs(&self) -> bool {
-        self.buf.is_empty() && !self.done
-    }
-
-    async fn fill(&mut self, page: usize) -> Result<()> {
-        if !self.needs() {
-            return Ok(());
+    /// Waits for the next page when every item read so far is merged; the feed's end ends the
+    /// side, its error is returned.
+    async fn fill(&mut self) -> Result<()> {
+        if self.buf.is_empty() && !self.done {
+            match self.pages.recv().await {
+                Some(items) => self.buf.extend(items?),
+                None => self.done = true,
+            }
         }
-        let items = self.db.export_state(self.last.as_ref(), page).await?;
-        if items.len() < page {
-            self.done = true;
-        }
-        if let Some(l) = items.last() {
-            self.last = Some(l.key());
-        }
-        self.buf.extend(items);
         Ok(())
     }
 }
@@ -182,12 +203,40 @@ pub struct Scan {
 }
 
 /// The streaming pass: both exports merged in key order; the keys that differ are candidates.
-pub async fn scan(a: &dyn SchedulerDb, b: &dyn SchedulerDb, page: usize) -> Result<Scan> {
+/// Each side's feed (a task of its own) reads ahead of the merge ([`PAGES_AHEAD`]); the first
+/// error met (either side's) ends the scan and is returned.
+pub async fn scan(a: Arc<dyn SchedulerDb>, b: Arc<dyn SchedulerDb>, page: usize) -> Result<Scan> {
     let page = page.max(1);
-    let (mut sa, mut sb) = (Side::new(a), Side::new(b));
+    let (tx_a, rx_a) = mpsc::channel(PAGES_AHEAD);
+    let (tx_b, rx_b) = mpsc::channel(PAGES_AHEAD);
     let mut scan = Scan { started: Some(Instant::now()), ..Scan::default() };
+    let mut feeds = AbortOnDrop(vec![tokio::spawn(feed(a, page, tx_a)), tokio::spawn(feed(b, page, tx_b))]);
+    // The merge owns the receivers: once it returns, a feed's next send fails and it stops; one
+    // still reading is stopped here (an error, or this scan dropped, ends the reading at once).
+    merge(rx_a, rx_b, &mut scan).await?;
+    // Both sides ended: a feed that panicked ended its side early, which is no end of its export.
+    for feed in std::mem::take(&mut feeds.0) {
+        feed.await.map_err(|e| Error::internal(format!("verify: a side's reading failed: {e}")))?;
+    }
+    Ok(scan)
+}
+
+/// Aborts the feeds' tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Merges the two feeds' items in key order into `scan` until both have ended.
+async fn merge(a: mpsc::Receiver<Page>, b: mpsc::Receiver<Page>, scan: &mut Scan) -> Result<()> {
+    let (mut sa, mut sb) = (Side::new(a), Side::new(b));
     loop {
-        let (fa, fb) = tokio::join!(sa.fill(page), sb.fill(page));
+        let (fa, fb) = tokio::join!(sa.fill(), sb.fill());
         fa?;
         fb?;
         let (ka, kb) = (sa.buf.front().map(StateItem::key), sb.buf.front().map(StateItem::key));
@@ -210,7 +259,7 @@ pub async fn scan(a: &dyn SchedulerDb, b: &dyn SchedulerDb, page: usize) -> Resu
             scan.candidates.push(key);
         }
     }
-    Ok(scan)
+    Ok(())
 }
 
 /// Re-checks a scan's candidates (up to `rechecks` times; a difference must be seen every time)
@@ -237,9 +286,9 @@ pub async fn confirm(a: &dyn SchedulerDb, b: &dyn SchedulerDb, scan: Scan, reche
 }
 
 /// Compares `a` with `b` in full (see the module documentation): [`scan`] then [`confirm`].
-pub async fn verify(a: &dyn SchedulerDb, b: &dyn SchedulerDb, options: &VerifyOptions) -> Result<VerifyReport> {
-    let s = scan(a, b, options.page).await?;
-    confirm(a, b, s, options.rechecks).await
+pub async fn verify(a: Arc<dyn SchedulerDb>, b: Arc<dyn SchedulerDb>, options: &VerifyOptions) -> Result<VerifyReport> {
+    let s = scan(a.clone(), b.clone(), options.page).await?;
+    confirm(&*a, &*b, s, options.rechecks).await
 }
 
 /// What a repair did.

@@ -200,7 +200,7 @@ async fn verify_finds_deleted_and_changed_items_and_repair_fixes_them() {
     let target = pg("mgvf").await;
     copy_all(&*legacy, &*target).await;
     let options = VerifyOptions { page: 64, rechecks: 2 };
-    assert!(verify(&*legacy, &*target, &options).await.unwrap().is_clean());
+    assert!(verify(legacy.clone(), target.clone(), &options).await.unwrap().is_clean());
     // One deleted on the target, one changed there, one extra there.
     target.delete_state(&[StateKey::Archive(7)], NOW).await.unwrap();
     let mut changed = target.read_state(&[StateKey::Retrieve(4)]).await.unwrap();
@@ -209,7 +209,7 @@ async fn verify_finds_deleted_and_changed_items_and_repair_fixes_them() {
     }
     target.import_state(changed, NOW).await.unwrap();
     target.queue_archive(archive_request(5000, "p1", NOW), NOW).await.unwrap();
-    let report = verify(&*legacy, &*target, &options).await.unwrap();
+    let report = verify(legacy.clone(), target.clone(), &options).await.unwrap();
     let found: Vec<(StateKey, DiffKind)> = report.differences.iter().map(|d| (d.key.clone(), d.kind)).collect();
     assert_eq!(
         found,
@@ -223,7 +223,7 @@ async fn verify_finds_deleted_and_changed_items_and_repair_fixes_them() {
     let keys: Vec<StateKey> = report.differences.iter().map(|d| d.key.clone()).collect();
     let fixed = repair(&*legacy, &*target, &keys, NOW).await.unwrap();
     assert_eq!(fixed, RepairReport { written: 2, deleted: 1 });
-    assert!(verify(&*legacy, &*target, &options).await.unwrap().is_clean());
+    assert!(verify(legacy.clone(), target.clone(), &options).await.unwrap().is_clean());
     assert_same(&*legacy, &*target).await;
     target.drop_namespace().await.unwrap();
     clear(settings).await;
@@ -251,7 +251,7 @@ async fn verify_reports_nothing_while_writes_are_in_flight() {
             }
         }
     });
-    let s = scan(&*legacy, &*target, 50).await.unwrap();
+    let s = scan(legacy.clone(), target.clone(), 50).await.unwrap();
     assert!(s.candidates.contains(&StateKey::Archive(9000)));
     // The in-flight write lands on the target, the producer finishes: the re-check settles all.
     target.queue_archive(archive_request(9000, "p1", NOW), NOW).await.unwrap();

@@ -171,7 +171,7 @@ async fn divergences_of_a_failing_target_are_stored_and_repair_fixes_what_they_n
 
     assert_eq!(record.count_divergences(true).await.unwrap(), 6, "4 queued, 1 cancelled, 1 heartbeat");
     let options = VerifyOptions { page: 100, rechecks: 2 };
-    let before = verify(&*legacy, &*target, &options).await.unwrap();
+    let before = verify(legacy.clone(), target.clone(), &options).await.unwrap();
     let found: Vec<(StateKey, DiffKind)> = before.differences.iter().map(|d| (d.key.clone(), d.kind)).collect();
     assert_eq!(
         found,
@@ -188,7 +188,7 @@ async fn divergences_of_a_failing_target_are_stored_and_repair_fixes_what_they_n
     assert_eq!(report.unrepairable, 1);
     assert_eq!(report.differing, 5);
     assert_eq!(report.repair, RepairReport { written: 4, deleted: 1 });
-    assert!(verify(&*legacy, &*target, &options).await.unwrap().is_clean());
+    assert!(verify(legacy.clone(), target.clone(), &options).await.unwrap().is_clean());
     assert_eq!(record.count_divergences(true).await.unwrap(), 0);
     let all = record.divergences(&DivergenceQuery::default()).await.unwrap();
     let heartbeat = all.iter().find(|s| s.divergence.op == "heartbeat").unwrap();
@@ -211,7 +211,7 @@ async fn the_bridge_reads_state_from_the_authoritative_side_and_mirrors_imports(
     assert_eq!(dual.state_len().await.unwrap(), legacy.state_len().await.unwrap());
     // An import through the bridge lands on both sides.
     dual.import_state(exported.clone(), NOW).await.unwrap();
-    assert!(verify(&*legacy, &*target, &VerifyOptions::default()).await.unwrap().is_clean());
+    assert!(verify(legacy.clone(), target.clone(), &VerifyOptions::default()).await.unwrap().is_clean());
     assert_eq!(dual.log().stats()["import_state"].matched, 1);
     // In live the target answers: an item only it holds is read through the bridge.
     target.queue_archive(archive_request(2, "p1", NOW), NOW).await.unwrap();
@@ -303,7 +303,7 @@ async fn a_repack_and_its_subrequests_go_through_backfill_and_verify_clean() {
     let items = legacy.export_state(None, 100).await.unwrap();
     let kinds: Vec<&str> = items.iter().map(|i| i.key().kind()).collect();
     assert_eq!(kinds, ["repack", "repack", "archive", "retrieve", "retrieve", "retrieve"]);
-    let report = verify(&*legacy, &*target, &VerifyOptions { page: 2, rechecks: 2 }).await.unwrap();
+    let report = verify(legacy.clone(), target.clone(), &VerifyOptions { page: 2, rechecks: 2 }).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.differences);
     assert_eq!(report.items_b, 6);
     assert_eq!(target.repack("V1").await.unwrap(), legacy.repack("V1").await.unwrap());
