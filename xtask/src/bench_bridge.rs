@@ -37,6 +37,7 @@ use tapesched_scheduler::db::{MountInfo, SchedulerDb};
 use tapesched_scheduler::decision::{self, SchedulerConfig};
 use tapesched_testkit::workload::archive_mount;
 
+use crate::cpu_budget::CpuBudget;
 use crate::decision_set::{Arrivals, DecisionSet, DRIVE, LIBRARY, NOW};
 use crate::measure::{busy, cpu_ticks, rate, ratio, Samples};
 
@@ -68,7 +69,8 @@ impl Default for Options {
             sessions: 4,
             claim_batch: 4000,
             decision: DecisionSet::DEFAULT,
-            decision_samples: 100,
+            // A p99 of 100 samples is their second largest: one stall of the machine decides it.
+            decision_samples: 300,
         }
     }
 }
@@ -203,10 +205,16 @@ fn counters(log: &DivergenceLog) -> Value {
             json!({
                 "calls": s.calls, "compared": s.compared, "matched": s.matched, "mismatched": s.mismatched,
                 "ignored": s.ignored, "legacy_errors": s.legacy_errors, "target_errors": s.target_errors,
+                "legacy_mean_ms": mean_ms(&s.legacy_latency), "target_mean_ms": mean_ms(&s.target_latency),
             }),
         );
     }
     json!({"per_operation": out, "divergences": log.divergences().len(), "mismatches": log.mismatches()})
+}
+
+/// The mean of a side's answers to an operation, milliseconds (`None` before the first).
+fn mean_ms(l: &tapesched_bridge::Latency) -> Option<f64> {
+    (l.count > 0).then(|| l.total_micros as f64 / l.count as f64 / 1000.0)
 }
 
 /// What one configuration measured.
@@ -277,21 +285,46 @@ pub async fn run(redis_url: &str, pg_url: &str, ns: Namespaces<'_>, opts: Option
 
     let pg = Config::postgres(postgres(pg_url, ns.postgres_alone, connections).await?);
     let pg_rates = throughput_of(&pg, &opts).await?;
+    let schemas = [ns.dual_write, ns.live];
+    report["queueing_and_claims"] =
+        bridges(redis_url, pg_url, ns.prefix, schemas, &opts, redis_rates, pg_rates, connections).await?;
+    report["backfill_and_verify"] = copy;
 
+    let prefix = format!("{}decision:", ns.prefix);
+    report["shadow_decisions"] =
+        shadow_decisions(redis_url, pg_url, &prefix, ns.decision, opts.decision, opts.decision_samples).await?;
+    Ok(report)
+}
+
+/// The bridge in dual-write and in live, each on empty namespaces of its own (`prefix` + `dual:`
+/// / `live:` on Redis, `schemas` on PostgreSQL), beside the two backends alone's rates: the
+/// `queueing_and_claims` section of the report.
+#[allow(clippy::too_many_arguments)]
+async fn bridges(
+    redis_url: &str,
+    pg_url: &str,
+    prefix: &str,
+    schemas: [&str; 2],
+    opts: &Options,
+    redis_rates: Rates,
+    pg_rates: Rates,
+    connections: u32,
+) -> Result<Value> {
     let mut rows = serde_json::Map::new();
     let slower_queued = redis_rates.queued.min(pg_rates.queued);
     let slower_claimed = redis_rates.claimed.min(pg_rates.claimed);
     let serial_queued = serial(redis_rates.queued, pg_rates.queued);
     let serial_claimed = serial(redis_rates.claimed, pg_rates.claimed);
-    rows.insert(redis.name.into(), redis_rates.json());
-    rows.insert(pg.name.into(), pg_rates.json());
-    for (name, stage, prefix, schema) in [
-        ("bridge dual-write", Stage::DualWrite, "dual:", ns.dual_write),
-        ("bridge live", Stage::Live, "live:", ns.live),
-    ] {
+    rows.insert("objectstore-redis alone".into(), redis_rates.json());
+    rows.insert("postgres alone".into(), pg_rates.json());
+    for ((name, stage, sub), schema) in
+        [("bridge dual-write", Stage::DualWrite, "dual:"), ("bridge live", Stage::Live, "live:")]
+            .into_iter()
+            .zip(schemas)
+    {
         let target = postgres(pg_url, schema, connections).await?;
-        let config = Config::bridge(name, redis_url, format!("{}{prefix}", ns.prefix), target, stage);
-        let rates = throughput_of(&config, &opts).await?;
+        let config = Config::bridge(name, redis_url, format!("{prefix}{sub}"), target, stage);
+        let rates = throughput_of(&config, opts).await?;
         let mut row = rates.json();
         row["ratio_queued_to_slower_alone"] = json!(ratio(rates.queued, slower_queued));
         row["ratio_claimed_to_slower_alone"] = json!(ratio(rates.claimed, slower_claimed));
@@ -300,7 +333,7 @@ pub async fn run(redis_url: &str, pg_url: &str, ns: Namespaces<'_>, opts: Option
         row["comparisons"] = counters(config.log.as_deref().expect("a bridge has a log"));
         rows.insert(name.into(), row);
     }
-    report["queueing_and_claims"] = json!({
+    Ok(json!({
         "requests": opts.requests, "producers": opts.producers, "producer_batch": opts.producer_batch,
         "sessions": opts.sessions, "claim_batch": opts.claim_batch, "pools": POOLS,
         "configurations": rows, "target_ratio": 0.8,
@@ -310,13 +343,80 @@ pub async fn run(redis_url: &str, pg_url: &str, ns: Namespaces<'_>, opts: Option
                  1/(1/redis + 1/postgres), the rate of doing both sides' work in turn, the ceiling of a bridge \
                  when the machine's CPUs (shared by the benchmark and both servers) limit each side alone (see \
                  cpu_busy_*)",
-    });
-    report["backfill_and_verify"] = copy;
+    }))
+}
 
-    let prefix = format!("{}decision:", ns.prefix);
-    report["shadow_decisions"] =
-        shadow_decisions(redis_url, pg_url, &prefix, ns.decision, opts.decision, opts.decision_samples).await?;
-    Ok(report)
+/// Queueing and claims again with the servers apart: a Redis server and a PostgreSQL cluster
+/// started for this run, each in a control group of its own allowed `cores` CPUs
+/// ([`CpuBudget`]), as when each server has a machine of its own and the bridge's processes
+/// others. The same four configurations as the shared run; besides their rates, the share of
+/// scheduler periods in which each server used its whole budget (near 1: that server was the
+/// limit).
+pub async fn apart(opts: &Options, cores: f64) -> Result<Value> {
+    use tapesched_services::{PostgresServer, RedisServer};
+    eprintln!("servers apart: starting a Redis server and a PostgreSQL cluster, each allowed {cores} CPU(s)");
+    /// The servers, then their groups: fields drop in this order (also when the run is
+    /// interrupted), so each group is empty, its server stopped, when it is removed.
+    struct Apart {
+        redis: RedisServer,
+        postgres: PostgresServer,
+        budgets: Vec<CpuBudget>,
+    }
+    let mut apart = Apart { redis: RedisServer::start(false)?, postgres: PostgresServer::start()?, budgets: vec![] };
+    let tag = std::process::id();
+    apart.budgets.push(CpuBudget::new(&format!("tapesched_bench_redis_{tag}"), cores)?);
+    apart.budgets[0].add(&[apart.redis.pid().context("the Redis server is not running")?])?;
+    apart.budgets.push(CpuBudget::new(&format!("tapesched_bench_postgres_{tag}"), cores)?);
+    apart.budgets[1].add(&apart.postgres.pids()?)?;
+    let (redis_budget, pg_budget) = (&apart.budgets[0], &apart.budgets[1]);
+    let (redis_url, pg_url) = (apart.redis.url(), apart.postgres.url());
+    let connections = (opts.producers.max(opts.sessions) + 2) as u32;
+    let mut throttled = serde_json::Map::new();
+    let mut note = |phase: &str, before: [Option<(u64, u64)>; 2], after: [Option<(u64, u64)>; 2]| {
+        let share = |b: Option<(u64, u64)>, a: Option<(u64, u64)>| match (b, a) {
+            (Some(b), Some(a)) if a.0 > b.0 => json!((a.1 - b.1) as f64 / (a.0 - b.0) as f64),
+            _ => Value::Null,
+        };
+        throttled
+            .insert(phase.into(), json!({"redis": share(before[0], after[0]), "postgres": share(before[1], after[1])}));
+    };
+    let periods = || [redis_budget.periods(), pg_budget.periods()];
+
+    let redis = Config::redis(&redis_url, "apart:alone:".into());
+    let p0 = periods();
+    let redis_rates = throughput_of(&redis, opts).await?;
+    note("objectstore-redis alone", p0, periods());
+    let pg = Config::postgres(postgres(&pg_url, "apart_alone", connections).await?);
+    let p0 = periods();
+    let pg_rates = throughput_of(&pg, opts).await?;
+    note("postgres alone", p0, periods());
+    let p0 = periods();
+    let mut section =
+        bridges(&redis_url, &pg_url, "apart:", ["apart_dual", "apart_live"], opts, redis_rates, pg_rates, connections)
+            .await?;
+    note("both bridges", p0, periods());
+    section["cores_per_server"] = json!(cores);
+    section["throttled_share"] = Value::Object(throttled);
+    section["what"] = json!(format!(
+        "as queueing_and_claims, on a Redis server and a PostgreSQL cluster (fsync off) started for this run, each in \
+         a control group allowed {cores} CPU(s) (the benchmark's process is not limited); throttled_share: the share \
+         of scheduler periods in which a server used its whole budget"
+    ));
+    Ok(section)
+}
+
+/// Reads `db`'s whole export in pages of `page` (it must hold `jobs` jobs); the jobs per second.
+async fn export_alone(db: &dyn SchedulerDb, page: usize, jobs: u64) -> Result<f64> {
+    let start = Instant::now();
+    let (mut after, mut exported) = (None, 0u64);
+    loop {
+        let items = db.export_state(after.as_ref(), page).await?;
+        let Some(last) = items.last() else { break };
+        after = Some(last.key());
+        exported += items.iter().map(|i| i.jobs()).sum::<u64>();
+    }
+    ensure!(exported == jobs, "exported {exported} of {jobs} jobs");
+    Ok(rate(exported, start.elapsed()))
 }
 
 /// Backfill of what `legacy` holds (`jobs` jobs) into the new schema `schema`, then verify, with
@@ -329,16 +429,7 @@ async fn backfill_and_verify(legacy: &Config, pg_url: &str, schema: &str, jobs: 
     let page = BackfillOptions::default().page;
 
     eprintln!("substrate: reading {jobs} queued requests from Redis alone (export_state, pages of {page})");
-    let start = Instant::now();
-    let (mut after, mut exported) = (None, 0u64);
-    loop {
-        let items = legacy.export_state(after.as_ref(), page).await?;
-        let Some(last) = items.last() else { break };
-        after = Some(last.key());
-        exported += items.iter().map(|i| i.jobs()).sum::<u64>();
-    }
-    let export_rate = rate(exported, start.elapsed());
-    ensure!(exported == jobs, "exported {exported} of {jobs} jobs");
+    let export_rate = export_alone(legacy.as_ref(), page, jobs).await.context("Redis")?;
 
     eprintln!("backfill: {jobs} queued jobs from Redis to PostgreSQL");
     // Timed whole: the backfill's lock, its checkpoint reads and writes and its end included.
@@ -355,14 +446,25 @@ async fn backfill_and_verify(legacy: &Config, pg_url: &str, schema: &str, jobs: 
     ensure!(copied.complete && copied.progress.jobs == jobs, "backfill copied {} of {jobs} jobs", copied.progress.jobs);
     let backfill_rate = rate(copied.progress.jobs, start.elapsed());
 
+    // Verify reads both sides: each one's export alone, at the verify's page size, bounds it.
+    let verify_page = VerifyOptions::default().page;
+    let mut alone = Vec::new();
+    for (side, db) in [("Redis", legacy.as_ref()), ("PostgreSQL", target.as_ref() as &dyn SchedulerDb)] {
+        eprintln!("substrate: reading the {jobs} jobs from {side} alone (export_state, pages of {verify_page})");
+        alone.push(export_alone(db, verify_page, jobs).await.context(side)?);
+    }
+    let slower_alone = alone.iter().copied().fold(f64::INFINITY, f64::min);
+
     eprintln!("verify: Redis against PostgreSQL in full");
     let start = Instant::now();
-    let verified = tapesched_migrate::verify(legacy.as_ref(), target.as_ref(), &VerifyOptions::default()).await?;
+    let verified = tapesched_migrate::verify(legacy.clone(), target.clone(), &VerifyOptions::default()).await?;
     ensure!(verified.is_clean(), "verify after backfill found differences: {}", verified.summary());
     ensure!(verified.jobs_a == jobs, "verify read {} of {jobs} jobs", verified.jobs_a);
     let verify_rate = rate(verified.jobs_a, start.elapsed());
     eprintln!(
-        "backfill {backfill_rate:.0} jobs/s, verify {verify_rate:.0} jobs/s, export alone {export_rate:.0} jobs/s"
+        "backfill {backfill_rate:.0} jobs/s, verify {verify_rate:.0} jobs/s, export alone {export_rate:.0} jobs/s \
+         (at the verify's page: Redis {:.0}, PostgreSQL {:.0})",
+        alone[0], alone[1]
     );
     Ok(json!({
         "jobs": jobs, "items": copied.progress.items, "page": page,
@@ -371,9 +473,14 @@ async fn backfill_and_verify(legacy: &Config, pg_url: &str, schema: &str, jobs: 
         "substrate_export_alone_jobs_per_s": export_rate,
         "ratio_backfill_to_export": ratio(backfill_rate, export_rate),
         "ratio_verify_to_export": ratio(verify_rate, export_rate),
+        "verify_page": verify_page,
+        "substrate_redis_export_at_verify_page_jobs_per_s": alone[0],
+        "substrate_postgres_export_at_verify_page_jobs_per_s": alone[1],
+        "ratio_verify_to_slower_export": ratio(verify_rate, slower_alone),
         "what": "queued archive requests (one job each) copied from Redis into an empty PostgreSQL schema with \
                  checkpoints in the migration record, then both sides read and compared in full; substrate: the \
-                 same pages read from Redis alone",
+                 same pages read from Redis alone (and, for verify, each side's export alone at its page size: the \
+                 slower one bounds it)",
     }))
 }
 

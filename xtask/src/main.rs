@@ -30,6 +30,7 @@ mod bench_bridge;
 mod bench_objectstore;
 mod bench_postgres;
 mod bench_taped;
+mod cpu_budget;
 mod decision_objectstore;
 mod decision_postgres;
 mod decision_set;
@@ -55,13 +56,17 @@ const HELP: &str =
                                dual-write and live, backfill, verify, shadow decisions
   --quick                      every measured path on a small data set (a smoke test)
   --scale                      the mount decision alone on 10 M queued jobs (not for the bridge)
+  --apart CORES                with --backend bridge: queueing and claims once more on a Redis
+                               server and a PostgreSQL cluster started for the run, each in a
+                               control group allowed CORES CPUs (as servers on machines of their
+                               own; needs root and the cgroup cpu controller)
   --taped                      instead: a simulated day of the tape daemon (100 drives, 1 M files
                                of 2 GB; with --quick 10 drives, 2000 files) on postgres or
                                objectstore-redis: wall time, time split, CPU per file, substrate
 A JSON report goes to stdout, then the README's table rows; progress to stderr.";
 
 fn usage() -> &'static str {
-    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale] [--taped]
+    "usage: cargo xtask bench --backend objectstore-redis|postgres|bridge [--quick | --scale] [--taped] [--apart CORES]
        cargo xtask e2e --help"
 }
 
@@ -114,12 +119,19 @@ fn namespace(prefix: &str) -> String {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let (mut backend, mut size, mut taped) = (None, Size::Default, false);
+    let (mut backend, mut size, mut taped, mut apart) = (None, Size::Default, false, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--backend" => backend = it.next().cloned(),
             "--taped" => taped = true,
+            "--apart" => {
+                let cores = it.next().context("--apart takes a number of CPUs per server (0.5: half a CPU)")?;
+                let cores: f64 = cores.parse().ok().filter(|c: &f64| *c > 0.0 && c.is_finite()).with_context(|| {
+                    format!("--apart {cores:?}: a positive number of CPUs per server is expected (0.5: half a CPU)")
+                })?;
+                apart = Some(cores);
+            }
             "--quick" if size == Size::Default => size = Size::Quick,
             "--scale" if size == Size::Default => size = Size::Scale,
             "--quick" | "--scale" => bail!("--quick and --scale exclude each other; {}", usage()),
@@ -136,6 +148,9 @@ fn bench(args: &[String]) -> Result<()> {
     if taped && (backend == Backend::Bridge || size == Size::Scale) {
         bail!("--taped runs on postgres or objectstore-redis, with --quick or without; {}", usage());
     }
+    if apart.is_some() && (backend != Backend::Bridge || taped) {
+        bail!("--apart measures the bridge's queueing and claims: it goes with --backend bridge only");
+    }
     if backend == Backend::Bridge && size == Size::Scale {
         bail!("--scale measures the mount decision of one backend; the bridge has --quick or the default run");
     }
@@ -146,6 +161,9 @@ fn bench(args: &[String]) -> Result<()> {
         cargo.env("XTASK_BENCH_OPTIMIZED", "1");
         use std::os::unix::process::CommandExt;
         return Err(cargo.exec()).context("cannot run cargo");
+    }
+    if apart.is_some() {
+        cpu_budget::CpuBudget::check().context("--apart cannot hold servers to a CPU budget here")?;
     }
     let build = if cfg!(debug_assertions) { "debug" } else { "release" };
     let start = Instant::now();
@@ -240,7 +258,13 @@ fn bench(args: &[String]) -> Result<()> {
                 Size::Quick => bench_bridge::Options::quick(),
                 _ => bench_bridge::Options::default(),
             };
-            let outcome = until_signal(&runtime, bench_bridge::run(&url, &pg_url, ns, opts));
+            let outcome = until_signal(&runtime, async {
+                let mut report = bench_bridge::run(&url, &pg_url, ns, opts.clone()).await?;
+                if let Some(cores) = apart {
+                    report["servers_apart"] = bench_bridge::apart(&opts, cores).await?;
+                }
+                Ok(report)
+            });
             runtime.shutdown_timeout(std::time::Duration::from_secs(10));
             outcome
         }

@@ -177,10 +177,34 @@ fn mark(ok: bool) -> &'static str {
 /// The bridge's table: each configuration's rates and ratios, backfill and verify, shadow
 /// decisions, each with its target and whether it holds.
 fn bridge(r: &Value) -> String {
-    let q = &r["queueing_and_claims"];
+    let mut out = queueing_and_claims(&r["queueing_and_claims"], "Queueing and claims");
+    let apart = &r["servers_apart"];
+    if apart.is_object() {
+        let t = &apart["throttled_share"];
+        let share = |phase: &str, server: &str| {
+            t[phase][server].as_f64().map(|x| format!("{:.0} %", x * 100.0)).unwrap_or_else(|| "-".into())
+        };
+        let title = format!(
+            "Servers apart (each allowed {} CPU; periods at the budget, Redis / PostgreSQL: alone {} / {}, \
+             bridges {} / {})",
+            f(&apart["cores_per_server"]),
+            share("objectstore-redis alone", "redis"),
+            share("postgres alone", "postgres"),
+            share("both bridges", "redis"),
+            share("both bridges", "postgres"),
+        );
+        out.push('\n');
+        out.push_str(&queueing_and_claims(apart, &title));
+    }
+    out.push_str(&copy_and_shadow(r));
+    out
+}
+
+/// One queueing-and-claims table under `title`.
+fn queueing_and_claims(q: &Value, title: &str) -> String {
     let c = &q["configurations"];
     let mut out = format!(
-        "Queueing and claims ({} requests, {} producers x {} per call; {} sessions, {}-job batches, {} pools; \
+        "{title} ({} requests, {} producers x {} per call; {} sessions, {}-job batches, {} pools; \
          both sides' work one after the other: {} queued /s, {} claimed /s):\n\n\
          | configuration | queued /s | ratio to slower alone / to both in turn | CPU busy | claimed /s \
          | ratio to slower alone / to both in turn | CPU busy | target (ratio to slower alone) |\n\
@@ -215,6 +239,12 @@ fn bridge(r: &Value) -> String {
             pct(&row["cpu_busy_claiming"]),
         ));
     }
+    out
+}
+
+/// Backfill and verify, then the shadow decisions.
+fn copy_and_shadow(r: &Value) -> String {
+    let mut out = String::new();
     let b = &r["backfill_and_verify"];
     let (bf, vf) = (b["backfill_jobs_per_s"].as_f64().unwrap_or(0.0), b["verify_jobs_per_s"].as_f64().unwrap_or(0.0));
     out.push_str(&format!(

@@ -132,6 +132,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -235,6 +240,30 @@ impl PostgresServer {
     /// Its URL (user `postgres`, database `postgres`).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The server's process ids: the postmaster (first line of `postmaster.pid`) and its
+    /// children at the time of the call (the checkpointer, the connections' backends...). The
+    /// processes it starts later are its children too.
+    pub fn pids(&self) -> Result<Vec<u32>> {
+        let file = self.dir.join("data").join("postmaster.pid");
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let main: u32 = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("{}: no process id on its first line", file.display()))?;
+        let mut pids = vec![main];
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            // `/proc/PID/stat`: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(main) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
     }
 }
 
