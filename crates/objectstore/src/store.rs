@@ -172,6 +172,16 @@ pub trait ObjectStore: Send + Sync {
     async fn remove(&self, name: &str, fence: &Lock) -> StoreResult<()>;
     /// Names starting with `prefix`, sorted (tools and tests only).
     async fn list(&self, prefix: &str) -> StoreResult<Vec<String>>;
+    /// [`list`](Self::list) of each of `prefixes`, one sorted list per prefix in their order
+    /// (a name is in the list of every prefix it starts with). Stores whose listing walks every
+    /// name override it to walk them once.
+    async fn list_many(&self, prefixes: &[&str]) -> StoreResult<Vec<Vec<String>>> {
+        let mut out = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            out.push(self.list(p).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// One compare-and-swap of [`ObjectStore::swap_many`].

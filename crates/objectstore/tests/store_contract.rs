@@ -117,6 +117,25 @@ async fn swap_many_answers_each_object_in_order(s: Arc<dyn ObjectStore>) {
     assert_eq!(s.swap_many(&[]).await.unwrap(), Vec::<bool>::new());
 }
 
+async fn list_many_lists_each_prefix_as_list_does(s: Arc<dyn ObjectStore>) {
+    // Names of several kinds, one a prefix of another's ("Ab" and "AbC"), a locked one (its lock
+    // is a key of the store's, not a name) and one with a glob character.
+    for name in ["Ab-2", "Ab-1", "AbC-1", "Ba-1", "Zz*", "Ab-10"] {
+        s.create(name, vec![1]).await.unwrap();
+    }
+    let l = s.lock("Ab-1", LockMode::Exclusive, T).await.unwrap();
+    let prefixes = ["Ab", "AbC", "Ba", "Q", "Zz*"];
+    let many = s.list_many(&prefixes).await.unwrap();
+    let each: Vec<Vec<String>> =
+        futures::future::join_all(prefixes.iter().map(|p| s.list(p))).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(many, each);
+    let ab: Vec<&str> = many[0].iter().map(String::as_str).collect();
+    assert_eq!(ab, ["Ab-1", "Ab-10", "Ab-2", "AbC-1"]);
+    assert_eq!((many[1].len(), many[2].len(), many[3].len(), many[4].len()), (1, 1, 0, 1));
+    s.unlock(&l).await.unwrap();
+    assert_eq!(s.list_many(&[]).await.unwrap(), Vec::<Vec<String>>::new());
+}
+
 fn redis(prefix: &str) -> Arc<RedisStore> {
     let url = tapesched_testkit::redis_url().expect("a Redis server");
     Arc::new(RedisStore::new(RedisSettings::new(url, prefix)).unwrap())
@@ -145,7 +164,8 @@ contract!(
     a_waiter_gets_the_lock_when_it_is_released,
     hostile_names_stay_inside_their_object,
     swap_changes_only_an_unlocked_unchanged_object,
-    swap_many_answers_each_object_in_order
+    swap_many_answers_each_object_in_order,
+    list_many_lists_each_prefix_as_list_does
 );
 
 #[tokio::test]

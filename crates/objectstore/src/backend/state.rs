@@ -2,7 +2,7 @@
 //! by key. Imports and deletions are in `state_import`.
 //!
 //! The store has no ordered index of requests, so an export lists the object names of each kind
-//! (one `SCAN` per prefix), sorts their keys, and reads what a page needs with batched reads. The
+//! (one listing of the store's names: on Redis one `SCAN` walk), sorts their keys, and reads what a page needs with batched reads. The
 //! listing, the queue positions of every transfer queue's pointers and the mount agents' logs are
 //! read once and kept for the pages that follow (a page continuing from the last key of the
 //! previous one reuses them): items created since are in no listing, which is what a resumed
@@ -62,12 +62,12 @@ impl ObjectstoreDb {
         let (keys, start, places) = match cached {
             Some(c) => c,
             None => {
-                let keys = Arc::new(self.list_keys().await?);
+                let (keys, agents) = self.list_keys().await?;
                 let start = match after {
                     Some(a) => keys.partition_point(|(k, _)| k <= a),
                     None => 0,
                 };
-                (keys, start, Arc::new(self.places().await?))
+                (Arc::new(keys), start, Arc::new(self.places(&agents).await?))
             }
         };
         let end = (start + limit).min(keys.len());
@@ -104,23 +104,32 @@ impl ObjectstoreDb {
             .collect();
         named.sort();
         named.dedup();
-        let places = self.places().await?;
+        let agents = self.objs.store().list("Agent-mount-").await.map_err(store_error)?;
+        let places = self.places(&agents).await?;
         self.read_items(&named, &places).await
     }
 
     pub(super) async fn state_len_op(&self) -> Result<u64> {
         self.ready().await?;
-        Ok(self.list_keys().await?.len() as u64)
+        Ok(self.list_keys().await?.0.len() as u64)
     }
 
-    /// Every key of the state, sorted, with its object name.
-    async fn list_keys(&self) -> Result<Vec<(StateKey, String)>> {
-        let store = self.objs.store();
+    /// Every key of the state, sorted, with its object name, and the names of the mount agents
+    /// (for [`Self::places`]): one listing of the store's names.
+    async fn list_keys(&self) -> Result<(Vec<(StateKey, String)>, Vec<String>)> {
+        const PREFIXES: [&str; 4] = ["Agent-mount-", "ArchiveRequest-", "RepackArchiveRequest-", "RetrieveRequest-"];
+        let [agents, archives, repack_archives, retrieves]: [Vec<String>; 4] = self
+            .objs
+            .store()
+            .list_many(&PREFIXES)
+            .await
+            .map_err(store_error)?
+            .try_into()
+            .map_err(|_| Error::internal("the store listed another number of prefixes than asked"))?;
         let mut keys: Vec<(StateKey, String)> = Vec::new();
-        let list = |prefix: &'static str| async move { store.list(prefix).await.map_err(store_error) };
-        for name in list("Agent-mount-").await? {
-            if let Some(m) = mount_of_agent(&name) {
-                keys.push((StateKey::Mount(m), name));
+        for name in &agents {
+            if let Some(m) = mount_of_agent(name) {
+                keys.push((StateKey::Mount(m), name.clone()));
             }
         }
         let index = self.objs.read::<RepackIndex>(REPACK_INDEX).await?.unwrap_or_default();
@@ -128,17 +137,17 @@ impl ObjectstoreDb {
             let name = repack_name(&vid);
             keys.push((StateKey::Repack(vid), name));
         }
-        for name in list("ArchiveRequest-").await? {
+        for name in archives {
             if let Some(a) = name.strip_prefix("ArchiveRequest-").and_then(|s| s.parse().ok()) {
                 keys.push((StateKey::Archive(a), name));
             }
         }
-        for name in list("RepackArchiveRequest-").await? {
+        for name in repack_archives {
             if let Some(s) = name.strip_prefix("RepackArchiveRequest-").and_then(|s| s.parse().ok()) {
                 keys.push((StateKey::RepackArchive(s), name));
             }
         }
-        for name in list("RetrieveRequest-").await? {
+        for name in retrieves {
             if let Some(r) = name.strip_prefix("RetrieveRequest-").and_then(|s| s.parse().ok()) {
                 keys.push((StateKey::Retrieve(r), name));
             }
@@ -148,11 +157,12 @@ impl ObjectstoreDb {
         }
         keys.sort();
         keys.dedup_by(|a, b| a.0 == b.0);
-        Ok(keys)
+        Ok((keys, agents))
     }
 
-    /// Queue positions of every transfer queue, the mount agents' logs and the repacks' passes.
-    async fn places(&self) -> Result<Places> {
+    /// Queue positions of every transfer queue, the logs of the mount agents `agents` and the
+    /// repacks' passes.
+    async fn places(&self, agents: &[String]) -> Result<Places> {
         let mut places = Places::default();
         let kinds =
             [QueueKind::ArchiveToTransferForUser, QueueKind::ArchiveToTransferForRepack, QueueKind::RetrieveToTransfer];
@@ -169,8 +179,7 @@ impl ObjectstoreDb {
                 }
             }
         }
-        let agents: Vec<String> = self.objs.store().list("Agent-mount-").await.map_err(store_error)?;
-        for (name, agent) in agents.iter().zip(self.objs.read_many::<Agent>(&agents).await?) {
+        for (name, agent) in agents.iter().zip(self.objs.read_many::<Agent>(agents).await?) {
             let (Some(m), Some(agent)) = (mount_of_agent(name), agent) else { continue };
             for (i, owned) in agent.owned.into_iter().enumerate() {
                 places.held.insert(owned, (m, i as i64));
