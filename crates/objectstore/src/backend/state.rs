@@ -2,15 +2,15 @@
 //! by key. Imports and deletions are in `state_import`.
 //!
 //! The store has no ordered index of requests, so an export lists the object names of each kind
-//! (one listing of the store's names: on Redis one `SCAN` walk), sorts their keys, and reads what a page needs with batched reads. The
-//! listing, the queue positions of every transfer queue's pointers and the mount agents' logs are
-//! read once and kept for the pages that follow (a page continuing from the last key of the
-//! previous one reuses them): items created since are in no listing, which is what a resumed
-//! backfill (the target receives them from dual-write) and a verifier (which re-checks every
-//! difference) expect. A job's place comes from its owner record: a transfer queue (queued, at
-//! its pointer's position), a mount's agent (held, in the order of the agent's log), anything
-//! else by its status. A repack subrequest whose expansion pass its repack never committed is
-//! not part of the state.
+//! (one listing of the store's names: on Redis one `SCAN` walk), sorts their keys, and reads what a
+//! page needs with batched reads. The listing, the queue positions of every transfer queue's
+//! pointers and the mount agents' logs are read once and kept for the pages that follow (a page
+//! continuing from the last key of the previous one reuses them): items created since are in no
+//! listing, which is what a resumed backfill (the target receives them from dual-write) and a
+//! verifier (which re-checks every difference) expect. A job's place comes from its owner record: a
+//! transfer queue (queued, at its pointer's position), a mount's agent (held, in the order of the
+//! agent's log), anything else by its status. A repack subrequest whose expansion pass its repack
+//! never committed is not part of the state.
 
 use std::collections::HashMap;
 
