@@ -210,26 +210,17 @@ pub async fn scan(a: Arc<dyn SchedulerDb>, b: Arc<dyn SchedulerDb>, page: usize)
     let (tx_a, rx_a) = mpsc::channel(PAGES_AHEAD);
     let (tx_b, rx_b) = mpsc::channel(PAGES_AHEAD);
     let mut scan = Scan { started: Some(Instant::now()), ..Scan::default() };
-    let mut feeds = AbortOnDrop(vec![tokio::spawn(feed(a, page, tx_a)), tokio::spawn(feed(b, page, tx_b))]);
-    // The merge owns the receivers: once it returns, a feed's next send fails and it stops; one
-    // still reading is stopped here (an error, or this scan dropped, ends the reading at once).
+    // The set aborts the feeds when dropped: an error, or this scan dropped, ends the reading at
+    // once. The merge owns the receivers: once it returns, a feed's next send fails and it stops.
+    let mut feeds = tokio::task::JoinSet::new();
+    feeds.spawn(feed(a, page, tx_a));
+    feeds.spawn(feed(b, page, tx_b));
     merge(rx_a, rx_b, &mut scan).await?;
     // Both sides ended: a feed that panicked ended its side early, which is no end of its export.
-    for feed in std::mem::take(&mut feeds.0) {
-        feed.await.map_err(|e| Error::internal(format!("verify: a side's reading failed: {e}")))?;
+    while let Some(done) = feeds.join_next().await {
+        done.map_err(|e| Error::internal(format!("verify: a side's reading failed: {e}")))?;
     }
     Ok(scan)
-}
-
-/// Aborts the feeds' tasks when dropped.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
 }
 
 /// Merges the two feeds' items in key order into `scan` until both have ended.

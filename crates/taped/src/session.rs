@@ -345,10 +345,10 @@ impl DriveSession {
     ///
     /// A step that fails (the backend or the catalogue did not answer) returns the error and
     /// leaves the drive to probe again after `idle_ms` (a drive going Down stays Down, a draining
-    /// drive stops without retrying): the mount
-    /// it held, if any, leaves the daemon's heartbeat and is marked abandoned
-    /// (`SchedulerDb::abandon_mount`, when the backend answers), so that the collector hands its
-    /// jobs back as it does a killed daemon's; the probe takes out a cartridge left in the drive.
+    /// drive stops without retrying): the mount it held, if any, leaves the daemon's heartbeat and
+    /// is marked abandoned (`SchedulerDb::abandon_mount`, when the backend answers), so that the
+    /// collector hands its jobs back as it does a killed daemon's; the probe takes out a
+    /// cartridge left in the drive.
     pub async fn step_until(&mut self, sh: &Shared, horizon_ms: i64) -> Result<()> {
         let r = self.step_inner(sh, horizon_ms).await;
         if r.is_err() {
