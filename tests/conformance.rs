@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tapesched_scheduler::catalogue::{Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile};
+use tapesched_scheduler::catalogue::{Catalogue, CatalogueEdit, NewTapeFile};
 use tapesched_scheduler::db::{JobKind, MountJob, Outcome, ReportFilter};
 use tapesched_scheduler::decision::SchedulerConfig;
 use tapesched_scheduler::repack::{RepackCounters, RepackStatus, RepackType, RepackUpdate};
@@ -15,6 +15,7 @@ use tapesched_scheduler::scheduler::{
 };
 use tapesched_scheduler::types::*;
 use tapesched_scheduler::ErrorKind;
+use tapesched_testkit::catalogue::{BeforeApply, HookedCatalogue};
 use tapesched_tests::{Fixture, T0};
 
 fn archive(id: u64, sc: &str, size: u64) -> ArchiveSubmission {
@@ -465,50 +466,22 @@ async fn a_retrieve_batch_queues_as_one_call_each(f: Fixture) {
     f.scheduler.end_mount(s).await.unwrap();
 }
 
-/// A catalogue shared with another cleanup pass that finalises `vid` between this pass's snapshot
-/// and its write (it applies the same edit first), as a second process would.
+/// Another cleanup pass that finalises `vid` between this pass's snapshot and its write (it
+/// applies the same edit first), as a second process would: a [`HookedCatalogue`]'s hook.
 struct RacedBy {
-    inner: Arc<dyn Catalogue>,
     vid: &'static str,
     raced: AtomicBool,
 }
 
 #[async_trait]
-impl Catalogue for RacedBy {
-    async fn snapshot(&self) -> tapesched_scheduler::Result<Arc<CatalogueSnapshot>> {
-        self.inner.snapshot().await
-    }
-    async fn apply(&self, edit: CatalogueEdit) -> tapesched_scheduler::Result<()> {
-        if let CatalogueEdit::SetTapeState { vid, expected: Some(_), .. } = &edit {
+impl BeforeApply for RacedBy {
+    async fn before_apply(&self, inner: &dyn Catalogue, edit: &CatalogueEdit) -> tapesched_scheduler::Result<()> {
+        if let CatalogueEdit::SetTapeState { vid, expected: Some(_), .. } = edit {
             if vid == self.vid && !self.raced.swap(true, Ordering::SeqCst) {
-                self.inner.apply(edit.clone()).await?;
+                inner.apply(edit.clone()).await?;
             }
         }
-        self.inner.apply(edit).await
-    }
-    async fn archive_file(&self, id: u64) -> tapesched_scheduler::Result<Option<ArchiveFile>> {
-        self.inner.archive_file(id).await
-    }
-    async fn reserve_archive_file_id(&self, requested: Option<u64>) -> tapesched_scheduler::Result<u64> {
-        self.inner.reserve_archive_file_id(requested).await
-    }
-    async fn next_request_id(&self) -> tapesched_scheduler::Result<u64> {
-        self.inner.next_request_id().await
-    }
-    async fn next_request_ids(&self, n: u64) -> tapesched_scheduler::Result<Vec<u64>> {
-        self.inner.next_request_ids(n).await
-    }
-    async fn record_tape_file(&self, file: NewTapeFile) -> tapesched_scheduler::Result<TapeFile> {
-        self.inner.record_tape_file(file).await
-    }
-    async fn record_tape_files(&self, files: Vec<NewTapeFile>) -> tapesched_scheduler::Result<Vec<TapeFile>> {
-        self.inner.record_tape_files(files).await
-    }
-    async fn tape_files(&self, vid: &str, after: u64, limit: u64) -> tapesched_scheduler::Result<Vec<ArchiveFile>> {
-        self.inner.tape_files(vid, after, limit).await
-    }
-    async fn tape_copy_classes(&self, vid: &str) -> tapesched_scheduler::Result<Vec<(String, u32)>> {
-        self.inner.tape_copy_classes(vid).await
+        Ok(())
     }
 }
 
@@ -522,10 +495,13 @@ async fn a_cleanup_pass_raced_by_another_goes_on(f: Fixture) {
         let change = f.scheduler.change_tape_state(vid, state, Some("leaving"), StateChangeMode::All).await.unwrap();
         assert!(change.state.is_pending(), "{vid}: {change:?}");
     }
-    let raced = Arc::new(RacedBy { inner: f.scheduler.catalogue().clone(), vid: "T2", raced: AtomicBool::new(false) });
+    let raced = Arc::new(HookedCatalogue {
+        inner: f.scheduler.catalogue().clone(),
+        hook: RacedBy { vid: "T2", raced: AtomicBool::new(false) },
+    });
     let second = Scheduler::new(f.db.clone(), raced.clone(), f.clock.clone(), SchedulerConfig::default());
     assert_eq!(second.cleanup_queues().await.unwrap(), vec!["T3".to_string()], "T2 was the other pass's");
-    assert!(raced.raced.load(Ordering::SeqCst), "the other pass finalised T2 first");
+    assert!(raced.hook.raced.load(Ordering::SeqCst), "the other pass finalised T2 first");
     let snap = f.scheduler.catalogue().snapshot().await.unwrap();
     assert_eq!((snap.tapes["T2"].state, snap.tapes["T3"].state), (TapeState::Repacking, TapeState::Broken));
     assert!(f.scheduler.cleanup_queues().await.unwrap().is_empty(), "nothing left to finalise");

@@ -13,20 +13,21 @@ use common::*;
 use tapesched_backends::Backend;
 use tapesched_library::sim::Fault;
 use tapesched_library::Library;
-use tapesched_scheduler::catalogue::{Catalogue, CatalogueEdit, CatalogueSnapshot, NewTapeFile};
+use tapesched_scheduler::catalogue::{Catalogue, CatalogueEdit};
 use tapesched_scheduler::scheduler::Scheduler;
-use tapesched_scheduler::types::{ArchiveFile, DriveStatus, TapeFile};
+use tapesched_scheduler::types::DriveStatus;
 use tapesched_scheduler::{Error, Result};
 use tapesched_taped::daemon::RunEnd;
 use tapesched_taped::pace::Pacer;
 use tapesched_taped::session::Timeline;
 use tapesched_taped::workload::DiskSide;
 use tapesched_taped::Daemon;
+use tapesched_testkit::catalogue::{BeforeApply, HookedCatalogue};
 
-/// A catalogue that records the drive statuses written to it and refuses the next write of
-/// status `fail_on` once armed.
+/// Records the drive statuses written to the catalogue and refuses the next write of status
+/// `fail_on` once armed: a [`HookedCatalogue`]'s hook.
+#[derive(Default)]
 struct Recording {
-    inner: Arc<dyn Catalogue>,
     statuses: Mutex<Vec<(String, DriveStatus, Option<String>)>>,
     fail_on: Mutex<Option<DriveStatus>>,
 }
@@ -45,12 +46,9 @@ impl Recording {
 }
 
 #[async_trait]
-impl Catalogue for Recording {
-    async fn snapshot(&self) -> Result<Arc<CatalogueSnapshot>> {
-        self.inner.snapshot().await
-    }
-    async fn apply(&self, edit: CatalogueEdit) -> Result<()> {
-        if let CatalogueEdit::SetDrive(state) = &edit {
+impl BeforeApply for Recording {
+    async fn before_apply(&self, _inner: &dyn Catalogue, edit: &CatalogueEdit) -> Result<()> {
+        if let CatalogueEdit::SetDrive(state) = edit {
             let mut fail = self.fail_on.lock().unwrap();
             if *fail == Some(state.status) {
                 *fail = None;
@@ -58,45 +56,20 @@ impl Catalogue for Recording {
             }
             self.statuses.lock().unwrap().push((state.name.clone(), state.status, state.reason.clone()));
         }
-        self.inner.apply(edit).await
-    }
-    async fn archive_file(&self, archive_file_id: u64) -> Result<Option<ArchiveFile>> {
-        self.inner.archive_file(archive_file_id).await
-    }
-    async fn reserve_archive_file_id(&self, requested: Option<u64>) -> Result<u64> {
-        self.inner.reserve_archive_file_id(requested).await
-    }
-    async fn next_request_id(&self) -> Result<u64> {
-        self.inner.next_request_id().await
-    }
-    async fn record_tape_file(&self, file: NewTapeFile) -> Result<TapeFile> {
-        self.inner.record_tape_file(file).await
-    }
-    async fn record_tape_files(&self, files: Vec<NewTapeFile>) -> Result<Vec<TapeFile>> {
-        self.inner.record_tape_files(files).await
-    }
-    async fn next_request_ids(&self, n: u64) -> Result<Vec<u64>> {
-        self.inner.next_request_ids(n).await
-    }
-    async fn tape_files(&self, vid: &str, after_fseq: u64, limit: u64) -> Result<Vec<ArchiveFile>> {
-        self.inner.tape_files(vid, after_fseq, limit).await
-    }
-    async fn tape_copy_classes(&self, vid: &str) -> Result<Vec<(String, u32)>> {
-        self.inner.tape_copy_classes(vid).await
+        Ok(())
     }
 }
 
+/// The catalogue the recorded daemon's scheduler writes through.
+type Recorded = HookedCatalogue<Recording>;
+
 /// A daemon of one drive (ULT11 of `compat/mhvtl/lto9`) on PostgreSQL whose scheduler writes
-/// through a [`Recording`] catalogue; its events collected.
-async fn recorded_daemon() -> (Daemon, Arc<Scheduler>, Arc<Recording>, tapesched_backends::OpenBackend, Events) {
+/// through a [`Recorded`] catalogue; its events collected.
+async fn recorded_daemon() -> (Daemon, Arc<Scheduler>, Arc<Recorded>, tapesched_backends::OpenBackend, Events) {
     let text = config_text("compat/mhvtl/lto9", 10, "compat/taped/lto9.yml", &["ULT11"], "");
     let (built, open, events) = daemon(Backend::Postgres, &text).await;
     let sim = built.sim.clone().unwrap();
-    let rec = Arc::new(Recording {
-        inner: built.scheduler.catalogue().clone(),
-        statuses: Mutex::new(Vec::new()),
-        fail_on: Mutex::new(None),
-    });
+    let rec = Arc::new(HookedCatalogue { inner: built.scheduler.catalogue().clone(), hook: Recording::default() });
     let s =
         Arc::new(Scheduler::new(open.db.clone(), rec.clone(), sim.clock().clone(), built.scheduler.config().clone()));
     let shared = sim_shared(s.clone(), &sim, built.daemon.shared().barcodes.clone());
@@ -116,7 +89,7 @@ async fn the_register_sees_each_status_of_a_mount_and_of_a_drive_error() {
     queue_archives(&s, "sc_pool_a", &[10_000_000_000; 10], |_| None).await;
     d.run_until(START * 1000 + 2 * HOUR_MS, None).await.unwrap();
     use DriveStatus::*;
-    assert_eq!(rec.of("ULT11"), vec![Probing, Up, Starting, Mounting, Transferring, Unloading, Up]);
+    assert_eq!(rec.hook.of("ULT11"), vec![Probing, Up, Starting, Mounting, Transferring, Unloading, Up]);
     assert_eq!(d.summary().total().archived, 10);
 
     queue_archives(&s, "sc_pool_a", &[10_000_000_000; 10], |_| None).await;
@@ -133,11 +106,11 @@ async fn the_register_sees_each_status_of_a_mount_and_of_a_drive_error() {
     sim.inject(Fault::DriveError { drive: "ULT11".into(), message: "write error: medium error 3/0C00".into() })
         .unwrap();
     d.run_until(START * 1000 + 6 * HOUR_MS, None).await.unwrap();
-    let after: Vec<DriveStatus> = rec.of("ULT11").into_iter().skip(7).collect();
+    let after: Vec<DriveStatus> = rec.hook.of("ULT11").into_iter().skip(7).collect();
     assert_eq!(&after[..3], &[Starting, Mounting, Transferring], "{after:?}");
     // Ending the failed mount keeps the drive CleaningUp: it is never shown Up before Down.
     assert_eq!(&after[3..], &[CleaningUp, Down], "{after:?}");
-    let last = rec.statuses.lock().unwrap().last().cloned().unwrap();
+    let last = rec.hook.statuses.lock().unwrap().last().cloned().unwrap();
     assert!(last.2.as_deref().unwrap_or_default().contains("medium error 3/0C00"), "{last:?}");
     open.close().await;
 }
@@ -159,7 +132,7 @@ async fn each_archived_once_and_shut_down(d: &Daemon, s: &Scheduler, ids: &[u64]
 async fn a_failed_step_hands_its_mount_to_the_collector_and_the_drive_goes_on() {
     let (mut d, s, rec, open, events) = recorded_daemon().await;
     let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 40], |_| None).await;
-    *rec.fail_on.lock().unwrap() = Some(DriveStatus::Transferring);
+    *rec.hook.fail_on.lock().unwrap() = Some(DriveStatus::Transferring);
     let e = d.run_until(START * 1000 + 600_000, None).await.unwrap_err();
     assert!(e.to_string().contains("catalogue unreachable"), "{e}");
     assert!(d.shared().mounts.held().is_empty(), "the failed mount is no longer beaten");
@@ -192,7 +165,7 @@ async fn a_failed_step_hands_its_mount_to_the_collector_and_the_drive_goes_on() 
 async fn a_failed_step_on_the_scaled_clock_is_said_and_the_run_goes_on() {
     let (mut d, s, rec, open, events) = recorded_daemon().await;
     let ids = queue_archives(&s, "sc_pool_a", &[10_000_000_000; 40], |_| None).await;
-    *rec.fail_on.lock().unwrap() = Some(DriveStatus::Transferring);
+    *rec.hook.fail_on.lock().unwrap() = Some(DriveStatus::Transferring);
     let (pacer, mut rx) = JumpPacer::new(START * 1000, 0, START * 1000 + 600_000);
     assert_eq!(d.run_paced(&*pacer, &mut rx).await, RunEnd::Cancelled, "the run ends only when cancelled");
     let lines = events.lock().unwrap().clone();
@@ -229,14 +202,14 @@ async fn a_step_failed_while_draining_stops_the_drive() {
     let (mut d, s, rec, open, events) = recorded_daemon().await;
     queue_archives(&s, "sc_pool_a", &[10_000_000_000; 4], |_| None).await;
     d.run_until(START * 1000 + HOUR_MS, None).await.unwrap();
-    *rec.fail_on.lock().unwrap() = Some(DriveStatus::Shutdown);
-    let before = rec.of("ULT11").len();
+    *rec.hook.fail_on.lock().unwrap() = Some(DriveStatus::Shutdown);
+    let before = rec.hook.of("ULT11").len();
     let (drain, _rx) = JumpPacer::new(START * 1000 + HOUR_MS, 0, i64::MAX);
     d.drain_paced(&*drain).await;
     assert!(d.drives()[0].finished(), "the drive stopped");
     let lines = events.lock().unwrap().clone();
     assert!(lines.iter().any(|l| l.contains("ULT11 stopped: a step failed while draining")), "{lines:#?}");
-    let after = rec.of("ULT11")[before..].to_vec();
+    let after = rec.hook.of("ULT11")[before..].to_vec();
     assert!(!after.contains(&DriveStatus::Probing), "no probe after the failure: {after:?}");
     open.close().await;
 }

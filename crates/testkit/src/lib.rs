@@ -3,12 +3,14 @@
 //! - the servers and the service finder of `tapesched-services`, re-exported (tests call
 //!   `tapesched_testkit::postgres_url()`, `RedisServer::start`, `unique_name`, ...);
 //! - [`SeededRng`], for tests (and the end-to-end workloads) that replay the same random choices;
-//! - [`workload`]: the request and mount builders and the outage-riding producer.
+//! - [`workload`]: the request and mount builders and the outage-riding producer;
+//! - [`catalogue`]: a catalogue wrapper that runs a test's hook before each edit.
 
 #![warn(missing_docs)]
 
 pub use tapesched_services::*;
 
+pub mod catalogue;
 pub mod workload;
 
 /// A seeded pseudo-random generator (splitmix64) for tests that must replay the same choices:

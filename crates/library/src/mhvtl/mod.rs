@@ -2,8 +2,9 @@
 //! same tools an operator uses.
 //!
 //! * Discovery ([`MhvtlLibrary::discover`]): the first medium changer (`mediumx`) of `lsscsi -g`
-//!   (or of sysfs's SCSI devices where `lsscsi` is not installed) and, as its drives, the `tape` devices on the same SCSI host and channel in lsscsi order —
-//!   drive ordinal `i` (mtx's data transfer element `i`) is the `i`-th of them, the assumption
+//!   (or of sysfs's SCSI devices where `lsscsi` is not installed) and, as its drives, the `tape`
+//!   devices on the same SCSI host and channel in lsscsi order — drive ordinal `i` (mtx's data
+//!   transfer element `i`) is the `i`-th of them, the assumption
 //!   CTA's CI scripts make too. A drive is named by its non-rewinding node (`nst0`).
 //! * The robot: `mtx -f /dev/sgN status | load <slot> <drive> | unload <slot> <drive> | transfer`.
 //! * The drives: `mt -f /dev/nstN status | tell | asf <n> | eod | load | offline`, and files are
